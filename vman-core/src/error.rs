@@ -1,0 +1,174 @@
+//! The one error type of vman, and the stable kinds both façades map.
+//!
+//! Every fallible call in vman-core returns [`Error`]. Callers that need to
+//! react programmatically match on [`Error::kind`]; the C façade turns each
+//! [`ErrorKind`] into a numbered status code and the Python façade into an
+//! exception class. Messages are short and sentence-case; the cause (an
+//! `io::Error`, SQLite's error, QEMU's stderr) travels in `source()`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong, in terms a caller can act on.
+///
+/// New kinds may be added; both façades match this exhaustively so a new kind
+/// cannot be forgotten in one language.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An argument was malformed or out of range; nothing was changed.
+    InvalidArgument,
+    /// The named template, network, VM or allocation does not exist.
+    NotFound,
+    /// An object with that name, VLAN id, address or MAC already exists.
+    AlreadyExists,
+    /// The object is still used by another and cannot be deleted.
+    InUse,
+    /// A network has no free address left.
+    Exhausted,
+    /// The operation is not allowed in the object's current state.
+    InvalidState,
+    /// The caller lacks a privilege the operation needs.
+    PermissionDenied,
+    /// The host cannot do this (missing kernel feature or program).
+    Unsupported,
+    /// A wait ran out of time.
+    Timeout,
+    /// An operating-system call failed.
+    Io,
+    /// The state database failed or is corrupt.
+    Database,
+    /// QEMU refused or failed an operation.
+    Qemu,
+    /// A bug in vman; please report it.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable lower-case identifier, used in logs and by the façades' tests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::InUse => "in_use",
+            ErrorKind::Exhausted => "exhausted",
+            ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Io => "io",
+            ErrorKind::Database => "database",
+            ErrorKind::Qemu => "qemu",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from vman-core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A caller-supplied value was rejected; `what` names the field.
+    #[error("Invalid {what}: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+
+    #[error("No {kind} named {name:?}")]
+    NotFound { kind: &'static str, name: String },
+
+    #[error("A {kind} with {field} {value:?} already exists")]
+    AlreadyExists { kind: &'static str, field: &'static str, value: String },
+
+    #[error("{kind} {name:?} is in use by {user}")]
+    InUse { kind: &'static str, name: String, user: String },
+
+    #[error("Network {network:?} has no free address")]
+    Exhausted { network: String },
+
+    #[error("VM {vm:?} cannot go from {from} to {to}")]
+    InvalidTransition { vm: String, from: crate::VmState, to: crate::VmState },
+
+    #[error("VM {vm:?} is {state}; {action} needs {needs}")]
+    InvalidState { vm: String, state: crate::VmState, action: &'static str, needs: &'static str },
+
+    #[error("Permission denied: {what}")]
+    PermissionDenied { what: String, #[source] source: Option<io::Error> },
+
+    #[error("Unsupported on this host: {what}")]
+    Unsupported { what: String },
+
+    #[error("Timed out after {waited_ms} ms waiting for {what}")]
+    Timeout { what: String, waited_ms: u64 },
+
+    #[error("Cannot {action} {}", path.display())]
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+
+    #[error("State database error")]
+    Database(#[source] rusqlite::Error),
+
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The kind of failure, for callers and façades to branch on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::InUse { .. } => ErrorKind::InUse,
+            Error::Exhausted { .. } => ErrorKind::Exhausted,
+            Error::InvalidTransition { .. } | Error::InvalidState { .. } => ErrorKind::InvalidState,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Io { source, .. } if is_permission(source) => ErrorKind::PermissionDenied,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Database(_) => ErrorKind::Database,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The whole message with every cause, `: `-joined, as C and Python show it.
+    pub fn full_message(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument { what, reason: reason.into() }
+    }
+
+    pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Error {
+        Error::NotFound { kind, name: name.into() }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { action, path: path.into(), source }
+    }
+}
+
+fn is_permission(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Database(e)
+    }
+}
+
+/// Shorthand used throughout vman-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,75 @@
+//! The event history: every mutation appends one, in the same transaction.
+
+use serde::Serialize;
+
+/// What kind of object an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Template,
+    Network,
+    Vm,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Template => "template",
+            ObjectKind::Network => "network",
+            ObjectKind::Vm => "vm",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<ObjectKind> {
+        [ObjectKind::Template, ObjectKind::Network, ObjectKind::Vm].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One entry of the history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Increases with every event in a store.
+    pub id: i64,
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    pub object_kind: ObjectKind,
+    /// The template's or network's numeric id as text, or the VM's UUID.
+    pub object_id: String,
+    pub object_name: String,
+    /// `created`, `deleted`, `state_changed`, …
+    pub action: String,
+    /// Action-specific facts, as a JSON object.
+    pub details: serde_json::Value,
+    /// The OS user and process that made the change.
+    pub os_user: String,
+    pub pid: u32,
+}
+
+/// Who is acting: resolved once per manager, recorded on every event.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub os_user: String,
+    pub pid: u32,
+}
+
+impl Actor {
+    pub fn current() -> Actor {
+        let uid = nix::unistd::getuid();
+        let os_user = match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => user.name,
+            // No passwd entry (containers): the number is still the truth.
+            _ => uid.to_string(),
+        };
+        Actor { os_user, pid: std::process::id() }
+    }
+}
+
+/// An event about to be written.
+#[derive(Debug)]
+pub(crate) struct NewEvent<'a> {
+    pub object_kind: ObjectKind,
+    pub object_id: &'a str,
+    pub object_name: &'a str,
+    pub action: &'a str,
+    pub details: serde_json::Value,
+}

@@ -1,0 +1,60 @@
+//! vman: an embeddable virtual-machine manager.
+//!
+//! Open a state directory with [`Manager::open`], then define size
+//! [templates](TemplateSpec), VLAN [networks](NetworkSpec) with automatic IP
+//! allocation, and [VMs](VmSpec). All state lives in one SQLite database in
+//! the state directory, shared safely by threads and processes.
+//!
+//! ```
+//! use vman_core::{Manager, OpenOptions, TemplateSpec, NetworkSpec, VmSpec, NicSpec};
+//!
+//! # fn main() -> vman_core::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let vman = Manager::open(dir.path(), &OpenOptions::default())?;
+//! vman.create_template(&TemplateSpec::new("small", 1, 512, 10))?;
+//! vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24"))?;
+//! let vm = vman.create_vm(
+//!     &VmSpec::new("web1", "small").nic("lan").with_nic(NicSpec::on("lan").ip("10.100.0.50")),
+//! )?;
+//! assert_eq!(vm.nics[0].ip.to_string(), "10.100.0.2"); // first free after the gateway
+//! assert_eq!(vm.nics[1].ip.to_string(), "10.100.0.50");
+//! vman.delete_vm("web1")?; // releases both addresses
+//! assert!(vman.allocations("lan")?.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod convert;
+mod error;
+mod event;
+mod mac;
+mod manager;
+mod name;
+mod network;
+mod state;
+mod store;
+mod template;
+mod vm;
+
+pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, ObjectKind};
+pub use mac::MacAddr;
+pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions};
+pub use name::{MAX_NAME_LEN, validate_name};
+pub use network::{AddrRange, Network, NetworkSpec};
+pub use state::VmState;
+pub use template::{Template, TemplateSpec};
+pub use vm::{Allocation, MAX_NICS, Nic, NicSpec, Vm, VmFilter, VmSpec};
+
+/// vman's version, the same in the C header and the Python package.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn manager_is_send_and_sync() {
+        assert_send_sync::<super::Manager>();
+    }
+}

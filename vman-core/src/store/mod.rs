@@ -1,0 +1,152 @@
+//! The state store: one SQLite database per state directory.
+//!
+//! All SQL of vman lives below this module, so the same scheme can later run
+//! against a replicated database. Every mutation runs in one `BEGIN IMMEDIATE`
+//! transaction: the write lock is taken up front, so a check-then-write (is the
+//! name free? which address is next?) cannot race another thread or process,
+//! and a crash leaves either all of it or none.
+
+mod events;
+mod ipam;
+mod networks;
+mod schema;
+mod templates;
+mod vms;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+pub(crate) use events::{history_of, insert_event, recent_events};
+pub(crate) use ipam::{allocate, allocations, release};
+pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
+pub(crate) use templates::{delete_template, insert_template, list_templates, template_by_name};
+pub(crate) use vms::{
+    insert_nic, insert_vm, list_vms, mac_in_use, set_state, soft_delete_vm, vm_by_id, vm_by_name,
+    vm_id_any,
+};
+
+/// The database file inside a state directory.
+pub const DB_FILE: &str = "vman.db";
+
+pub(crate) struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the database and brings its schema up to date.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Store> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        // The busy timeout first: every later statement may meet another
+        // process's lock, including the switch to WAL on a fresh file.
+        conn.busy_timeout(busy_timeout)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Internal(format!("SQLite refused WAL mode (got {mode})")));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction; commits on `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction, so it sees one consistent snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+
+    #[allow(dead_code)]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Applies each pending migration in its own immediate transaction. The
+/// version is re-read under the write lock, so processes opening a fresh
+/// directory at the same moment apply each migration exactly once.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    for (index, sql) in schema::MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if current > schema::MIGRATIONS.len() as i64 {
+            return Err(Error::Unsupported {
+                what: format!("state database schema version {current} is newer than this vman ({})", schema::MIGRATIONS.len()),
+            });
+        }
+        if current >= version {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        log::info!("state database migrated to version {version}");
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// True when SQLite refused a write because of a UNIQUE/PK constraint.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_reopen_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        drop(Store::open(&path, Duration::from_secs(1)).unwrap());
+        let store = Store::open(&path, Duration::from_secs(1)).unwrap();
+        let version: i64 = store.read(|tx| Ok(tx.pragma_query_value(None, "user_version", |r| r.get(0))?)).unwrap();
+        assert_eq!(version, schema::MIGRATIONS.len() as i64);
+        let fk: i64 = store.read(|tx| Ok(tx.pragma_query_value(None, "foreign_keys", |r| r.get(0))?)).unwrap();
+        assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        drop(Store::open(&path, Duration::from_secs(1)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+    }
+}

@@ -1,0 +1,93 @@
+//! Numbered migrations. Rules (deltachat's): STRICT tables, ids never reused
+//! (AUTOINCREMENT), a column's meaning never changes, new columns are NOT NULL
+//! with a DEFAULT, one migration per version, each in its own transaction.
+//! Append only: never edit a migration that has shipped.
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: templates, networks with their free-address extents, VMs, NICs, events.
+    r#"
+CREATE TABLE templates (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    vcpus         INTEGER NOT NULL CHECK (vcpus >= 1),
+    memory_mib    INTEGER NOT NULL CHECK (memory_mib >= 1),
+    disk_gib      INTEGER NOT NULL CHECK (disk_gib >= 1),
+    description   TEXT    NOT NULL DEFAULT '',
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE networks (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    vlan          INTEGER NOT NULL UNIQUE CHECK (vlan BETWEEN 1 AND 4094),
+    network_addr  INTEGER NOT NULL,
+    prefix_len    INTEGER NOT NULL CHECK (prefix_len BETWEEN 8 AND 30),
+    gateway       INTEGER NOT NULL,
+    dns           TEXT    NOT NULL DEFAULT '[]',
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE network_reserved (
+    network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    first      INTEGER NOT NULL,
+    last       INTEGER NOT NULL CHECK (first <= last),
+    PRIMARY KEY (network_id, first)
+) STRICT;
+
+-- The allocator's index of what is free: disjoint extents of assignable
+-- addresses. Finding, taking, splitting and merging an extent are index
+-- lookups, so an allocation costs the same in an empty and a full network.
+-- The truth of who holds what is nics(network_id, ip), which is UNIQUE.
+CREATE TABLE free_ranges (
+    network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    first      INTEGER NOT NULL,
+    last       INTEGER NOT NULL CHECK (first <= last),
+    PRIMARY KEY (network_id, first)
+) STRICT;
+CREATE UNIQUE INDEX free_ranges_by_last ON free_ranges (network_id, last);
+
+CREATE TABLE vms (
+    id            TEXT    PRIMARY KEY,
+    name          TEXT    NOT NULL,
+    template_id   INTEGER REFERENCES templates(id) ON DELETE SET NULL,
+    vcpus         INTEGER NOT NULL,
+    memory_mib    INTEGER NOT NULL,
+    disk_gib      INTEGER NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN
+                  ('created','starting','running','paused','stopping','stopped','error','deleted')),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    deleted_at_ms INTEGER,
+    CHECK ((state = 'deleted') = (deleted_at_ms IS NOT NULL))
+) STRICT;
+-- Names are unique among live VMs only: a deleted VM frees its name.
+CREATE UNIQUE INDEX vms_live_name ON vms (name) WHERE deleted_at_ms IS NULL;
+CREATE INDEX vms_by_template ON vms (template_id) WHERE deleted_at_ms IS NULL;
+
+-- A NIC row exists while its VM does; deleting the VM deletes its NICs and
+-- so releases address and MAC in the same transaction. network_id has no
+-- ON DELETE: a network with NICs on it cannot be deleted.
+CREATE TABLE nics (
+    vm_id      TEXT    NOT NULL REFERENCES vms(id),
+    slot       INTEGER NOT NULL CHECK (slot >= 0),
+    network_id INTEGER NOT NULL REFERENCES networks(id),
+    ip         INTEGER NOT NULL,
+    mac        TEXT    NOT NULL UNIQUE,
+    PRIMARY KEY (vm_id, slot),
+    UNIQUE (network_id, ip)
+) STRICT;
+
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms       INTEGER NOT NULL,
+    object_kind TEXT    NOT NULL,
+    object_id   TEXT    NOT NULL,
+    object_name TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    details     TEXT    NOT NULL DEFAULT '{}',
+    os_user     TEXT    NOT NULL,
+    pid         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_by_object ON events (object_kind, object_id, id);
+"#,
+];

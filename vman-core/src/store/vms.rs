@@ -1,0 +1,195 @@
+use std::net::Ipv4Addr;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::mac::MacAddr;
+use crate::state::VmState;
+use crate::template::Template;
+use crate::vm::{Nic, Vm, VmFilter};
+
+const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
+                       v.created_at_ms, v.updated_at_ms";
+const FROM: &str = "vms v LEFT JOIN templates t ON t.id = v.template_id";
+
+pub(crate) fn insert_vm(tx: &Connection, id: &str, name: &str, template: &Template, now_ms: i64) -> Result<()> {
+    if live_vm_id(tx, name)?.is_some() {
+        return Err(Error::AlreadyExists { kind: "VM", field: "name", value: name.to_string() });
+    }
+    tx.execute(
+        "INSERT INTO vms (id, name, template_id, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?7)",
+        params![id, name, template.id, template.vcpus, template.memory_mib, template.disk_gib, now_ms],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn mac_in_use(tx: &Connection, mac: MacAddr) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM nics WHERE mac = ?1")?
+        .query_row([mac.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub(crate) fn insert_nic(tx: &Connection, vm_id: &str, slot: u32, network_id: i64, ip: Ipv4Addr, mac: MacAddr) -> Result<()> {
+    tx.prepare_cached("INSERT INTO nics (vm_id, slot, network_id, ip, mac) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![vm_id, slot, network_id, u32::from(ip), mac.to_string()])
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                // The allocator and MAC check ran first under the same write
+                // lock, so this is the database constraint catching a bug.
+                Error::Internal(format!("NIC {slot} of VM {vm_id}: uniqueness violated for {ip} or {mac}"))
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+type VmRow = (String, String, String, u32, u64, u64, String, i64, i64);
+
+fn vm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+}
+
+fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
+    let (id, name, template, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms) = row;
+    Ok(Vm {
+        nics: nics_of(conn, &id)?,
+        state: state.parse::<VmState>()?,
+        id,
+        name,
+        template,
+        vcpus,
+        memory_mib,
+        disk_gib,
+        created_at_ms,
+        updated_at_ms,
+    })
+}
+
+fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.slot, w.name, w.vlan, n.ip, w.prefix_len, w.gateway, n.mac
+         FROM nics n JOIN networks w ON w.id = n.network_id WHERE n.vm_id = ?1 ORDER BY n.slot",
+    )?;
+    let rows = stmt.query_map([vm_id], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u16>(2)?,
+            r.get::<_, u32>(3)?,
+            r.get::<_, u8>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (index, network, vlan, ip, prefix_len, gateway, mac) = row?;
+        Ok(Nic {
+            index,
+            network,
+            vlan,
+            ip: Ipv4Addr::from(ip),
+            prefix_len,
+            gateway: Ipv4Addr::from(gateway),
+            mac: mac.parse()?,
+        })
+    })
+    .collect()
+}
+
+/// The id of the live VM named `name`.
+pub(crate) fn live_vm_id(conn: &Connection, name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM vms WHERE name = ?1 AND deleted_at_ms IS NULL")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+/// A live VM's name first, else any VM's id (deleted ones keep history).
+pub(crate) fn vm_id_any(conn: &Connection, name_or_id: &str) -> Result<Option<String>> {
+    if let Some(id) = live_vm_id(conn, name_or_id)? {
+        return Ok(Some(id));
+    }
+    Ok(conn
+        .prepare_cached("SELECT id FROM vms WHERE id = ?1")?
+        .query_row([name_or_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn vm_by_name(conn: &Connection, name: &str) -> Result<Option<Vm>> {
+    let row = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE v.name = ?1 AND v.deleted_at_ms IS NULL"))?
+        .query_row([name], vm_row)
+        .optional()?;
+    row.map(|r| complete(conn, r)).transpose()
+}
+
+pub(crate) fn vm_by_id(conn: &Connection, id: &str) -> Result<Option<Vm>> {
+    let row = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE v.id = ?1 AND v.deleted_at_ms IS NULL"))?
+        .query_row([id], vm_row)
+        .optional()?;
+    row.map(|r| complete(conn, r)).transpose()
+}
+
+pub(crate) fn list_vms(conn: &Connection, filter: &VmFilter) -> Result<Vec<Vm>> {
+    // A prefix match on the name index without LIKE's wildcard pitfalls:
+    // names are ASCII, so every name with prefix p lies in [p, p || x'FF').
+    let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE v.deleted_at_ms IS NULL");
+    let mut args: Vec<String> = Vec::new();
+    if let Some(state) = filter.state {
+        args.push(state.as_str().to_string());
+        sql.push_str(&format!(" AND v.state = ?{}", args.len()));
+    }
+    if let Some(prefix) = &filter.name_prefix {
+        args.push(prefix.clone());
+        sql.push_str(&format!(" AND substr(v.name, 1, length(?{0})) = ?{0}", args.len()));
+    }
+    sql.push_str(" ORDER BY v.name");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), vm_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(|r| complete(conn, r)).collect()
+}
+
+/// Moves a VM from `from` to `to` only if it is still in `from`: a lost race
+/// with another thread or process answers the state it really is in.
+pub(crate) fn set_state(tx: &Connection, vm: &Vm, from: VmState, to: VmState, now_ms: i64) -> Result<()> {
+    from.check_transition(to, &vm.name)?;
+    let changed = tx
+        .prepare_cached("UPDATE vms SET state = ?3, updated_at_ms = ?4 WHERE id = ?1 AND state = ?2")?
+        .execute(params![vm.id, from.as_str(), to.as_str(), now_ms])?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let actual: Option<String> =
+        tx.query_row("SELECT state FROM vms WHERE id = ?1", [&vm.id], |r| r.get(0)).optional()?;
+    match actual {
+        Some(state) => Err(Error::InvalidTransition { vm: vm.name.clone(), from: state.parse()?, to }),
+        None => Err(Error::not_found("VM", &vm.name)),
+    }
+}
+
+/// Marks the VM deleted, frees its name, releases its addresses and MACs.
+pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()> {
+    vm.state.check_transition(VmState::Deleted, &vm.name)?;
+    let mut stmt = tx.prepare_cached("SELECT network_id, ip FROM nics WHERE vm_id = ?1")?;
+    let held = stmt
+        .query_map([&vm.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (network_id, ip) in held {
+        super::release(tx, network_id, Ipv4Addr::from(ip))?;
+    }
+    tx.prepare_cached("DELETE FROM nics WHERE vm_id = ?1")?.execute([&vm.id])?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE vms SET state = 'deleted', deleted_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![vm.id, vm.state.as_str(), now_ms])?;
+    if changed != 1 {
+        return Err(Error::Internal(format!("VM {} changed state during delete", vm.name)));
+    }
+    Ok(())
+}

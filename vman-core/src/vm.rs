@@ -1,0 +1,159 @@
+//! VM records: what a VM is made of, independent of whether QEMU runs it.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mac::MacAddr;
+use crate::name::validate_name;
+use crate::network::parse_ipv4;
+use crate::state::VmState;
+
+/// A VM may have at most this many NICs (PCI slots left after the basics).
+pub const MAX_NICS: usize = 16;
+
+/// What to create a VM from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub name: String,
+    /// Name of the size template.
+    pub template: String,
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+impl VmSpec {
+    pub fn new(name: impl Into<String>, template: impl Into<String>) -> VmSpec {
+        VmSpec { name: name.into(), template: template.into(), nics: Vec::new() }
+    }
+
+    /// Adds a NIC with an automatically allocated address and MAC.
+    pub fn nic(mut self, network: impl Into<String>) -> VmSpec {
+        self.nics.push(NicSpec::on(network));
+        self
+    }
+
+    pub fn with_nic(mut self, nic: NicSpec) -> VmSpec {
+        self.nics.push(nic);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<Vec<ParsedNic>> {
+        validate_name("VM name", &self.name)?;
+        validate_name("template name", &self.template)?;
+        if self.nics.len() > MAX_NICS {
+            return Err(Error::invalid("NICs", format!("{} given; at most {MAX_NICS}", self.nics.len())));
+        }
+        let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
+        for (i, a) in parsed.iter().enumerate() {
+            for b in &parsed[i + 1..] {
+                if a.mac.is_some() && a.mac == b.mac {
+                    return Err(Error::invalid("MAC address", "two NICs of one VM ask for the same MAC"));
+                }
+                if a.network == b.network && a.ip.is_some() && a.ip == b.ip {
+                    return Err(Error::invalid("IP address", "two NICs of one VM ask for the same address"));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// One NIC of a [`VmSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    pub network: String,
+    /// A fixed address; allocated automatically when absent.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// A fixed MAC; generated under 52:54:00 when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+impl NicSpec {
+    pub fn on(network: impl Into<String>) -> NicSpec {
+        NicSpec { network: network.into(), ip: None, mac: None }
+    }
+
+    pub fn ip(mut self, ip: impl Into<String>) -> NicSpec {
+        self.ip = Some(ip.into());
+        self
+    }
+
+    pub fn mac(mut self, mac: impl Into<String>) -> NicSpec {
+        self.mac = Some(mac.into());
+        self
+    }
+
+    fn parse(&self) -> Result<ParsedNic> {
+        validate_name("network name", &self.network)?;
+        Ok(ParsedNic {
+            network: self.network.clone(),
+            ip: self.ip.as_deref().map(|s| parse_ipv4("IP address", s)).transpose()?,
+            mac: self.mac.as_deref().map(MacAddr::parse_unicast).transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedNic {
+    pub network: String,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+}
+
+/// Which VMs [`crate::Manager::vms`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmFilter {
+    #[serde(default)]
+    pub state: Option<VmState>,
+    #[serde(default)]
+    pub name_prefix: Option<String>,
+}
+
+/// A stored VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vm {
+    /// A UUIDv7: unique forever, sorts by creation time.
+    pub id: String,
+    pub name: String,
+    /// The template it was made from; its sizes are copied into the VM, so a
+    /// later template change does not resize a VM behind its back.
+    pub template: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub state: VmState,
+    pub nics: Vec<Nic>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A NIC of a stored VM, with its allocated address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Nic {
+    /// Position on the VM, from 0; the guest sees NICs in this order.
+    pub index: u32,
+    pub network: String,
+    pub vlan: u16,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// Who holds an address of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Allocation {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub nic_index: u32,
+}
