@@ -1,1 +1,35 @@
-pub fn placeholder() {}
+//! The C ABI of vman over `vman-core`. cbindgen turns this crate into
+//! `include/vman.h`; see that header for the conventions every function
+//! follows (status returns, out-params, ownership, thread safety).
+//!
+//! One module per C "class". Every `extern "C"` body runs inside
+//! [`guard::call`] or [`guard::get`], so no panic crosses into C.
+
+mod error;
+mod event;
+mod guard;
+mod manager;
+mod network;
+mod record;
+mod template;
+mod vm;
+
+use std::ffi::c_char;
+
+pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
+pub use event::*;
+pub use manager::*;
+pub use network::*;
+pub use template::*;
+pub use vm::*;
+
+/// The library's version, e.g. "0.1.0": static, never to be freed. Equal to
+/// the header's VMAN_VERSION when header and library match.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_version() -> *const c_char {
+    const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version contains NUL"),
+    };
+    VERSION.as_ptr()
+}

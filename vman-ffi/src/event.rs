@@ -1,0 +1,151 @@
+//! The event history.
+
+use std::ffi::{CString, c_char};
+
+use vman_core::Event;
+
+use crate::error::VmanStatus;
+use crate::guard::{self, call, out_param, write_out};
+use crate::manager::VmanManager;
+use crate::record::{self, cstring};
+
+/// One history entry; read-only.
+#[derive(Debug)]
+pub struct VmanEvent {
+    inner: Event,
+    object_kind: CString,
+    object_id: CString,
+    object_name: CString,
+    action: CString,
+    details_json: CString,
+    os_user: CString,
+}
+
+impl From<Event> for VmanEvent {
+    fn from(e: Event) -> Self {
+        VmanEvent {
+            object_kind: cstring(e.object_kind.as_str()),
+            object_id: cstring(&e.object_id),
+            object_name: cstring(&e.object_name),
+            action: cstring(&e.action),
+            details_json: cstring(e.details.to_string()),
+            os_user: cstring(&e.os_user),
+            inner: e,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct VmanEventList(Vec<VmanEvent>);
+
+/// The newest `limit` (1–10000) events of a VM, by live name or by id (for a
+/// deleted VM), oldest first.
+///
+/// # Safety
+/// `manager` NULL or live; `vm` NULL or NUL-terminated; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_history(
+    manager: *const VmanManager,
+    vm: *const c_char,
+    limit: u32,
+    out: *mut *mut VmanEventList,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (manager, vm) = unsafe { (guard::handle(manager, "manager")?, guard::string(vm, "vm")?) };
+        out_param(out, "out")?;
+        let list = manager.inner.vm_history(vm, limit)?.into_iter().map(VmanEvent::from).collect();
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanEventList(list))) };
+        Ok(())
+    })
+}
+
+/// The newest `limit` (1–10000) events across the store, oldest first.
+///
+/// # Safety
+/// `manager` NULL or live; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_recent_events(manager: *const VmanManager, limit: u32, out: *mut *mut VmanEventList) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let manager = unsafe { guard::handle(manager, "manager") }?;
+        out_param(out, "out")?;
+        let list = manager.inner.recent_events(limit)?.into_iter().map(VmanEvent::from).collect();
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanEventList(list))) };
+        Ok(())
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_list_len(list: *const VmanEventList) -> usize {
+    record::number(list, |l| l.0.len())
+}
+
+/// Event `index`, borrowed from the list; NULL if out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_list_get(list: *const VmanEventList, index: usize) -> *const VmanEvent {
+    record::item(list, |l| l.0.get(index))
+}
+
+/// Frees a list and its items; NULL is a no-op.
+///
+/// # Safety
+/// `list` NULL or a live list, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_list_free(list: *mut VmanEventList) {
+    // SAFETY: per this function's contract.
+    guard::get((), || unsafe { guard::free_handle(list) })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_id(event: *const VmanEvent) -> i64 {
+    record::number(event, |e| e.inner.id)
+}
+
+/// Unix time of the event in milliseconds.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_at_ms(event: *const VmanEvent) -> i64 {
+    record::number(event, |e| e.inner.at_ms)
+}
+
+/// "template", "network" or "vm".
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_object_kind(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.object_kind)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_object_id(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.object_id)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_object_name(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.object_name)
+}
+
+/// "created", "deleted", "state_changed", …
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_action(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.action)
+}
+
+/// Action-specific details as a JSON object.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_details_json(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.details_json)
+}
+
+/// The OS user that made the change.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_os_user(event: *const VmanEvent) -> *const c_char {
+    record::text(event, |e| &e.os_user)
+}
+
+/// The process id that made the change.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_pid(event: *const VmanEvent) -> u32 {
+    record::number(event, |e| e.inner.pid)
+}

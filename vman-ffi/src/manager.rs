@@ -1,0 +1,95 @@
+//! `VmanManager`: the handle on a state directory.
+
+use std::ffi::c_char;
+
+use vman_core::{Manager, OpenOptions};
+
+use crate::error::VmanStatus;
+use crate::guard::{self, call, out_param, write_out};
+
+/// A handle on one state directory. Thread-safe: every function taking a
+/// `const VmanManager*` may be called from many threads at once.
+#[derive(Debug)]
+pub struct VmanManager {
+    pub(crate) inner: Manager,
+}
+
+/// Options for `vman_manager_open`; create with `vman_open_options_new`.
+#[derive(Debug)]
+pub struct VmanOpenOptions {
+    inner: OpenOptions,
+}
+
+/// Creates options holding the defaults. Free with `vman_open_options_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_open_options_new(out: *mut *mut VmanOpenOptions) -> VmanStatus {
+    call(|| {
+        out_param(out, "out")?;
+        let options = guard::into_handle(VmanOpenOptions { inner: OpenOptions::default() });
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, options) };
+        Ok(())
+    })
+}
+
+/// How long a write waits for another thread's or process's lock (default
+/// 10000 ms).
+///
+/// # Safety
+/// `options` must be NULL or a live options handle not used concurrently.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_busy_timeout_ms(options: *mut VmanOpenOptions, ms: u64) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let options = unsafe { guard::handle_mut(options, "options") }?;
+        options.inner.busy_timeout_ms = ms;
+        Ok(())
+    })
+}
+
+/// Frees options; NULL is a no-op.
+///
+/// # Safety
+/// `options` must be NULL or a live handle, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_free(options: *mut VmanOpenOptions) {
+    // SAFETY: per this function's contract.
+    guard::get((), || unsafe { guard::free_handle(options) })
+}
+
+/// Opens `state_dir` (created with mode 0700 if missing) and its database.
+/// `options` may be NULL for the defaults. On success `*out` owns a manager
+/// to free with `vman_manager_free`; on failure `*out` is untouched.
+///
+/// # Safety
+/// `state_dir` must be NULL or a NUL-terminated string; `options` NULL or a
+/// live options handle; `out` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_manager_open(
+    state_dir: *const c_char,
+    options: *const VmanOpenOptions,
+    out: *mut *mut VmanManager,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let state_dir = unsafe { guard::string(state_dir, "state_dir") }?;
+        out_param(out, "out")?;
+        let defaults = OpenOptions::default();
+        // SAFETY: per this function's contract, NULL or a live handle.
+        let options = unsafe { options.as_ref() }.map_or(&defaults, |o| &o.inner);
+        let manager = Manager::open(state_dir, options)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanManager { inner: manager })) };
+        Ok(())
+    })
+}
+
+/// Closes a manager; NULL is a no-op. Running VMs are not affected.
+///
+/// # Safety
+/// `manager` must be NULL or a live handle that no other thread is using.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_manager_free(manager: *mut VmanManager) {
+    // SAFETY: per this function's contract.
+    guard::get((), || unsafe { guard::free_handle(manager) })
+}
