@@ -323,6 +323,22 @@ VmanStatus vman_manager_open(const char *state_dir,
                              struct VmanManager **out);
 
 /*
+ The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
+ root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`. `*out` is
+ owned by the caller; free it with `vman_string_free`.
+ */
+VmanStatus vman_default_state_dir(char **out);
+
+/*
+ Frees a string vman allocated for the caller; NULL is a no-op.
+
+ # Safety
+ `text` must be NULL or a string returned through a `char **out` of vman,
+ not freed before and not used afterwards.
+ */
+void vman_string_free(char *text);
+
+/*
  Closes a manager; NULL is a no-op. Running VMs are not affected.
 
  # Safety

@@ -47,6 +47,12 @@ static size_t count_events(void) {
 }
 
 static void test_version(void) {
+  char *dir = NULL;
+  OK(vman_default_state_dir(&dir));
+  STREQ(dir, "/tmp/vman-c-default"); /* the test runner sets VMAN_STATE_DIR */
+  vman_string_free(dir);
+  vman_string_free(NULL);
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_default_state_dir(NULL));
   STREQ(vman_version(), VMAN_VERSION);
   STREQ(vman_status_name(VMAN_STATUS_NOT_FOUND), "not_found");
   STREQ(vman_status_name(12345), "unknown");

@@ -27,6 +27,9 @@
 pub mod convert;
 mod error;
 mod event;
+/// Low-level host networking (bridges, taps) that the runtime builds on;
+/// public for embedders that manage their own interfaces, and for tests.
+pub mod hostnet;
 mod mac;
 mod manager;
 mod name;
@@ -39,7 +42,7 @@ mod vm;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
 pub use mac::MacAddr;
-pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions};
+pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use network::{AddrRange, Network, NetworkSpec};
 pub use state::VmState;

@@ -31,6 +31,23 @@ impl Default for OpenOptions {
     }
 }
 
+/// Where vman keeps state when the embedding program names no directory:
+/// `$VMAN_STATE_DIR`, else `/var/lib/vman` for root, else
+/// `$XDG_STATE_HOME/vman`, else `~/.local/state/vman`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VMAN_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/vman");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("vman");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/state/vman")
+}
+
 /// The most events one history query returns.
 pub const MAX_EVENT_LIMIT: u32 = 10_000;
 

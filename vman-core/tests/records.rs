@@ -249,6 +249,7 @@ fn race_child() {
     let me = std::process::id();
     let vman = Manager::open(&dir, &OpenOptions::default()).unwrap();
     // Both processes start allocating at the same moment, so they contend.
+    std::fs::write(std::path::Path::new(&dir).join(format!("ready-{me}")), b"").unwrap();
     let go = std::path::Path::new(&dir).join("go");
     while !go.exists() {
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -270,7 +271,7 @@ fn race_child() {
 fn two_processes_racing_for_addresses_never_duplicate_one() {
     let (_dir, vman) = open();
     vman.create_template(&TemplateSpec::new("small", 1, 512, 10)).unwrap();
-    vman.create_network(&NetworkSpec::new("race", 6, "10.6.0.0/25")).unwrap(); // 125 assignable
+    vman.create_network(&NetworkSpec::new("race", 6, "10.6.0.0/24")).unwrap(); // 253 assignable
     let children: Vec<_> = (0..2)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
@@ -281,7 +282,14 @@ fn two_processes_racing_for_addresses_never_duplicate_one() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ready = || {
+        std::fs::read_dir(vman.state_dir()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("ready-")).count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ready() < 2 {
+        assert!(std::time::Instant::now() < deadline, "children never opened the store");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     std::fs::write(vman.state_dir().join("go"), b"").unwrap();
     let mut total = 0;
     let mut winners = 0;
@@ -295,13 +303,14 @@ fn two_processes_racing_for_addresses_never_duplicate_one() {
             .unwrap_or_else(|| panic!("child said: {text}"));
         assert!(line.ends_with("exhausted=yes"), "each process ends on a clean exhaustion error");
         let got = line.split("got=").nth(1).unwrap().split(' ').next().unwrap().parse::<usize>().unwrap();
+        eprintln!("child: {line}");
         winners += usize::from(got > 0);
         total += got;
     }
     let allocations = vman.allocations("race").unwrap();
     let unique: HashSet<_> = allocations.iter().map(|a| a.ip).collect();
-    assert_eq!(total, 125);
+    assert_eq!(total, 253);
     assert_eq!(winners, 2, "both processes allocated, so they really raced");
-    assert_eq!(allocations.len(), 125);
-    assert_eq!(unique.len(), 125, "an address was handed out twice");
+    assert_eq!(allocations.len(), 253);
+    assert_eq!(unique.len(), 253, "an address was handed out twice");
 }

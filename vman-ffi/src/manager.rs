@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use vman_core::{Manager, OpenOptions};
 
-use crate::error::VmanStatus;
+use crate::error::{Failure, VmanStatus};
 use crate::guard::{self, call, out_param, write_out};
 
 /// A handle on one state directory. Thread-safe: every function taking a
@@ -82,6 +82,35 @@ pub unsafe extern "C" fn vman_manager_open(
         unsafe { write_out(out, guard::into_handle(VmanManager { inner: manager })) };
         Ok(())
     })
+}
+
+/// The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
+/// root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`. `*out` is
+/// owned by the caller; free it with `vman_string_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_default_state_dir(out: *mut *mut c_char) -> VmanStatus {
+    call(|| {
+        out_param(out, "out")?;
+        let dir = vman_core::default_state_dir();
+        let text = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+            .map_err(|_| Failure::new(VmanStatus::InvalidArgument, "Default state directory contains NUL"))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, text.into_raw()) };
+        Ok(())
+    })
+}
+
+/// Frees a string vman allocated for the caller; NULL is a no-op.
+///
+/// # Safety
+/// `text` must be NULL or a string returned through a `char **out` of vman,
+/// not freed before and not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_string_free(text: *mut c_char) {
+    if !text.is_null() {
+        // SAFETY: per this function's contract it came from CString::into_raw.
+        guard::get((), || drop(unsafe { std::ffi::CString::from_raw(text) }))
+    }
 }
 
 /// Closes a manager; NULL is a no-op. Running VMs are not affected.

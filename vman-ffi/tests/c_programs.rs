@@ -15,6 +15,32 @@ fn lib_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf()
 }
 
+/// `cargo test` builds the rlib only, never the cdylib the C programs link;
+/// testing C against an older libvman.so would test old code, so refuse.
+fn fresh_library() -> PathBuf {
+    let lib = lib_dir().join("libvman.so");
+    let built = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: run `cargo build -p vman-ffi` first", lib.display()));
+    let newest_source = ["vman-core/src", "vman-ffi/src"]
+        .iter()
+        .flat_map(|dir| walk(&repo().join(dir)))
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max()
+        .expect("sources exist");
+    assert!(built >= newest_source, "{} is older than the sources: run `cargo build -p vman-ffi` first", lib.display());
+    lib
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
 fn tool_available(name: &str) -> bool {
     Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -30,7 +56,7 @@ fn require(tool: &str) -> bool {
 }
 
 fn compile(compiler: &str, std: &str, source: &str, out: &Path) {
-    let lib = lib_dir();
+    let lib = fresh_library().parent().expect("lib dir").to_path_buf();
     let status = Command::new(compiler)
         .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .arg("-I")
@@ -59,6 +85,7 @@ fn c_records_program_passes_under_valgrind() {
         .args(["--quiet", "--error-exitcode=97", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect"])
         .arg(&exe)
         .arg(work.path().join("state"))
+        .env("VMAN_STATE_DIR", "/tmp/vman-c-default")
         .output()
         .expect("run valgrind");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,0 +1,110 @@
+"""The exception tree of vman.
+
+Every error vman raises derives from :class:`VmanError`. Bad input is also a
+:class:`ValueError`, a missing object a :class:`LookupError`, and operating
+system failures :class:`OSError` subclasses, so callers can catch at the level
+they care about. ``kind`` is the stable identifier the C API also uses.
+"""
+
+import builtins
+
+__all__ = [
+    "VmanError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "AlreadyExistsError",
+    "InUseError",
+    "ExhaustedError",
+    "InvalidStateError",
+    "PermissionDeniedError",
+    "UnsupportedError",
+    "TimeoutError",
+    "IoError",
+    "DatabaseError",
+    "QemuError",
+    "InternalError",
+]
+
+
+class VmanError(Exception):
+    """Base class of every vman error."""
+
+    kind = "internal"
+
+
+class InvalidArgumentError(VmanError, ValueError):
+    """An argument was malformed or out of range; nothing was changed."""
+
+    kind = "invalid_argument"
+
+
+class NotFoundError(VmanError, LookupError):
+    """The named template, network or VM does not exist."""
+
+    kind = "not_found"
+
+
+class AlreadyExistsError(VmanError):
+    """An object with that name, VLAN id, address or MAC already exists."""
+
+    kind = "already_exists"
+
+
+class InUseError(VmanError):
+    """The object is still used by another and cannot be deleted."""
+
+    kind = "in_use"
+
+
+class ExhaustedError(VmanError):
+    """A network has no free address left."""
+
+    kind = "exhausted"
+
+
+class InvalidStateError(VmanError):
+    """The operation is not allowed in the VM's current state."""
+
+    kind = "invalid_state"
+
+
+class PermissionDeniedError(VmanError, PermissionError):
+    """The caller lacks a privilege the operation needs."""
+
+    kind = "permission_denied"
+
+
+class UnsupportedError(VmanError):
+    """The host cannot do this (missing kernel feature or program)."""
+
+    kind = "unsupported"
+
+
+class TimeoutError(VmanError, builtins.TimeoutError):
+    """A wait ran out of time."""
+
+    kind = "timeout"
+
+
+class IoError(VmanError, OSError):
+    """An operating-system call failed."""
+
+    kind = "io"
+
+
+class DatabaseError(VmanError):
+    """The state database failed or is corrupt."""
+
+    kind = "database"
+
+
+class QemuError(VmanError):
+    """QEMU refused or failed an operation."""
+
+    kind = "qemu"
+
+
+class InternalError(VmanError):
+    """A bug in vman; please report it."""
+
+    kind = "internal"

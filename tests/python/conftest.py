@@ -1,0 +1,45 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vman
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> vman.Manager:
+    return vman.Manager(tmp_path / "state")
+
+
+@pytest.fixture
+def base(manager: vman.Manager) -> vman.Manager:
+    """A manager with template "small" and network "lan" (VLAN 100, /24)."""
+    manager.create_template("small", vcpus=1, memory_mib=512, disk_gib=10)
+    manager.create_network("lan", vlan=100, cidr="10.100.0.0/24")
+    return manager
+
+
+TABLES = ["templates", "networks", "network_reserved", "free_ranges", "vms", "nics", "events"]
+
+
+_SNAPSHOT = """
+import json, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+print(json.dumps([(t, conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()) for t in sys.argv[2:]]))
+"""
+
+
+def snapshot(manager: vman.Manager) -> list:
+    """Every row of every table, read by Python's sqlite3 in another process.
+
+    Not in this process: vman links its own SQLite, and two SQLite copies in
+    one process do not see each other's POSIX locks (closing one copy's file
+    descriptor even drops the other's locks).
+    """
+    db = str(Path(manager.state_dir) / "vman.db")
+    out = subprocess.run([sys.executable, "-c", _SNAPSHOT, db, *TABLES], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)

@@ -1,0 +1,268 @@
+//! Frozen record classes: snapshots of what the store held when read.
+
+use pyo3::prelude::*;
+
+/// A size template.
+#[pyclass(frozen, module = "vman", name = "Template")]
+pub(crate) struct PyTemplate {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    vcpus: u32,
+    #[pyo3(get)]
+    memory_mib: u64,
+    #[pyo3(get)]
+    disk_gib: u64,
+    #[pyo3(get)]
+    description: String,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Template> for PyTemplate {
+    fn from(t: vman_core::Template) -> Self {
+        PyTemplate {
+            id: t.id,
+            name: t.name,
+            vcpus: t.vcpus,
+            memory_mib: t.memory_mib,
+            disk_gib: t.disk_gib,
+            description: t.description,
+            created_at_ms: t.created_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyTemplate {
+    fn __repr__(&self) -> String {
+        format!(
+            "Template(name={:?}, vcpus={}, memory_mib={}, disk_gib={})",
+            self.name, self.vcpus, self.memory_mib, self.disk_gib
+        )
+    }
+}
+
+/// A VLAN network.
+#[pyclass(frozen, module = "vman", name = "Network")]
+pub(crate) struct PyNetwork {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    vlan: u16,
+    #[pyo3(get)]
+    cidr: String,
+    #[pyo3(get)]
+    gateway: String,
+    #[pyo3(get)]
+    reserved: Vec<String>,
+    #[pyo3(get)]
+    dns: Vec<String>,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Network> for PyNetwork {
+    fn from(n: vman_core::Network) -> Self {
+        PyNetwork {
+            id: n.id,
+            name: n.name,
+            vlan: n.vlan,
+            cidr: n.cidr.to_string(),
+            gateway: n.gateway.to_string(),
+            reserved: n.reserved.iter().map(ToString::to_string).collect(),
+            dns: n.dns.iter().map(ToString::to_string).collect(),
+            created_at_ms: n.created_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyNetwork {
+    fn __repr__(&self) -> String {
+        format!("Network(name={:?}, vlan={}, cidr={:?}, gateway={:?})", self.name, self.vlan, self.cidr, self.gateway)
+    }
+}
+
+/// A NIC of a VM, with its allocated address.
+#[pyclass(frozen, module = "vman", name = "Nic")]
+#[derive(Clone)]
+pub(crate) struct PyNic {
+    #[pyo3(get)]
+    index: u32,
+    #[pyo3(get)]
+    network: String,
+    #[pyo3(get)]
+    vlan: u16,
+    #[pyo3(get)]
+    ip: String,
+    #[pyo3(get)]
+    prefix_len: u8,
+    #[pyo3(get)]
+    gateway: String,
+    #[pyo3(get)]
+    mac: String,
+}
+
+#[pymethods]
+impl PyNic {
+    fn __repr__(&self) -> String {
+        format!("Nic(index={}, network={:?}, ip={:?}, mac={:?})", self.index, self.network, self.ip, self.mac)
+    }
+}
+
+/// A VM record.
+#[pyclass(frozen, module = "vman", name = "Vm")]
+pub(crate) struct PyVm {
+    #[pyo3(get)]
+    id: String,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    template: String,
+    #[pyo3(get)]
+    vcpus: u32,
+    #[pyo3(get)]
+    memory_mib: u64,
+    #[pyo3(get)]
+    disk_gib: u64,
+    #[pyo3(get)]
+    state: &'static str,
+    #[pyo3(get)]
+    nics: Vec<PyNic>,
+    #[pyo3(get)]
+    created_at_ms: i64,
+    #[pyo3(get)]
+    updated_at_ms: i64,
+}
+
+impl From<vman_core::Vm> for PyVm {
+    fn from(v: vman_core::Vm) -> Self {
+        PyVm {
+            nics: v
+                .nics
+                .iter()
+                .map(|n| PyNic {
+                    index: n.index,
+                    network: n.network.clone(),
+                    vlan: n.vlan,
+                    ip: n.ip.to_string(),
+                    prefix_len: n.prefix_len,
+                    gateway: n.gateway.to_string(),
+                    mac: n.mac.to_string(),
+                })
+                .collect(),
+            state: v.state.as_str(),
+            id: v.id,
+            name: v.name,
+            template: v.template,
+            vcpus: v.vcpus,
+            memory_mib: v.memory_mib,
+            disk_gib: v.disk_gib,
+            created_at_ms: v.created_at_ms,
+            updated_at_ms: v.updated_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyVm {
+    fn __repr__(&self) -> String {
+        let ips: Vec<&str> = self.nics.iter().map(|n| n.ip.as_str()).collect();
+        format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?})", self.name, self.state, self.template, ips)
+    }
+}
+
+/// Who holds one address of a network.
+#[pyclass(frozen, module = "vman", name = "Allocation")]
+pub(crate) struct PyAllocation {
+    #[pyo3(get)]
+    network: String,
+    #[pyo3(get)]
+    ip: String,
+    #[pyo3(get)]
+    mac: String,
+    #[pyo3(get)]
+    vm_id: String,
+    #[pyo3(get)]
+    vm_name: String,
+    #[pyo3(get)]
+    nic_index: u32,
+}
+
+impl From<vman_core::Allocation> for PyAllocation {
+    fn from(a: vman_core::Allocation) -> Self {
+        PyAllocation {
+            network: a.network,
+            ip: a.ip.to_string(),
+            mac: a.mac.to_string(),
+            vm_id: a.vm_id,
+            vm_name: a.vm_name,
+            nic_index: a.nic_index,
+        }
+    }
+}
+
+#[pymethods]
+impl PyAllocation {
+    fn __repr__(&self) -> String {
+        format!("Allocation(network={:?}, ip={:?}, vm_name={:?}, nic_index={})", self.network, self.ip, self.vm_name, self.nic_index)
+    }
+}
+
+/// One entry of the event history.
+#[pyclass(frozen, module = "vman", name = "Event")]
+pub(crate) struct PyEvent {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    at_ms: i64,
+    #[pyo3(get)]
+    object_kind: &'static str,
+    #[pyo3(get)]
+    object_id: String,
+    #[pyo3(get)]
+    object_name: String,
+    #[pyo3(get)]
+    action: String,
+    /// Action-specific details as a JSON object string.
+    #[pyo3(get)]
+    details_json: String,
+    #[pyo3(get)]
+    os_user: String,
+    #[pyo3(get)]
+    pid: u32,
+}
+
+impl From<vman_core::Event> for PyEvent {
+    fn from(e: vman_core::Event) -> Self {
+        PyEvent {
+            id: e.id,
+            at_ms: e.at_ms,
+            object_kind: e.object_kind.as_str(),
+            object_id: e.object_id,
+            object_name: e.object_name,
+            action: e.action,
+            details_json: e.details.to_string(),
+            os_user: e.os_user,
+            pid: e.pid,
+        }
+    }
+}
+
+#[pymethods]
+impl PyEvent {
+    /// The details parsed into a dict.
+    #[getter]
+    fn details<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?.call_method1("loads", (self.details_json.as_str(),))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Event(id={}, {} {:?} {})", self.id, self.object_kind, self.object_name, self.action)
+    }
+}
