@@ -8,7 +8,7 @@ fn main() -> vman_core::Result<()> {
     let vman = Manager::open(&dir, &OpenOptions::default())?;
     for vm in ["qs-web", "qs-db"] {
         if vman.vm(vm).is_ok() {
-            vman.delete_vm(vm)?;
+            vman.delete_vm(vm, false)?;
         }
     }
     if vman.template("qs-small").is_err() {

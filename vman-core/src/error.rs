@@ -111,6 +111,13 @@ pub enum Error {
     #[error("State database error")]
     Database(#[source] rusqlite::Error),
 
+    /// QEMU failed to start or refused a request; `message` is QEMU's own.
+    #[error("QEMU failed: {message}")]
+    Qemu { message: String },
+
+    #[error("QMP request {command} to VM {vm:?} failed")]
+    Qmp { vm: String, command: &'static str, #[source] source: crate::qmp::QmpError },
+
     #[error("Internal error: {0}")]
     Internal(String),
 }
@@ -131,6 +138,9 @@ impl Error {
             Error::Io { source, .. } if is_permission(source) => ErrorKind::PermissionDenied,
             Error::Io { .. } => ErrorKind::Io,
             Error::Database(_) => ErrorKind::Database,
+            Error::Qemu { .. } => ErrorKind::Qemu,
+            Error::Qmp { source: crate::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
+            Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

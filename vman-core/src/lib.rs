@@ -18,15 +18,17 @@
 //! )?;
 //! assert_eq!(vm.nics[0].ip.to_string(), "10.100.0.2"); // first free after the gateway
 //! assert_eq!(vm.nics[1].ip.to_string(), "10.100.0.50");
-//! vman.delete_vm("web1")?; // releases both addresses
+//! vman.delete_vm("web1", false)?; // releases both addresses
 //! assert!(vman.allocations("lan")?.is_empty());
 //! # Ok(())
 //! # }
 //! ```
 
+mod console;
 pub mod convert;
 mod error;
 mod event;
+mod lifecycle;
 /// Low-level host networking (bridges, taps) that the runtime builds on;
 /// public for embedders that manage their own interfaces, and for tests.
 pub mod hostnet;
@@ -34,20 +36,25 @@ mod mac;
 mod manager;
 mod name;
 mod network;
+mod qmp;
+mod reconcile;
+mod runtime;
 mod state;
 mod store;
 mod template;
 mod vm;
 
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, ObjectKind};
+pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
 pub use mac::MacAddr;
 pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use network::{AddrRange, Network, NetworkSpec};
+pub use reconcile::{Drift, ReconcileReport};
+pub use runtime::Accel;
 pub use state::VmState;
 pub use template::{Template, TemplateSpec};
-pub use vm::{Allocation, MAX_NICS, Nic, NicSpec, Vm, VmFilter, VmSpec};
+pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, Vm, VmFilter, VmSpec};
 
 /// vman's version, the same in the C header and the Python package.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,17 +3,19 @@
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::event::{Actor, Event, NewEvent, ObjectKind};
+use crate::event::{Actor, Event, EventBus, EventStream, NewEvent, ObjectKind};
 use crate::mac::MacAddr;
 use crate::network::{Network, NetworkSpec};
 use crate::state::VmState;
-use crate::store::{self, Store, now_ms};
+use crate::runtime::{Accel, Runtime};
+use crate::store::{self, ProcessFacts, Store, now_ms};
 use crate::template::{Template, TemplateSpec};
 use crate::vm::{Allocation, Vm, VmFilter, VmSpec};
 
@@ -23,11 +25,23 @@ use crate::vm::{Allocation, Vm, VmFilter, VmSpec};
 pub struct OpenOptions {
     /// How long a write waits for another thread's or process's write lock.
     pub busy_timeout_ms: u64,
+    /// KVM, TCG, or `auto` (KVM only if a probe proves it runs guests).
+    pub accel: Accel,
+    /// The QEMU binary; looked up in `PATH` unless absolute.
+    pub qemu_binary: PathBuf,
+    /// Each VM's serial log is rotated when it passes this size, so a chatty
+    /// guest cannot fill the disk (at most ~1.5× this is kept per VM).
+    pub serial_log_cap_bytes: u64,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { busy_timeout_ms: 10_000 }
+        OpenOptions {
+            busy_timeout_ms: 10_000,
+            accel: Accel::Auto,
+            qemu_binary: PathBuf::from("qemu-system-x86_64"),
+            serial_log_cap_bytes: 4 << 20,
+        }
     }
 }
 
@@ -55,12 +69,75 @@ pub const MAX_EVENT_LIMIT: u32 = 10_000;
 ///
 /// `Manager` is `Send + Sync`: share one across threads, or open several on
 /// the same directory from several threads or processes; the database
-/// serializes their writes.
+/// serializes their writes. Dropping it leaves running VMs running.
 #[derive(Debug)]
 pub struct Manager {
-    state_dir: PathBuf,
-    store: Store,
-    actor: Actor,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What the manager and its watcher thread share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub state_dir: PathBuf,
+    pub store: Store,
+    pub actor: Actor,
+    pub runtime: Runtime,
+    pub bus: EventBus,
+}
+
+/// A transaction in progress, collecting the events it records so they are
+/// published only once it has committed.
+pub(crate) struct Write<'a> {
+    pub tx: &'a rusqlite::Transaction<'a>,
+    pub now: i64,
+    actor: &'a Actor,
+    events: Vec<Event>,
+}
+
+impl Write<'_> {
+    pub fn record(
+        &mut self,
+        object_kind: ObjectKind,
+        object_id: &str,
+        object_name: &str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let event = store::insert_event(self.tx, self.actor, self.now, NewEvent { object_kind, object_id, object_name, action, details })?;
+        self.events.push(event);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Runs `f` in one immediate transaction; publishes its events after commit.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T>) -> Result<T> {
+        let (out, events) = self.store.write(|tx| {
+            let mut w = Write { tx, now: now_ms(), actor: &self.actor, events: Vec::new() };
+            let out = f(&mut w)?;
+            Ok((out, w.events))
+        })?;
+        self.bus.publish(&events);
+        Ok(out)
+    }
+
+    pub fn vm(&self, name: &str) -> Result<Vm> {
+        self.store.read(|tx| store::vm_by_name(tx, name)?.ok_or_else(|| Error::not_found("VM", name)))
+    }
+
+    /// Moves a VM along the state machine and records why, in one
+    /// transaction; fails if the VM is no longer in `from`.
+    pub fn transition(&self, vm: &Vm, from: VmState, to: VmState, facts: &ProcessFacts<'_>, details: serde_json::Value) -> Result<()> {
+        self.write(|w| {
+            store::set_state(w.tx, vm, from, to, facts, w.now)?;
+            let mut details = details;
+            if let Some(map) = details.as_object_mut() {
+                map.insert("from".into(), json!(from.as_str()));
+                map.insert("to".into(), json!(to.as_str()));
+            }
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", details)
+        })
+    }
 }
 
 impl Manager {
@@ -76,12 +153,29 @@ impl Manager {
             .create(state_dir)
             .map_err(|e| Error::io("create state directory", state_dir, e))?;
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
-        Ok(Manager { state_dir: state_dir.to_path_buf(), store, actor: Actor::current() })
+        let runtime = Runtime::new(state_dir, options)?;
+        let inner = Arc::new(Inner { state_dir: state_dir.to_path_buf(), store, actor: Actor::current(), runtime, bus: EventBus::default() });
+        // The watcher reaches the manager weakly: it must not keep it alive.
+        let weak = Arc::downgrade(&inner);
+        inner.runtime.start_watcher(move |exit| {
+            if let Some(inner) = weak.upgrade() {
+                inner.qemu_exited(&exit);
+            }
+        })?;
+        let manager = Manager { inner };
+        // Take over the VMs that are still running; fix what a crash left.
+        manager.reconcile()?;
+        Ok(manager)
     }
 
     /// The state directory this manager works in.
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        &self.inner.state_dir
+    }
+
+    /// A live stream of the events this manager records from now on.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.bus.subscribe()
     }
 
     // ----- templates -------------------------------------------------------
@@ -89,32 +183,30 @@ impl Manager {
     /// Creates a size template.
     pub fn create_template(&self, spec: &TemplateSpec) -> Result<Template> {
         spec.validate()?;
-        self.store.write(|tx| {
-            let now = now_ms();
-            let template = store::insert_template(tx, spec, now)?;
+        self.inner.write(|w| {
+            let template = store::insert_template(w.tx, spec, w.now)?;
             let details = json!({
                 "vcpus": template.vcpus, "memory_mib": template.memory_mib, "disk_gib": template.disk_gib,
             });
-            self.record(tx, now, ObjectKind::Template, &template.id.to_string(), &template.name, "created", details)?;
+            w.record(ObjectKind::Template, &template.id.to_string(), &template.name, "created", details)?;
             Ok(template)
         })
     }
 
     pub fn template(&self, name: &str) -> Result<Template> {
-        self.store.read(|tx| store::template_by_name(tx, name)?.ok_or_else(|| Error::not_found("template", name)))
+        self.inner.store.read(|tx| store::template_by_name(tx, name)?.ok_or_else(|| Error::not_found("template", name)))
     }
 
     pub fn templates(&self) -> Result<Vec<Template>> {
-        self.store.read(|tx| store::list_templates(tx))
+        self.inner.store.read(|tx| store::list_templates(tx))
     }
 
     /// Deletes a template; refused with [`crate::ErrorKind::InUse`] while a
     /// live VM was made from it.
     pub fn delete_template(&self, name: &str) -> Result<()> {
-        self.store.write(|tx| {
-            let now = now_ms();
-            let template = store::delete_template(tx, name)?;
-            self.record(tx, now, ObjectKind::Template, &template.id.to_string(), name, "deleted", json!({}))
+        self.inner.write(|w| {
+            let template = store::delete_template(w.tx, name)?;
+            w.record(ObjectKind::Template, &template.id.to_string(), name, "deleted", json!({}))
         })
     }
 
@@ -123,39 +215,37 @@ impl Manager {
     /// Creates a VLAN network and its address pool.
     pub fn create_network(&self, spec: &NetworkSpec) -> Result<Network> {
         let plan = spec.plan()?;
-        self.store.write(|tx| {
-            let now = now_ms();
-            let network = store::insert_network(tx, &plan, now)?;
+        self.inner.write(|w| {
+            let network = store::insert_network(w.tx, &plan, w.now)?;
             let details = json!({
                 "vlan": network.vlan, "cidr": network.cidr.to_string(), "gateway": network.gateway.to_string(),
             });
-            self.record(tx, now, ObjectKind::Network, &network.id.to_string(), &network.name, "created", details)?;
+            w.record(ObjectKind::Network, &network.id.to_string(), &network.name, "created", details)?;
             Ok(network)
         })
     }
 
     pub fn network(&self, name: &str) -> Result<Network> {
-        self.store.read(|tx| store::network_by_name(tx, name)?.ok_or_else(|| Error::not_found("network", name)))
+        self.inner.store.read(|tx| store::network_by_name(tx, name)?.ok_or_else(|| Error::not_found("network", name)))
     }
 
     /// All networks, by VLAN id.
     pub fn networks(&self) -> Result<Vec<Network>> {
-        self.store.read(|tx| store::list_networks(tx))
+        self.inner.store.read(|tx| store::list_networks(tx))
     }
 
     /// Deletes a network; refused with [`crate::ErrorKind::InUse`] while any
     /// address on it is allocated.
     pub fn delete_network(&self, name: &str) -> Result<()> {
-        self.store.write(|tx| {
-            let now = now_ms();
-            let network = store::delete_network(tx, name)?;
-            self.record(tx, now, ObjectKind::Network, &network.id.to_string(), name, "deleted", json!({}))
+        self.inner.write(|w| {
+            let network = store::delete_network(w.tx, name)?;
+            w.record(ObjectKind::Network, &network.id.to_string(), name, "deleted", json!({}))
         })
     }
 
     /// Who holds which address of a network, in address order.
     pub fn allocations(&self, network: &str) -> Result<Vec<Allocation>> {
-        self.store.read(|tx| {
+        self.inner.store.read(|tx| {
             let network = store::network_by_name(tx, network)?.ok_or_else(|| Error::not_found("network", network))?;
             store::allocations(tx, &network)
         })
@@ -168,87 +258,41 @@ impl Manager {
     pub fn create_vm(&self, spec: &VmSpec) -> Result<Vm> {
         let nics = spec.validate()?;
         let id = uuid::Uuid::now_v7().to_string();
-        self.store.write(|tx| {
-            let now = now_ms();
-            let template = store::template_by_name(tx, &spec.template)?
+        self.inner.write(|w| {
+            let template = store::template_by_name(w.tx, &spec.template)?
                 .ok_or_else(|| Error::not_found("template", &spec.template))?;
-            store::insert_vm(tx, &id, &spec.name, &template, now)?;
+            store::insert_vm(w.tx, &id, &spec.name, &template, spec.boot.as_ref(), w.now)?;
             for (slot, nic) in nics.iter().enumerate() {
-                let network = store::network_by_name(tx, &nic.network)?
+                let network = store::network_by_name(w.tx, &nic.network)?
                     .ok_or_else(|| Error::not_found("network", &nic.network))?;
-                let ip = store::allocate(tx, &network, nic.ip)?;
+                let ip = store::allocate(w.tx, &network, nic.ip)?;
                 let mac = match nic.mac {
-                    Some(mac) if store::mac_in_use(tx, mac)? => {
+                    Some(mac) if store::mac_in_use(w.tx, mac)? => {
                         return Err(Error::AlreadyExists { kind: "NIC", field: "MAC", value: mac.to_string() });
                     }
                     Some(mac) => mac,
-                    None => self.fresh_mac(tx)?,
+                    None => fresh_mac(w.tx)?,
                 };
-                store::insert_nic(tx, &id, slot as u32, network.id, ip, mac)?;
+                store::insert_nic(w.tx, &id, slot as u32, network.id, ip, mac)?;
             }
-            let vm = store::vm_by_id(tx, &id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
+            let vm = store::vm_by_id(w.tx, &id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
             let details = json!({
                 "template": vm.template,
                 "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
             });
-            self.record(tx, now, ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
             Ok(vm)
         })
     }
 
-    /// A random 52:54:00 MAC not used in this store. With 2^24 candidates a
-    /// collision is rare; eight draws that all collide mean the space is
-    /// nearly full, which is worth an error rather than a long loop.
-    fn fresh_mac(&self, tx: &rusqlite::Transaction<'_>) -> Result<MacAddr> {
-        for _ in 0..8 {
-            let mac = MacAddr::random_qemu()?;
-            if !store::mac_in_use(tx, mac)? {
-                return Ok(mac);
-            }
-        }
-        Err(Error::Internal("no unused MAC address found under 52:54:00 after 8 tries".into()))
-    }
-
     /// A live VM by name.
     pub fn vm(&self, name: &str) -> Result<Vm> {
-        self.store.read(|tx| store::vm_by_name(tx, name)?.ok_or_else(|| Error::not_found("VM", name)))
+        self.inner.vm(name)
     }
 
     /// Live VMs matching `filter`, by name.
     pub fn vms(&self, filter: &VmFilter) -> Result<Vec<Vm>> {
-        self.store.read(|tx| store::list_vms(tx, filter))
-    }
-
-    /// Soft-deletes a VM: its name is freed for reuse, its addresses and MACs
-    /// are released in the same transaction, its history stays.
-    pub fn delete_vm(&self, name: &str) -> Result<()> {
-        self.store.write(|tx| {
-            let now = now_ms();
-            let vm = store::vm_by_name(tx, name)?.ok_or_else(|| Error::not_found("VM", name))?;
-            if vm.state.has_process() {
-                return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM" });
-            }
-            store::soft_delete_vm(tx, &vm, now)?;
-            let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
-            self.record(tx, now, ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released}))
-        })
-    }
-
-    /// Moves a VM along the state machine, recording the change. Used by the
-    /// runtime; fails with [`crate::ErrorKind::InvalidState`] if the
-    /// transition is illegal or the VM is no longer in `from`.
-    #[allow(dead_code)]
-    pub(crate) fn transition(&self, vm: &Vm, from: VmState, to: VmState, details: serde_json::Value) -> Result<()> {
-        self.store.write(|tx| {
-            let now = now_ms();
-            store::set_state(tx, vm, from, to, now)?;
-            let mut details = details;
-            if let Some(map) = details.as_object_mut() {
-                map.insert("from".into(), json!(from.as_str()));
-                map.insert("to".into(), json!(to.as_str()));
-            }
-            self.record(tx, now, ObjectKind::Vm, &vm.id, &vm.name, "state_changed", details)
-        })
+        self.inner.store.read(|tx| store::list_vms(tx, filter))
     }
 
     // ----- history ---------------------------------------------------------
@@ -257,7 +301,7 @@ impl Manager {
     /// deleted one), oldest first.
     pub fn vm_history(&self, name_or_id: &str, limit: u32) -> Result<Vec<Event>> {
         check_limit(limit)?;
-        self.store.read(|tx| {
+        self.inner.store.read(|tx| {
             let id = store::vm_id_any(tx, name_or_id)?.ok_or_else(|| Error::not_found("VM", name_or_id))?;
             store::history_of(tx, ObjectKind::Vm, &id, limit)
         })
@@ -266,22 +310,21 @@ impl Manager {
     /// The newest `limit` events across the store, oldest first.
     pub fn recent_events(&self, limit: u32) -> Result<Vec<Event>> {
         check_limit(limit)?;
-        self.store.read(|tx| store::recent_events(tx, limit))
+        self.inner.store.read(|tx| store::recent_events(tx, limit))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        at_ms: i64,
-        object_kind: ObjectKind,
-        object_id: &str,
-        object_name: &str,
-        action: &str,
-        details: serde_json::Value,
-    ) -> Result<()> {
-        store::insert_event(tx, &self.actor, at_ms, NewEvent { object_kind, object_id, object_name, action, details })
+/// A random 52:54:00 MAC not used in this store. With 2^24 candidates a
+/// collision is rare; eight draws that all collide mean the space is nearly
+/// full, which is worth an error rather than a long loop.
+fn fresh_mac(tx: &rusqlite::Transaction<'_>) -> Result<MacAddr> {
+    for _ in 0..8 {
+        let mac = MacAddr::random_qemu()?;
+        if !store::mac_in_use(tx, mac)? {
+            return Ok(mac);
+        }
     }
+    Err(Error::Internal("no unused MAC address found under 52:54:00 after 8 tries".into()))
 }
 
 fn check_limit(limit: u32) -> Result<()> {

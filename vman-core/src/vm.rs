@@ -22,11 +22,21 @@ pub struct VmSpec {
     pub template: String,
     #[serde(default)]
     pub nics: Vec<NicSpec>,
+    /// What the VM boots. Without one, QEMU's firmware looks for a disk.
+    #[serde(default)]
+    pub boot: Option<BootSpec>,
 }
 
 impl VmSpec {
     pub fn new(name: impl Into<String>, template: impl Into<String>) -> VmSpec {
-        VmSpec { name: name.into(), template: template.into(), nics: Vec::new() }
+        VmSpec { name: name.into(), template: template.into(), nics: Vec::new(), boot: None }
+    }
+
+    /// Boots `kernel` directly (QEMU's `-kernel`), with an optional initrd
+    /// and kernel command line.
+    pub fn boot(mut self, boot: BootSpec) -> VmSpec {
+        self.boot = Some(boot);
+        self
     }
 
     /// Adds a NIC with an automatically allocated address and MAC.
@@ -46,6 +56,9 @@ impl VmSpec {
         if self.nics.len() > MAX_NICS {
             return Err(Error::invalid("NICs", format!("{} given; at most {MAX_NICS}", self.nics.len())));
         }
+        if let Some(boot) = &self.boot {
+            boot.validate()?;
+        }
         let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
         for (i, a) in parsed.iter().enumerate() {
             for b in &parsed[i + 1..] {
@@ -58,6 +71,62 @@ impl VmSpec {
             }
         }
         Ok(parsed)
+    }
+}
+
+/// The longest kernel command line accepted (x86's COMMAND_LINE_SIZE).
+pub const MAX_CMDLINE_LEN: usize = 2048;
+
+/// Direct kernel boot: QEMU loads the kernel (and initrd) itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {
+    /// Absolute path of the kernel image on the host.
+    pub kernel: String,
+    /// Absolute path of the initial ramdisk, if any.
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// The kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+impl BootSpec {
+    pub fn kernel(kernel: impl Into<String>) -> BootSpec {
+        BootSpec { kernel: kernel.into(), initrd: None, cmdline: String::new() }
+    }
+
+    pub fn initrd(mut self, initrd: impl Into<String>) -> BootSpec {
+        self.initrd = Some(initrd.into());
+        self
+    }
+
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> BootSpec {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_boot_file("kernel", &self.kernel)?;
+        if let Some(initrd) = &self.initrd {
+            check_boot_file("initrd", initrd)?;
+        }
+        if self.cmdline.len() > MAX_CMDLINE_LEN || self.cmdline.contains('\0') {
+            return Err(Error::invalid("kernel command line", format!("must be at most {MAX_CMDLINE_LEN} bytes with no NUL")));
+        }
+        Ok(())
+    }
+}
+
+fn check_boot_file(what: &'static str, path: &str) -> Result<()> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() || path.contains('\0') {
+        return Err(Error::invalid(what, format!("{path:?} must be an absolute path")));
+    }
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::invalid(what, format!("{path} is not a regular file"))),
+        Err(e) => Err(Error::invalid(what, format!("{path}: {e}"))),
     }
 }
 
@@ -130,6 +199,13 @@ pub struct Vm {
     pub disk_gib: u64,
     pub state: VmState,
     pub nics: Vec<Nic>,
+    pub boot: Option<BootSpec>,
+    /// The QEMU process id while the VM has one.
+    pub pid: Option<u32>,
+    /// The accelerator QEMU runs (or last ran) with: `kvm` or `tcg`.
+    pub accel: Option<String>,
+    /// Why the last start failed or QEMU died, if it did.
+    pub last_error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

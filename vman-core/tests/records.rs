@@ -69,7 +69,7 @@ fn templates_round_trip_and_refuse_delete_while_used() {
 
     vman.create_vm(&VmSpec::new("web1", "small")).unwrap();
     assert_unchanged_by(&vman, ErrorKind::InUse, |v| v.delete_template("small"));
-    vman.delete_vm("web1").unwrap();
+    vman.delete_vm("web1", false).unwrap();
     vman.delete_template("small").unwrap();
     assert_eq!(vman.template("small").unwrap_err().kind(), ErrorKind::NotFound);
     assert_unchanged_by(&vman, ErrorKind::NotFound, |v| v.delete_template("small"));
@@ -131,13 +131,13 @@ fn allocation_automatic_fixed_exhaustion_and_release() {
     assert_eq!(held, [("10.7.0.2".into(), "a".into(), 0), ("10.7.0.3".into(), "c".into(), 0), ("10.7.0.4".into(), "b".into(), 0), ("10.7.0.5".into(), "d".into(), 0)]);
 
     assert_unchanged_by(&vman, ErrorKind::InUse, |v| v.delete_network("tiny"));
-    vman.delete_vm("b").unwrap();
+    vman.delete_vm("b", false).unwrap();
     assert!(vman.allocations("tiny").unwrap().iter().all(|a| a.vm_name != "b"));
     // The released address and MAC are free again.
     let e = vman.create_vm(&VmSpec::new("e", "small").with_nic(NicSpec::on("tiny").mac("52:54:00:aa:bb:cc"))).unwrap();
     assert_eq!(e.nics[0].ip.to_string(), "10.7.0.4");
     for vm in ["a", "c", "d", "e"] {
-        vman.delete_vm(vm).unwrap();
+        vman.delete_vm(vm, false).unwrap();
     }
     vman.delete_network("tiny").unwrap();
     assert_eq!(vman.network("tiny").unwrap_err().kind(), ErrorKind::NotFound);
@@ -176,9 +176,9 @@ fn vms_list_filters_and_soft_delete_frees_the_name() {
     let old = vman.vm("web1").unwrap();
     assert_eq!(old.state, VmState::Created);
     assert_eq!((old.vcpus, old.memory_mib, old.template.as_str()), (1, 512, "small"));
-    vman.delete_vm("web1").unwrap();
+    vman.delete_vm("web1", false).unwrap();
     assert_eq!(vman.vm("web1").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_unchanged_by(&vman, ErrorKind::NotFound, |v| v.delete_vm("web1"));
+    assert_unchanged_by(&vman, ErrorKind::NotFound, |v| v.delete_vm("web1", false));
     let new = vman.create_vm(&VmSpec::new("web1", "small").nic("lan")).unwrap();
     assert_ne!(new.id, old.id);
     // The deleted VM's history is still reachable by its id.
@@ -192,7 +192,7 @@ fn history_records_every_mutation_with_the_actor() {
     let (_dir, vman) = open();
     base(&vman);
     vman.create_vm(&VmSpec::new("web1", "small").nic("lan")).unwrap();
-    vman.delete_vm("web1").unwrap();
+    vman.delete_vm("web1", false).unwrap();
     let events = vman.recent_events(100).unwrap();
     let summary: Vec<(ObjectKind, &str, &str)> = events.iter().map(|e| (e.object_kind, e.object_name.as_str(), e.action.as_str())).collect();
     assert_eq!(summary, [

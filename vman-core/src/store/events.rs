@@ -3,7 +3,7 @@ use rusqlite::{Connection, params};
 use crate::error::{Error, Result};
 use crate::event::{Actor, Event, NewEvent, ObjectKind};
 
-pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: NewEvent<'_>) -> Result<()> {
+pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: NewEvent<'_>) -> Result<Event> {
     tx.prepare_cached(
         "INSERT INTO events (at_ms, object_kind, object_id, object_name, action, details, os_user, pid)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -18,7 +18,17 @@ pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: Ne
         actor.os_user,
         actor.pid
     ])?;
-    Ok(())
+    Ok(Event {
+        id: tx.last_insert_rowid(),
+        at_ms,
+        object_kind: event.object_kind,
+        object_id: event.object_id.to_string(),
+        object_name: event.object_name.to_string(),
+        action: event.action.to_string(),
+        details: event.details,
+        os_user: actor.os_user.clone(),
+        pid: actor.pid,
+    })
 }
 
 const COLUMNS: &str = "id, at_ms, object_kind, object_id, object_name, action, details, os_user, pid";

@@ -26,8 +26,8 @@ pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
 pub(crate) use templates::{delete_template, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
-    insert_nic, insert_vm, list_vms, mac_in_use, set_state, soft_delete_vm, vm_by_id, vm_by_name,
-    vm_id_any,
+    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, mac_in_use, set_state, soft_delete_vm, vm_by_id,
+    vm_by_name, vm_id_any, vms_with_process,
 };
 
 /// The database file inside a state directory.

@@ -90,4 +90,16 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_by_object ON events (object_kind, object_id, id);
 "#,
+    // 2: what a VM boots (direct kernel boot) and what its QEMU is.
+    r#"
+ALTER TABLE vms ADD COLUMN kernel     TEXT    NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN initrd     TEXT    NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN cmdline    TEXT    NOT NULL DEFAULT '';
+-- The QEMU process while the VM has one (0 otherwise), the accelerator it
+-- runs with, and why the last start or run failed.
+ALTER TABLE vms ADD COLUMN pid        INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vms ADD COLUMN accel      TEXT    NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN last_error TEXT    NOT NULL DEFAULT '';
+CREATE INDEX vms_with_process ON vms (state) WHERE state IN ('starting','running','paused','stopping');
+"#,
 ];

@@ -6,20 +6,32 @@ use crate::error::{Error, Result};
 use crate::mac::MacAddr;
 use crate::state::VmState;
 use crate::template::Template;
-use crate::vm::{Nic, Vm, VmFilter};
+use crate::vm::{BootSpec, Nic, Vm, VmFilter};
 
 const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
-                       v.created_at_ms, v.updated_at_ms";
+                       v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error";
 const FROM: &str = "vms v LEFT JOIN templates t ON t.id = v.template_id";
 
-pub(crate) fn insert_vm(tx: &Connection, id: &str, name: &str, template: &Template, now_ms: i64) -> Result<()> {
+pub(crate) fn insert_vm(
+    tx: &Connection,
+    id: &str,
+    name: &str,
+    template: &Template,
+    boot: Option<&BootSpec>,
+    now_ms: i64,
+) -> Result<()> {
     if live_vm_id(tx, name)?.is_some() {
         return Err(Error::AlreadyExists { kind: "VM", field: "name", value: name.to_string() });
     }
+    let (kernel, initrd, cmdline) = match boot {
+        Some(b) => (b.kernel.as_str(), b.initrd.as_deref().unwrap_or(""), b.cmdline.as_str()),
+        None => ("", "", ""),
+    };
     tx.execute(
-        "INSERT INTO vms (id, name, template_id, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?7)",
-        params![id, name, template.id, template.vcpus, template.memory_mib, template.disk_gib, now_ms],
+        "INSERT INTO vms (id, name, template_id, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms,
+                          kernel, initrd, cmdline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?7, ?8, ?9, ?10)",
+        params![id, name, template.id, template.vcpus, template.memory_mib, template.disk_gib, now_ms, kernel, initrd, cmdline],
     )?;
     Ok(())
 }
@@ -47,17 +59,62 @@ pub(crate) fn insert_nic(tx: &Connection, vm_id: &str, slot: u32, network_id: i6
     Ok(())
 }
 
-type VmRow = (String, String, String, u32, u64, u64, String, i64, i64);
+struct VmRow {
+    id: String,
+    name: String,
+    template: String,
+    vcpus: u32,
+    memory_mib: u64,
+    disk_gib: u64,
+    state: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    kernel: String,
+    initrd: String,
+    cmdline: String,
+    pid: u32,
+    accel: String,
+    last_error: String,
+}
 
 fn vm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    Ok(VmRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        template: r.get(2)?,
+        vcpus: r.get(3)?,
+        memory_mib: r.get(4)?,
+        disk_gib: r.get(5)?,
+        state: r.get(6)?,
+        created_at_ms: r.get(7)?,
+        updated_at_ms: r.get(8)?,
+        kernel: r.get(9)?,
+        initrd: r.get(10)?,
+        cmdline: r.get(11)?,
+        pid: r.get(12)?,
+        accel: r.get(13)?,
+        last_error: r.get(14)?,
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
 }
 
 fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
-    let (id, name, template, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms) = row;
+    let VmRow { id, name, template, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms, .. } = row;
+    let boot = (!row.kernel.is_empty()).then(|| BootSpec {
+        kernel: row.kernel,
+        initrd: non_empty(row.initrd),
+        cmdline: row.cmdline,
+    });
     Ok(Vm {
         nics: nics_of(conn, &id)?,
         state: state.parse::<VmState>()?,
+        boot,
+        pid: (row.pid != 0).then_some(row.pid),
+        accel: non_empty(row.accel),
+        last_error: non_empty(row.last_error),
         id,
         name,
         template,
@@ -135,6 +192,22 @@ pub(crate) fn vm_by_id(conn: &Connection, id: &str) -> Result<Option<Vm>> {
     row.map(|r| complete(conn, r)).transpose()
 }
 
+/// Live VMs that have (or should have) a QEMU process.
+pub(crate) fn vms_with_process(conn: &Connection) -> Result<Vec<Vm>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE v.state IN ('starting','running','paused','stopping') ORDER BY v.name"
+    ))?;
+    let rows = stmt.query_map([], vm_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(|r| complete(conn, r)).collect()
+}
+
+/// Ids of every VM ever recorded, live or deleted.
+pub(crate) fn all_vm_ids(conn: &Connection) -> Result<Vec<(String, bool)>> {
+    let mut stmt = conn.prepare("SELECT id, deleted_at_ms IS NOT NULL FROM vms")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn list_vms(conn: &Connection, filter: &VmFilter) -> Result<Vec<Vm>> {
     // A prefix match on the name index without LIKE's wildcard pitfalls:
     // names are ASCII, so every name with prefix p lies in [p, p || x'FF').
@@ -154,13 +227,34 @@ pub(crate) fn list_vms(conn: &Connection, filter: &VmFilter) -> Result<Vec<Vm>> 
     rows.into_iter().map(|r| complete(conn, r)).collect()
 }
 
+/// What a state change also records about the VM's process.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessFacts<'a> {
+    /// The QEMU pid (0 when the VM has no process any more).
+    pub pid: Option<u32>,
+    pub accel: Option<&'a str>,
+    /// Replaces the last error ("" clears it).
+    pub last_error: Option<&'a str>,
+}
+
 /// Moves a VM from `from` to `to` only if it is still in `from`: a lost race
 /// with another thread or process answers the state it really is in.
-pub(crate) fn set_state(tx: &Connection, vm: &Vm, from: VmState, to: VmState, now_ms: i64) -> Result<()> {
+pub(crate) fn set_state(
+    tx: &Connection,
+    vm: &Vm,
+    from: VmState,
+    to: VmState,
+    facts: &ProcessFacts<'_>,
+    now_ms: i64,
+) -> Result<()> {
     from.check_transition(to, &vm.name)?;
     let changed = tx
-        .prepare_cached("UPDATE vms SET state = ?3, updated_at_ms = ?4 WHERE id = ?1 AND state = ?2")?
-        .execute(params![vm.id, from.as_str(), to.as_str(), now_ms])?;
+        .prepare_cached(
+            "UPDATE vms SET state = ?3, updated_at_ms = ?4, pid = COALESCE(?5, pid), accel = COALESCE(?6, accel),
+                            last_error = COALESCE(?7, last_error)
+             WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![vm.id, from.as_str(), to.as_str(), now_ms, facts.pid, facts.accel, facts.last_error])?;
     if changed == 1 {
         return Ok(());
     }

@@ -1,0 +1,177 @@
+//! One thread that learns of every QEMU exit the moment it happens.
+//!
+//! It holds a pidfd per running QEMU in one `poll` set, plus an eventfd that
+//! other threads use to add or drop pidfds or stop it. There is no timer:
+//! the thread sleeps in `poll` until a process exits or it is told something.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use parking_lot::Mutex;
+
+use crate::runtime::process::Pidfd;
+
+/// A QEMU exit, as the watcher saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    pub vm_id: String,
+    pub pid: u32,
+}
+
+enum Command {
+    Watch { vm_id: String, pid: u32, pidfd: Pidfd },
+    Forget { vm_id: String },
+    Stop,
+}
+
+struct Control {
+    wake: EventFd,
+    commands: Mutex<Vec<Command>>,
+}
+
+impl Control {
+    fn send(&self, command: Command) {
+        self.commands.lock().push(command);
+        // An eventfd write only fails if the counter would overflow, which
+        // cannot happen while the thread drains it on every wake.
+        let _ = self.wake.write(1);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    control: Arc<Control>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control")
+    }
+}
+
+impl Watcher {
+    /// Starts the thread; `on_exit` runs on it for every exit seen.
+    pub fn start(on_exit: impl Fn(Exit) + Send + 'static) -> std::io::Result<Watcher> {
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
+        let control = Arc::new(Control { wake, commands: Mutex::new(Vec::new()) });
+        let thread_control = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("vman-watcher".into())
+            .spawn(move || run(&thread_control, &on_exit))?;
+        Ok(Watcher { control, thread: Some(thread) })
+    }
+
+    /// Watches `pid` (held by `pidfd`) for VM `vm_id`. If it has already
+    /// exited, the exit is reported at once.
+    pub fn watch(&self, vm_id: &str, pid: u32, pidfd: Pidfd) {
+        self.control.send(Command::Watch { vm_id: vm_id.to_string(), pid, pidfd });
+    }
+
+    pub fn forget(&self, vm_id: &str) {
+        self.control.send(Command::Forget { vm_id: vm_id.to_string() });
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.control.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            // The thread may be the one dropping us (its callback held the
+            // last reference); it then ends on its own after this returns.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
+    let mut watched: HashMap<String, (u32, Pidfd)> = HashMap::new();
+    loop {
+        let (woken, exited) = {
+            let mut fds = vec![PollFd::new(control.wake.as_fd(), PollFlags::POLLIN)];
+            let ids: Vec<&String> = watched.keys().collect();
+            fds.extend(ids.iter().map(|id| PollFd::new(watched[*id].1.as_fd(), PollFlags::POLLIN)));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("watcher poll failed, supervision stops: {e}");
+                    return;
+                }
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            let woken = ready(&fds[0]);
+            let exited: Vec<String> =
+                ids.iter().zip(&fds[1..]).filter(|(_, fd)| ready(fd)).map(|(id, _)| (*id).clone()).collect();
+            (woken, exited)
+        };
+        for vm_id in exited {
+            if let Some((pid, _)) = watched.remove(&vm_id) {
+                on_exit(Exit { vm_id, pid });
+            }
+        }
+        if woken {
+            let _ = control.wake.read();
+            let commands = std::mem::take(&mut *control.commands.lock());
+            for command in commands {
+                match command {
+                    Command::Watch { vm_id, pid, pidfd } => {
+                        watched.insert(vm_id, (pid, pidfd));
+                    }
+                    Command::Forget { vm_id } => {
+                        watched.remove(&vm_id);
+                    }
+                    Command::Stop => return,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command as Cmd;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn reports_a_kill_within_milliseconds() {
+        let (tx, rx) = mpsc::channel();
+        let watcher = Watcher::start(move |exit| tx.send((exit, Instant::now())).unwrap()).unwrap();
+        let mut child = Cmd::new("sleep").arg("30").spawn().unwrap();
+        watcher.watch("vm-a", child.id(), Pidfd::open(child.id()).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let killed_at = Instant::now();
+        child.kill().unwrap();
+        let (exit, seen_at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((exit.vm_id.as_str(), exit.pid), ("vm-a", child.id()));
+        assert!(seen_at - killed_at < Duration::from_millis(100), "took {:?}", seen_at - killed_at);
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn forgotten_processes_are_not_reported() {
+        let (tx, rx) = mpsc::channel();
+        let watcher = Watcher::start(move |exit| tx.send(exit.vm_id).unwrap()).unwrap();
+        let mut a = Cmd::new("sleep").arg("30").spawn().unwrap();
+        let mut b = Cmd::new("sleep").arg("30").spawn().unwrap();
+        watcher.watch("a", a.id(), Pidfd::open(a.id()).unwrap());
+        watcher.watch("b", b.id(), Pidfd::open(b.id()).unwrap());
+        watcher.forget("a");
+        std::thread::sleep(Duration::from_millis(20));
+        a.kill().unwrap();
+        b.kill().unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "b");
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        a.wait().unwrap();
+        b.wait().unwrap();
+        drop(watcher); // joins the thread
+    }
+}

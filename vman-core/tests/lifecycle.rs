@@ -1,0 +1,128 @@
+//! The VM lifecycle on real QEMU with a real guest (TCG): start, console,
+//! pause, resume, graceful stop, forced stop of a guest that ignores the
+//! power button, an outside kill -9, failed starts, delete.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{READY, alive, boot, open};
+use vman_core::{ErrorKind, NetworkSpec, TemplateSpec, VmSpec, VmState};
+
+const BOOT_WAIT: Duration = Duration::from_secs(90);
+
+#[test]
+fn a_guest_lives_through_its_whole_lifecycle() {
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vman = open(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
+    vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();
+    let stream = vman.subscribe();
+
+    let vm = vman.start("g1").unwrap();
+    assert_eq!(vm.state, VmState::Running);
+    assert_eq!(vm.accel.as_deref(), Some("tcg"));
+    let pid = vm.pid.expect("running VM has a pid");
+    assert!(alive(pid));
+    let line = vman.wait_for_console("g1", READY, BOOT_WAIT).unwrap();
+    assert_eq!(line, "VMAN-GUEST-READY");
+    // The live stream saw starting and running, in order.
+    let seen: Vec<String> = std::iter::from_fn(|| stream.next(Duration::from_millis(100)))
+        .map(|e| e.details["to"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(seen, ["starting", "running"]);
+
+    assert_eq!(vman.start("g1").unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(vman.delete_vm("g1", false).unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(vman.resume("g1").unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(vman.pause("g1").unwrap().state, VmState::Paused);
+    assert_eq!(vman.pause("g1").unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(vman.resume("g1").unwrap().state, VmState::Running);
+
+    // Graceful stop: the guest's acpid powers it off well within the timeout.
+    let t = Instant::now();
+    let vm = vman.stop("g1", Duration::from_secs(30)).unwrap();
+    assert_eq!(vm.state, VmState::Stopped);
+    assert!(t.elapsed() < Duration::from_secs(25), "graceful stop took {:?}", t.elapsed());
+    assert_eq!(vm.pid, None);
+    assert!(!alive(pid));
+    let tail = String::from_utf8_lossy(&vman.console_tail("g1", 4096).unwrap()).into_owned();
+    assert!(tail.contains("VMAN-POWEROFF"), "the guest powered itself off: {tail}");
+    let actions: Vec<String> = vman.vm_history("g1", 100).unwrap().into_iter().map(|e| e.action).collect();
+    assert!(!actions.contains(&"forced".to_string()), "{actions:?}");
+
+    // Started again, then killed from outside: the watcher records it.
+    let pid = vman.start("g1").unwrap().pid.unwrap();
+    vman.wait_for_console("g1", READY, BOOT_WAIT).unwrap();
+    let stream = vman.subscribe();
+    let killed_at = Instant::now();
+    // SAFETY: kill(2) with a pid we just proved is this VM's QEMU.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let event = stream.next(Duration::from_secs(5)).expect("the watcher reports the death");
+    let latency = killed_at.elapsed();
+    assert_eq!(event.details["to"], "error");
+    assert!(latency < Duration::from_millis(500), "death seen after {latency:?}");
+    let vm = vman.vm("g1").unwrap();
+    assert_eq!(vm.state, VmState::Error);
+    assert!(vm.last_error.unwrap().contains("killed"));
+
+    // A failed VM can be started again, and deleted with force while running.
+    let pid = vman.start("g1").unwrap().pid.unwrap();
+    vman.delete_vm("g1", true).unwrap();
+    assert!(!alive(pid));
+    assert_eq!(vman.vm("g1").unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(vman.allocations("lan").unwrap().is_empty());
+}
+
+#[test]
+fn a_guest_that_ignores_the_power_button_is_forced_after_the_timeout() {
+    let Some(spec_boot) = boot("vman.acpi=ignore") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vman = open(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_vm(&VmSpec::new("stubborn", "tiny").boot(spec_boot)).unwrap();
+    let pid = vman.start("stubborn").unwrap().pid.unwrap();
+    vman.wait_for_console("stubborn", READY, BOOT_WAIT).unwrap();
+    let t = Instant::now();
+    let vm = vman.stop("stubborn", Duration::from_secs(3)).unwrap();
+    let took = t.elapsed();
+    assert_eq!(vm.state, VmState::Stopped);
+    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(10), "took {took:?}");
+    assert!(!alive(pid));
+    let history = vman.vm_history("stubborn", 100).unwrap();
+    let forced = history.iter().find(|e| e.action == "forced").expect("a forced event");
+    assert!(forced.details["after_ms"].as_u64().unwrap() >= 3000);
+}
+
+#[test]
+fn a_start_that_fails_keeps_qemus_words_and_leaves_a_clear_state() {
+    if boot("").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vman = open(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    // A file that exists but is no kernel: QEMU itself refuses it.
+    let not_a_kernel = dir.path().join("not-a-kernel");
+    std::fs::write(&not_a_kernel, b"hello").unwrap();
+    let spec = VmSpec::new("broken", "tiny").boot(vman_core::BootSpec::kernel(not_a_kernel.to_string_lossy()));
+    vman.create_vm(&spec).unwrap();
+    let err = vman.start("broken").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Qemu, "{err}");
+    assert!(err.to_string().contains("kernel"), "QEMU's message is kept: {err}");
+    let vm = vman.vm("broken").unwrap();
+    assert_eq!(vm.state, VmState::Error);
+    assert_eq!(vm.pid, None);
+    assert!(vm.last_error.unwrap().contains("kernel"));
+    // A missing QEMU binary is a typed, actionable error too.
+    let other = vman_core::Manager::open(
+        dir.path(),
+        &vman_core::OpenOptions { qemu_binary: "/nonexistent/qemu-system-x86_64".into(), ..support::options() },
+    )
+    .unwrap();
+    let err = other.start("broken").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(other.vm("broken").unwrap().state, VmState::Error);
+}

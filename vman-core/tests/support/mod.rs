@@ -1,0 +1,62 @@
+//! Shared by the end-to-end tests: the test guest and a manager that runs
+//! it under TCG (KVM cannot run guests on these machines).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use vman_core::{Accel, BootSpec, Manager, OpenOptions};
+
+/// The guest's kernel and initrd, built once per machine by
+/// tests/guest/build.sh into its cache. `None` (with the reason printed)
+/// when QEMU or the guest cannot be had outside CI; under CI=true that is a
+/// failure, not a skip.
+pub fn guest() -> Option<&'static (PathBuf, PathBuf)> {
+    static GUEST: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
+    let found = GUEST.get_or_init(|| {
+        let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+        if !qemu.is_ok_and(|o| o.status.success()) {
+            return Err("qemu-system-x86_64 is not installed (run scripts/setup)".into());
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/guest/build.sh");
+        let out = Command::new(&script).output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!("guest build failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
+    });
+    match found {
+        Ok(guest) => Some(guest),
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("{reason}"),
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            None
+        }
+    }
+}
+
+pub fn boot(extra_cmdline: &str) -> Option<BootSpec> {
+    let (kernel, initrd) = guest()?;
+    let cmdline = format!("console=ttyS0 quiet panic=-1 {extra_cmdline}");
+    Some(BootSpec::kernel(kernel.to_string_lossy()).initrd(initrd.to_string_lossy()).cmdline(cmdline.trim_end()))
+}
+
+pub fn options() -> OpenOptions {
+    OpenOptions { accel: Accel::Tcg, ..OpenOptions::default() }
+}
+
+pub fn open(dir: &std::path::Path) -> Manager {
+    Manager::open(dir, &options()).expect("open state dir")
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+pub const READY: &str = "^VMAN-GUEST-READY$";
