@@ -37,7 +37,7 @@ def _print_events(events: Sequence[vman.Event]) -> None:
 def _clean_demo(m: vman.Manager) -> None:
     """Removes what an earlier demo run left, so the demo can be re-run."""
     for vm in m.vms(name_prefix=DEMO_PREFIX):
-        m.delete_vm(vm.name)
+        m.delete_vm(vm.name, force=True)
     for net in m.networks():
         if net.name.startswith(DEMO_PREFIX):
             m.delete_network(net.name)

@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +45,42 @@ def snapshot(manager: vman.Manager) -> list:
     db = str(Path(manager.state_dir) / "vman.db")
     out = subprocess.run([sys.executable, "-c", _SNAPSHOT, db, *TABLES], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def _skip_or_fail(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: this must not be skipped)")
+    pytest.skip(f"{reason}; run scripts/setup to enable")
+
+
+@pytest.fixture(scope="session")
+def guest() -> dict:
+    """The test guest's kernel and initrd (tests/guest/build.sh, cached)."""
+    if shutil.which("qemu-system-x86_64") is None:
+        _skip_or_fail("qemu-system-x86_64 is not installed")
+    out = subprocess.run([str(REPO / "tests" / "guest" / "build.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        _skip_or_fail(f"the test guest did not build: {out.stderr[-500:]}")
+    d = Path(out.stdout.strip())
+    return {"kernel": str(d / "vmlinuz"), "initrd": str(d / "initrd.img"), "cmdline": "console=ttyS0 quiet panic=-1"}
+
+
+@pytest.fixture
+def tcg(tmp_path: Path) -> vman.Manager:
+    """A manager that runs guests under TCG (KVM cannot run them here)."""
+    m = vman.Manager(tmp_path / "state", accel="tcg")
+    m.create_template("tiny", vcpus=1, memory_mib=256, disk_gib=1)
+    m.create_network("lan", vlan=100, cidr="10.100.0.0/24")
+    return m
+
+
+READY = r"^VMAN-GUEST-READY$"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie awaiting its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -10,6 +10,24 @@ pub fn int_arg<T: TryFrom<i64>>(what: &'static str, value: i64) -> Result<T> {
     T::try_from(value).map_err(|_| Error::invalid(what, format!("{value} is out of range")))
 }
 
+/// Converts seconds from a caller (Python floats) into a duration, refusing
+/// negative, NaN and absurd values with [`crate::ErrorKind::InvalidArgument`].
+pub fn seconds_arg(what: &'static str, seconds: f64) -> Result<std::time::Duration> {
+    // A day is far beyond any wait vman does; beyond it is a unit mistake.
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err(Error::invalid(what, format!("{seconds} s is outside 0..=86400 s")));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// The same check for milliseconds from C.
+pub fn millis_arg(what: &'static str, ms: u64) -> Result<std::time::Duration> {
+    if ms > 86_400_000 {
+        return Err(Error::invalid(what, format!("{ms} ms is over a day")));
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -19,5 +37,14 @@ mod tests {
         assert_eq!(int_arg::<u32>("vcpus", 4).unwrap(), 4);
         assert_eq!(int_arg::<u32>("vcpus", -1).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
         assert_eq!(int_arg::<u16>("VLAN id", 70_000).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn timeouts_must_be_finite_and_sane() {
+        assert_eq!(seconds_arg("timeout", 1.5).unwrap(), std::time::Duration::from_millis(1500));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert_eq!(seconds_arg("timeout", bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        }
+        assert!(millis_arg("timeout", u64::MAX).is_err());
     }
 }

@@ -12,9 +12,9 @@ mod _vman {
     use super::*;
 
     #[pymodule_export]
-    use crate::manager::{PyManager, PyNicSpec};
+    use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]
-    use crate::records::{PyAllocation, PyEvent, PyNetwork, PyNic, PyTemplate, PyVm};
+    use crate::records::{PyAllocation, PyDrift, PyEvent, PyNetwork, PyNic, PyReconcileReport, PyTemplate, PyVm};
 
     /// The default state directory: ``$VMAN_STATE_DIR``, else
     /// ``/var/lib/vman`` for root, else ``$XDG_STATE_HOME/vman`` or

@@ -4,11 +4,12 @@
 //! (which may wait on disk, locks or QEMU), and maps the result.
 
 use pyo3::prelude::*;
-use vman_core::convert::int_arg;
-use vman_core::{Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
+use pyo3::types::PyBytes;
+use vman_core::convert::{int_arg, seconds_arg};
+use vman_core::{Accel, BootSpec, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
 use crate::errors::{PyVmanError, PyVmanResult};
-use crate::records::{PyAllocation, PyEvent, PyNetwork, PyTemplate, PyVm};
+use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
@@ -61,12 +62,26 @@ pub(crate) struct PyManager {
 
 #[pymethods]
 impl PyManager {
-    /// Opens ``state_dir``, creating it (mode 0700) and its database if missing.
+    /// Opens ``state_dir``, creating it (mode 0700) and its database if
+    /// missing, and adopts the VMs that are still running.
     #[new]
-    #[pyo3(signature = (state_dir, *, busy_timeout_ms=10_000))]
-    fn open(py: Python<'_>, state_dir: std::path::PathBuf, busy_timeout_ms: i64) -> PyResult<Self> {
-        let options = OpenOptions { busy_timeout_ms: int_arg("busy timeout", busy_timeout_ms).map_err(PyVmanError)? };
-        let inner = py.detach(|| Manager::open(&state_dir, &options)).map_err(PyVmanError)?;
+    #[pyo3(signature = (state_dir, *, busy_timeout_ms=10_000, accel="auto", qemu_binary=None, serial_log_cap_bytes=4_194_304))]
+    fn open(
+        py: Python<'_>,
+        state_dir: std::path::PathBuf,
+        busy_timeout_ms: i64,
+        accel: &str,
+        qemu_binary: Option<std::path::PathBuf>,
+        serial_log_cap_bytes: i64,
+    ) -> PyVmanResult<Self> {
+        let defaults = OpenOptions::default();
+        let options = OpenOptions {
+            busy_timeout_ms: int_arg("busy timeout", busy_timeout_ms)?,
+            accel: accel.parse::<Accel>()?,
+            qemu_binary: qemu_binary.unwrap_or(defaults.qemu_binary),
+            serial_log_cap_bytes: int_arg("serial log cap", serial_log_cap_bytes)?,
+        };
+        let inner = py.detach(|| Manager::open(&state_dir, &options))?;
         Ok(PyManager { inner })
     }
 
@@ -147,10 +162,28 @@ impl PyManager {
     }
 
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
-    /// addresses are allocated in one transaction, or none.
-    #[pyo3(signature = (name, *, template, nics=None))]
-    fn create_vm(&self, py: Python<'_>, name: String, template: String, nics: Option<Vec<NicArg>>) -> PyVmanResult<PyVm> {
-        let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect() };
+    /// addresses are allocated in one transaction, or none. ``kernel`` (with
+    /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly.
+    #[pyo3(signature = (name, *, template, nics=None, kernel=None, initrd=None, cmdline=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_vm(
+        &self,
+        py: Python<'_>,
+        name: String,
+        template: String,
+        nics: Option<Vec<NicArg>>,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: Option<String>,
+    ) -> PyVmanResult<PyVm> {
+        let boot = match (kernel, initrd, cmdline) {
+            (Some(kernel), initrd, cmdline) => Some(BootSpec { kernel, initrd, cmdline: cmdline.unwrap_or_default() }),
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(vman_core::Error::InvalidArgument { what: "boot", reason: "initrd and cmdline need a kernel".into() }.into());
+            }
+        };
+        let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(), boot };
         Ok(py.detach(|| self.inner.create_vm(&spec))?.into())
     }
 
@@ -164,8 +197,79 @@ impl PyManager {
         Ok(py.detach(|| self.inner.vms(&filter))?.into_iter().map(Into::into).collect())
     }
 
-    fn delete_vm(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_vm(name))?)
+    /// Soft-deletes a VM; a running one only with ``force=True``, which
+    /// stops it first.
+    #[pyo3(signature = (name, *, force=false))]
+    fn delete_vm(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<()> {
+        Ok(py.detach(|| self.inner.delete_vm(name, force))?)
+    }
+
+    /// Starts QEMU; returns once it answers on QMP (the guest then boots).
+    fn start(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
+        Ok(py.detach(|| self.inner.start(name))?.into())
+    }
+
+    /// ACPI power button, up to ``timeout`` seconds, then forced.
+    #[pyo3(signature = (name, timeout=30.0))]
+    fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout)?;
+        Ok(py.detach(|| self.inner.stop(name, timeout))?.into())
+    }
+
+    /// QMP quit, then SIGKILL if QEMU lingers.
+    fn force_stop(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
+        Ok(py.detach(|| self.inner.force_stop(name))?.into())
+    }
+
+    #[pyo3(signature = (name, timeout=30.0))]
+    fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout)?;
+        Ok(py.detach(|| self.inner.restart(name, timeout))?.into())
+    }
+
+    fn pause(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
+        Ok(py.detach(|| self.inner.pause(name))?.into())
+    }
+
+    fn resume(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
+        Ok(py.detach(|| self.inner.resume(name))?.into())
+    }
+
+    /// The last ``max_bytes`` of the VM's serial console output.
+    #[pyo3(signature = (name, max_bytes=65_536))]
+    fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: i64) -> PyVmanResult<Bound<'py, PyBytes>> {
+        let max_bytes = int_arg("max_bytes", max_bytes)?;
+        let bytes = py.detach(|| self.inner.console_tail(name, max_bytes))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Waits for a console line matching the regex ``pattern`` during the
+    /// current boot and returns it; :class:`vman.TimeoutError` otherwise.
+    #[pyo3(signature = (name, pattern, timeout=60.0))]
+    fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyVmanResult<String> {
+        let timeout = seconds_arg("timeout", timeout)?;
+        Ok(py.detach(|| self.inner.wait_for_console(name, pattern, timeout))?)
+    }
+
+    /// Attaches to the serial console: a file-like :class:`vman.Console`.
+    fn console<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let stream = py.detach(|| self.inner.console_attach(name)).map_err(PyVmanError)?;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("fileno", fd)?;
+        let sock = py.import("socket")?.getattr("socket")?.call((), Some(&kwargs))?;
+        py.import("vman._console")?.getattr("Console")?.call1((sock,))
+    }
+
+    /// Compares the store with reality, repairs drift, reports it.
+    fn reconcile(&self, py: Python<'_>) -> PyResult<PyReconcileReport> {
+        let report = py.detach(|| self.inner.reconcile()).map_err(PyVmanError)?;
+        PyReconcileReport::new(py, report)
+    }
+
+    /// A live stream of the events this manager records from now on.
+    fn subscribe(&self) -> PyEventStream {
+        PyEventStream { inner: self.inner.subscribe() }
     }
 
     /// The newest ``limit`` events of a VM (live name, or id of a deleted
@@ -185,5 +289,55 @@ impl PyManager {
 
     fn __repr__(&self) -> String {
         format!("Manager({:?})", self.inner.state_dir())
+    }
+}
+
+/// Live events, pulled: ``next(timeout)`` or iterate (blocks; Ctrl-C works).
+#[pyclass(frozen, module = "vman", name = "EventStream")]
+pub(crate) struct PyEventStream {
+    inner: EventStream,
+}
+
+/// How long one blocking wait lasts before Python gets a chance to handle
+/// signals (so an iterating loop still answers Ctrl-C).
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+#[pymethods]
+impl PyEventStream {
+    /// The next event, waiting up to ``timeout`` seconds (forever if None);
+    /// None if none came.
+    #[pyo3(signature = (timeout=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
+        let deadline = match timeout {
+            Some(t) => Some(std::time::Instant::now() + seconds_arg("timeout", t).map_err(PyVmanError)?),
+            None => None,
+        };
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK),
+                None => SIGNAL_CHECK,
+            };
+            if let Some(event) = py.detach(|| self.inner.next(slice)) {
+                return Ok(Some(event.into()));
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Events dropped because the stream was not read fast enough.
+    #[getter]
+    fn missed(&self) -> u64 {
+        self.inner.missed()
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
+        self.next(py, None)
     }
 }

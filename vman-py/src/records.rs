@@ -135,6 +135,18 @@ pub(crate) struct PyVm {
     #[pyo3(get)]
     nics: Vec<PyNic>,
     #[pyo3(get)]
+    kernel: Option<String>,
+    #[pyo3(get)]
+    initrd: Option<String>,
+    #[pyo3(get)]
+    cmdline: Option<String>,
+    #[pyo3(get)]
+    pid: Option<u32>,
+    #[pyo3(get)]
+    accel: Option<String>,
+    #[pyo3(get)]
+    last_error: Option<String>,
+    #[pyo3(get)]
     created_at_ms: i64,
     #[pyo3(get)]
     updated_at_ms: i64,
@@ -157,6 +169,12 @@ impl From<vman_core::Vm> for PyVm {
                 })
                 .collect(),
             state: v.state.as_str(),
+            kernel: v.boot.as_ref().map(|b| b.kernel.clone()),
+            initrd: v.boot.as_ref().and_then(|b| b.initrd.clone()),
+            cmdline: v.boot.as_ref().map(|b| b.cmdline.clone()),
+            pid: v.pid,
+            accel: v.accel,
+            last_error: v.last_error,
             id: v.id,
             name: v.name,
             template: v.template,
@@ -173,7 +191,8 @@ impl From<vman_core::Vm> for PyVm {
 impl PyVm {
     fn __repr__(&self) -> String {
         let ips: Vec<&str> = self.nics.iter().map(|n| n.ip.as_str()).collect();
-        format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?})", self.name, self.state, self.template, ips)
+        let pid = self.pid.map_or(String::new(), |p| format!(", pid={p}"));
+        format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?}{pid})", self.name, self.state, self.template, ips)
     }
 }
 
@@ -264,5 +283,50 @@ impl PyEvent {
 
     fn __repr__(&self) -> String {
         format!("Event(id={}, {} {:?} {})", self.id, self.object_kind, self.object_name, self.action)
+    }
+}
+
+/// One difference between the store and reality, and what was done.
+#[pyclass(frozen, module = "vman", name = "Drift")]
+pub(crate) struct PyDrift {
+    #[pyo3(get)]
+    vm: String,
+    #[pyo3(get)]
+    found: String,
+    #[pyo3(get)]
+    action: String,
+}
+
+#[pymethods]
+impl PyDrift {
+    fn __repr__(&self) -> String {
+        format!("Drift(vm={:?}, found={:?}, action={:?})", self.vm, self.found, self.action)
+    }
+}
+
+/// What `Manager.reconcile()` found and did.
+#[pyclass(frozen, module = "vman", name = "ReconcileReport")]
+pub(crate) struct PyReconcileReport {
+    #[pyo3(get)]
+    drifts: Vec<Py<PyDrift>>,
+    #[pyo3(get)]
+    adopted: Vec<String>,
+}
+
+impl PyReconcileReport {
+    pub(crate) fn new(py: Python<'_>, r: vman_core::ReconcileReport) -> PyResult<Self> {
+        let drifts = r
+            .drifts
+            .into_iter()
+            .map(|d| Py::new(py, PyDrift { vm: d.vm, found: d.found, action: d.action }))
+            .collect::<PyResult<_>>()?;
+        Ok(PyReconcileReport { drifts, adopted: r.adopted })
+    }
+}
+
+#[pymethods]
+impl PyReconcileReport {
+    fn __repr__(&self) -> String {
+        format!("ReconcileReport(drifts={}, adopted={:?})", self.drifts.len(), self.adopted)
     }
 }
