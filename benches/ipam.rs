@@ -45,7 +45,7 @@ fn fill_99_percent(vman: &Manager) {
     for _ in 0..41 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let victim = (seed >> 33) as usize % vms.len();
-        vman.delete_vm(&vms.swap_remove(victim, false)).expect("free");
+        vman.delete_vm(&vms.swap_remove(victim), false).expect("free");
     }
     let held = vman.allocations("n").expect("allocations").len();
     assert!((ASSIGNABLE * 98 / 100..ASSIGNABLE).contains(&held), "held {held}");

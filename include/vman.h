@@ -133,11 +133,23 @@ typedef struct VmanAllocation VmanAllocation;
 typedef struct VmanAllocationList VmanAllocationList;
 
 /*
+ A live connection to a VM's serial console. One thread at a time.
+ */
+typedef struct VmanConsole VmanConsole;
+
+/*
  One history entry; read-only.
  */
 typedef struct VmanEvent VmanEvent;
 
 typedef struct VmanEventList VmanEventList;
+
+/*
+ A live stream of the events one manager records, pulled with
+ `vman_event_stream_next`. One thread at a time per stream; open one per
+ thread that follows events.
+ */
+typedef struct VmanEventStream VmanEventStream;
 
 /*
  A handle on one state directory. Thread-safe: every function taking a
@@ -167,6 +179,11 @@ typedef struct VmanNic VmanNic;
  Options for `vman_manager_open`; create with `vman_open_options_new`.
  */
 typedef struct VmanOpenOptions VmanOpenOptions;
+
+/*
+ What `vman_reconcile` found and did; read-only.
+ */
+typedef struct VmanReconcileReport VmanReconcileReport;
 
 /*
  A template record; read-only, safe to share between threads.
@@ -200,6 +217,87 @@ extern "C" {
  the header's VMAN_VERSION when header and library match.
  */
 const char *vman_version(void);
+
+/*
+ Copies the last bytes of the VM's console output (at most `capacity`)
+ into `buf` and their number into `*out_len`. The bytes are the guest's
+ own (usually text, not NUL-terminated).
+
+ # Safety
+ `manager` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
+ writable for `capacity` bytes; `out_len` NULL or writable.
+ */
+VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
+                                const char *name,
+                                uint8_t *buf,
+                                size_t capacity,
+                                size_t *out_len);
+
+/*
+ Waits up to `timeout_ms` for a console line matching the regular
+ expression `pattern` during the current boot. On success, if `out_line`
+ is not NULL, `*out_line` is the line (free with `vman_string_free`).
+ `VMAN_STATUS_TIMEOUT` if none came.
+
+ # Safety
+ `manager` NULL or live; strings NULL or NUL-terminated; `out_line` NULL or
+ writable.
+ */
+VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
+                                    const char *name,
+                                    const char *pattern,
+                                    uint64_t timeout_ms,
+                                    char **out_line);
+
+/*
+ Connects to a running VM's serial console. QEMU serves one client at a
+ time; the log keeps recording either way. Free with `vman_console_free`.
+
+ # Safety
+ `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+ */
+VmanStatus vman_console_attach(const struct VmanManager *manager,
+                               const char *name,
+                               struct VmanConsole **out);
+
+/*
+ Reads up to `len` bytes the guest printed into `buf`, waiting up to
+ `timeout_ms` (0: do not wait). `*out_n` = 0 means QEMU closed the console
+ (the VM stopped). `VMAN_STATUS_TIMEOUT` if nothing came.
+
+ # Safety
+ `console` NULL or live, used by one thread; `buf` NULL or writable for
+ `len` bytes; `out_n` NULL or writable.
+ */
+VmanStatus vman_console_read(struct VmanConsole *console,
+                             uint8_t *buf,
+                             size_t len,
+                             uint64_t timeout_ms,
+                             size_t *out_n);
+
+/*
+ Sends `len` bytes to the guest's console (its keyboard), all of them.
+
+ # Safety
+ `console` NULL or live, used by one thread; `buf` NULL or readable for
+ `len` bytes.
+ */
+VmanStatus vman_console_write(struct VmanConsole *console, const uint8_t *buf, size_t len);
+
+/*
+ The console's file descriptor, for the caller's own poll loop (readable
+ means `vman_console_read` returns at once). -1 for NULL. Owned by the
+ console: do not close it.
+ */
+int vman_console_fd(const struct VmanConsole *console);
+
+/*
+ Disconnects and frees the console; NULL is a no-op.
+
+ # Safety
+ `console` NULL or live, not used afterwards.
+ */
+void vman_console_free(struct VmanConsole *console);
 
 /*
  The message of the last failed vman call on this thread, or NULL if the
@@ -288,6 +386,106 @@ const char *vman_event_os_user(const struct VmanEvent *event);
 uint32_t vman_event_pid(const struct VmanEvent *event);
 
 /*
+ Subscribes to the events `manager` records from now on.
+
+ # Safety
+ `manager` NULL or live; `out` NULL or writable.
+ */
+VmanStatus vman_event_stream_new(const struct VmanManager *manager, struct VmanEventStream **out);
+
+/*
+ The next event, waiting up to `timeout_ms`; `*out` is owned by the caller
+ (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT` if none came.
+
+ # Safety
+ `stream` NULL or live, used by one thread; `out` NULL or writable.
+ */
+VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
+                                  uint64_t timeout_ms,
+                                  struct VmanEvent **out);
+
+/*
+ Events dropped because the stream was not read fast enough.
+ */
+uint64_t vman_event_stream_missed(const struct VmanEventStream *stream);
+
+/*
+ Frees a stream; NULL is a no-op.
+
+ # Safety
+ `stream` NULL or live, not used afterwards.
+ */
+void vman_event_stream_free(struct VmanEventStream *stream);
+
+/*
+ Frees an event from `vman_event_stream_next` (not a list item); NULL is
+ a no-op.
+
+ # Safety
+ `event` NULL or an owned event, not used afterwards.
+ */
+void vman_event_free(struct VmanEvent *event);
+
+/*
+ Starts a created, stopped or failed VM; returns once QEMU answers on QMP
+ (the guest then boots; see `vman_vm_wait_for_console`). On failure the VM
+ is left in state error with QEMU's message.
+
+ # Safety
+ `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+ */
+VmanStatus vman_vm_start(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+
+/*
+ Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
+ the guest to power off, then QMP quit, then SIGKILL.
+
+ # Safety
+ As `vman_vm_start`.
+ */
+VmanStatus vman_vm_stop(const struct VmanManager *manager,
+                        const char *name,
+                        uint64_t timeout_ms,
+                        struct VmanVm **out);
+
+/*
+ Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
+
+ # Safety
+ As `vman_vm_start`.
+ */
+VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanVm **out);
+
+/*
+ Stops (gracefully, within `timeout_ms`) and starts the VM again.
+
+ # Safety
+ As `vman_vm_start`.
+ */
+VmanStatus vman_vm_restart(const struct VmanManager *manager,
+                           const char *name,
+                           uint64_t timeout_ms,
+                           struct VmanVm **out);
+
+/*
+ Halts the guest's vCPUs (QMP stop).
+
+ # Safety
+ As `vman_vm_start`.
+ */
+VmanStatus vman_vm_pause(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+
+/*
+ Resumes a paused guest (QMP cont).
+
+ # Safety
+ As `vman_vm_start`.
+ */
+VmanStatus vman_vm_resume(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+
+/*
  Creates options holding the defaults. Free with `vman_open_options_free`.
  */
 VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
@@ -302,6 +500,32 @@ VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
 
 /*
+ The accelerator: "auto" (default: KVM only if a probe proves it runs
+ guests), "kvm" or "tcg".
+
+ # Safety
+ `options` NULL or a live handle not used concurrently; `accel` NULL or
+ NUL-terminated.
+ */
+VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
+
+/*
+ The QEMU binary (default "qemu-system-x86_64", looked up in PATH).
+
+ # Safety
+ As `vman_open_options_set_accel`.
+ */
+VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, const char *path);
+
+/*
+ The size at which a VM's serial log is rotated (default 4 MiB).
+
+ # Safety
+ `options` NULL or a live handle not used concurrently.
+ */
+VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options, uint64_t bytes);
+
+/*
  Frees options; NULL is a no-op.
 
  # Safety
@@ -310,7 +534,8 @@ VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options
 void vman_open_options_free(struct VmanOpenOptions *options);
 
 /*
- Opens `state_dir` (created with mode 0700 if missing) and its database.
+ Opens `state_dir` (created with mode 0700 if missing) and its database,
+ and adopts the VMs that are still running there.
  `options` may be NULL for the defaults. On success `*out` owns a manager
  to free with `vman_manager_free`; on failure `*out` is untouched.
 
@@ -517,6 +742,49 @@ const char *vman_allocation_vm_name(const struct VmanAllocation *allocation);
 uint32_t vman_allocation_nic_index(const struct VmanAllocation *allocation);
 
 /*
+ Compares the store with the running processes and run files, repairs
+ what it can, and reports every drift. Also runs at open.
+
+ # Safety
+ `manager` NULL or live; `out` NULL or writable.
+ */
+VmanStatus vman_reconcile(const struct VmanManager *manager, struct VmanReconcileReport **out);
+
+size_t vman_reconcile_report_drift_count(const struct VmanReconcileReport *report);
+
+/*
+ The VM of drift `index`; NULL if out of range.
+ */
+const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *report, size_t index);
+
+/*
+ What drift `index` found, e.g. "recorded running but its QEMU is gone".
+ */
+const char *vman_reconcile_report_drift_found(const struct VmanReconcileReport *report,
+                                              size_t index);
+
+/*
+ What was done about drift `index`.
+ */
+const char *vman_reconcile_report_drift_action(const struct VmanReconcileReport *report,
+                                               size_t index);
+
+size_t vman_reconcile_report_adopted_count(const struct VmanReconcileReport *report);
+
+/*
+ The name of adopted VM `index`; NULL if out of range.
+ */
+const char *vman_reconcile_report_adopted(const struct VmanReconcileReport *report, size_t index);
+
+/*
+ Frees a report; NULL is a no-op.
+
+ # Safety
+ `report` NULL or live, not used afterwards.
+ */
+void vman_reconcile_report_free(struct VmanReconcileReport *report);
+
+/*
  Creates a size template. `description` may be NULL. On success `*out`
  (if `out` is not NULL) owns the new record; free it with
  `vman_template_free`.
@@ -629,6 +897,18 @@ VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
                                 const char *mac);
 
 /*
+ Boots `kernel` directly (an absolute path), with an optional `initrd`
+ and kernel command line `cmdline` (both may be NULL).
+
+ # Safety
+ `spec` NULL or a live spec; strings NULL or NUL-terminated.
+ */
+VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
+                                 const char *kernel,
+                                 const char *initrd,
+                                 const char *cmdline);
+
+/*
  Frees a spec; NULL is a no-op.
 
  # Safety
@@ -669,12 +949,13 @@ VmanStatus vman_vm_list(const struct VmanManager *manager,
 
 /*
  Soft-deletes a VM: frees its name, releases its addresses, keeps its
- history. `VMAN_STATUS_INVALID_STATE` while QEMU runs it.
+ history. While QEMU runs it: `VMAN_STATUS_INVALID_STATE`, unless `force`,
+ which stops it first.
 
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated.
  */
-VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name);
+VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
 
 /*
  Frees a VM record (not a list item); NULL is a no-op.
@@ -753,6 +1034,30 @@ const char *vman_nic_gateway(const struct VmanNic *nic);
  The NIC's MAC, "aa:bb:cc:dd:ee:ff".
  */
 const char *vman_nic_mac(const struct VmanNic *nic);
+
+/*
+ The QEMU pid while the VM has one, else 0.
+ */
+uint32_t vman_vm_pid(const struct VmanVm *vm);
+
+/*
+ "kvm" or "tcg" once the VM has run; NULL before.
+ */
+const char *vman_vm_accel(const struct VmanVm *vm);
+
+/*
+ Why the last start failed or QEMU died; NULL if it did not.
+ */
+const char *vman_vm_last_error(const struct VmanVm *vm);
+
+/*
+ The kernel booted directly; NULL if none.
+ */
+const char *vman_vm_kernel(const struct VmanVm *vm);
+
+const char *vman_vm_initrd(const struct VmanVm *vm);
+
+const char *vman_vm_cmdline(const struct VmanVm *vm);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -194,7 +194,7 @@ static void test_allocation(void) {
   vman_allocation_list_free(allocs);
 
   EXPECT(VMAN_STATUS_IN_USE, vman_network_delete(mgr, "tiny"));
-  OK(vman_vm_delete(mgr, "b"));
+  OK(vman_vm_delete(mgr, "b", false));
   CHECK(count_allocations("tiny") == 3);
   CHECK(make_vm("e", tiny, 1) == VMAN_STATUS_OK); /* gets the released .4 */
   OK(vman_vm_get(mgr, "e", &vm));
@@ -240,7 +240,7 @@ static void test_vms_and_history(void) {
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_list(mgr, "sleepy", NULL, &list));
 
   EXPECT(VMAN_STATUS_IN_USE, vman_template_delete(mgr, "small"));
-  OK(vman_vm_delete(mgr, "multi"));
+  OK(vman_vm_delete(mgr, "multi", false));
   OK(vman_vm_history(mgr, "holder", 10, &events));
   CHECK(vman_event_list_len(events) == 1);
   STREQ(vman_event_action(vman_event_list_get(events, 0)), "created");

@@ -55,7 +55,10 @@ impl Inner {
     pub(crate) fn settle_exit(&self, vm_id: &str, pid: u32, cause: ExitCause) -> Result<Option<VmState>> {
         let settled = self.write(|w| {
             let Some(vm) = store::vm_by_id(w.tx, vm_id)? else { return Ok(None) };
-            if !vm.state.has_process() || vm.pid.is_some_and(|p| p != pid) {
+            // Only the run this process belongs to: a late notice about the
+            // previous QEMU must not settle a new start (recorded pid 0 until
+            // it runs). Callers that know no pid pass 0.
+            if !vm.state.has_process() || vm.pid.unwrap_or(0) != pid {
                 return Ok(None);
             }
             let (to, reason) = match (vm.state, cause) {
@@ -66,10 +69,15 @@ impl Inner {
             let last_error = if to == VmState::Error { reason } else { "" };
             store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}))?;
+            // Only the caller that settles the run cleans up after it (the
+            // files may otherwise belong to the next run), and before the
+            // event is published, so whoever reacts to it sees them gone.
+            self.runtime.paths(vm_id).clean();
             Ok(Some(to))
         })?;
-        self.runtime.paths(vm_id).clean();
-        if let Ok(w) = self.runtime.watcher() {
+        if settled.is_some()
+            && let Ok(w) = self.runtime.watcher()
+        {
             w.forget(vm_id);
         }
         Ok(settled)
@@ -101,7 +109,10 @@ impl Inner {
         let accel = self.runtime.accel();
         let argv = qemu_argv(vm, accel, &paths, log.path(), &nics);
         let pid = process::launch(&self.runtime.qemu, &argv, &paths, LAUNCH_TIMEOUT)?;
-        let pidfd = Pidfd::open(pid).map_err(|e| Error::Qemu { message: format!("QEMU {pid} exited right after starting ({e})") })?;
+        let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
+            _ => Error::Qemu { message: format!("QEMU {pid} exited right after starting ({e})") },
+        })?;
         let proven = (|| {
             if !process::is_qemu_of(&pidfd, pid, &vm.id) {
                 return Err(Error::Qemu { message: format!("pid {pid} from the pidfile is not this VM's QEMU") });

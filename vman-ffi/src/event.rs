@@ -2,9 +2,10 @@
 
 use std::ffi::{CString, c_char};
 
-use vman_core::Event;
+use vman_core::convert::millis_arg;
+use vman_core::{Event, EventStream};
 
-use crate::error::VmanStatus;
+use crate::error::{Failure, VmanStatus};
 use crate::guard::{self, call, out_param, write_out};
 use crate::manager::VmanManager;
 use crate::record::{self, cstring};
@@ -148,4 +149,77 @@ pub extern "C" fn vman_event_os_user(event: *const VmanEvent) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_event_pid(event: *const VmanEvent) -> u32 {
     record::number(event, |e| e.inner.pid)
+}
+
+/// A live stream of the events one manager records, pulled with
+/// `vman_event_stream_next`. One thread at a time per stream; open one per
+/// thread that follows events.
+#[derive(Debug)]
+pub struct VmanEventStream {
+    inner: EventStream,
+}
+
+/// Subscribes to the events `manager` records from now on.
+///
+/// # Safety
+/// `manager` NULL or live; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_stream_new(manager: *const VmanManager, out: *mut *mut VmanEventStream) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let manager = unsafe { guard::handle(manager, "manager") }?;
+        out_param(out, "out")?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: manager.inner.subscribe() })) };
+        Ok(())
+    })
+}
+
+/// The next event, waiting up to `timeout_ms`; `*out` is owned by the caller
+/// (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT` if none came.
+///
+/// # Safety
+/// `stream` NULL or live, used by one thread; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_stream_next(stream: *mut VmanEventStream, timeout_ms: u64, out: *mut *mut VmanEvent) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let stream = unsafe { guard::handle_mut(stream, "stream") }?;
+        out_param(out, "out")?;
+        let timeout = millis_arg("timeout", timeout_ms)?;
+        let event = stream
+            .inner
+            .next(timeout)
+            .ok_or_else(|| Failure::new(VmanStatus::Timeout, format!("No event within {timeout_ms} ms")))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanEvent::from(event))) };
+        Ok(())
+    })
+}
+
+/// Events dropped because the stream was not read fast enough.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_event_stream_missed(stream: *const VmanEventStream) -> u64 {
+    record::number(stream, |s| s.inner.missed())
+}
+
+/// Frees a stream; NULL is a no-op.
+///
+/// # Safety
+/// `stream` NULL or live, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_stream_free(stream: *mut VmanEventStream) {
+    // SAFETY: per this function's contract.
+    guard::get((), || unsafe { guard::free_handle(stream) })
+}
+
+/// Frees an event from `vman_event_stream_next` (not a list item); NULL is
+/// a no-op.
+///
+/// # Safety
+/// `event` NULL or an owned event, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_free(event: *mut VmanEvent) {
+    // SAFETY: per this function's contract.
+    guard::get((), || unsafe { guard::free_handle(event) })
 }

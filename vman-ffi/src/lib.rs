@@ -5,11 +5,14 @@
 //! One module per C "class". Every `extern "C"` body runs inside
 //! [`guard::call`] or [`guard::get`], so no panic crosses into C.
 
+mod console;
 mod error;
 mod event;
 mod guard;
+mod lifecycle;
 mod manager;
 mod network;
+mod reconcile;
 mod record;
 mod template;
 mod vm;
@@ -17,9 +20,12 @@ mod vm;
 use std::ffi::c_char;
 
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
+pub use console::*;
 pub use event::*;
+pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
+pub use reconcile::*;
 pub use template::*;
 pub use vm::*;
 

@@ -47,6 +47,50 @@ pub unsafe extern "C" fn vman_open_options_set_busy_timeout_ms(options: *mut Vma
     })
 }
 
+/// The accelerator: "auto" (default: KVM only if a probe proves it runs
+/// guests), "kvm" or "tcg".
+///
+/// # Safety
+/// `options` NULL or a live handle not used concurrently; `accel` NULL or
+/// NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_accel(options: *mut VmanOpenOptions, accel: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (options, accel) = unsafe { (guard::handle_mut(options, "options")?, guard::string(accel, "accel")?) };
+        options.inner.accel = accel.parse()?;
+        Ok(())
+    })
+}
+
+/// The QEMU binary (default "qemu-system-x86_64", looked up in PATH).
+///
+/// # Safety
+/// As `vman_open_options_set_accel`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_qemu_binary(options: *mut VmanOpenOptions, path: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (options, path) = unsafe { (guard::handle_mut(options, "options")?, guard::string(path, "path")?) };
+        options.inner.qemu_binary = path.into();
+        Ok(())
+    })
+}
+
+/// The size at which a VM's serial log is rotated (default 4 MiB).
+///
+/// # Safety
+/// `options` NULL or a live handle not used concurrently.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_serial_log_cap(options: *mut VmanOpenOptions, bytes: u64) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let options = unsafe { guard::handle_mut(options, "options") }?;
+        options.inner.serial_log_cap_bytes = bytes;
+        Ok(())
+    })
+}
+
 /// Frees options; NULL is a no-op.
 ///
 /// # Safety
@@ -57,7 +101,8 @@ pub unsafe extern "C" fn vman_open_options_free(options: *mut VmanOpenOptions) {
     guard::get((), || unsafe { guard::free_handle(options) })
 }
 
-/// Opens `state_dir` (created with mode 0700 if missing) and its database.
+/// Opens `state_dir` (created with mode 0700 if missing) and its database,
+/// and adopts the VMs that are still running there.
 /// `options` may be NULL for the defaults. On success `*out` owns a manager
 /// to free with `vman_manager_free`; on failure `*out` is untouched.
 ///

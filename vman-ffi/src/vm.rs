@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, c_char};
 
-use vman_core::{Nic, NicSpec, Vm, VmFilter, VmSpec, VmState};
+use vman_core::{BootSpec, Nic, NicSpec, Vm, VmFilter, VmSpec, VmState};
 
 use crate::error::{Failure, VmanStatus};
 use crate::guard::{self, call, out_param, write_out};
@@ -48,11 +48,16 @@ pub struct VmanVmSpec {
 /// A VM record: a snapshot taken when it was read; read-only, safe to share.
 #[derive(Debug)]
 pub struct VmanVm {
-    inner: Vm,
+    pub(crate) inner: Vm,
     id: CString,
     name: CString,
     template: CString,
     nics: Vec<VmanNic>,
+    kernel: Option<CString>,
+    initrd: Option<CString>,
+    cmdline: Option<CString>,
+    accel: Option<CString>,
+    last_error: Option<CString>,
 }
 
 /// A NIC of a VM record, borrowed from it.
@@ -67,7 +72,13 @@ pub struct VmanNic {
 
 impl From<Vm> for VmanVm {
     fn from(vm: Vm) -> Self {
+        let boot = vm.boot.as_ref();
         VmanVm {
+            kernel: boot.map(|b| cstring(&b.kernel)),
+            initrd: boot.and_then(|b| b.initrd.as_ref()).map(cstring),
+            cmdline: boot.map(|b| cstring(&b.cmdline)),
+            accel: vm.accel.as_ref().map(cstring),
+            last_error: vm.last_error.as_ref().map(cstring),
             id: cstring(&vm.id),
             name: cstring(&vm.name),
             template: cstring(&vm.template),
@@ -132,6 +143,37 @@ pub unsafe extern "C" fn vman_vm_spec_add_nic(
         nic.ip = ip.map(str::to_string);
         nic.mac = mac.map(str::to_string);
         spec.inner.nics.push(nic);
+        Ok(())
+    })
+}
+
+/// Boots `kernel` directly (an absolute path), with an optional `initrd`
+/// and kernel command line `cmdline` (both may be NULL).
+///
+/// # Safety
+/// `spec` NULL or a live spec; strings NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_boot(
+    spec: *mut VmanVmSpec,
+    kernel: *const c_char,
+    initrd: *const c_char,
+    cmdline: *const c_char,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (spec, kernel, initrd, cmdline) = unsafe {
+            (
+                guard::handle_mut(spec, "spec")?,
+                guard::string(kernel, "kernel")?,
+                guard::optional_string(initrd, "initrd")?,
+                guard::optional_string(cmdline, "cmdline")?,
+            )
+        };
+        spec.inner.boot = Some(BootSpec {
+            kernel: kernel.to_string(),
+            initrd: initrd.map(str::to_string),
+            cmdline: cmdline.unwrap_or("").to_string(),
+        });
         Ok(())
     })
 }
@@ -216,16 +258,17 @@ pub unsafe extern "C" fn vman_vm_list(
 }
 
 /// Soft-deletes a VM: frees its name, releases its addresses, keeps its
-/// history. `VMAN_STATUS_INVALID_STATE` while QEMU runs it.
+/// history. While QEMU runs it: `VMAN_STATUS_INVALID_STATE`, unless `force`,
+/// which stops it first.
 ///
 /// # Safety
 /// `manager` NULL or live; `name` NULL or NUL-terminated.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_delete(manager: *const VmanManager, name: *const c_char) -> VmanStatus {
+pub unsafe extern "C" fn vman_vm_delete(manager: *const VmanManager, name: *const c_char, force: bool) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        manager.inner.delete_vm(name)?;
+        manager.inner.delete_vm(name, force)?;
         Ok(())
     })
 }
@@ -356,4 +399,38 @@ pub extern "C" fn vman_nic_gateway(nic: *const VmanNic) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_nic_mac(nic: *const VmanNic) -> *const c_char {
     record::text(nic, |n| &n.mac)
+}
+
+/// The QEMU pid while the VM has one, else 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_pid(vm: *const VmanVm) -> u32 {
+    record::number(vm, |v| v.inner.pid.unwrap_or(0))
+}
+
+/// "kvm" or "tcg" once the VM has run; NULL before.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_accel(vm: *const VmanVm) -> *const c_char {
+    record::text_item(vm, |v| v.accel.as_ref())
+}
+
+/// Why the last start failed or QEMU died; NULL if it did not.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_last_error(vm: *const VmanVm) -> *const c_char {
+    record::text_item(vm, |v| v.last_error.as_ref())
+}
+
+/// The kernel booted directly; NULL if none.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_kernel(vm: *const VmanVm) -> *const c_char {
+    record::text_item(vm, |v| v.kernel.as_ref())
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_initrd(vm: *const VmanVm) -> *const c_char {
+    record::text_item(vm, |v| v.initrd.as_ref())
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_cmdline(vm: *const VmanVm) -> *const c_char {
+    record::text_item(vm, |v| v.cmdline.as_ref())
 }
