@@ -247,6 +247,7 @@ def _race(state_dir, ready, start, results):
         try:
             m.create_vm(f"p{os.getpid()}-{got}", template="small", nics=["race"])
             got += 1
+            time.sleep(0.001)  # some work between allocations, so both really race
         except vman.ExhaustedError:
             results.put(got)
             return

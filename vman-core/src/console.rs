@@ -100,11 +100,6 @@ impl SerialLog {
         self.path.with_file_name(ROTATED_FILE_NAME)
     }
 
-    /// The size past which [`enforce_cap`](Self::enforce_cap) rotates.
-    pub fn cap_bytes(&self) -> u64 {
-        self.cap_bytes
-    }
-
     fn run_dir(&self) -> &Path {
         // `path` is always `run_dir.join(LOG_FILE_NAME)`, so it has a parent;
         // the fallback only satisfies the type.
@@ -130,14 +125,10 @@ impl SerialLog {
     }
 
     /// The current size of `serial.log`; 0 if it does not exist or cannot be
-    /// inspected.
+    /// inspected. (The offset to pass to `wait_for_line` for new output only.)
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn len(&self) -> u64 {
         fs::metadata(&self.path).map_or(0, |m| m.len())
-    }
-
-    /// Whether [`len`](Self::len) is 0.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// If `serial.log` is larger than the cap, copy its last `cap / 2` bytes
@@ -598,11 +589,6 @@ impl CapWatch {
             let _ = self.inotify.rm_watch(wd);
         }
         true
-    }
-
-    /// The logs being watched.
-    pub fn logs(&self) -> impl Iterator<Item = (WatchId, &SerialLog)> {
-        self.entries.iter().map(|(id, e)| (*id, &e.log))
     }
 
     /// Handle what made [`as_fd`](AsFd::as_fd) readable: drain the inotify

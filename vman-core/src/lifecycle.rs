@@ -19,7 +19,7 @@ use crate::manager::{Inner, Manager};
 use crate::qmp::{QmpClient, QmpError};
 use crate::runtime::argv::{NicBackend, qemu_argv};
 use crate::runtime::process::{self, Pidfd};
-use crate::runtime::watcher::Exit;
+use crate::runtime::watcher::{Exit, Watched};
 use crate::state::VmState;
 use crate::store::{self, ProcessFacts};
 use crate::vm::Vm;
@@ -92,6 +92,13 @@ impl Inner {
         process::is_qemu_of(&pidfd, pid, &vm.id).then_some((pid, pidfd))
     }
 
+    /// Hands a running QEMU to the watcher: its exit and its serial log.
+    pub(crate) fn watch(&self, vm: &Vm, pid: u32, pidfd: Pidfd) -> Result<()> {
+        let what = Watched { pid, pidfd, run_dir: self.runtime.paths(&vm.id).dir, log_cap: self.runtime.serial_log_cap };
+        self.runtime.watcher()?.watch(&vm.id, what);
+        Ok(())
+    }
+
     pub(crate) fn qmp(&self, vm: &Vm) -> Result<QmpClient> {
         let path = self.runtime.paths(&vm.id).qmp;
         QmpClient::connect(&path, QMP_TIMEOUT).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "connect", source })
@@ -109,10 +116,23 @@ impl Inner {
         let accel = self.runtime.accel();
         let argv = qemu_argv(vm, accel, &paths, log.path(), &nics);
         let pid = process::launch(&self.runtime.qemu, &argv, &paths, LAUNCH_TIMEOUT)?;
-        let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
-            _ => Error::Qemu { message: format!("QEMU {pid} exited right after starting ({e})") },
-        })?;
+        let pidfd = match Pidfd::open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // Without a pidfd vman cannot supervise this QEMU, so it must
+                // not be left running: end it by pid, which is safe here
+                // because the process is proven to be this VM's QEMU first.
+                if process::is_qemu_of_pid(pid, &vm.id) {
+                    // SAFETY: kill(2) on a pid just proven to be this VM's QEMU.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
+                paths.clean();
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
+                    _ => Error::Qemu { message: format!("QEMU {pid} exited right after starting ({e})") },
+                });
+            }
+        };
         let proven = (|| {
             if !process::is_qemu_of(&pidfd, pid, &vm.id) {
                 return Err(Error::Qemu { message: format!("pid {pid} from the pidfile is not this VM's QEMU") });
@@ -218,9 +238,24 @@ impl Manager {
         let starting = Vm { state: VmState::Starting, ..vm };
         match inner.launch(&starting) {
             Ok((pid, pidfd)) => {
-                let watch = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e))?;
-                inner.transition(&starting, VmState::Starting, VmState::Running, &ProcessFacts { pid: Some(pid), ..Default::default() }, json!({"pid": pid}))?;
-                inner.runtime.watcher()?.watch(&starting.id, pid, watch);
+                let recorded = pidfd
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e))
+                    .and_then(|watch| {
+                        let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
+                        inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
+                        inner.watch(&starting, pid, watch)
+                    });
+                if let Err(e) = recorded {
+                    // QEMU runs but the store cannot say so: end it rather
+                    // than leave a process nobody knows about.
+                    let _ = inner.kill_qemu(&starting, &pidfd);
+                    inner.runtime.paths(&starting.id).clean();
+                    let message = e.full_message();
+                    let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
+                    let _ = inner.transition(&starting, VmState::Starting, VmState::Error, &facts, json!({"reason": "start failed", "error": message}));
+                    return Err(e);
+                }
                 inner.vm(name)
             }
             Err(e) => {
@@ -326,8 +361,9 @@ impl Manager {
 
     // ----- console ---------------------------------------------------------
 
-    /// The last `max_bytes` the guest wrote to its serial console (this boot
-    /// and, if the log was rotated, the end of the previous part).
+    /// The last `max_bytes` the guest wrote to its serial console. The log
+    /// keeps one earlier part (the previous boot, or what a size rotation
+    /// moved aside), so a short boot's tail may begin in the one before.
     pub fn console_tail(&self, name: &str, max_bytes: usize) -> Result<Vec<u8>> {
         let vm = self.inner.vm(name)?;
         let log = self.inner.runtime.serial_log(&vm.id);
@@ -337,6 +373,8 @@ impl Manager {
     /// Waits until the guest prints a line matching the regular expression
     /// `pattern` on its serial console during the current boot, and returns
     /// that line; [`crate::ErrorKind::Timeout`] if none comes in `timeout`.
+    /// Lines a size rotation moved aside earlier in this boot are not
+    /// searched: wait before the guest gets chatty.
     pub fn wait_for_console(&self, name: &str, pattern: &str, timeout: Duration) -> Result<String> {
         let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
         let vm = self.inner.vm(name)?;

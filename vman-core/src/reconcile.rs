@@ -82,7 +82,7 @@ impl Inner {
             Err(e) => {
                 // Alive but not answering: supervise it and let the user decide.
                 drift(format!("QEMU {pid} does not answer QMP ({})", e.full_message()), "watching it");
-                self.runtime.watcher()?.watch(&vm.id, pid, pidfd);
+                self.watch(vm, pid, pidfd)?;
                 return Ok(());
             }
         };
@@ -105,7 +105,7 @@ impl Inner {
             }
             _ => {}
         }
-        self.runtime.watcher()?.watch(&vm.id, pid, pidfd);
+        self.watch(vm, pid, pidfd)?;
         report.adopted.push(vm.name.clone());
         Ok(())
     }

@@ -126,3 +126,35 @@ fn a_start_that_fails_keeps_qemus_words_and_leaves_a_clear_state() {
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert_eq!(other.vm("broken").unwrap().state, VmState::Error);
 }
+
+#[test]
+fn a_chatty_guest_cannot_fill_the_disk() {
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cap: u64 = 64 * 1024;
+    let vman = vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { serial_log_cap_bytes: cap, ..support::options() }).unwrap();
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_vm(&VmSpec::new("chatty", "tiny").boot(spec_boot)).unwrap();
+    vman.start("chatty").unwrap();
+    vman.wait_for_console("chatty", READY, BOOT_WAIT).unwrap();
+    let mut console = vman.console_attach("chatty").unwrap();
+    std::io::Write::write_all(&mut console, b"while true; do echo spam-spam-spam-spam-spam; done\n").unwrap();
+    // Drain the live stream so QEMU never blocks on us; the log is what grows.
+    console.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let run = std::fs::read_dir(dir.path().join("run")).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let (mut rotated, mut largest) = (false, 0u64);
+    let mut sink = [0u8; 65536];
+    while Instant::now() < deadline {
+        let _ = std::io::Read::read(&mut console, &mut sink);
+        let size = |f: &str| std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
+        rotated |= size("serial.log.1") > 0;
+        largest = largest.max(size("serial.log") + size("serial.log.1"));
+    }
+    assert!(rotated, "the log was rotated at least once");
+    // Cap plus one throttle interval of TCG output, plus the kept half.
+    assert!(largest < cap * 2 + 64 * 1024, "log reached {largest} bytes with a {cap}-byte cap");
+    let tail = vman.console_tail("chatty", 4096).unwrap();
+    assert!(String::from_utf8_lossy(&tail).contains("spam-spam"), "the newest output is kept");
+    vman.force_stop("chatty").unwrap();
+}

@@ -257,7 +257,13 @@ fn race_child() {
     let mut got = 0;
     for i in 0.. {
         match vman.create_vm(&VmSpec::new(format!("p{me}-{i}"), "small").nic("race")) {
-            Ok(_) => got += 1,
+            Ok(_) => {
+                got += 1;
+                // A process does some work between allocations; without it a
+                // starved scheduler can let one process take everything
+                // before the other runs at all, and nothing would be raced.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             Err(e) if e.kind() == ErrorKind::Exhausted => {
                 println!("RACE-RESULT got={got} exhausted=yes");
                 return;

@@ -192,19 +192,28 @@ impl Pidfd {
     }
 }
 
-/// Whether `pid` is the QEMU of the VM with UUID `vm_id`: its command line
-/// must run a qemu-system binary with `-uuid <vm_id>`. Checked after the
-/// pidfd is open and re-checked alive after, so the answer is about the
-/// process the pidfd holds.
-pub(crate) fn is_qemu_of(pidfd: &Pidfd, pid: u32, vm_id: &str) -> bool {
+/// The /proc check alone, for the one place with no pidfd (its open failed):
+/// right after the spawn, before the pid could be reused.
+pub(crate) fn is_qemu_of_pid(pid: u32, vm_id: &str) -> bool {
+    cmdline_is_qemu_of(pid, vm_id)
+}
+
+fn cmdline_is_qemu_of(pid: u32, vm_id: &str) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_qemu = args
         .first()
         .and_then(|a0| Path::new(std::str::from_utf8(a0).ok()?).file_name()?.to_str().map(|n| n.starts_with("qemu-system")))
         .unwrap_or(false);
-    let has_uuid = args.windows(2).any(|w| w[0] == b"-uuid" && w[1] == vm_id.as_bytes());
-    is_qemu && has_uuid && pidfd.is_alive()
+    is_qemu && args.windows(2).any(|w| w[0] == b"-uuid" && w[1] == vm_id.as_bytes())
+}
+
+/// Whether `pid` is the QEMU of the VM with UUID `vm_id`: its command line
+/// must run a qemu-system binary with `-uuid <vm_id>`. Checked after the
+/// pidfd is open and re-checked alive after, so the answer is about the
+/// process the pidfd holds.
+pub(crate) fn is_qemu_of(pidfd: &Pidfd, pid: u32, vm_id: &str) -> bool {
+    cmdline_is_qemu_of(pid, vm_id) && pidfd.is_alive()
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
-//! One thread that learns of every QEMU exit the moment it happens.
+//! One thread that learns of every QEMU exit the moment it happens, and keeps
+//! every running VM's serial log under its size cap.
 //!
-//! It holds a pidfd per running QEMU in one `poll` set, plus an eventfd that
-//! other threads use to add or drop pidfds or stop it. There is no timer:
-//! the thread sleeps in `poll` until a process exits or it is told something.
+//! It holds a pidfd per running QEMU in one `poll` set, plus the console
+//! cap watcher's fd (inotify behind a throttling timer) and an eventfd that
+//! other threads use to add or drop VMs or stop it. The thread sleeps in
+//! `poll` until a process exits, a log grows, or it is told something.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -13,6 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
+use crate::console::{CapWatch, WatchId};
 use crate::runtime::process::Pidfd;
 
 /// A QEMU exit, as the watcher saw it.
@@ -22,8 +26,17 @@ pub(crate) struct Exit {
     pub pid: u32,
 }
 
+/// What to supervise for one running VM.
+pub(crate) struct Watched {
+    pub pid: u32,
+    pub pidfd: Pidfd,
+    /// The run directory whose serial.log is capped at `log_cap` bytes.
+    pub run_dir: PathBuf,
+    pub log_cap: u64,
+}
+
 enum Command {
-    Watch { vm_id: String, pid: u32, pidfd: Pidfd },
+    Watch { vm_id: String, what: Watched },
     Forget { vm_id: String },
     Stop,
 }
@@ -66,10 +79,10 @@ impl Watcher {
         Ok(Watcher { control, thread: Some(thread) })
     }
 
-    /// Watches `pid` (held by `pidfd`) for VM `vm_id`. If it has already
+    /// Watches VM `vm_id`'s QEMU and serial log. If the process has already
     /// exited, the exit is reported at once.
-    pub fn watch(&self, vm_id: &str, pid: u32, pidfd: Pidfd) {
-        self.control.send(Command::Watch { vm_id: vm_id.to_string(), pid, pidfd });
+    pub fn watch(&self, vm_id: &str, what: Watched) {
+        self.control.send(Command::Watch { vm_id: vm_id.to_string(), what });
     }
 
     pub fn forget(&self, vm_id: &str) {
@@ -91,10 +104,17 @@ impl Drop for Watcher {
 }
 
 fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
-    let mut watched: HashMap<String, (u32, Pidfd)> = HashMap::new();
+    let mut watched: HashMap<String, (u32, Pidfd, Option<WatchId>)> = HashMap::new();
+    // Without inotify the logs go uncapped, which is worth a warning, not
+    // giving up supervision.
+    let mut caps = CapWatch::new().map_err(|e| log::warn!("serial logs will not be capped: {e}")).ok();
     loop {
-        let (woken, exited) = {
+        let (woken, exited, logs_grew) = {
             let mut fds = vec![PollFd::new(control.wake.as_fd(), PollFlags::POLLIN)];
+            if let Some(caps) = &caps {
+                fds.push(PollFd::new(caps.as_fd(), PollFlags::POLLIN));
+            }
+            let first_pid = fds.len();
             let ids: Vec<&String> = watched.keys().collect();
             fds.extend(ids.iter().map(|id| PollFd::new(watched[*id].1.as_fd(), PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::NONE) {
@@ -107,12 +127,21 @@ fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
             }
             let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
             let woken = ready(&fds[0]);
+            let logs_grew = first_pid == 2 && ready(&fds[1]);
             let exited: Vec<String> =
-                ids.iter().zip(&fds[1..]).filter(|(_, fd)| ready(fd)).map(|(id, _)| (*id).clone()).collect();
-            (woken, exited)
+                ids.iter().zip(&fds[first_pid..]).filter(|(_, fd)| ready(fd)).map(|(id, _)| (*id).clone()).collect();
+            (woken, exited, logs_grew)
         };
+        if logs_grew && let Some(caps) = &mut caps {
+            for rotated in caps.on_readable() {
+                log::debug!("rotated {}", rotated.display());
+            }
+        }
         for vm_id in exited {
-            if let Some((pid, _)) = watched.remove(&vm_id) {
+            if let Some((pid, _, cap)) = watched.remove(&vm_id) {
+                if let (Some(caps), Some(cap)) = (&mut caps, cap) {
+                    caps.remove(cap);
+                }
                 on_exit(Exit { vm_id, pid });
             }
         }
@@ -121,11 +150,22 @@ fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
             let commands = std::mem::take(&mut *control.commands.lock());
             for command in commands {
                 match command {
-                    Command::Watch { vm_id, pid, pidfd } => {
-                        watched.insert(vm_id, (pid, pidfd));
+                    Command::Watch { vm_id, what } => {
+                        let cap = caps.as_mut().and_then(|c| {
+                            c.add(&what.run_dir, what.log_cap).map_err(|e| log::warn!("cannot cap {}: {e}", what.run_dir.display())).ok()
+                        });
+                        if let Some((_, _, Some(old))) = watched.insert(vm_id, (what.pid, what.pidfd, cap))
+                            && let Some(caps) = &mut caps
+                        {
+                            caps.remove(old);
+                        }
                     }
                     Command::Forget { vm_id } => {
-                        watched.remove(&vm_id);
+                        if let Some((_, _, Some(cap))) = watched.remove(&vm_id)
+                            && let Some(caps) = &mut caps
+                        {
+                            caps.remove(cap);
+                        }
                     }
                     Command::Stop => return,
                 }
@@ -141,12 +181,16 @@ mod tests {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
+    fn watched(child: &std::process::Child) -> Watched {
+        Watched { pid: child.id(), pidfd: Pidfd::open(child.id()).unwrap(), run_dir: std::env::temp_dir().join("vman-watcher-test"), log_cap: 1 << 20 }
+    }
+
     #[test]
     fn reports_a_kill_within_milliseconds() {
         let (tx, rx) = mpsc::channel();
         let watcher = Watcher::start(move |exit| tx.send((exit, Instant::now())).unwrap()).unwrap();
         let mut child = Cmd::new("sleep").arg("30").spawn().unwrap();
-        watcher.watch("vm-a", child.id(), Pidfd::open(child.id()).unwrap());
+        watcher.watch("vm-a", watched(&child));
         std::thread::sleep(Duration::from_millis(50));
         let killed_at = Instant::now();
         child.kill().unwrap();
@@ -162,8 +206,8 @@ mod tests {
         let watcher = Watcher::start(move |exit| tx.send(exit.vm_id).unwrap()).unwrap();
         let mut a = Cmd::new("sleep").arg("30").spawn().unwrap();
         let mut b = Cmd::new("sleep").arg("30").spawn().unwrap();
-        watcher.watch("a", a.id(), Pidfd::open(a.id()).unwrap());
-        watcher.watch("b", b.id(), Pidfd::open(b.id()).unwrap());
+        watcher.watch("a", watched(&a));
+        watcher.watch("b", watched(&b));
         watcher.forget("a");
         std::thread::sleep(Duration::from_millis(20));
         a.kill().unwrap();
