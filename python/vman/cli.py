@@ -1,8 +1,10 @@
 """The `vman` command: a thin shell over the library for people and demos.
 
-    vman demo                 the README's main job
-    vman ls                   templates, networks and VMs
-    vman history [VM] [-n N]  recent events, or one VM's
+    vman demo --kernel K --initrd I   the README's main job: boot a real guest
+    vman ls                           templates, networks and VMs
+    vman start|stop|tail VM           run a VM, stop it, show its console
+    vman history [VM] [-n N]          recent events, or one VM's
+    vman reconcile                    repair drift between store and reality
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import time
 from typing import Sequence
 
 import vman
@@ -22,10 +25,11 @@ def _when(at_ms: int) -> str:
 
 
 def _print_vms(vms: Sequence[vman.Vm]) -> None:
-    print(f"{'VM':<12} {'STATE':<9} {'TEMPLATE':<11} NICS")
+    print(f"{'VM':<12} {'STATE':<9} {'PID':>7} {'ACCEL':<5} {'TEMPLATE':<11} NICS")
     for vm in vms:
         nics = ", ".join(f"{n.network}/{n.vlan} {n.ip}/{n.prefix_len} {n.mac}" for n in vm.nics) or "-"
-        print(f"{vm.name:<12} {vm.state:<9} {vm.template:<11} {nics}")
+        pid = str(vm.pid) if vm.pid else "-"
+        print(f"{vm.name:<12} {vm.state:<9} {pid:>7} {vm.accel or '-':<5} {vm.template:<11} {nics}")
 
 
 def _print_events(events: Sequence[vman.Event]) -> None:
@@ -46,22 +50,38 @@ def _clean_demo(m: vman.Manager) -> None:
             m.delete_template(t.name)
 
 
-def demo(m: vman.Manager) -> int:
+def _step(text: str) -> float:
+    print(f"\n== {text}")
+    return time.monotonic()
+
+
+def demo(m: vman.Manager, kernel: str, initrd: str) -> int:
     print(f"vman {vman.__version__}, state directory {m.state_dir}")
     _clean_demo(m)
     m.create_template("demo-small", vcpus=1, memory_mib=256, disk_gib=1, description="demo size")
     net = m.create_network("demo-lan", vlan=3100, cidr="10.31.0.0/24", reserved=["10.31.0.2-10.31.0.9"], dns=["10.31.0.1"])
     print(f"network {net.name}: VLAN {net.vlan}, {net.cidr}, gateway {net.gateway}, reserved {net.reserved}")
-    m.create_vm("demo-web1", template="demo-small", nics=["demo-lan"])
+    m.create_vm("demo-web1", template="demo-small", nics=["demo-lan"],
+                kernel=kernel, initrd=initrd, cmdline="console=ttyS0 quiet panic=-1")
     m.create_vm("demo-web2", template="demo-small", nics=["demo-lan"])
     m.create_vm("demo-db1", template="demo-small", nics=[vman.NicSpec("demo-lan", ip="10.31.0.50")])
-    print()
     _print_vms(m.vms(name_prefix=DEMO_PREFIX))
-    print("\nallocations on demo-lan:")
-    for a in m.allocations("demo-lan"):
-        print(f"  {a.ip:<12} {a.mac}  {a.vm_name} nic{a.nic_index}")
-    print("\nhistory (newest 8):")
-    _print_events(m.recent_events(8))
+
+    t = _step("start demo-web1 (a real Linux guest)")
+    vm = m.start("demo-web1")
+    print(f"running: QEMU pid {vm.pid}, accelerator {vm.accel} ({(time.monotonic() - t) * 1000:.0f} ms to QMP ready)")
+    line = m.wait_for_console("demo-web1", r"^VMAN-GUEST-READY$", timeout=120)
+    print(f"guest says {line!r} after {time.monotonic() - t:.1f} s")
+    _print_vms(m.vms(name_prefix=DEMO_PREFIX))
+    print("\nconsole tail:")
+    for text in m.console_tail("demo-web1", 600).decode(errors="replace").splitlines()[-6:]:
+        print(f"  | {text}")
+
+    t = _step("graceful stop (ACPI power button)")
+    vm = m.stop("demo-web1", timeout=30)
+    print(f"{vm.name} is {vm.state} after {time.monotonic() - t:.1f} s")
+    print("\nhistory of demo-web1:")
+    _print_events(m.vm_history("demo-web1"))
     return 0
 
 
@@ -69,8 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vman", description="Embeddable VM manager")
     parser.add_argument("--state-dir", default=None, help=f"default: {vman.default_state_dir()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="record a template, a VLAN network and three VMs, and show them")
+    d = sub.add_parser("demo", help="record a template, a network and three VMs; boot one real guest")
+    d.add_argument("--kernel", required=True, help="guest kernel (tests/guest/build.sh makes one)")
+    d.add_argument("--initrd", required=True, help="guest initrd")
     sub.add_parser("ls", help="list templates, networks and VMs")
+    for verb in ("start", "stop", "tail"):
+        sub.add_parser(verb).add_argument("vm")
+    sub.add_parser("reconcile", help="repair drift between the store and what runs")
     hist = sub.add_parser("history", help="show recent events")
     hist.add_argument("vm", nargs="?", help="only this VM (name, or id of a deleted one)")
     hist.add_argument("-n", type=int, default=20, help="how many events")
@@ -79,7 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         m = vman.Manager(args.state_dir or vman.default_state_dir())
         if args.command == "demo":
-            return demo(m)
+            return demo(m, args.kernel, args.initrd)
+        if args.command == "start":
+            _print_vms([m.start(args.vm)])
+            return 0
+        if args.command == "stop":
+            _print_vms([m.stop(args.vm)])
+            return 0
+        if args.command == "tail":
+            sys.stdout.write(m.console_tail(args.vm).decode(errors="replace"))
+            return 0
+        if args.command == "reconcile":
+            report = m.reconcile()
+            for d in report.drifts:
+                print(f"{d.vm}: {d.found}; {d.action}")
+            print(f"adopted: {', '.join(report.adopted) or '-'}")
+            return 0
         if args.command == "ls":
             for t in m.templates():
                 print(t)
