@@ -49,6 +49,16 @@ fn qmp_ready(sock: &Path) -> UnixStream {
     stream
 }
 
+/// Spawns raw QEMU with vman's argv and waits for QMP to answer, as a user
+/// of plain QEMU would; returns the QMP connection and the daemon's pid.
+fn spawn_raw(binary: &str, args: &[String], qmp: &Path, pidfile: &Path) -> (UnixStream, u32) {
+    let _ = std::fs::remove_file(qmp);
+    assert!(Command::new(binary).args(args).status().expect("spawn").success());
+    let conn = qmp_ready(qmp);
+    let pid = std::fs::read_to_string(pidfile).expect("pid").trim().parse().expect("pid");
+    (conn, pid)
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -98,13 +108,9 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let _ = std::fs::remove_file(&raw_qmp);
                 let t = Instant::now();
-                let status = Command::new(&binary).args(&args).status().expect("spawn");
-                assert!(status.success());
-                let mut qmp = qmp_ready(&raw_qmp);
+                let (mut qmp, pid) = spawn_raw(&binary, &args, &raw_qmp, &raw_pidfile);
                 total += t.elapsed();
-                let pid: u32 = std::fs::read_to_string(&raw_pidfile).expect("pid").trim().parse().expect("pid");
                 let _ = writeln!(qmp, r#"{{"execute":"quit"}}"#);
                 wait_gone(pid);
             }
@@ -128,16 +134,14 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let _ = std::fs::remove_file(&raw_qmp);
-                assert!(Command::new(&binary).args(&args).status().expect("spawn").success());
-                let mut qmp = qmp_ready(&raw_qmp);
-                let pid: u32 = std::fs::read_to_string(&raw_pidfile).expect("pid").trim().parse().expect("pid");
+                let (mut qmp, pid) = spawn_raw(&binary, &args, &raw_qmp, &raw_pidfile);
                 let t = Instant::now();
                 let _ = writeln!(qmp, r#"{{"execute":"quit"}}"#);
                 let mut sink = String::new();
                 let _ = BufReader::new(qmp).read_line(&mut sink);
                 // Exit as a parent would see it: the pidfd becomes readable
                 // when the process exits, before its reaper collects it.
+                // SAFETY: pidfd_open reads no memory of ours.
                 let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as i32, 0) } as i32;
                 if fd >= 0 {
                     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };

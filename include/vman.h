@@ -288,6 +288,9 @@ VmanStatus vman_console_write(struct VmanConsole *console, const uint8_t *buf, s
  The console's file descriptor, for the caller's own poll loop (readable
  means `vman_console_read` returns at once). -1 for NULL. Owned by the
  console: do not close it.
+
+ # Safety
+ `console` NULL or a live console.
  */
 int vman_console_fd(const struct VmanConsole *console);
 
@@ -487,6 +490,9 @@ VmanStatus vman_vm_resume(const struct VmanManager *manager, const char *name, s
 
 /*
  Creates options holding the defaults. Free with `vman_open_options_free`.
+
+ # Safety
+ `out` NULL or writable.
  */
 VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 
@@ -551,6 +557,9 @@ VmanStatus vman_manager_open(const char *state_dir,
  The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
  root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`. `*out` is
  owned by the caller; free it with `vman_string_free`.
+
+ # Safety
+ `out` NULL or writable.
  */
 VmanStatus vman_default_state_dir(char **out);
 
@@ -1000,6 +1009,9 @@ uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
 
 /*
  The state when the record was read (`VMAN_VM_STATE_CREATED` for NULL).
+
+ # Safety
+ `vm` NULL or a live record.
  */
 VmanVmState vman_vm_state(const struct VmanVm *vm);
 

@@ -6,22 +6,8 @@
 Template(name="small", vcpus=1, memory_mib=512, disk_gib=10)
 """
 
-from ._errors import (
-    AlreadyExistsError,
-    DatabaseError,
-    ExhaustedError,
-    InternalError,
-    InUseError,
-    InvalidArgumentError,
-    InvalidStateError,
-    IoError,
-    NotFoundError,
-    PermissionDeniedError,
-    QemuError,
-    TimeoutError,
-    UnsupportedError,
-    VmanError,
-)
+from . import _errors
+from ._errors import *  # noqa: F403 (the exception tree; names in _errors.__all__)
 from ._console import Console
 from ._vman import (
     VM_STATES,
@@ -56,18 +42,4 @@ __all__ = [
     "Console",
     "Drift",
     "ReconcileReport",
-    "VmanError",
-    "InvalidArgumentError",
-    "NotFoundError",
-    "AlreadyExistsError",
-    "InUseError",
-    "ExhaustedError",
-    "InvalidStateError",
-    "PermissionDeniedError",
-    "UnsupportedError",
-    "TimeoutError",
-    "IoError",
-    "DatabaseError",
-    "QemuError",
-    "InternalError",
-]
+] + list(_errors.__all__)

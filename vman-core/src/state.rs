@@ -79,16 +79,16 @@ impl VmState {
     /// Whether the machine allows going from `self` to `to`.
     pub fn can_become(self, to: VmState) -> bool {
         use VmState::*;
-        match (self, to) {
-            (Created, Starting | Deleted) => true,
-            (Starting, Running | Paused | Stopped | Error) => true,
-            (Running, Paused | Stopping | Stopped | Error) => true,
-            (Paused, Running | Stopping | Stopped | Error) => true,
-            (Stopping, Stopped | Error) => true,
-            (Stopped, Starting | Deleted) => true,
-            (Error, Starting | Stopped | Deleted) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Created, Starting | Deleted)
+                | (Starting, Running | Paused | Stopped | Error)
+                | (Running, Paused | Stopping | Stopped | Error)
+                | (Paused, Running | Stopping | Stopped | Error)
+                | (Stopping, Stopped | Error)
+                | (Stopped, Starting | Deleted)
+                | (Error, Starting | Stopped | Deleted)
+        )
     }
 
     /// The check every state change in vman goes through.

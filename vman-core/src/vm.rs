@@ -96,6 +96,17 @@ impl BootSpec {
         BootSpec { kernel: kernel.into(), initrd: None, cmdline: String::new() }
     }
 
+    /// A boot source from optional parts, as callers with keyword arguments
+    /// pass them: none at all means no direct boot; an initrd or command
+    /// line without a kernel is refused.
+    pub fn from_parts(kernel: Option<String>, initrd: Option<String>, cmdline: Option<String>) -> Result<Option<BootSpec>> {
+        match (kernel, initrd, cmdline) {
+            (Some(kernel), initrd, cmdline) => Ok(Some(BootSpec { kernel, initrd, cmdline: cmdline.unwrap_or_default() })),
+            (None, None, None) => Ok(None),
+            (None, _, _) => Err(Error::invalid("boot", "an initrd or command line needs a kernel")),
+        }
+    }
+
     pub fn initrd(mut self, initrd: impl Into<String>) -> BootSpec {
         self.initrd = Some(initrd.into());
         self

@@ -13,6 +13,8 @@
 //! `measure_hostnet_latencies` is ignored by default: run it with
 //! `cargo test --test hostnet_netns -- --ignored --nocapture`.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

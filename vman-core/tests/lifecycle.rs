@@ -2,6 +2,8 @@
 //! pause, resume, graceful stop, forced stop of a guest that ignores the
 //! power button, an outside kill -9, failed starts, delete.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::{Duration, Instant};

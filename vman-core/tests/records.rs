@@ -1,6 +1,8 @@
 //! Templates, networks, allocation, VM records and history through the public
 //! API, against a real SQLite file in a temporary state directory.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! VMs outlive the program that started them, and a crash at any step is
 //! repaired by the next manager that opens the state directory.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::process::{Command, Stdio};

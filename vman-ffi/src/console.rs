@@ -156,8 +156,11 @@ pub unsafe extern "C" fn vman_console_write(console: *mut VmanConsole, buf: *con
 /// The console's file descriptor, for the caller's own poll loop (readable
 /// means `vman_console_read` returns at once). -1 for NULL. Owned by the
 /// console: do not close it.
+///
+/// # Safety
+/// `console` NULL or a live console.
 #[unsafe(no_mangle)]
-pub extern "C" fn vman_console_fd(console: *const VmanConsole) -> c_int {
+pub unsafe extern "C" fn vman_console_fd(console: *const VmanConsole) -> c_int {
     guard::get(-1, || {
         // SAFETY: NULL or a live console, as documented.
         unsafe { console.as_ref() }.map_or(-1, |c| c.stream.as_raw_fd())

@@ -21,8 +21,11 @@ pub struct VmanOpenOptions {
 }
 
 /// Creates options holding the defaults. Free with `vman_open_options_free`.
+///
+/// # Safety
+/// `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn vman_open_options_new(out: *mut *mut VmanOpenOptions) -> VmanStatus {
+pub unsafe extern "C" fn vman_open_options_new(out: *mut *mut VmanOpenOptions) -> VmanStatus {
     call(|| {
         out_param(out, "out")?;
         let options = guard::into_handle(VmanOpenOptions { inner: OpenOptions::default() });
@@ -132,8 +135,11 @@ pub unsafe extern "C" fn vman_manager_open(
 /// The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
 /// root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`. `*out` is
 /// owned by the caller; free it with `vman_string_free`.
+///
+/// # Safety
+/// `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub extern "C" fn vman_default_state_dir(out: *mut *mut c_char) -> VmanStatus {
+pub unsafe extern "C" fn vman_default_state_dir(out: *mut *mut c_char) -> VmanStatus {
     call(|| {
         out_param(out, "out")?;
         let dir = vman_core::default_state_dir();

@@ -169,11 +169,7 @@ pub unsafe extern "C" fn vman_vm_spec_set_boot(
                 guard::optional_string(cmdline, "cmdline")?,
             )
         };
-        spec.inner.boot = Some(BootSpec {
-            kernel: kernel.to_string(),
-            initrd: initrd.map(str::to_string),
-            cmdline: cmdline.unwrap_or("").to_string(),
-        });
+        spec.inner.boot = BootSpec::from_parts(Some(kernel.to_string()), initrd.map(str::to_string), cmdline.map(str::to_string))?;
         Ok(())
     })
 }
@@ -337,8 +333,11 @@ pub extern "C" fn vman_vm_disk_gib(vm: *const VmanVm) -> u64 {
 }
 
 /// The state when the record was read (`VMAN_VM_STATE_CREATED` for NULL).
+///
+/// # Safety
+/// `vm` NULL or a live record.
 #[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_state(vm: *const VmanVm) -> VmanVmState {
+pub unsafe extern "C" fn vman_vm_state(vm: *const VmanVm) -> VmanVmState {
     guard::get(VmanVmState::Created, || {
         // SAFETY: NULL or a live record, as every getter documents.
         unsafe { vm.as_ref() }.map_or(VmanVmState::Created, |v| v.inner.state.into())

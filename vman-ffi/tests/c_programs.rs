@@ -2,6 +2,8 @@
 //! strict warnings, links them to the freshly built libvman.so, and runs them
 //! (the C one under valgrind, which must find no error and no leak).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

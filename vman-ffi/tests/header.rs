@@ -2,6 +2,8 @@
 //! regenerates it and fails on any difference, so the header cannot drift;
 //! `VMAN_BLESS=1` rewrites it instead.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 
 fn generate() -> String {

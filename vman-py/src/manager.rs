@@ -176,13 +176,7 @@ impl PyManager {
         initrd: Option<String>,
         cmdline: Option<String>,
     ) -> PyVmanResult<PyVm> {
-        let boot = match (kernel, initrd, cmdline) {
-            (Some(kernel), initrd, cmdline) => Some(BootSpec { kernel, initrd, cmdline: cmdline.unwrap_or_default() }),
-            (None, None, None) => None,
-            (None, _, _) => {
-                return Err(vman_core::Error::InvalidArgument { what: "boot", reason: "initrd and cmdline need a kernel".into() }.into());
-            }
-        };
+        let boot = BootSpec::from_parts(kernel, initrd, cmdline)?;
         let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(), boot };
         Ok(py.detach(|| self.inner.create_vm(&spec))?.into())
     }

@@ -101,12 +101,12 @@ pub(crate) fn resolve(requested: Accel, qemu: &Path, cache_file: &Path) -> Accel
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let boot_id = format!("{}/{PROBE_VERSION}", boot_id.trim());
     let boot_id = boot_id.as_str();
-    if let Ok(cached) = fs::read_to_string(cache_file) {
-        if let Some((id, answer)) = cached.trim().split_once(' ') {
-            if id == boot_id && let Ok(accel) = answer.parse::<Accel>() {
-                return accel;
-            }
-        }
+    if let Ok(cached) = fs::read_to_string(cache_file)
+        && let Some((id, answer)) = cached.trim().split_once(' ')
+        && id == boot_id
+        && let Ok(accel) = answer.parse::<Accel>()
+    {
+        return accel;
     }
     let accel = if kvm_runs_guests(qemu, cache_file.parent().unwrap_or(Path::new("/tmp"))) { Accel::Kvm } else { Accel::Tcg };
     log::info!("acceleration probe chose {}", accel.as_str());

@@ -1,6 +1,8 @@
 //! Shared by the end-to-end tests: the test guest and a manager that runs
 //! it under TCG (KVM cannot run guests on these machines).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 #![allow(dead_code)]
 
 use std::path::PathBuf;
