@@ -524,6 +524,23 @@ VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const ch
 VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, const char *path);
 
 /*
+ How NICs reach their networks: "auto" (default: bridged with
+ CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+
+ # Safety
+ As `vman_open_options_set_accel`.
+ */
+VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
+
+/*
+ The DHCP server binary of bridged networks (default "dnsmasq").
+
+ # Safety
+ As `vman_open_options_set_accel`.
+ */
+VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options, const char *path);
+
+/*
  The size at which a VM's serial log is rotated (default 4 MiB).
 
  # Safety
@@ -1070,6 +1087,31 @@ const char *vman_vm_kernel(const struct VmanVm *vm);
 const char *vman_vm_initrd(const struct VmanVm *vm);
 
 const char *vman_vm_cmdline(const struct VmanVm *vm);
+
+/*
+ The host interface (tap) of this NIC while its VM runs bridged; NULL
+ otherwise.
+ */
+const char *vman_nic_host_interface(const struct VmanNic *nic);
+
+/*
+ How many host ports are forwarded to the guest (user-mode networking).
+ */
+size_t vman_vm_port_forward_count(const struct VmanVm *vm);
+
+/*
+ Forward `index`: the host port on 127.0.0.1 that reaches `guest_port` of
+ NIC `nic_index`. Out-params written only on success;
+ `VMAN_STATUS_NOT_FOUND` if `index` is out of range.
+
+ # Safety
+ `vm` NULL or a live record; the out-params NULL or writable.
+ */
+VmanStatus vman_vm_port_forward(const struct VmanVm *vm,
+                                size_t index,
+                                uint32_t *nic_index,
+                                uint16_t *guest_port,
+                                uint16_t *host_port);
 
 #ifdef __cplusplus
 }  // extern "C"

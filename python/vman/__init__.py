@@ -19,6 +19,7 @@ from ._vman import (
     Network,
     Nic,
     NicSpec,
+    PortForward,
     ReconcileReport,
     Template,
     Vm,
@@ -41,5 +42,6 @@ __all__ = [
     "EventStream",
     "Console",
     "Drift",
+    "PortForward",
     "ReconcileReport",
 ] + list(_errors.__all__)

@@ -6,7 +6,7 @@ from typing import Any, Iterator, Literal, Optional, Sequence, Union, final
 
 from ._console import Console
 
-__all__ = ["default_state_dir", "EventStream", "Manager", "NicSpec", "Allocation", "Drift", "Event", "Network", "Nic", "ReconcileReport", "Template", "Vm", "__version__", "VM_STATES"]
+__all__ = ["default_state_dir", "EventStream", "Manager", "NicSpec", "Allocation", "Drift", "PortForward", "Event", "Network", "Nic", "ReconcileReport", "Template", "Vm", "__version__", "VM_STATES"]
 
 __version__: str
 VM_STATES: list[str]
@@ -67,6 +67,19 @@ class Nic:
     def gateway(self) -> str: ...
     @property
     def mac(self) -> str: ...
+    @property
+    def host_interface(self) -> Optional[str]: ...
+
+@final
+class PortForward:
+    @property
+    def nic_index(self) -> int: ...
+    @property
+    def guest_port(self) -> int: ...
+    @property
+    def host_address(self) -> str: ...
+    @property
+    def host_port(self) -> int: ...
 
 @final
 class Vm:
@@ -98,6 +111,8 @@ class Vm:
     def accel(self) -> Optional[Literal["kvm", "tcg"]]: ...
     @property
     def last_error(self) -> Optional[str]: ...
+    @property
+    def port_forwards(self) -> list[PortForward]: ...
     @property
     def created_at_ms(self) -> int: ...
     @property
@@ -185,6 +200,8 @@ class Manager:
         accel: Literal["auto", "kvm", "tcg"] = "auto",
         qemu_binary: Optional[Union[str, os.PathLike[str]]] = None,
         serial_log_cap_bytes: int = 4194304,
+        network: Literal["auto", "bridged", "user", "isolated"] = "auto",
+        dnsmasq_binary: Optional[Union[str, os.PathLike[str]]] = None,
     ) -> Manager: ...
     @property
     def state_dir(self) -> pathlib.Path: ...

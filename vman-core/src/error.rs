@@ -115,6 +115,12 @@ pub enum Error {
     #[error("QEMU failed: {message}")]
     Qemu { message: String },
 
+    #[error("Host networking failed")]
+    HostNet(#[source] crate::hostnet::HostNetError),
+
+    #[error("DHCP server failed")]
+    Dhcp(#[source] crate::dhcp::DhcpError),
+
     #[error("QMP request {command} to VM {vm:?} failed")]
     Qmp { vm: String, command: &'static str, #[source] source: crate::qmp::QmpError },
 
@@ -139,6 +145,7 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Database(_) => ErrorKind::Database,
             Error::Qemu { .. } => ErrorKind::Qemu,
+            Error::HostNet(_) | Error::Dhcp(_) => ErrorKind::Io,
             Error::Qmp { source: crate::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
             Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,

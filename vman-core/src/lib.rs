@@ -26,8 +26,10 @@
 
 mod console;
 pub mod convert;
+mod dhcp;
 mod error;
 mod event;
+mod host_network;
 mod lifecycle;
 /// Low-level host networking (bridges, taps) that the runtime builds on;
 /// public for embedders that manage their own interfaces, and for tests.
@@ -46,6 +48,7 @@ mod vm;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
+pub use host_network::{NetworkMode, SSH_PORT};
 pub use mac::MacAddr;
 pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};
 pub use name::{MAX_NAME_LEN, validate_name};
@@ -54,7 +57,7 @@ pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::Accel;
 pub use state::VmState;
 pub use template::{Template, TemplateSpec};
-pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, Vm, VmFilter, VmSpec};
+pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
 
 /// vman's version, the same in the C header and the Python package.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

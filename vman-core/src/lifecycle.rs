@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::{Inner, Manager};
 use crate::qmp::{QmpClient, QmpError};
-use crate::runtime::argv::{NicBackend, qemu_argv};
+use crate::runtime::argv::qemu_argv;
 use crate::runtime::process::{self, Pidfd};
 use crate::runtime::watcher::{Exit, Watched};
 use crate::state::VmState;
@@ -70,9 +70,11 @@ impl Inner {
             store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}))?;
             // Only the caller that settles the run cleans up after it (the
-            // files may otherwise belong to the next run), and before the
-            // event is published, so whoever reacts to it sees them gone.
+            // files may otherwise belong to the next run), inside this
+            // transaction so a new start cannot interleave, and before the
+            // event is published, so whoever reacts to it sees it done.
             self.runtime.paths(vm_id).clean();
+            self.unplug_nics(w.tx, vm_id);
             Ok(Some(to))
         })?;
         if settled.is_some()
@@ -81,6 +83,19 @@ impl Inner {
             w.forget(vm_id);
         }
         Ok(settled)
+    }
+
+    /// Records a failed start and takes down what it plugged in, in one
+    /// transaction (so the network counts this VM out before it is released).
+    fn fail_start(&self, vm: &Vm, error: &Error) -> Result<()> {
+        let message = error.full_message();
+        self.write(|w| {
+            let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
+            store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}))?;
+            self.unplug_nics(w.tx, &vm.id);
+            Ok(())
+        })
     }
 
     /// A pidfd on the VM's QEMU, if the recorded pid really is that QEMU.
@@ -112,10 +127,8 @@ impl Inner {
         paths.prepare()?;
         let log = self.runtime.serial_log(&vm.id);
         log.prepare_for_start().map_err(|e| Error::io("rotate the serial log in", &paths.dir, e))?;
-        let nics = vec![NicBackend::Isolated; vm.nics.len()];
         let accel = self.runtime.accel();
-        let argv = qemu_argv(vm, accel, &paths, log.path(), &nics);
-        let pid = process::launch(&self.runtime.qemu, &argv, &paths, LAUNCH_TIMEOUT)?;
+        let pid = self.launch_with_network(vm, accel, &paths, log.path())?;
         let pidfd = match Pidfd::open(pid) {
             Ok(pidfd) => pidfd,
             Err(e) => {
@@ -151,6 +164,26 @@ impl Inner {
                 let _ = pidfd.wait(QUIT_GRACE);
                 paths.clean();
                 Err(e)
+            }
+        }
+    }
+
+    /// Plugs the NICs in and runs QEMU. In user mode a forwarded port can be
+    /// taken between choosing and QEMU binding it; then a fresh one is tried.
+    fn launch_with_network(&self, vm: &Vm, accel: crate::Accel, paths: &process::RunPaths, log: &std::path::Path) -> Result<u32> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let nics = self.plug_nics(vm)?;
+            let argv = qemu_argv(vm, accel, paths, log, &nics);
+            match process::launch(&self.runtime.qemu, &argv, paths, LAUNCH_TIMEOUT) {
+                Ok(pid) => return Ok(pid),
+                Err(e) => {
+                    let port_taken = matches!(&e, Error::Qemu { message } if message.contains("host forwarding"));
+                    if !(port_taken && attempt < 3) {
+                        return Err(e);
+                    }
+                }
             }
         }
     }
@@ -251,17 +284,13 @@ impl Manager {
                     // than leave a process nobody knows about.
                     let _ = inner.kill_qemu(&starting, &pidfd);
                     inner.runtime.paths(&starting.id).clean();
-                    let message = e.full_message();
-                    let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
-                    let _ = inner.transition(&starting, VmState::Starting, VmState::Error, &facts, json!({"reason": "start failed", "error": message}));
+                    let _ = inner.fail_start(&starting, &e);
                     return Err(e);
                 }
                 inner.vm(name)
             }
             Err(e) => {
-                let message = e.full_message();
-                let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
-                inner.transition(&starting, VmState::Starting, VmState::Error, &facts, json!({"reason": "start failed", "error": message}))?;
+                inner.fail_start(&starting, &e)?;
                 Err(e)
             }
         }

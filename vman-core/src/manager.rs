@@ -14,6 +14,7 @@ use crate::event::{Actor, Event, EventBus, EventStream, NewEvent, ObjectKind};
 use crate::mac::MacAddr;
 use crate::network::{Network, NetworkSpec};
 use crate::state::VmState;
+use crate::host_network::NetworkMode;
 use crate::runtime::{Accel, Runtime};
 use crate::store::{self, ProcessFacts, Store, now_ms};
 use crate::template::{Template, TemplateSpec};
@@ -32,6 +33,11 @@ pub struct OpenOptions {
     /// Each VM's serial log is rotated when it passes this size, so a chatty
     /// guest cannot fill the disk (at most ~1.5× this is kept per VM).
     pub serial_log_cap_bytes: u64,
+    /// How NICs reach their networks: bridged (needs CAP_NET_ADMIN), user
+    /// (QEMU's NAT), isolated, or auto (bridged if privileged, else user).
+    pub network: NetworkMode,
+    /// The DHCP server of bridged networks; looked up in `PATH` unless absolute.
+    pub dnsmasq_binary: PathBuf,
 }
 
 impl Default for OpenOptions {
@@ -41,6 +47,8 @@ impl Default for OpenOptions {
             accel: Accel::Auto,
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
             serial_log_cap_bytes: 4 << 20,
+            network: NetworkMode::Auto,
+            dnsmasq_binary: PathBuf::from("dnsmasq"),
         }
     }
 }

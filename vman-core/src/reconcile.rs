@@ -50,6 +50,7 @@ impl Manager {
             }
         }
         inner.reconcile_run_dirs(&mut report)?;
+        inner.reconcile_host_network(&mut report)?;
         for drift in &report.drifts {
             log::info!("reconcile: {}: {}; {}", drift.vm, drift.found, drift.action);
         }
@@ -107,6 +108,85 @@ impl Inner {
         }
         self.watch(vm, pid, pidfd)?;
         report.adopted.push(vm.name.clone());
+        Ok(())
+    }
+
+    /// Host interfaces and DHCP servers: what no running VM needs goes; what
+    /// a running VM needs and is missing is made again. Only interfaces vman
+    /// recorded are ever touched.
+    fn reconcile_host_network(&self, report: &mut ReconcileReport) -> Result<()> {
+        use crate::host_network::{bridge_name, has_net_admin};
+        let links = self.store.read(|tx| store::all_links(tx))?;
+        if links.is_empty() {
+            return Ok(());
+        }
+        if !has_net_admin() {
+            report.drifts.push(Drift {
+                vm: "-".into(),
+                found: format!("{} recorded host interfaces", links.len()),
+                action: "not checked: needs root or CAP_NET_ADMIN".into(),
+            });
+            return Ok(());
+        }
+        let mut nl = crate::hostnet::Netlink::open()?;
+        let mut drifts = Vec::new();
+        self.write(|w| {
+            let mut networks: Vec<i64> = Vec::new();
+            for link in store::all_links(w.tx)?.into_iter().filter(|l| !l.is_bridge) {
+                let vm = match &link.vm_id {
+                    Some(id) => store::vm_by_id(w.tx, id)?,
+                    None => None,
+                };
+                let needed = vm.as_ref().is_some_and(|v| v.state.has_process());
+                let who = vm.as_ref().map_or_else(|| link.name.clone(), |v| v.name.clone());
+                if !needed {
+                    nl.ensure_tap_absent(&link.name)?;
+                    store::forget_link(w.tx, &link.name)?;
+                    drifts.push(Drift { vm: who, found: format!("tap {} of a VM with no QEMU", link.name), action: "removed it".into() });
+                    if !networks.contains(&link.network_id) {
+                        networks.push(link.network_id);
+                    }
+                } else if nl.link_by_name(&link.name)?.is_none() {
+                    let network = store::list_networks(w.tx)?.into_iter().find(|n| n.id == link.network_id);
+                    if let Some(network) = network {
+                        nl.ensure_tap_on_bridge(&link.name, &bridge_name(network.vlan))?;
+                        drifts.push(Drift {
+                            vm: who,
+                            found: format!("tap {} of a running VM is missing", link.name),
+                            action: "made it again on its bridge (QEMU reconnects at its next start)".into(),
+                        });
+                    }
+                }
+            }
+            for link in store::all_links(w.tx)?.into_iter().filter(|l| l.is_bridge) {
+                if !networks.contains(&link.network_id) {
+                    networks.push(link.network_id);
+                }
+            }
+            for network_id in networks {
+                if self.release_network_if_idle(w.tx, &mut nl, network_id)? {
+                    drifts.push(Drift { vm: "-".into(), found: format!("bridge and DHCP of network {network_id} with no running VM"), action: "removed them".into() });
+                }
+            }
+            Ok(())
+        })?;
+        // Networks with running VMs: bridge and DHCP server present.
+        for network in self.store.read(|tx| store::list_networks(tx))? {
+            if self.store.read(|tx| store::running_vms_on(tx, network.id))? == 0 {
+                continue;
+            }
+            let bridge = bridge_name(network.vlan);
+            let recorded = self.store.read(|tx| store::link(tx, &bridge))?.is_some();
+            if !recorded {
+                continue; // not bridged (user or isolated mode)
+            }
+            if nl.link_by_name(&bridge)?.is_none() || self.dhcp(network.id).running_pid().is_none() {
+                let _lock = self.runtime.lock_network(network.id)?;
+                self.ensure_network_up(&mut nl, &network)?;
+                drifts.push(Drift { vm: "-".into(), found: format!("bridge or DHCP of network {} missing", network.name), action: "made them again".into() });
+            }
+        }
+        report.drifts.extend(drifts);
         Ok(())
     }
 

@@ -217,6 +217,8 @@ pub struct Vm {
     pub accel: Option<String>,
     /// Why the last start failed or QEMU died, if it did.
     pub last_error: Option<String>,
+    /// Host ports forwarded to the guest (user-mode networking), while it runs.
+    pub port_forwards: Vec<PortForward>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -232,6 +234,18 @@ pub struct Nic {
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
     pub mac: MacAddr,
+    /// The host interface (tap) of this NIC while the VM runs bridged.
+    pub host_interface: Option<String>,
+}
+
+/// A host port that reaches a guest port (user-mode networking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortForward {
+    pub nic_index: u32,
+    pub guest_port: u16,
+    /// Always 127.0.0.1: forwards are reachable from this host only.
+    pub host_address: Ipv4Addr,
+    pub host_port: u16,
 }
 
 /// Who holds an address of a network.

@@ -80,6 +80,35 @@ pub unsafe extern "C" fn vman_open_options_set_qemu_binary(options: *mut VmanOpe
     })
 }
 
+/// How NICs reach their networks: "auto" (default: bridged with
+/// CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+///
+/// # Safety
+/// As `vman_open_options_set_accel`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_network(options: *mut VmanOpenOptions, mode: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (options, mode) = unsafe { (guard::handle_mut(options, "options")?, guard::string(mode, "mode")?) };
+        options.inner.network = mode.parse()?;
+        Ok(())
+    })
+}
+
+/// The DHCP server binary of bridged networks (default "dnsmasq").
+///
+/// # Safety
+/// As `vman_open_options_set_accel`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_dnsmasq_binary(options: *mut VmanOpenOptions, path: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (options, path) = unsafe { (guard::handle_mut(options, "options")?, guard::string(path, "path")?) };
+        options.inner.dnsmasq_binary = path.into();
+        Ok(())
+    })
+}
+
 /// The size at which a VM's serial log is rotated (default 4 MiB).
 ///
 /// # Safety

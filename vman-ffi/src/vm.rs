@@ -68,6 +68,7 @@ pub struct VmanNic {
     ip: CString,
     gateway: CString,
     mac: CString,
+    host_interface: Option<CString>,
 }
 
 impl From<Vm> for VmanVm {
@@ -90,6 +91,7 @@ impl From<Vm> for VmanVm {
                     ip: cstring(n.ip.to_string()),
                     gateway: cstring(n.gateway.to_string()),
                     mac: cstring(n.mac.to_string()),
+                    host_interface: n.host_interface.as_ref().map(cstring),
                     inner: n.clone(),
                 })
                 .collect(),
@@ -432,4 +434,50 @@ pub extern "C" fn vman_vm_initrd(vm: *const VmanVm) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_vm_cmdline(vm: *const VmanVm) -> *const c_char {
     record::text_item(vm, |v| v.cmdline.as_ref())
+}
+
+/// The host interface (tap) of this NIC while its VM runs bridged; NULL
+/// otherwise.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_nic_host_interface(nic: *const VmanNic) -> *const c_char {
+    record::text_item(nic, |n| n.host_interface.as_ref())
+}
+
+/// How many host ports are forwarded to the guest (user-mode networking).
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_vm_port_forward_count(vm: *const VmanVm) -> usize {
+    record::number(vm, |v| v.inner.port_forwards.len())
+}
+
+/// Forward `index`: the host port on 127.0.0.1 that reaches `guest_port` of
+/// NIC `nic_index`. Out-params written only on success;
+/// `VMAN_STATUS_NOT_FOUND` if `index` is out of range.
+///
+/// # Safety
+/// `vm` NULL or a live record; the out-params NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_port_forward(
+    vm: *const VmanVm,
+    index: usize,
+    nic_index: *mut u32,
+    guest_port: *mut u16,
+    host_port: *mut u16,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let vm = unsafe { guard::handle(vm, "vm") }?;
+        out_param(nic_index, "nic_index")?;
+        out_param(guest_port, "guest_port")?;
+        out_param(host_port, "host_port")?;
+        let f = vm.inner.port_forwards.get(index).ok_or_else(|| {
+            Failure::new(VmanStatus::NotFound, format!("VM {} has no port forward {index}", vm.inner.name))
+        })?;
+        // SAFETY: all three checked non-NULL above.
+        unsafe {
+            write_out(nic_index, f.nic_index);
+            write_out(guest_port, f.guest_port);
+            write_out(host_port, f.host_port);
+        }
+        Ok(())
+    })
 }

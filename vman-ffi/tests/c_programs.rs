@@ -139,6 +139,45 @@ fn c_lifecycle_program_boots_a_guest_under_asan() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
+/// Bridged and user-mode networking from C, in a network namespace of the
+/// test's own (`unshare --net`), under ASan like the lifecycle program.
+#[test]
+fn c_network_program_runs_in_its_own_namespace() {
+    if !require("gcc") || !require("unshare") {
+        return;
+    }
+    if !nix_is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "network tests need root in CI");
+        eprintln!("skipping: needs root for a network namespace");
+        return;
+    }
+    let Some((kernel, initrd)) = guest() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let exe = work.path().join("network");
+    compile_with("gcc", &["-std=c11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"], "network.c", &exe);
+    let out = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(&exe)
+        .env("ASAN_OPTIONS", "detect_leaks=1:exitcode=97")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .arg(work.path().join("state"))
+        .arg(kernel)
+        .arg(initrd)
+        .output()
+        .expect("run network");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "network.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
 #[test]
 fn header_compiles_and_runs_as_cpp() {
     if !require("g++") {

@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use vman_core::convert::{int_arg, seconds_arg};
-use vman_core::{Accel, BootSpec, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
+use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
 use crate::errors::{PyVmanError, PyVmanResult};
 use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
@@ -65,7 +65,11 @@ impl PyManager {
     /// Opens ``state_dir``, creating it (mode 0700) and its database if
     /// missing, and adopts the VMs that are still running.
     #[new]
-    #[pyo3(signature = (state_dir, *, busy_timeout_ms=10_000, accel="auto", qemu_binary=None, serial_log_cap_bytes=4_194_304))]
+    #[pyo3(signature = (
+        state_dir, *, busy_timeout_ms=10_000, accel="auto", qemu_binary=None, serial_log_cap_bytes=4_194_304,
+        network="auto", dnsmasq_binary=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         state_dir: std::path::PathBuf,
@@ -73,6 +77,8 @@ impl PyManager {
         accel: &str,
         qemu_binary: Option<std::path::PathBuf>,
         serial_log_cap_bytes: i64,
+        network: &str,
+        dnsmasq_binary: Option<std::path::PathBuf>,
     ) -> PyVmanResult<Self> {
         let defaults = OpenOptions::default();
         let options = OpenOptions {
@@ -80,6 +86,8 @@ impl PyManager {
             accel: accel.parse::<Accel>()?,
             qemu_binary: qemu_binary.unwrap_or(defaults.qemu_binary),
             serial_log_cap_bytes: int_arg("serial log cap", serial_log_cap_bytes)?,
+            network: network.parse::<NetworkMode>()?,
+            dnsmasq_binary: dnsmasq_binary.unwrap_or(defaults.dnsmasq_binary),
         };
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
         Ok(PyManager { inner })

@@ -106,12 +106,35 @@ pub(crate) struct PyNic {
     gateway: String,
     #[pyo3(get)]
     mac: String,
+    #[pyo3(get)]
+    host_interface: Option<String>,
 }
 
 #[pymethods]
 impl PyNic {
     fn __repr__(&self) -> String {
         format!("Nic(index={}, network={:?}, ip={:?}, mac={:?})", self.index, self.network, self.ip, self.mac)
+    }
+}
+
+/// A host port that reaches a guest port (user-mode networking).
+#[pyclass(frozen, module = "vman", name = "PortForward")]
+#[derive(Clone)]
+pub(crate) struct PyPortForward {
+    #[pyo3(get)]
+    nic_index: u32,
+    #[pyo3(get)]
+    guest_port: u16,
+    #[pyo3(get)]
+    host_address: String,
+    #[pyo3(get)]
+    host_port: u16,
+}
+
+#[pymethods]
+impl PyPortForward {
+    fn __repr__(&self) -> String {
+        format!("PortForward({}:{} -> nic{}:{})", self.host_address, self.host_port, self.nic_index, self.guest_port)
     }
 }
 
@@ -147,6 +170,8 @@ pub(crate) struct PyVm {
     #[pyo3(get)]
     last_error: Option<String>,
     #[pyo3(get)]
+    port_forwards: Vec<PyPortForward>,
+    #[pyo3(get)]
     created_at_ms: i64,
     #[pyo3(get)]
     updated_at_ms: i64,
@@ -166,7 +191,13 @@ impl From<vman_core::Vm> for PyVm {
                     prefix_len: n.prefix_len,
                     gateway: n.gateway.to_string(),
                     mac: n.mac.to_string(),
+                    host_interface: n.host_interface.clone(),
                 })
+                .collect(),
+            port_forwards: v
+                .port_forwards
+                .iter()
+                .map(|f| PyPortForward { nic_index: f.nic_index, guest_port: f.guest_port, host_address: f.host_address.to_string(), host_port: f.host_port })
                 .collect(),
             state: v.state.as_str(),
             kernel: v.boot.as_ref().map(|b| b.kernel.clone()),

@@ -12,6 +12,11 @@ use crate::vm::Vm;
 pub(crate) enum NicBackend {
     /// A hub of its own: the guest sees the NIC, nothing is on the wire.
     Isolated,
+    /// A persistent tap on the VLAN's bridge.
+    Tap { ifname: String },
+    /// QEMU's user-mode NAT on the NIC's own subnet, giving the guest its
+    /// allocated address by DHCP; `forwards` are (host port, guest port).
+    User { net: ipnet::Ipv4Net, host: std::net::Ipv4Addr, guest: std::net::Ipv4Addr, dns: std::net::Ipv4Addr, forwards: Vec<(u16, u16)> },
 }
 
 /// QEMU option values are comma-separated lists; a literal comma is written
@@ -70,9 +75,19 @@ pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, serial_log: &st
     }
     for (nic, backend) in vm.nics.iter().zip(nics) {
         let id = format!("net{}", nic.index);
-        match backend {
-            NicBackend::Isolated => a.extend(["-netdev".into(), format!("hubport,id={id},hubid={}", nic.index)]),
-        }
+        let netdev = match backend {
+            NicBackend::Isolated => format!("hubport,id={id},hubid={}", nic.index),
+            // vhost=off: vhost-net needs /dev/vhost-net and buys nothing under TCG.
+            NicBackend::Tap { ifname } => format!("tap,id={id},ifname={ifname},script=no,downscript=no,vhost=off"),
+            NicBackend::User { net, host, guest, dns, forwards } => {
+                let mut user = format!("user,id={id},net={net},host={host},dhcpstart={guest},dns={dns}");
+                for (host_port, guest_port) in forwards {
+                    user.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"));
+                }
+                user
+            }
+        };
+        a.extend(["-netdev".into(), netdev]);
         a.extend(["-device".into(), format!("virtio-net-pci,netdev={id},mac={}", nic.mac)]);
     }
     a.into_iter().map(OsString::from).collect()
@@ -103,11 +118,13 @@ mod tests {
                 prefix_len: 24,
                 gateway: "10.0.0.1".parse().unwrap(),
                 mac: MacAddr([0x52, 0x54, 0, 1, 2, 3]),
+                host_interface: None,
             }],
             boot: Some(BootSpec::kernel("/k").initrd("/i").cmdline("console=ttyS0 a,b")),
             pid: None,
             accel: None,
             last_error: None,
+            port_forwards: Vec::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -140,6 +157,27 @@ mod tests {
         assert_eq!(after(&a, "-append"), "console=ttyS0 a,b");
         assert_eq!(after(&a, "-device"), "virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03");
         assert!(a.contains(&"-daemonize".to_string()) && a.contains(&"-nodefaults".to_string()));
+    }
+
+    #[test]
+    fn tap_and_user_backends() {
+        let paths = RunPaths::new(Path::new("/s/run"), &vm().id);
+        let log = paths.dir.join("serial.log");
+        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
+        let tap: Vec<String> = tap.into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(after(&tap, "-netdev"), "tap,id=net0,ifname=vt0,script=no,downscript=no,vhost=off");
+        let user = NicBackend::User {
+            net: "10.0.0.0/24".parse().unwrap(),
+            host: "10.0.0.1".parse().unwrap(),
+            guest: "10.0.0.2".parse().unwrap(),
+            dns: "10.0.0.254".parse().unwrap(),
+            forwards: vec![(2222, 22)],
+        };
+        let user: Vec<String> = qemu_argv(&vm(), Accel::Tcg, &paths, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(
+            after(&user, "-netdev"),
+            "user,id=net0,net=10.0.0.0/24,host=10.0.0.1,dhcpstart=10.0.0.2,dns=10.0.0.254,hostfwd=tcp:127.0.0.1:2222-:22"
+        );
     }
 
     #[test]

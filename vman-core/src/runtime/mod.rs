@@ -18,6 +18,7 @@ pub use accel::Accel;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::console::SerialLog;
+use crate::host_network::{NetworkMode, resolve_mode};
 use crate::error::{Error, Result};
 use crate::manager::OpenOptions;
 use process::RunPaths;
@@ -30,6 +31,9 @@ const VM_LOCK_WAIT: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub qemu: PathBuf,
+    pub dnsmasq: PathBuf,
+    /// Resolved at open: never `Auto`.
+    pub network_mode: NetworkMode,
     requested_accel: Accel,
     accel: OnceLock<Accel>,
     pub run_root: PathBuf,
@@ -54,6 +58,8 @@ impl Runtime {
         }
         Ok(Runtime {
             qemu: options.qemu_binary.clone(),
+            dnsmasq: options.dnsmasq_binary.clone(),
+            network_mode: resolve_mode(options.network)?,
             requested_accel: options.accel,
             accel: OnceLock::new(),
             run_root,
@@ -90,7 +96,11 @@ impl Runtime {
     /// Serializes operations on one VM across threads and processes. An
     /// `flock` dies with its process, so a crash can never leave a VM locked.
     pub fn lock_vm(&self, vm_id: &str, vm_name: &str) -> Result<Flock<File>> {
-        let path = self.locks_dir.join(vm_id);
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"))
+    }
+
+    fn lock_file(&self, file: &str, what: &str) -> Result<Flock<File>> {
+        let path = self.locks_dir.join(file);
         let deadline = Instant::now() + VM_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
@@ -103,13 +113,18 @@ impl Runtime {
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                     return Err(Error::Timeout {
-                        what: format!("another operation on VM {vm_name:?} to finish"),
+                        what: format!("another operation on {what} to finish"),
                         waited_ms: VM_LOCK_WAIT.as_millis() as u64,
                     });
                 }
                 Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),
             }
         }
+    }
+
+    /// Serializes setting up one network's bridge and DHCP server.
+    pub fn lock_network(&self, network_id: i64) -> Result<Flock<File>> {
+        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"))
     }
 
     /// The VM's lock if nobody holds it now; never waits.

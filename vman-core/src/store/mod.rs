@@ -7,6 +7,7 @@
 //! and a crash leaves either all of it or none.
 
 mod events;
+mod hostlinks;
 mod ipam;
 mod networks;
 mod schema;
@@ -22,6 +23,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 pub(crate) use events::{history_of, insert_event, recent_events};
+pub(crate) use hostlinks::{
+    ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, record_link, running_vms_on, set_forwards,
+    taps_of,
+};
 pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
 pub(crate) use templates::{delete_template, insert_template, list_templates, template_by_name};

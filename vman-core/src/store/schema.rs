@@ -102,4 +102,31 @@ ALTER TABLE vms ADD COLUMN accel      TEXT    NOT NULL DEFAULT '';
 ALTER TABLE vms ADD COLUMN last_error TEXT    NOT NULL DEFAULT '';
 CREATE INDEX vms_with_process ON vms (state) WHERE state IN ('starting','running','paused','stopping');
 "#,
+    // 3: host networking: the interfaces vman makes, and user-mode forwards.
+    r#"
+-- Host interfaces vman makes. The row is written before the interface is
+-- created and removed after it is deleted, so a crash in between leaves
+-- something the reconciler can finish or undo; an interface with a vman-like
+-- name but no row is someone else's and is never touched.
+CREATE TABLE host_links (
+    name          TEXT    PRIMARY KEY,
+    kind          TEXT    NOT NULL CHECK (kind IN ('bridge', 'tap')),
+    network_id    INTEGER NOT NULL REFERENCES networks(id),
+    vm_id         TEXT    REFERENCES vms(id),
+    slot          INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    CHECK ((kind = 'tap') = (vm_id IS NOT NULL AND slot IS NOT NULL))
+) STRICT;
+CREATE UNIQUE INDEX host_links_bridge_of_network ON host_links (network_id) WHERE kind = 'bridge';
+CREATE INDEX host_links_by_vm ON host_links (vm_id) WHERE kind = 'tap';
+
+-- Host ports forwarded to guests in user mode, chosen at each start.
+CREATE TABLE port_forwards (
+    vm_id      TEXT    NOT NULL REFERENCES vms(id),
+    slot       INTEGER NOT NULL,
+    guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+    host_port  INTEGER NOT NULL UNIQUE CHECK (host_port BETWEEN 1 AND 65535),
+    PRIMARY KEY (vm_id, slot, guest_port)
+) STRICT;
+"#,
 ];

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::mac::MacAddr;
 use crate::state::VmState;
 use crate::template::Template;
-use crate::vm::{BootSpec, Nic, Vm, VmFilter};
+use crate::vm::{BootSpec, Nic, PortForward, Vm, VmFilter};
 
 const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
                        v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error";
@@ -115,6 +115,10 @@ fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
         pid: (row.pid != 0).then_some(row.pid),
         accel: non_empty(row.accel),
         last_error: non_empty(row.last_error),
+        port_forwards: super::forwards_of(conn, &id)?
+            .into_iter()
+            .map(|f| PortForward { nic_index: f.slot, guest_port: f.guest_port, host_address: Ipv4Addr::LOCALHOST, host_port: f.host_port })
+            .collect(),
         id,
         name,
         template,
@@ -128,8 +132,10 @@ fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
 
 fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT n.slot, w.name, w.vlan, n.ip, w.prefix_len, w.gateway, n.mac
-         FROM nics n JOIN networks w ON w.id = n.network_id WHERE n.vm_id = ?1 ORDER BY n.slot",
+        "SELECT n.slot, w.name, w.vlan, n.ip, w.prefix_len, w.gateway, n.mac, h.name
+         FROM nics n JOIN networks w ON w.id = n.network_id
+         LEFT JOIN host_links h ON h.vm_id = n.vm_id AND h.slot = n.slot
+         WHERE n.vm_id = ?1 ORDER BY n.slot",
     )?;
     let rows = stmt.query_map([vm_id], |r| {
         Ok((
@@ -140,10 +146,11 @@ fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
             r.get::<_, u8>(4)?,
             r.get::<_, u32>(5)?,
             r.get::<_, String>(6)?,
+            r.get::<_, Option<String>>(7)?,
         ))
     })?;
     rows.map(|row| {
-        let (index, network, vlan, ip, prefix_len, gateway, mac) = row?;
+        let (index, network, vlan, ip, prefix_len, gateway, mac, host_interface) = row?;
         Ok(Nic {
             index,
             network,
@@ -152,6 +159,7 @@ fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
             prefix_len,
             gateway: Ipv4Addr::from(gateway),
             mac: mac.parse()?,
+            host_interface,
         })
     })
     .collect()

@@ -1,0 +1,345 @@
+//! The host side of VM networking: how each NIC of a starting VM reaches its
+//! network, and how that is taken down again.
+//!
+//! - **Bridged** (root or CAP_NET_ADMIN): a VLAN is a Linux bridge of its own,
+//!   `vmbr<vid>`, carrying the network's gateway address; each NIC of a
+//!   running VM is a persistent tap on that bridge; one dnsmasq per bridge
+//!   serves exactly the store's MAC→IP allocations (no dynamic pool). The
+//!   bridge and its dnsmasq exist while some VM on the network has a QEMU.
+//!   Forwarding *from* a vman bridge is switched off, so VLANs stay apart
+//!   even on hosts with `ip_forward=1`.
+//! - **User** (no privileges): QEMU's user-mode NAT per NIC, handing the
+//!   guest its allocated address by DHCP, with a host port forwarded to the
+//!   guest's SSH port (chosen at start, recorded in the store).
+//! - **Isolated**: the NIC exists in the guest and reaches nothing.
+//!
+//! Every interface is recorded in `host_links` before it is created and
+//! forgotten after it is deleted; an interface with a vman-like name but no
+//! row is someone else's and is never touched.
+
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dhcp::{DhcpConfig, DhcpError, DhcpServer};
+use crate::error::{Error, Result};
+use crate::hostnet::{HostNetError, Netlink};
+use crate::network::Network;
+use crate::runtime::argv::NicBackend;
+use crate::store::{self, ForwardRow, HostLink};
+use crate::vm::Vm;
+
+/// How VM NICs reach their networks on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Bridged with CAP_NET_ADMIN, otherwise user.
+    #[default]
+    Auto,
+    /// Per-VLAN bridges, taps, DHCP (root or CAP_NET_ADMIN).
+    Bridged,
+    /// QEMU user-mode NAT with a forwarded SSH port (no privileges).
+    User,
+    /// NICs that reach nothing.
+    Isolated,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Auto => "auto",
+            NetworkMode::Bridged => "bridged",
+            NetworkMode::User => "user",
+            NetworkMode::Isolated => "isolated",
+        }
+    }
+}
+
+impl FromStr for NetworkMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<NetworkMode> {
+        [NetworkMode::Auto, NetworkMode::Bridged, NetworkMode::User, NetworkMode::Isolated]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| Error::invalid("network mode", format!("{s:?} is not one of auto, bridged, user, isolated")))
+    }
+}
+
+/// The guest port forwarded in user mode.
+pub const SSH_PORT: u16 = 22;
+
+/// Whether this process may manage network interfaces (CAP_NET_ADMIN in its
+/// effective set).
+pub(crate) fn has_net_admin() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).ok())))
+        .flatten()
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Resolves `auto`, and refuses bridged mode without the privilege.
+pub(crate) fn resolve_mode(requested: NetworkMode) -> Result<NetworkMode> {
+    let privileged = has_net_admin();
+    match requested {
+        NetworkMode::Auto if privileged => Ok(NetworkMode::Bridged),
+        NetworkMode::Auto => Ok(NetworkMode::User),
+        NetworkMode::Bridged if !privileged => Err(Error::PermissionDenied {
+            what: "bridged networking needs root or CAP_NET_ADMIN; open with network mode \"user\" for QEMU's user-mode NAT instead".into(),
+            source: None,
+        }),
+        mode => Ok(mode),
+    }
+}
+
+pub(crate) fn bridge_name(vlan: u16) -> String {
+    format!("vmbr{vlan}")
+}
+
+/// `vt` + 12 hex digits of the VM's UUID (its random tail) + the NIC slot.
+pub(crate) fn tap_name(vm_id: &str, slot: u32) -> String {
+    let hex: String = vm_id.chars().filter(char::is_ascii_hexdigit).collect();
+    format!("vt{}{:x}", &hex[hex.len().saturating_sub(12)..], slot)
+}
+
+/// A stable, locally administered MAC for a bridge, so the gateway's MAC
+/// does not change with the ports attached (a bridge takes its lowest port's).
+fn bridge_mac(vlan: u16) -> [u8; 6] {
+    [0x02, 0x76, 0x6d, 0x00, (vlan >> 8) as u8, vlan as u8]
+}
+
+impl From<HostNetError> for Error {
+    fn from(e: HostNetError) -> Error {
+        match e {
+            HostNetError::PermissionDenied { .. } => Error::PermissionDenied { what: e.to_string(), source: None },
+            HostNetError::NotOurs { ref name, .. } | HostNetError::AlreadyExists { link: ref name } => Error::AlreadyExists {
+                kind: "host interface",
+                field: "name",
+                value: format!("{name} (not made by vman: remove or rename it, or use another VLAN id)"),
+            },
+            HostNetError::Unsupported { .. } => Error::Unsupported { what: e.to_string() },
+            HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => {
+                Error::invalid("host interface", e.to_string())
+            }
+            _ => Error::HostNet(e),
+        }
+    }
+}
+
+impl From<DhcpError> for Error {
+    fn from(e: DhcpError) -> Error {
+        match e {
+            DhcpError::Missing { .. } => Error::Unsupported { what: e.to_string() },
+            _ => Error::Dhcp(e),
+        }
+    }
+}
+
+/// The per-network files of its DHCP server.
+pub(crate) fn dhcp_dir(run_root: &Path, network_id: i64) -> PathBuf {
+    run_root.join(format!("net-{network_id}"))
+}
+
+/// Picks a free TCP port on 127.0.0.1 by binding port 0.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::io("find a free port on", "127.0.0.1", e))?;
+    Ok(listener.local_addr().map_err(|e| Error::io("read the port of", "127.0.0.1", e))?.port())
+}
+
+/// The user-mode backend of one NIC: slirp on the NIC's own subnet, handing
+/// out the allocated address, with the guest's SSH port forwarded.
+pub(crate) fn user_backend(nic_ip: Ipv4Addr, network: &ipnet::Ipv4Net, gateway: Ipv4Addr, host_port: u16) -> NicBackend {
+    // slirp's DNS proxy needs an address of its own: the highest host, or
+    // the one below if that is the guest's.
+    let last = u32::from(network.broadcast()) - 1;
+    let dns = [last, last - 1].into_iter().map(Ipv4Addr::from).find(|a| *a != nic_ip && *a != gateway).unwrap_or(gateway);
+    NicBackend::User { net: *network, host: gateway, guest: nic_ip, dns, forwards: vec![(host_port, SSH_PORT)] }
+}
+
+impl crate::manager::Inner {
+    /// Makes the host side of every NIC of `vm` (in `starting`), returning
+    /// QEMU's backends.
+    pub(crate) fn plug_nics(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
+        match self.runtime.network_mode {
+            NetworkMode::Isolated => Ok(vec![NicBackend::Isolated; vm.nics.len()]),
+            NetworkMode::User => {
+                let mut backends = Vec::new();
+                let mut forwards = Vec::new();
+                for nic in &vm.nics {
+                    let port = free_port()?;
+                    let net = ipnet::Ipv4Net::new(nic.ip, nic.prefix_len).map_err(|e| Error::Internal(e.to_string()))?.trunc();
+                    backends.push(user_backend(nic.ip, &net, nic.gateway, port));
+                    forwards.push(ForwardRow { slot: nic.index, guest_port: SSH_PORT, host_port: port });
+                }
+                self.write(|w| store::set_forwards(w.tx, &vm.id, &forwards))?;
+                Ok(backends)
+            }
+            // A failure part-way is undone by the caller recording the
+            // failed start (`fail_start`), which unplugs in one transaction.
+            NetworkMode::Bridged | NetworkMode::Auto => self.plug_bridged(vm),
+        }
+    }
+
+    fn plug_bridged(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
+        let mut nl = Netlink::open()?;
+        let mut backends = Vec::new();
+        let networks: Vec<Network> = {
+            let mut seen: Vec<Network> = Vec::new();
+            for nic in &vm.nics {
+                if !seen.iter().any(|n| n.name == nic.network) {
+                    seen.push(self.store.read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
+                }
+            }
+            seen
+        };
+        for network in &networks {
+            let _net_lock = self.runtime.lock_network(network.id)?;
+            self.ensure_network_up(&mut nl, network)?;
+        }
+        for nic in &vm.nics {
+            let tap = tap_name(&vm.id, nic.index);
+            let bridge = bridge_name(nic.vlan);
+            let network_id = networks.iter().find(|n| n.name == nic.network).map_or(0, |n| n.id);
+            self.write(|w| {
+                store::record_link(w.tx, &HostLink { name: tap.clone(), is_bridge: false, network_id, vm_id: Some(vm.id.clone()), slot: Some(nic.index) }, w.now)
+            })?;
+            nl.ensure_tap_on_bridge(&tap, &bridge)?;
+            backends.push(NicBackend::Tap { ifname: tap });
+        }
+        Ok(backends)
+    }
+
+    /// The network's bridge (and the taps of its running VMs on it) and its
+    /// DHCP server.
+    pub(crate) fn ensure_network_up(&self, nl: &mut Netlink, network: &Network) -> Result<()> {
+        self.ensure_bridge(nl, network)?;
+        self.ensure_dhcp(network)
+    }
+
+    /// The network's bridge, with the gateway address, up, not forwarding.
+    fn ensure_bridge(&self, nl: &mut Netlink, network: &Network) -> Result<()> {
+        let name = bridge_name(network.vlan);
+        let ours = self.store.read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
+        if !ours && nl.link_by_name(&name)?.is_some() {
+            // An interface of that name that vman did not record: not ours.
+            return Err(HostNetError::NotOurs { name: name.clone(), expected: "vman bridge", found: "an interface vman did not make".into() }.into());
+        }
+        self.write(|w| store::record_link(w.tx, &HostLink { name: name.clone(), is_bridge: true, network_id: network.id, vm_id: None, slot: None }, w.now))?;
+        nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
+        // VLANs must not reach each other through the host.
+        let sysctl = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
+        fs::write(&sysctl, "0").map_err(|e| Error::io("turn off forwarding on", &sysctl, e))?;
+        Ok(())
+    }
+
+    /// Starts or reloads the network's DHCP server with every allocation.
+    fn ensure_dhcp(&self, network: &Network) -> Result<()> {
+        let leases = self.store.read(|tx| store::leases_of(tx, network.id))?;
+        let hosts = leases
+            .into_iter()
+            .map(|(mac, ip)| Ok((mac.parse::<crate::MacAddr>()?.0, Ipv4Addr::from(ip))))
+            .collect::<Result<Vec<_>>>()?;
+        let config = DhcpConfig {
+            bridge: bridge_name(network.vlan),
+            network: network.cidr.network(),
+            prefix_len: network.cidr.prefix_len(),
+            gateway: network.gateway,
+            dns: network.dns.clone(),
+            hosts,
+            lease_secs: 3600,
+        };
+        self.dhcp(network.id).ensure(&config)?;
+        Ok(())
+    }
+
+    pub(crate) fn dhcp(&self, network_id: i64) -> DhcpServer {
+        DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.dnsmasq.clone())
+    }
+
+    /// Removes the host side of a VM whose QEMU is gone: its taps and port
+    /// forwards, and each of its networks' bridge and DHCP server if no other
+    /// VM there still runs. Runs inside the transaction that records the
+    /// exit, so a new start of the VM cannot interleave; best effort: what it
+    /// cannot remove keeps its row, for the reconciler to retry.
+    pub(crate) fn unplug_nics(&self, tx: &rusqlite::Transaction<'_>, vm_id: &str) {
+        let result = (|| -> Result<()> {
+            store::set_forwards(tx, vm_id, &[])?;
+            let taps = store::taps_of(tx, vm_id)?;
+            if taps.is_empty() {
+                return Ok(());
+            }
+            let mut nl = Netlink::open()?;
+            let mut networks: Vec<i64> = Vec::new();
+            for tap in taps {
+                match nl.ensure_tap_absent(&tap.name) {
+                    Ok(_) => store::forget_link(tx, &tap.name)?,
+                    Err(e) => log::warn!("cannot remove tap {}: {e}", tap.name),
+                }
+                if !networks.contains(&tap.network_id) {
+                    networks.push(tap.network_id);
+                }
+            }
+            for network_id in networks {
+                self.release_network_if_idle(tx, &mut nl, network_id)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            log::warn!("cannot take down the network of VM {vm_id}: {}", e.full_message());
+        }
+    }
+
+    /// Takes a network's bridge and DHCP server down if no VM on it runs.
+    pub(crate) fn release_network_if_idle(&self, tx: &rusqlite::Transaction<'_>, nl: &mut Netlink, network_id: i64) -> Result<bool> {
+        if store::running_vms_on(tx, network_id)? > 0 {
+            return Ok(false);
+        }
+        if let Err(e) = self.dhcp(network_id).stop() {
+            log::warn!("cannot stop the DHCP server of network {network_id}: {e}");
+        }
+        let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
+        for bridge in bridges {
+            match nl.ensure_bridge_absent(&bridge.name) {
+                Ok(_) => store::forget_link(tx, &bridge.name)?,
+                Err(e) => log::warn!("cannot remove bridge {}: {e}", bridge.name),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_fit_and_are_stable() {
+        let id = "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e";
+        assert_eq!(tap_name(id, 0), "vt5f6a7b8c9d0e0");
+        assert_eq!(tap_name(id, 15), "vt5f6a7b8c9d0ef");
+        assert!(tap_name(id, 15).len() <= hostnet::IFNAME_MAX);
+        assert_eq!(bridge_name(4094), "vmbr4094");
+        assert!(bridge_mac(100)[0] & 0x02 != 0, "locally administered");
+    }
+
+    #[test]
+    fn user_mode_dns_avoids_the_guest_and_gateway() {
+        let net: ipnet::Ipv4Net = "10.0.0.0/29".parse().unwrap();
+        let gw: Ipv4Addr = "10.0.0.1".parse().unwrap();
+        let NicBackend::User { dns, .. } = user_backend("10.0.0.6".parse().unwrap(), &net, gw, 2222) else { panic!() };
+        assert_eq!(dns, "10.0.0.5".parse::<Ipv4Addr>().unwrap());
+        let NicBackend::User { dns, .. } = user_backend("10.0.0.2".parse().unwrap(), &net, gw, 2222) else { panic!() };
+        assert_eq!(dns, "10.0.0.6".parse::<Ipv4Addr>().unwrap());
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("user".parse::<NetworkMode>().unwrap(), NetworkMode::User);
+        assert_eq!("nat".parse::<NetworkMode>().unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
+}

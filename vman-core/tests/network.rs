@@ -1,0 +1,275 @@
+//! Host networking with real guests, bridges, taps and dnsmasq. Every
+//! bridged scenario runs in a network namespace of its own: the test binary
+//! re-runs itself under `unshare --net`, so vman, its watcher thread, QEMU
+//! and dnsmasq all live there, and the host's interfaces are never touched.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{READY, boot};
+use vman_core::{ErrorKind, Manager, NetworkMode, NetworkSpec, OpenOptions, TemplateSpec, VmSpec, VmState};
+
+const CHILD: &str = "VMAN_TEST_NETNS_CHILD";
+const BOOT_WAIT: Duration = Duration::from_secs(120);
+
+/// Runs `test` in a fresh network namespace (re-running this binary there).
+/// Returns true in the child, which runs the body; false in the parent, after
+/// the child passed. Skips outside CI when not root.
+fn in_own_netns(test: &str) -> bool {
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+        assert!(lo.success());
+        return true;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "network tests need root in CI");
+        eprintln!("skipping {test}: needs root (network namespaces, bridges, taps)");
+        return false;
+    }
+    let out = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{test} failed in its namespace:\n{text}");
+    false
+}
+
+fn bridged(dir: &std::path::Path) -> Manager {
+    Manager::open(dir, &OpenOptions { network: NetworkMode::Bridged, ..support::options() }).unwrap()
+}
+
+fn links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names
+}
+
+fn dnsmasq_count() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.starts_with(b"dnsmasq") || c.windows(8).any(|w| w == b"/dnsmasq")))
+        .count()
+}
+
+/// Types `command` into the guest's shell and waits for `marker` to appear.
+fn run_in_guest(vman: &Manager, vm: &str, command: &str, markers: &[&str]) -> String {
+    let mut console = vman.console_attach(vm).unwrap();
+    console.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    console.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = console.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // The command echo contains the markers too; wait for output lines.
+        if let Some(hit) = markers.iter().find(|m| seen.lines().any(|l| l.trim() == **m)) {
+            return hit.to_string();
+        }
+    }
+    panic!("none of {markers:?} from {vm}; console said: {seen}");
+}
+
+#[test]
+fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
+    if !in_own_netns("vlans_are_isolated_and_dhcp_serves_the_allocations") {
+        return;
+    }
+    let Some(base_boot) = boot("vman.net=dhcp") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vman = bridged(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("v100", 100, "10.100.0.0/24")).unwrap();
+    vman.create_network(&NetworkSpec::new("v200", 200, "10.200.0.0/24")).unwrap();
+    let two_nics = {
+        let mut b = base_boot.clone();
+        b.cmdline = b.cmdline.replace("vman.net=dhcp", "vman.net=dhcp,dhcp");
+        b
+    };
+    let specs = [
+        VmSpec::new("a", "tiny").nic("v100").boot(base_boot.clone()),
+        VmSpec::new("b", "tiny").nic("v100").boot(base_boot.clone()),
+        VmSpec::new("c", "tiny").nic("v200").boot(base_boot.clone()),
+        VmSpec::new("d", "tiny").nic("v100").nic("v200").boot(two_nics),
+    ];
+    for spec in &specs {
+        vman.create_vm(spec).unwrap();
+    }
+    for spec in &specs {
+        let vm = vman.start(&spec.name).unwrap();
+        assert!(vm.nics.iter().all(|n| n.host_interface.is_some()), "bridged NICs have taps");
+    }
+    let ip = |vm: &str, i: usize| vman.vm(vm).unwrap().nics[i].ip.to_string();
+    for (vm, nics) in [("a", 1), ("b", 1), ("c", 1), ("d", 2)] {
+        vman.wait_for_console(vm, READY, BOOT_WAIT).unwrap();
+        // DHCP gave each NIC exactly the address vman allocated.
+        for i in 0..nics {
+            let line = vman.wait_for_console(vm, &format!("^VMAN-DHCP eth{i} "), Duration::from_secs(5)).unwrap();
+            assert_eq!(line, format!("VMAN-DHCP eth{i} {}/24", ip(vm, i)), "{vm} eth{i}");
+        }
+    }
+    let ping = |from: &str, to: String| {
+        run_in_guest(&vman, from, &format!("ping -c 2 -W 2 {to} >/dev/null 2>&1 && echo PING-OK || echo PING-FAIL"), &["PING-OK", "PING-FAIL"])
+    };
+    assert_eq!(ping("a", ip("b", 0)), "PING-OK", "same VLAN");
+    assert_eq!(ping("b", ip("a", 0)), "PING-OK", "same VLAN");
+    assert_eq!(ping("c", ip("a", 0)), "PING-FAIL", "VLAN 200 must not reach VLAN 100");
+    assert_eq!(ping("a", ip("c", 0)), "PING-FAIL", "VLAN 100 must not reach VLAN 200");
+    assert_eq!(ping("d", ip("a", 0)), "PING-OK", "two-NIC guest on VLAN 100");
+    assert_eq!(ping("d", ip("c", 0)), "PING-OK", "two-NIC guest on VLAN 200");
+
+    for vm in ["a", "b", "c", "d"] {
+        vman.force_stop(vm).unwrap();
+    }
+    assert_eq!(links(), Vec::<String>::new(), "no VM runs: no bridge, no tap");
+    assert_eq!(dnsmasq_count(), 0, "no VM runs: no DHCP server");
+}
+
+const KILLED_CHILD: &str = "VMAN_TEST_NETNS_EMBEDDER";
+
+/// Not a test on its own: the embedder that is killed in
+/// `a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix`.
+#[test]
+fn netns_embedder() {
+    let Ok(dir) = std::env::var(KILLED_CHILD) else { return };
+    let vman = bridged(std::path::Path::new(&dir));
+    for vm in ["k1", "k2"] {
+        println!("STARTED {vm} {}", vman.start(vm).unwrap().pid.unwrap());
+    }
+    println!("EMBEDDER-READY");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
+    if !in_own_netns("a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix") {
+        return;
+    }
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let vman = bridged(dir.path());
+        vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+        vman.create_network(&NetworkSpec::new("v100", 100, "10.100.0.0/24")).unwrap();
+        for vm in ["k1", "k2"] {
+            vman.create_vm(&VmSpec::new(vm, "tiny").nic("v100").boot(spec_boot.clone())).unwrap();
+        }
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "netns_embedder", "--nocapture", "--test-threads=1"])
+        .env(KILLED_CHILD, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut pids = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "embedder died early");
+        if let Some(rest) = line.split("STARTED ").nth(1) {
+            pids.push(rest.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap());
+        }
+        if line.contains("EMBEDDER-READY") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Left behind: the bridge, two taps, dnsmasq. Now k2's QEMU dies too.
+    assert_eq!(links().len(), 3, "{:?}", links());
+    assert_eq!(dnsmasq_count(), 1);
+    // SAFETY: kill(2) on k2's QEMU, whose pid the embedder printed.
+    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+
+    let vman = bridged(dir.path()); // opening reconciles
+    assert_eq!(vman.vm("k1").unwrap().state, VmState::Running);
+    assert_eq!(vman.vm("k2").unwrap().state, VmState::Error);
+    let k1_tap = vman.vm("k1").unwrap().nics[0].host_interface.clone().unwrap();
+    assert_eq!(links(), vec![k1_tap, "vmbr100".to_string()], "exactly what k1 needs");
+    assert_eq!(dnsmasq_count(), 1);
+    vman.stop("k1", Duration::from_secs(1)).unwrap();
+    assert_eq!(links(), Vec::<String>::new());
+    assert_eq!(dnsmasq_count(), 0);
+    assert!(vman.reconcile().unwrap().drifts.is_empty());
+}
+
+#[test]
+fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing() {
+    if !in_own_netns("foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing") {
+        return;
+    }
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vman = bridged(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    // Someone else's interfaces with the names vman would use.
+    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success());
+    ip(&["link", "add", "vmbr300", "type", "veth", "peer", "name", "other300"]);
+    ip(&["link", "add", "vmbr400", "type", "bridge"]);
+    let before = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
+    for (vlan, net) in [(300, "v300"), (400, "v400")] {
+        vman.create_network(&NetworkSpec::new(net, vlan, format!("10.{}.0.0/24", vlan / 10))).unwrap();
+        vman.create_vm(&VmSpec::new(format!("vm{vlan}"), "tiny").nic(net).boot(spec_boot.clone())).unwrap();
+        let err = vman.start(&format!("vm{vlan}")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains(&format!("vmbr{vlan}")) && err.to_string().contains("not made by vman"), "{err}");
+        assert_eq!(vman.vm(&format!("vm{vlan}")).unwrap().state, VmState::Error);
+    }
+    let after = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
+    assert_eq!(before, after, "the foreign interfaces are untouched and nothing was added");
+
+    let no_dnsmasq = Manager::open(
+        dir.path(),
+        &OpenOptions { network: NetworkMode::Bridged, dnsmasq_binary: "/nonexistent/dnsmasq".into(), ..support::options() },
+    )
+    .unwrap();
+    no_dnsmasq.create_network(&NetworkSpec::new("v500", 500, "10.50.0.0/24")).unwrap();
+    no_dnsmasq.create_vm(&VmSpec::new("vm500", "tiny").nic("v500").boot(spec_boot)).unwrap();
+    let err = no_dnsmasq.start("vm500").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("dnsmasq"), "{err}");
+    let after_dnsmasq = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
+    assert_eq!(after, after_dnsmasq, "the failed start left no bridge or tap behind");
+}
+
+#[test]
+fn user_mode_needs_no_privilege_and_forwards_ssh() {
+    let Some(spec_boot) = boot("vman.net=dhcp") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let vman = Manager::open(dir.path(), &OpenOptions { network: NetworkMode::User, ..support::options() }).unwrap();
+    vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24").reserve("10.100.0.2-10.100.0.20")).unwrap();
+    let vm = vman.create_vm(&VmSpec::new("u1", "tiny").nic("lan").boot(spec_boot)).unwrap();
+    assert_eq!(vm.nics[0].ip.to_string(), "10.100.0.21");
+    let vm = vman.start("u1").unwrap();
+    let forward = vm.port_forwards.first().expect("a forwarded SSH port").clone();
+    assert_eq!((forward.nic_index, forward.guest_port), (0, 22));
+    vman.wait_for_console("u1", READY, BOOT_WAIT).unwrap();
+    // The guest's DHCP (QEMU's user-mode server) gave the allocated address.
+    let line = vman.wait_for_console("u1", "^VMAN-DHCP eth0 ", Duration::from_secs(5)).unwrap();
+    assert_eq!(line, "VMAN-DHCP eth0 10.100.0.21/24");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", forward.host_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut banner = String::new();
+    let _ = conn.read_to_string(&mut banner);
+    assert!(banner.contains("VMAN-SSH-OK"), "the forward reaches the guest's port 22: {banner:?}");
+    vman.force_stop("u1").unwrap();
+    assert!(vman.vm("u1").unwrap().port_forwards.is_empty());
+}
