@@ -4,7 +4,7 @@
  * a user-mode VM gets a forwarded SSH port that reaches the guest.
  * Usage: network <empty-state-dir> <kernel> <initrd>
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* usleep */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
   uint32_t nic_index = 9;
   uint16_t guest_port = 0, host_port = 0;
   struct sockaddr_in addr;
-  struct timeval tv = {20, 0};
+  struct timeval tv = {5, 0};
+  int tries;
   char banner[64] = {0};
   int fd;
   CHECK(argc == 4);
@@ -60,13 +61,13 @@ int main(int argc, char **argv) {
   /* Bridged: a tap on vmbr100 while it runs, nothing after. */
   make_vm(bridged, "b1", argv[2], argv[3], "console=ttyS0 quiet panic=-1");
   OK(vman_vm_start(bridged, "b1", &vm));
-  CHECK(vman_vm_nic_host_interface(vman_vm_nic(vm, 0)) != NULL);
-  snprintf(tap, sizeof tap, "%s", vman_vm_nic_host_interface(vman_vm_nic(vm, 0)));
+  CHECK(vman_nic_host_interface(vman_vm_nic(vm, 0)) != NULL);
+  snprintf(tap, sizeof tap, "%s", vman_nic_host_interface(vman_vm_nic(vm, 0)));
   CHECK(vman_vm_port_forward_count(vm) == 0);
   vman_vm_free(vm);
   CHECK(link_exists(tap) && link_exists("vmbr100"));
   OK(vman_vm_force_stop(bridged, "b1", &vm));
-  CHECK(vman_vm_nic_host_interface(vman_vm_nic(vm, 0)) == NULL);
+  CHECK(vman_nic_host_interface(vman_vm_nic(vm, 0)) == NULL);
   vman_vm_free(vm);
   CHECK(!link_exists(tap) && !link_exists("vmbr100"));
 
@@ -80,17 +81,24 @@ int main(int argc, char **argv) {
   CHECK(nic_index == 0 && guest_port == 22 && host_port > 0);
   vman_vm_free(vm);
   OK(vman_vm_wait_for_console(user, "u1", "^VMAN-GUEST-READY$", 120000, NULL));
-  fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
+  /* QEMU accepts on the host side at once and closes until the guest's
+     responder listens, so retry as an SSH client would. */
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
   addr.sin_port = htons(host_port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
-  CHECK(read(fd, banner, sizeof banner - 1) > 0);
+  for (tries = 0; tries < 100 && strstr(banner, "VMAN-SSH-OK") == NULL; tries++) {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    memset(banner, 0, sizeof banner);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+      CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+      if (read(fd, banner, sizeof banner - 1) < 0) banner[0] = 0;
+    }
+    close(fd);
+    if (strstr(banner, "VMAN-SSH-OK") == NULL) usleep(200000);
+  }
   CHECK(strstr(banner, "VMAN-SSH-OK") != NULL);
-  close(fd);
   OK(vman_vm_force_stop(user, "u1", NULL));
 
   vman_manager_free(user);

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -26,16 +27,28 @@ def test_user_mode_gives_the_allocated_address_and_forwards_ssh(tmp_path, guest)
     assert vm.nics[0].host_interface is None
     m.wait_for_console("u1", READY, timeout=120)
     assert m.wait_for_console("u1", r"^VMAN-DHCP eth0 ", timeout=5) == "VMAN-DHCP eth0 10.100.0.21/24"
-    with socket.create_connection(("127.0.0.1", forward.host_port), timeout=20) as conn:
-        assert b"VMAN-SSH-OK" in conn.recv(100)
+    # QEMU accepts on the host side at once and closes until the guest's
+    # responder listens, so retry as an SSH client would.
+    banner, deadline = b"", time.monotonic() + 30
+    while b"VMAN-SSH-OK" not in banner and time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", forward.host_port), timeout=5) as conn:
+            try:
+                banner = conn.recv(100)
+            except socket.timeout:
+                banner = b""
+        time.sleep(0.2)
+    assert b"VMAN-SSH-OK" in banner
     assert m.force_stop("u1").port_forwards == []
 
 
 def test_bridged_mode_without_privilege_names_the_alternative(tmp_path):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root to drop to an unprivileged user (setpriv)")
-    state = tmp_path / "state"
-    tmp_path.chmod(0o777)
+    # pytest's temp root is private to root; nobody needs a directory it can use.
+    import tempfile
+    base = tempfile.mkdtemp(prefix="vman-nobody-", dir="/tmp")
+    os.chmod(base, 0o777)
+    state = os.path.join(base, "state")
     code = textwrap.dedent(f"""
         import vman
         try:
@@ -47,6 +60,7 @@ def test_bridged_mode_without_privilege_names_the_alternative(tmp_path):
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "python")},
     )
+    shutil.rmtree(base, ignore_errors=True)
     assert out.stdout.startswith("DENIED True"), out.stdout + out.stderr
     assert '"user"' in out.stdout
 
@@ -63,7 +77,7 @@ BRIDGED = textwrap.dedent("""
     m.create_vm("b1", template="tiny", nics=["v100"], kernel=kernel, initrd=initrd, cmdline=cmdline + " vman.net=dhcp")
     vm = m.start("b1")
     tap = vm.nics[0].host_interface
-    assert links() == ["lo", tap, "vmbr100"], links()
+    assert links() == sorted(["lo", tap, "vmbr100"]), links()
     m.wait_for_console("b1", r"^VMAN-GUEST-READY$", timeout=120)
     line = m.wait_for_console("b1", r"^VMAN-DHCP eth0 ", timeout=5)
     assert line == "VMAN-DHCP eth0 " + vm.nics[0].ip + "/24", line

@@ -135,6 +135,7 @@ impl From<DhcpError> for Error {
     fn from(e: DhcpError) -> Error {
         match e {
             DhcpError::Missing { .. } => Error::Unsupported { what: e.to_string() },
+            DhcpError::Invalid { .. } => Error::invalid("DHCP configuration", e.to_string()),
             _ => Error::Dhcp(e),
         }
     }
@@ -270,18 +271,18 @@ impl crate::manager::Inner {
         let result = (|| -> Result<()> {
             store::set_forwards(tx, vm_id, &[])?;
             let taps = store::taps_of(tx, vm_id)?;
-            if taps.is_empty() {
+            // The VM's networks come from its NICs, not its taps: a start
+            // that failed before making a tap may still have made a bridge.
+            let networks = store::networks_of_vm(tx, vm_id)?;
+            let has_bridge = store::all_links(tx)?.iter().any(|l| l.is_bridge && networks.contains(&l.network_id));
+            if taps.is_empty() && !has_bridge {
                 return Ok(());
             }
             let mut nl = Netlink::open()?;
-            let mut networks: Vec<i64> = Vec::new();
             for tap in taps {
                 match nl.ensure_tap_absent(&tap.name) {
                     Ok(_) => store::forget_link(tx, &tap.name)?,
                     Err(e) => log::warn!("cannot remove tap {}: {e}", tap.name),
-                }
-                if !networks.contains(&tap.network_id) {
-                    networks.push(tap.network_id);
                 }
             }
             for network_id in networks {
@@ -322,7 +323,7 @@ mod tests {
         let id = "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e";
         assert_eq!(tap_name(id, 0), "vt5f6a7b8c9d0e0");
         assert_eq!(tap_name(id, 15), "vt5f6a7b8c9d0ef");
-        assert!(tap_name(id, 15).len() <= hostnet::IFNAME_MAX);
+        assert!(tap_name(id, 15).len() <= crate::hostnet::IFNAME_MAX);
         assert_eq!(bridge_name(4094), "vmbr4094");
         assert!(bridge_mac(100)[0] & 0x02 != 0, "locally administered");
     }

@@ -245,10 +245,14 @@ impl Manager {
     /// Deletes a network; refused with [`crate::ErrorKind::InUse`] while any
     /// address on it is allocated.
     pub fn delete_network(&self, name: &str) -> Result<()> {
-        self.inner.write(|w| {
+        let network = self.inner.write(|w| {
             let network = store::delete_network(w.tx, name)?;
-            w.record(ObjectKind::Network, &network.id.to_string(), name, "deleted", json!({}))
-        })
+            w.record(ObjectKind::Network, &network.id.to_string(), name, "deleted", json!({}))?;
+            Ok(network)
+        })?;
+        // No VM holds an address here, so no DHCP server runs; its log goes.
+        let _ = std::fs::remove_dir_all(crate::host_network::dhcp_dir(&self.inner.runtime.run_root, network.id));
+        Ok(())
     }
 
     /// Who holds which address of a network, in address order.

@@ -208,6 +208,11 @@ impl Inner {
             }
             let dir = entry.path();
             let dir_name = entry.file_name().to_string_lossy().into_owned();
+            // VM run directories are named by 16 hex digits; the others
+            // (DHCP servers' `net-<id>`) belong to the network reconciler.
+            if dir_name.len() != 16 || !dir_name.chars().all(|c| c.is_ascii_hexdigit()) {
+                continue;
+            }
             match vms.get(&*dir.to_string_lossy()) {
                 Some((id, false)) => {
                     let Some(vm) = self.store.read(|tx| store::vm_by_id(tx, id))? else { continue };

@@ -58,11 +58,18 @@ fn links() -> Vec<String> {
     names
 }
 
-fn dnsmasq_count() -> usize {
+/// dnsmasq processes serving this state directory (/proc is host-wide: a
+/// network namespace does not hide other tests' processes).
+fn dnsmasq_count(state: &std::path::Path) -> usize {
+    let state = state.to_string_lossy().into_owned().into_bytes();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.starts_with(b"dnsmasq") || c.windows(8).any(|w| w == b"/dnsmasq")))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                c.windows(7).any(|w| w == b"dnsmasq") && c.windows(state.len()).any(|w| w == state.as_slice())
+            })
+        })
         .count()
 }
 
@@ -138,7 +145,7 @@ fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
         vman.force_stop(vm).unwrap();
     }
     assert_eq!(links(), Vec::<String>::new(), "no VM runs: no bridge, no tap");
-    assert_eq!(dnsmasq_count(), 0, "no VM runs: no DHCP server");
+    assert_eq!(dnsmasq_count(dir.path()), 0, "no VM runs: no DHCP server");
 }
 
 const KILLED_CHILD: &str = "VMAN_TEST_NETNS_EMBEDDER";
@@ -193,7 +200,7 @@ fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
     child.wait().unwrap();
     // Left behind: the bridge, two taps, dnsmasq. Now k2's QEMU dies too.
     assert_eq!(links().len(), 3, "{:?}", links());
-    assert_eq!(dnsmasq_count(), 1);
+    assert_eq!(dnsmasq_count(dir.path()), 1);
     // SAFETY: kill(2) on k2's QEMU, whose pid the embedder printed.
     unsafe { libc::kill(pids[1], libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(200));
@@ -202,12 +209,15 @@ fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
     assert_eq!(vman.vm("k1").unwrap().state, VmState::Running);
     assert_eq!(vman.vm("k2").unwrap().state, VmState::Error);
     let k1_tap = vman.vm("k1").unwrap().nics[0].host_interface.clone().unwrap();
-    assert_eq!(links(), vec![k1_tap, "vmbr100".to_string()], "exactly what k1 needs");
-    assert_eq!(dnsmasq_count(), 1);
+    let mut expected = vec![k1_tap, "vmbr100".to_string()];
+    expected.sort();
+    assert_eq!(links(), expected, "exactly what k1 needs");
+    assert_eq!(dnsmasq_count(dir.path()), 1);
     vman.stop("k1", Duration::from_secs(1)).unwrap();
     assert_eq!(links(), Vec::<String>::new());
-    assert_eq!(dnsmasq_count(), 0);
-    assert!(vman.reconcile().unwrap().drifts.is_empty());
+    assert_eq!(dnsmasq_count(dir.path()), 0);
+    let report = vman.reconcile().unwrap();
+    assert!(report.drifts.is_empty(), "{report:?}");
 }
 
 #[test]
@@ -265,10 +275,18 @@ fn user_mode_needs_no_privilege_and_forwards_ssh() {
     // The guest's DHCP (QEMU's user-mode server) gave the allocated address.
     let line = vman.wait_for_console("u1", "^VMAN-DHCP eth0 ", Duration::from_secs(5)).unwrap();
     assert_eq!(line, "VMAN-DHCP eth0 10.100.0.21/24");
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", forward.host_port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // QEMU accepts on the host side at once; until the guest's responder
+    // listens, it closes the connection, so retry as an SSH client would.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut banner = String::new();
-    let _ = conn.read_to_string(&mut banner);
+    while !banner.contains("VMAN-SSH-OK") && Instant::now() < deadline {
+        banner.clear();
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", forward.host_port)) {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = conn.read_to_string(&mut banner);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(banner.contains("VMAN-SSH-OK"), "the forward reaches the guest's port 22: {banner:?}");
     vman.force_stop("u1").unwrap();
     assert!(vman.vm("u1").unwrap().port_forwards.is_empty());

@@ -58,7 +58,7 @@ impl Runtime {
         }
         Ok(Runtime {
             qemu: options.qemu_binary.clone(),
-            dnsmasq: options.dnsmasq_binary.clone(),
+            dnsmasq: find_in_sbin(&options.dnsmasq_binary),
             network_mode: resolve_mode(options.network)?,
             requested_accel: options.accel,
             accel: OnceLock::new(),
@@ -139,4 +139,18 @@ impl Runtime {
         let _ = fs::remove_dir_all(self.paths(vm_id).dir);
         let _ = fs::remove_file(self.locks_dir.join(vm_id));
     }
+}
+
+/// Resolves a bare program name against PATH and then the sbin
+/// directories, where Debian puts dnsmasq but a non-login PATH may not look.
+fn find_in_sbin(program: &Path) -> PathBuf {
+    if program.components().count() != 1 {
+        return program.to_path_buf();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| program.to_path_buf())
 }

@@ -95,3 +95,9 @@ pub(crate) fn forwards_of(conn: &Connection, vm_id: &str) -> Result<Vec<ForwardR
         .query_map([vm_id], |r| Ok(ForwardRow { slot: r.get(0)?, guest_port: r.get(1)?, host_port: r.get(2)? }))?
         .collect::<rusqlite::Result<_>>()?)
 }
+
+/// The networks a VM has NICs on.
+pub(crate) fn networks_of_vm(conn: &Connection, vm_id: &str) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT network_id FROM nics WHERE vm_id = ?1")?;
+    Ok(stmt.query_map([vm_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}

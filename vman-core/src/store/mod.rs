@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 pub(crate) use events::{history_of, insert_event, recent_events};
 pub(crate) use hostlinks::{
-    ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, record_link, running_vms_on, set_forwards,
+    ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, networks_of_vm, record_link, running_vms_on, set_forwards,
     taps_of,
 };
 pub(crate) use ipam::{allocate, allocations, release};
