@@ -84,3 +84,26 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def _reap_vm_processes(tmp_path: Path):
+    """After each test, kill any QEMU or dnsmasq still serving its tmp_path.
+
+    VMs outlive their embedder by design, so a test failing half-way would
+    otherwise leave guests (and DHCP servers) running on the machine.
+    """
+    yield
+    needle = str(tmp_path).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline and (b"qemu-system" in cmdline or b"dnsmasq" in cmdline):
+            try:
+                os.kill(int(entry.name), 9)
+            except ProcessLookupError:
+                pass

@@ -17,6 +17,7 @@ const BOOT_WAIT: Duration = Duration::from_secs(90);
 fn a_guest_lives_through_its_whole_lifecycle() {
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = open(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
@@ -82,6 +83,7 @@ fn a_guest_lives_through_its_whole_lifecycle() {
 fn a_guest_that_ignores_the_power_button_is_forced_after_the_timeout() {
     let Some(spec_boot) = boot("vman.acpi=ignore") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = open(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_vm(&VmSpec::new("stubborn", "tiny").boot(spec_boot)).unwrap();
@@ -104,6 +106,7 @@ fn a_start_that_fails_keeps_qemus_words_and_leaves_a_clear_state() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = open(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     // A file that exists but is no kernel: QEMU itself refuses it.
@@ -133,6 +136,7 @@ fn a_start_that_fails_keeps_qemus_words_and_leaves_a_clear_state() {
 fn a_chatty_guest_cannot_fill_the_disk() {
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let cap: u64 = 64 * 1024;
     let vman = vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { serial_log_cap_bytes: cap, ..support::options() }).unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();

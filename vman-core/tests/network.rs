@@ -100,6 +100,7 @@ fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
     }
     let Some(base_boot) = boot("vman.net=dhcp") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = bridged(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("v100", 100, "10.100.0.0/24")).unwrap();
@@ -170,6 +171,7 @@ fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
     }
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     {
         let vman = bridged(dir.path());
         vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
@@ -227,6 +229,7 @@ fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing(
     }
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = bridged(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
     // Someone else's interfaces with the names vman would use.
@@ -263,6 +266,7 @@ fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing(
 fn user_mode_needs_no_privilege_and_forwards_ssh() {
     let Some(spec_boot) = boot("vman.net=dhcp") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = Manager::open(dir.path(), &OpenOptions { network: NetworkMode::User, ..support::options() }).unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24").reserve("10.100.0.2-10.100.0.20")).unwrap();

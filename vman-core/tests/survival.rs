@@ -31,6 +31,7 @@ fn survival_child() {
 fn vms_survive_a_sigkilled_embedder_and_are_adopted() {
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     {
         let vman = open(dir.path());
         vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
@@ -82,6 +83,7 @@ fn vms_survive_a_sigkilled_embedder_and_are_adopted() {
 #[test]
 fn a_vm_stuck_in_starting_is_resolved_by_reconcile() {
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = open(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
@@ -106,6 +108,7 @@ fn a_vm_stuck_in_starting_is_resolved_by_reconcile() {
 #[test]
 fn a_reused_pid_is_never_signalled() {
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let vman = open(dir.path());
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     let vm = vman.create_vm(&VmSpec::new("ghost", "tiny")).unwrap();

@@ -43,6 +43,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Kills any QEMU or dnsmasq whose command line names `dir`: a C program
+/// that fails a CHECK exits at once, and its VMs would outlive it.
+fn reap(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default()).into_owned();
+        if cmdline.contains(&needle) && (cmdline.contains("qemu-system") || cmdline.contains("dnsmasq")) {
+            // SAFETY: kill(2) on a process proven (by its command line) to be this test's.
+            unsafe { libc_kill(pid, 9) };
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
 fn tool_available(name: &str) -> bool {
     Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -95,6 +114,7 @@ fn c_records_program_passes_under_valgrind() {
         .env("VMAN_STATE_DIR", "/tmp/vman-c-default")
         .output()
         .expect("run valgrind");
+    reap(work.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "records.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
@@ -132,7 +152,8 @@ fn c_lifecycle_program_boots_a_guest_under_asan() {
         .arg(kernel)
         .arg(initrd)
         .output()
-        .expect("run valgrind");
+        .expect("run lifecycle");
+    reap(work.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "lifecycle.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
@@ -165,6 +186,7 @@ fn c_network_program_runs_in_its_own_namespace() {
         .arg(initrd)
         .output()
         .expect("run network");
+    reap(work.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "network.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());

@@ -62,3 +62,28 @@ pub fn alive(pid: u32) -> bool {
 }
 
 pub const READY: &str = "^VMAN-GUEST-READY$";
+
+/// Kills, on drop, every QEMU and dnsmasq that a state directory's pidfiles
+/// name and whose command line mentions that directory. VMs outlive their
+/// embedder by design, so a test that panics half-way would otherwise leave
+/// them running; declare this right after the directory.
+pub struct Cleanup(pub std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.0.join("run")) else { return };
+        let dir = self.0.to_string_lossy().into_owned();
+        for entry in entries.flatten() {
+            for pidfile in ["qemu.pid", "dnsmasq.pid"] {
+                let Some(pid) = std::fs::read_to_string(entry.path().join(pidfile)).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
+                    continue;
+                };
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                    // SAFETY: kill(2) on a process proven to be this test's.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
