@@ -62,7 +62,7 @@ def demo(m: vman.Manager, kernel: str, initrd: str) -> int:
     net = m.create_network("demo-lan", vlan=3100, cidr="10.31.0.0/24", reserved=["10.31.0.2-10.31.0.9"], dns=["10.31.0.1"])
     print(f"network {net.name}: VLAN {net.vlan}, {net.cidr}, gateway {net.gateway}, reserved {net.reserved}")
     m.create_vm("demo-web1", template="demo-small", nics=["demo-lan"],
-                kernel=kernel, initrd=initrd, cmdline="console=ttyS0 quiet panic=-1")
+                kernel=kernel, initrd=initrd, cmdline="console=ttyS0 quiet panic=-1 vman.net=dhcp")
     m.create_vm("demo-web2", template="demo-small", nics=["demo-lan"])
     m.create_vm("demo-db1", template="demo-small", nics=[vman.NicSpec("demo-lan", ip="10.31.0.50")])
     _print_vms(m.vms(name_prefix=DEMO_PREFIX))
@@ -72,6 +72,12 @@ def demo(m: vman.Manager, kernel: str, initrd: str) -> int:
     print(f"running: QEMU pid {vm.pid}, accelerator {vm.accel} ({(time.monotonic() - t) * 1000:.0f} ms to QMP ready)")
     line = m.wait_for_console("demo-web1", r"^VMAN-GUEST-READY$", timeout=120)
     print(f"guest says {line!r} after {time.monotonic() - t:.1f} s")
+    dhcp = m.wait_for_console("demo-web1", r"^VMAN-(DHCP|WARN)", timeout=5)
+    nic = vm.nics[0]
+    how = f"on tap {nic.host_interface}" if nic.host_interface else "through QEMU's user-mode NAT"
+    print(f"network: {nic.network} (VLAN {nic.vlan}) {how}; allocated {nic.ip}, guest's DHCP says {dhcp!r}")
+    for f in vm.port_forwards:
+        print(f"ssh forward: {f.host_address}:{f.host_port} -> guest port {f.guest_port}")
     _print_vms(m.vms(name_prefix=DEMO_PREFIX))
     print("\nconsole tail:")
     for text in m.console_tail("demo-web1", 600).decode(errors="replace").splitlines()[-6:]:
