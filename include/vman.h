@@ -635,6 +635,16 @@ VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const ch
 VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *server);
 
 /*
+ Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
+ the VLAN's bridge. Checked when the network is created:
+ `VMAN_STATUS_UNSUPPORTED` on kernels without 802.1Q.
+
+ # Safety
+ As `vman_network_spec_set_gateway`.
+ */
+VmanStatus vman_network_spec_set_uplink(struct VmanNetworkSpec *spec, const char *uplink);
+
+/*
  Frees a spec; NULL is a no-op.
 
  # Safety
@@ -731,6 +741,11 @@ size_t vman_network_reserved_count(const struct VmanNetwork *network);
  Reserved range `index` ("a.b.c.d" or "a.b.c.d-a.b.c.e"); NULL if out of range.
  */
 const char *vman_network_reserved(const struct VmanNetwork *network, size_t index);
+
+/*
+ The uplink interface, or NULL if the VLAN stays on this host.
+ */
+const char *vman_network_uplink(const struct VmanNetwork *network);
 
 size_t vman_network_dns_count(const struct VmanNetwork *network);
 

@@ -4,6 +4,9 @@
  * -pedantic and run under valgrind (no leaks, no invalid accesses).
  * Usage: records <empty-state-dir>
  */
+#define _POSIX_C_SOURCE 200809L
+#include <unistd.h>
+
 #include "check.h"
 
 static VmanManager *mgr;
@@ -126,6 +129,14 @@ static void test_bad_input_changes_nothing(void) {
   EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_network_spec_add_dns(NULL, "1.1.1.1"));
   vman_network_spec_free(nspec);
   EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_network_create(mgr, NULL, NULL));
+  /* No 802.1Q on this kernel: an uplink is refused, clearly, at creation. */
+  OK(vman_network_spec_new("up", 9, "10.9.0.0/24", &nspec));
+  OK(vman_network_spec_set_uplink(nspec, "eth0"));
+  if (access("/proc/net/vlan", F_OK) != 0) {
+    EXPECT(VMAN_STATUS_UNSUPPORTED, vman_network_create(mgr, nspec, NULL));
+    CHECK(strstr(vman_last_error_message(), "802.1Q") != NULL);
+  }
+  vman_network_spec_free(nspec);
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_network_delete(mgr, "nope"));
 
   /* Getters and frees on NULL are harmless. */

@@ -275,3 +275,11 @@ def test_two_processes_racing_never_share_an_address(base):
 def test_stubs_match_the_native_module():
     out = subprocess.run([sys.executable, "-m", "mypy.stubtest", "vman._vman"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_uplink_without_kernel_8021q_is_unsupported(base):
+    if os.path.exists("/proc/net/vlan"):
+        pytest.skip("this kernel has 802.1Q; the refusal cannot be shown")
+    err = unchanged(base, vman.UnsupportedError, base.create_network, "up", vlan=9, cidr="10.9.0.0/24", uplink="eth0")
+    assert "802.1Q" in str(err)
+    unchanged(base, vman.InvalidArgumentError, base.create_network, "up", vlan=9, cidr="10.9.0.0/24", uplink="x" * 16)

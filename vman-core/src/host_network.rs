@@ -97,6 +97,19 @@ pub(crate) fn resolve_mode(requested: NetworkMode) -> Result<NetworkMode> {
     }
 }
 
+/// Refuses an uplink this host cannot serve: the kernel must have 802.1Q.
+pub(crate) fn check_uplink_support(uplink: &str, vlan: u16) -> Result<()> {
+    if Netlink::open()?.vlan_supported() {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        what: format!(
+            "this kernel has no 802.1Q VLAN support, so {uplink}.{vlan} cannot join the bridge; \
+             leave out the uplink (the VLAN then stays on this host) or load the 8021q module"
+        ),
+    })
+}
+
 pub(crate) fn bridge_name(vlan: u16) -> String {
     format!("vmbr{vlan}")
 }
@@ -231,7 +244,17 @@ impl crate::manager::Inner {
             return Err(HostNetError::NotOurs { name: name.clone(), expected: "vman bridge", found: "an interface vman did not make".into() }.into());
         }
         self.write(|w| store::record_link(w.tx, &HostLink { name: name.clone(), is_bridge: true, network_id: network.id, vm_id: None, slot: None }, w.now))?;
-        nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
+        let bridge = nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
+        if let Some(uplink) = &network.uplink {
+            // The VLAN leaves the host through <uplink>.<vid>, a port of the bridge.
+            let vlan_if = format!("{uplink}.{}", network.vlan);
+            if nl.link_by_name(&vlan_if)?.is_none() {
+                nl.create_vlan(uplink.as_str(), network.vlan, &vlan_if)?;
+            }
+            let port = nl.link_by_name(&vlan_if)?.ok_or_else(|| Error::not_found("uplink interface", &vlan_if))?;
+            nl.set_controller(port.index, bridge)?;
+            nl.set_up(port.index)?;
+        }
         // VLANs must not reach each other through the host.
         let sysctl = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
         fs::write(&sysctl, "0").map_err(|e| Error::io("turn off forwarding on", &sysctl, e))?;
@@ -304,6 +327,12 @@ impl crate::manager::Inner {
             log::warn!("cannot stop the DHCP server of network {network_id}: {e}");
         }
         let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
+        let uplink = store::list_networks(tx)?.into_iter().find(|n| n.id == network_id).and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
+        if let (Some(vlan_if), false) = (uplink, bridges.is_empty())
+            && let Err(e) = nl.delete_link(vlan_if.as_str())
+        {
+            log::warn!("cannot remove uplink {vlan_if}: {e}");
+        }
         for bridge in bridges {
             match nl.ensure_bridge_absent(&bridge.name) {
                 Ok(_) => store::forget_link(tx, &bridge.name)?,

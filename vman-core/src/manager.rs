@@ -223,6 +223,9 @@ impl Manager {
     /// Creates a VLAN network and its address pool.
     pub fn create_network(&self, spec: &NetworkSpec) -> Result<Network> {
         let plan = spec.plan()?;
+        if let Some(uplink) = &plan.uplink {
+            crate::host_network::check_uplink_support(uplink, plan.vlan)?;
+        }
         self.inner.write(|w| {
             let network = store::insert_network(w.tx, &plan, w.now)?;
             let details = json!({

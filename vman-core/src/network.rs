@@ -35,6 +35,11 @@ pub struct NetworkSpec {
     pub reserved: Vec<String>,
     #[serde(default)]
     pub dns: Vec<String>,
+    /// A host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
+    /// the VLAN's bridge, taking the VLAN beyond this host. Needs a kernel
+    /// with 802.1Q support.
+    #[serde(default)]
+    pub uplink: Option<String>,
 }
 
 impl NetworkSpec {
@@ -49,6 +54,11 @@ impl NetworkSpec {
 
     pub fn reserve(mut self, range: impl Into<String>) -> NetworkSpec {
         self.reserved.push(range.into());
+        self
+    }
+
+    pub fn uplink(mut self, interface: impl Into<String>) -> NetworkSpec {
+        self.uplink = Some(interface.into());
         self
     }
 
@@ -91,11 +101,17 @@ impl NetworkSpec {
         }
         let dns = self.dns.iter().map(|s| parse_ipv4("DNS server", s)).collect::<Result<Vec<_>>>()?;
 
+        if let Some(uplink) = &self.uplink {
+            let vlan_if = format!("{uplink}.{}", self.vlan);
+            crate::hostnet::validate_ifname(uplink)
+                .and_then(|()| crate::hostnet::validate_ifname(&vlan_if))
+                .map_err(|e| Error::invalid("uplink", e.to_string()))?;
+        }
         let free = free_extents(cidr, gateway, &reserved);
         if free.is_empty() {
             return Err(Error::invalid("network", format!("{cidr} leaves no address to assign after the gateway and reservations")));
         }
-        Ok(NetworkPlan { name: self.name.clone(), vlan: self.vlan, cidr, gateway, reserved, dns, free })
+        Ok(NetworkPlan { name: self.name.clone(), vlan: self.vlan, cidr, gateway, reserved, dns, free, uplink: self.uplink.clone() })
     }
 }
 
@@ -111,6 +127,7 @@ pub(crate) struct NetworkPlan {
     /// Assignable addresses as disjoint sorted extents: hosts minus gateway
     /// minus reservations.
     pub free: Vec<AddrRange>,
+    pub uplink: Option<String>,
 }
 
 /// A stored network.
@@ -123,6 +140,8 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub reserved: Vec<AddrRange>,
     pub dns: Vec<Ipv4Addr>,
+    /// The host interface whose `<uplink>.<vid>` joins the bridge, if any.
+    pub uplink: Option<String>,
     pub created_at_ms: i64,
 }
 

@@ -180,31 +180,12 @@ fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
             vman.create_vm(&VmSpec::new(vm, "tiny").nic("v100").boot(spec_boot.clone())).unwrap();
         }
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "netns_embedder", "--nocapture", "--test-threads=1"])
-        .env(KILLED_CHILD, dir.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut pids = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "embedder died early");
-        if let Some(rest) = line.split("STARTED ").nth(1) {
-            pids.push(rest.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap());
-        }
-        if line.contains("EMBEDDER-READY") {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let pids = support::run_and_kill_embedder("netns_embedder", KILLED_CHILD, dir.path());
     // Left behind: the bridge, two taps, dnsmasq. Now k2's QEMU dies too.
     assert_eq!(links().len(), 3, "{:?}", links());
     assert_eq!(dnsmasq_count(dir.path()), 1);
     // SAFETY: kill(2) on k2's QEMU, whose pid the embedder printed.
-    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    unsafe { libc::kill(pids[1] as i32, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(200));
 
     let vman = bridged(dir.path()); // opening reconciles

@@ -322,3 +322,21 @@ fn two_processes_racing_for_addresses_never_duplicate_one() {
     assert_eq!(allocations.len(), 253);
     assert_eq!(unique.len(), 253, "an address was handed out twice");
 }
+
+#[test]
+fn an_uplink_needs_802_1q_and_is_refused_clearly_without_it() {
+    let (_dir, vman) = open();
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_network(&NetworkSpec::new("up", 100, "10.9.0.0/24").uplink("a-very-long-if"))
+    });
+    // This kernel has no 8021q; where it does, the network is recorded.
+    if std::path::Path::new("/proc/net/vlan").exists() {
+        assert_eq!(vman.create_network(&NetworkSpec::new("up", 100, "10.9.0.0/24").uplink("eth0")).unwrap().uplink.as_deref(), Some("eth0"));
+        return;
+    }
+    let before = snapshot(&vman);
+    let err = vman.create_network(&NetworkSpec::new("up", 100, "10.9.0.0/24").uplink("eth0")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("802.1Q") && err.to_string().contains("eth0.100"), "{err}");
+    assert_eq!(snapshot(&vman), before);
+}

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::{READY, alive, boot, open};
@@ -23,7 +23,7 @@ fn survival_child() {
         let vm = vman.start(name).unwrap();
         println!("STARTED {name} {}", vm.pid.unwrap());
     }
-    println!("CHILD-READY");
+    println!("EMBEDDER-READY");
     std::thread::sleep(Duration::from_secs(600)); // until killed
 }
 
@@ -40,26 +40,7 @@ fn vms_survive_a_sigkilled_embedder_and_are_adopted() {
             vman.create_vm(&VmSpec::new(name, "tiny").nic("lan").boot(spec_boot.clone())).unwrap();
         }
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "survival_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut pids = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "child died early");
-        if let Some(rest) = line.split("STARTED ").nth(1) {
-            pids.push(rest.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap());
-        }
-        if line.contains("CHILD-READY") {
-            break;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs
-    child.wait().unwrap();
+    let pids = support::run_and_kill_embedder("survival_child", CHILD_DIR, dir.path());
     assert!(pids.iter().all(|p| alive(*p)), "the VMs outlive the embedder");
 
     // A new process (here: a new manager) adopts them...

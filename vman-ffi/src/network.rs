@@ -25,6 +25,7 @@ pub struct VmanNetwork {
     gateway: CString,
     reserved: Vec<CString>,
     dns: Vec<CString>,
+    uplink: Option<CString>,
 }
 
 impl From<Network> for VmanNetwork {
@@ -35,6 +36,7 @@ impl From<Network> for VmanNetwork {
             gateway: cstring(n.gateway.to_string()),
             reserved: n.reserved.iter().map(|r| cstring(r.to_string())).collect(),
             dns: n.dns.iter().map(|d| cstring(d.to_string())).collect(),
+            uplink: n.uplink.as_ref().map(cstring),
             inner: n,
         }
     }
@@ -133,6 +135,22 @@ pub unsafe extern "C" fn vman_network_spec_add_dns(spec: *mut VmanNetworkSpec, s
         // SAFETY: per this function's contract.
         let (spec, server) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(server, "server")?) };
         spec.inner.dns.push(server.to_string());
+        Ok(())
+    })
+}
+
+/// Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
+/// the VLAN's bridge. Checked when the network is created:
+/// `VMAN_STATUS_UNSUPPORTED` on kernels without 802.1Q.
+///
+/// # Safety
+/// As `vman_network_spec_set_gateway`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_network_spec_set_uplink(spec: *mut VmanNetworkSpec, uplink: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (spec, uplink) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(uplink, "uplink")?) };
+        spec.inner.uplink = Some(uplink.to_string());
         Ok(())
     })
 }
@@ -305,6 +323,12 @@ pub extern "C" fn vman_network_reserved_count(network: *const VmanNetwork) -> us
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_network_reserved(network: *const VmanNetwork, index: usize) -> *const c_char {
     record::text_item(network, |n| n.reserved.get(index))
+}
+
+/// The uplink interface, or NULL if the VLAN stays on this host.
+#[unsafe(no_mangle)]
+pub extern "C" fn vman_network_uplink(network: *const VmanNetwork) -> *const c_char {
+    record::text_item(network, |n| n.uplink.as_ref())
 }
 
 #[unsafe(no_mangle)]

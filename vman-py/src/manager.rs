@@ -130,7 +130,7 @@ impl PyManager {
         Ok(py.detach(|| self.inner.delete_template(name))?)
     }
 
-    #[pyo3(signature = (name, *, vlan, cidr, gateway=None, reserved=None, dns=None))]
+    #[pyo3(signature = (name, *, vlan, cidr, gateway=None, reserved=None, dns=None, uplink=None))]
     #[allow(clippy::too_many_arguments)]
     fn create_network(
         &self,
@@ -141,6 +141,7 @@ impl PyManager {
         gateway: Option<String>,
         reserved: Option<Vec<String>>,
         dns: Option<Vec<String>>,
+        uplink: Option<String>,
     ) -> PyVmanResult<PyNetwork> {
         let spec = NetworkSpec {
             name,
@@ -149,6 +150,7 @@ impl PyManager {
             gateway,
             reserved: reserved.unwrap_or_default(),
             dns: dns.unwrap_or_default(),
+            uplink,
         };
         Ok(py.detach(|| self.inner.create_network(&spec))?.into())
     }

@@ -63,6 +63,8 @@ pub(crate) struct PyNetwork {
     #[pyo3(get)]
     dns: Vec<String>,
     #[pyo3(get)]
+    uplink: Option<String>,
+    #[pyo3(get)]
     created_at_ms: i64,
 }
 
@@ -76,6 +78,7 @@ impl From<vman_core::Network> for PyNetwork {
             gateway: n.gateway.to_string(),
             reserved: n.reserved.iter().map(ToString::to_string).collect(),
             dns: n.dns.iter().map(ToString::to_string).collect(),
+            uplink: n.uplink,
             created_at_ms: n.created_at_ms,
         }
     }

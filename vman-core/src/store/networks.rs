@@ -22,8 +22,8 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
     let dns = serde_json::to_string(&plan.dns.iter().map(|ip| ip.to_string()).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("cannot encode DNS list: {e}")))?;
     tx.execute(
-        "INSERT INTO networks (name, vlan, network_addr, prefix_len, gateway, dns, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO networks (name, vlan, network_addr, prefix_len, gateway, dns, created_at_ms, uplink)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             plan.name,
             plan.vlan,
@@ -31,7 +31,8 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
             plan.cidr.prefix_len(),
             u32::from(plan.gateway),
             dns,
-            now_ms
+            now_ms,
+            plan.uplink.as_deref().unwrap_or("")
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -51,6 +52,7 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
         gateway: plan.gateway,
         reserved: plan.reserved.clone(),
         dns: plan.dns.clone(),
+        uplink: plan.uplink.clone(),
         created_at_ms: now_ms,
     })
 }
@@ -64,9 +66,10 @@ struct NetworkRow {
     gateway: u32,
     dns: String,
     created_at_ms: i64,
+    uplink: String,
 }
 
-const COLUMNS: &str = "id, name, vlan, network_addr, prefix_len, gateway, dns, created_at_ms";
+const COLUMNS: &str = "id, name, vlan, network_addr, prefix_len, gateway, dns, created_at_ms, uplink";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
     Ok(NetworkRow {
@@ -78,6 +81,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
         gateway: r.get(5)?,
         dns: r.get(6)?,
         created_at_ms: r.get(7)?,
+        uplink: r.get(8)?,
     })
 }
 
@@ -103,6 +107,7 @@ fn complete(conn: &Connection, n: NetworkRow) -> Result<Network> {
         gateway: Ipv4Addr::from(n.gateway),
         reserved,
         dns,
+        uplink: (!n.uplink.is_empty()).then_some(n.uplink),
         created_at_ms: n.created_at_ms,
     })
 }

@@ -129,4 +129,8 @@ CREATE TABLE port_forwards (
     PRIMARY KEY (vm_id, slot, guest_port)
 ) STRICT;
 "#,
+    // 4: an optional uplink per network: `<uplink>.<vid>` joins its bridge.
+    r#"
+ALTER TABLE networks ADD COLUMN uplink TEXT NOT NULL DEFAULT '';
+"#,
 ];

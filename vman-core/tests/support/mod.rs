@@ -87,3 +87,31 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// Runs this test binary's `child_test` as an embedding process (with
+/// `env_key` set to `dir`), reads the "STARTED <vm> <pid>" lines it prints
+/// until "EMBEDDER-READY", and SIGKILLs it: no destructor, no cleanup runs.
+/// Returns the QEMU pids it reported.
+pub fn run_and_kill_embedder(child_test: &str, env_key: &str, dir: &std::path::Path) -> Vec<u32> {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+        .env(env_key, dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn embedder");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut pids = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).expect("read embedder") > 0, "embedder died early");
+        if let Some(rest) = line.split("STARTED ").nth(1) {
+            pids.push(rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("pid"));
+        }
+        if line.contains("EMBEDDER-READY") {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL the embedder");
+    child.wait().expect("reap the embedder");
+    pids
+}
