@@ -44,10 +44,15 @@ pub(crate) enum ExitCause {
 impl Inner {
     /// Called by the watcher thread when a watched QEMU exits.
     pub(crate) fn qemu_exited(&self, exit: &Exit) {
-        let cause = if self.runtime.paths(&exit.vm_id).pidfile.exists() { ExitCause::Killed } else { ExitCause::Clean };
-        if let Err(e) = self.settle_exit(&exit.vm_id, exit.pid, cause) {
+        if let Err(e) = self.settle_exit(&exit.vm_id, exit.pid, self.exit_cause(&exit.vm_id)) {
             log::error!("cannot record the exit of QEMU {} of VM {}: {}", exit.pid, exit.vm_id, e.full_message());
         }
+    }
+
+    /// How a VM's QEMU ended, read after it has: QEMU removes its pidfile
+    /// only when it shuts down cleanly.
+    pub(crate) fn exit_cause(&self, vm_id: &str) -> ExitCause {
+        if self.runtime.paths(vm_id).pidfile.exists() { ExitCause::Killed } else { ExitCause::Clean }
     }
 
     /// Records that QEMU `pid` of VM `vm_id` is gone. A no-op if the store
@@ -215,8 +220,7 @@ impl Inner {
         match self.open_qemu(vm) {
             Some(found) => Ok(found),
             None => {
-                let cause = if self.runtime.paths(&vm.id).pidfile.exists() { ExitCause::Killed } else { ExitCause::Clean };
-                let state = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), cause)?.unwrap_or(vm.state);
+                let state = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), self.exit_cause(&vm.id))?.unwrap_or(vm.state);
                 Err(Error::InvalidState { vm: vm.name.clone(), state, action: "reach QEMU", needs: "a running QEMU" })
             }
         }

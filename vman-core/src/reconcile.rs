@@ -62,12 +62,10 @@ impl Inner {
     fn reconcile_process(&self, vm: &Vm, report: &mut ReconcileReport) -> Result<()> {
         let mut drift = |found: String, action: &str| report.drifts.push(Drift { vm: vm.name.clone(), found, action: action.to_string() });
         let Some((pid, pidfd)) = self.open_qemu(vm) else {
-            let paths = self.runtime.paths(&vm.id);
             let cause = match vm.state {
                 // A start that never got QEMU running: record the failure.
                 VmState::Starting => ExitCause::Killed,
-                _ if paths.pidfile.exists() => ExitCause::Killed,
-                _ => ExitCause::Clean,
+                _ => self.exit_cause(&vm.id),
             };
             let to = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), cause)?;
             let to = to.map_or("left as is".to_string(), |s| format!("recorded {s}"));

@@ -349,9 +349,11 @@ pub unsafe extern "C" fn vman_vm_state(vm: *const VmanVm) -> VmanVmState {
 /// A static name for a state ("running"); "unknown" for other numbers.
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_vm_state_name(state: u32) -> *const c_char {
-    const NAMES: [&std::ffi::CStr; 8] =
-        [c"created", c"starting", c"running", c"paused", c"stopping", c"stopped", c"error", c"deleted"];
-    NAMES.get(state as usize).map_or(c"unknown".as_ptr(), |n| n.as_ptr())
+    // The names are core's (VmState::as_str), made C strings once; the
+    // numbers follow VmState::ALL, as VmanVmState's do.
+    static NAMES: std::sync::OnceLock<Vec<CString>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| VmState::ALL.iter().map(|s| cstring(s.as_str())).collect());
+    names.get(state as usize).map_or(c"unknown".as_ptr(), |n| n.as_ptr())
 }
 
 #[unsafe(no_mangle)]

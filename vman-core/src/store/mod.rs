@@ -113,11 +113,6 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         f(&tx)
     }
-
-    #[allow(dead_code)]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Applies each pending migration in its own immediate transaction. The
