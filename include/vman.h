@@ -88,6 +88,10 @@ enum VmanStatus
    */
   VMAN_STATUS_INTERNAL = 15,
   /*
+   The manager, stream or console was closed; nothing more will come.
+   */
+  VMAN_STATUS_CLOSED = 16,
+  /*
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,

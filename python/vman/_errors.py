@@ -23,6 +23,7 @@ __all__ = [
     "DatabaseError",
     "QemuError",
     "InternalError",
+    "ClosedError",
 ]
 
 
@@ -108,3 +109,9 @@ class InternalError(VmanError):
     """A bug in vman; please report it."""
 
     kind = "internal"
+
+
+class ClosedError(VmanError):
+    """The manager, stream or console was closed; nothing more will come."""
+
+    kind = "closed"

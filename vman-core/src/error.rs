@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Qemu,
     /// A bug in vman; please report it.
     Internal,
+    /// The manager (or the stream or console) was closed; nothing more
+    /// will come from it.
+    Closed,
 }
 
 impl ErrorKind {
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Database => "database",
             ErrorKind::Qemu => "qemu",
             ErrorKind::Internal => "internal",
+            ErrorKind::Closed => "closed",
         }
     }
 }
@@ -126,6 +130,10 @@ pub enum Error {
 
     #[error("Internal error: {0}")]
     Internal(String),
+
+    /// The manager, stream or console named by `what` was closed.
+    #[error("{what} is closed")]
+    Closed { what: &'static str },
 }
 
 impl Error {
@@ -149,6 +157,7 @@ impl Error {
             Error::Qmp { source: crate::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
             Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Closed { .. } => ErrorKind::Closed,
         }
     }
 

@@ -34,6 +34,8 @@ pub enum VmanStatus {
     Qemu = 14,
     /// A bug in vman.
     Internal = 15,
+    /// The manager, stream or console was closed; nothing more will come.
+    Closed = 16,
     /// vman panicked; the call was abandoned. Please report it.
     Panic = 99,
 }
@@ -55,6 +57,7 @@ impl From<ErrorKind> for VmanStatus {
             ErrorKind::Database => VmanStatus::Database,
             ErrorKind::Qemu => VmanStatus::Qemu,
             ErrorKind::Internal => VmanStatus::Internal,
+            ErrorKind::Closed => VmanStatus::Closed,
             _ => VmanStatus::Internal,
         }
     }
@@ -79,6 +82,7 @@ impl VmanStatus {
             VmanStatus::Database => c"database",
             VmanStatus::Qemu => c"qemu",
             VmanStatus::Internal => c"internal",
+            VmanStatus::Closed => c"closed",
             VmanStatus::Panic => c"panic",
         }
     }
@@ -146,6 +150,7 @@ pub extern "C" fn vman_status_name(status: u32) -> *const c_char {
         VmanStatus::Database,
         VmanStatus::Qemu,
         VmanStatus::Internal,
+        VmanStatus::Closed,
         VmanStatus::Panic,
     ];
     all.into_iter().find(|s| *s as u32 == status).map_or(c"unknown".as_ptr(), |s| s.name().as_ptr())

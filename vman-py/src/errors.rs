@@ -29,6 +29,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Database => "DatabaseError",
         ErrorKind::Qemu => "QemuError",
         ErrorKind::Internal => "InternalError",
+        ErrorKind::Closed => "ClosedError",
         _ => "VmanError",
     }
 }
