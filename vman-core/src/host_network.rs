@@ -222,7 +222,7 @@ impl crate::manager::Inner {
             self.write(|w| {
                 store::record_link(w.tx, &HostLink { name: tap.clone(), is_bridge: false, network_id, vm_id: Some(vm.id.clone()), slot: Some(nic.index) }, w.now)
             })?;
-            nl.ensure_tap_on_bridge(&tap, &bridge)?;
+            nl.ensure_tap_on_bridge(&tap, &bridge, self.runtime.qemu_creds.as_ref().map(|c| c.uid))?;
             backends.push(NicBackend::Tap { ifname: tap });
         }
         Ok(backends)

@@ -54,7 +54,7 @@ pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use network::{AddrRange, Network, NetworkSpec};
 pub use reconcile::{Drift, ReconcileReport};
-pub use runtime::Accel;
+pub use runtime::{Accel, DEFAULT_QEMU_USER};
 pub use state::VmState;
 pub use template::{Template, TemplateSpec};
 pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};

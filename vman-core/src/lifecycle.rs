@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::{Inner, Manager};
 use crate::qmp::{QmpClient, QmpError};
-use crate::runtime::argv::qemu_argv;
-use crate::runtime::process::{self, Pidfd};
+use crate::runtime::argv::{QemuFds, qemu_argv};
+use crate::runtime::process::{self, Inherited, Lineage, Pidfd, Reaped};
 use crate::runtime::watcher::{Exit, Watched};
 use crate::state::VmState;
 use crate::store::{self, ProcessFacts};
@@ -27,7 +27,7 @@ use crate::vm::Vm;
 /// How long QMP gets to answer one command.
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long QEMU gets to daemonize (TCG and KVM both need well under 1 s).
-const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// After QMP `quit`, how long before SIGKILL.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -44,7 +44,14 @@ pub(crate) enum ExitCause {
 impl Inner {
     /// Called by the watcher thread when a watched QEMU exits.
     pub(crate) fn qemu_exited(&self, exit: &Exit) {
-        if let Err(e) = self.settle_exit(&exit.vm_id, exit.pid, self.exit_cause(&exit.vm_id)) {
+        let cause = match exit.reaped {
+            // QEMU exits 0 after its own shutdown (guest power-off, QMP
+            // quit, SIGTERM); anything else is a crash or a kill.
+            Reaped::Exited(0) => ExitCause::Clean,
+            Reaped::Exited(_) | Reaped::Signaled(_) => ExitCause::Killed,
+            Reaped::NotOurs => self.exit_cause(&exit.vm_id),
+        };
+        if let Err(e) = self.settle_exit(&exit.vm_id, exit.pid, cause) {
             log::error!("cannot record the exit of QEMU {} of VM {}: {}", exit.pid, exit.vm_id, e.full_message());
         }
     }
@@ -92,7 +99,7 @@ impl Inner {
 
     /// Records a failed start and takes down what it plugged in, in one
     /// transaction (so the network counts this VM out before it is released).
-    fn fail_start(&self, vm: &Vm, error: &Error) -> Result<()> {
+    pub(crate) fn fail_start(&self, vm: &Vm, error: &Error) -> Result<()> {
         let message = error.full_message();
         self.write(|w| {
             let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
@@ -124,66 +131,45 @@ impl Inner {
         QmpClient::connect(&path, QMP_TIMEOUT).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "connect", source })
     }
 
-    /// Starts QEMU for `vm` (in `starting`) and proves it is up: pidfile,
-    /// identity, a QMP answer. On any failure after the spawn, the QEMU is
-    /// killed, so a failed start leaks no process.
-    fn launch(&self, vm: &Vm) -> Result<(u32, Pidfd)> {
+    /// Launches QEMU for `vm` (recorded `starting`; the caller holds its
+    /// lineage lock) and proves it is up: a QMP answer, and the process is
+    /// this VM's QEMU. The pid is recorded as soon as QEMU exists, so a crash
+    /// of vman from then on leaves a QEMU the next opener can find. On any
+    /// failure after the spawn the QEMU is killed: a failed start leaks no
+    /// process. In user mode a forwarded port can be taken between choosing
+    /// it and QEMU binding it; then a fresh one is tried.
+    fn launch(&self, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pidfd)> {
         let paths = self.runtime.paths(&vm.id);
-        paths.prepare()?;
+        self.runtime.prepare_run_dir(&paths)?;
         let log = self.runtime.serial_log(&vm.id);
-        log.prepare_for_start().map_err(|e| Error::io("rotate the serial log in", &paths.dir, e))?;
+        log.prepare_for_start().map_err(|e| Error::io("rotate the serial log of", &vm.name, e))?;
         let accel = self.runtime.accel();
-        let pid = self.launch_with_network(vm, accel, &paths, log.path())?;
-        let pidfd = match Pidfd::open(pid) {
-            Ok(pidfd) => pidfd,
-            Err(e) => {
-                // Without a pidfd vman cannot supervise this QEMU, so it must
-                // not be left running: end it by pid, which is safe here
-                // because the process is proven to be this VM's QEMU first.
-                if process::is_qemu_of_pid(pid, &vm.id) {
-                    // SAFETY: kill(2) on a pid just proven to be this VM's QEMU.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                }
-                paths.clean();
-                return Err(match e.raw_os_error() {
-                    Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
-                    _ => Error::Qemu { message: format!("QEMU {pid} exited right after starting ({e})") },
-                });
-            }
-        };
-        let proven = (|| {
-            if !process::is_qemu_of(&pidfd, pid, &vm.id) {
-                return Err(Error::Qemu { message: format!("pid {pid} from the pidfile is not this VM's QEMU") });
-            }
-            paths.restrict_sockets();
-            let status = self.qmp(vm)?.query_status().map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "query-status", source })?;
-            if !status.running {
-                return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status) });
-            }
-            Ok(())
-        })();
-        match proven {
-            Ok(()) => Ok((pid, pidfd)),
-            Err(e) => {
-                let _ = pidfd.kill(libc::SIGKILL);
-                let _ = pidfd.wait(QUIT_GRACE);
-                paths.clean();
-                Err(e)
-            }
-        }
-    }
-
-    /// Plugs the NICs in and runs QEMU. In user mode a forwarded port can be
-    /// taken between choosing and QEMU binding it; then a fresh one is tried.
-    fn launch_with_network(&self, vm: &Vm, accel: crate::Accel, paths: &process::RunPaths, log: &std::path::Path) -> Result<u32> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let nics = self.plug_nics(vm)?;
-            let argv = qemu_argv(vm, accel, paths, log, &nics);
-            match process::launch(&self.runtime.qemu, &argv, paths, LAUNCH_TIMEOUT) {
-                Ok(pid) => return Ok(pid),
+            let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
+            let fds = inherited.fds();
+            let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics);
+            let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
+            let pid = process::spawn(&self.runtime.qemu, &argv, &inherited, stderr, self.runtime.qemu_creds.as_ref())?;
+            // QEMU has its own copies now; vman's listeners must close so a
+            // QEMU that dies during startup resets the QMP connection below.
+            drop(inherited);
+            let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
+                // Our unreaped child: its pid cannot have been reused.
+                _ => Error::io("open a pidfd on QEMU of", &vm.name, e),
+            })?;
+            let recorded = self.write(|w| store::record_pid(w.tx, &vm.id, VmState::Starting, pid));
+            let proven = recorded.and_then(|()| self.await_qemu(vm, pid, &pidfd, &fds));
+            match proven {
+                Ok(()) => return Ok((pid, pidfd)),
                 Err(e) => {
+                    let _ = pidfd.kill(libc::SIGKILL);
+                    let _ = pidfd.wait(QUIT_GRACE);
+                    pidfd.reap();
+                    paths.clean();
                     let port_taken = matches!(&e, Error::Qemu { message } if message.contains("host forwarding"));
                     if !(port_taken && attempt < 3) {
                         return Err(e);
@@ -191,6 +177,67 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Waits for a just-spawned QEMU to answer QMP and proves who it is.
+    fn await_qemu(&self, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds) -> Result<()> {
+        let paths = self.runtime.paths(&vm.id);
+        let status = QmpClient::connect(&paths.qmp, LAUNCH_TIMEOUT).and_then(|mut qmp| qmp.query_status());
+        let status = match status {
+            Ok(status) => status,
+            // QEMU gave up during startup: its own words say why.
+            Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => {
+                return Err(process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code()));
+            }
+            Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
+        };
+        if !process::is_qemu_of(pidfd, pid, &vm.id) {
+            return Err(Error::Qemu { message: format!("process {pid} is not this VM's QEMU") });
+        }
+        if !status.running {
+            return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status) });
+        }
+        Ok(())
+    }
+
+    /// The VM's lineage lock, for a launch. If a process of an earlier
+    /// launch still holds it although the store records no QEMU (its
+    /// starter crashed before the reconciler ran), that process is ended
+    /// first: it is not wanted, and two QEMUs of one VM must never run.
+    fn take_lineage(&self, vm: &Vm) -> Result<Lineage> {
+        let path = self.runtime.lineage_path(&vm.id);
+        if let Some(lineage) = Lineage::try_take(&path)? {
+            return Ok(lineage);
+        }
+        self.end_lineage(vm);
+        Lineage::try_take(&path)?.ok_or_else(|| Error::InvalidState {
+            vm: vm.name.clone(),
+            state: vm.state,
+            action: "start",
+            needs: "no QEMU of an earlier start still running (it could not be ended)",
+        })
+    }
+
+    /// Kills every process of the VM's launch lineage (the holders of its
+    /// lineage lock: only a launch of this VM holds that file open while the
+    /// caller holds the VM's lock). Returns how many were ended.
+    pub(crate) fn end_lineage(&self, vm: &Vm) -> usize {
+        let path = self.runtime.lineage_path(&vm.id);
+        let mut ended = 0;
+        for pid in Lineage::holders(&path) {
+            let Ok(pidfd) = Pidfd::open(pid) else { continue };
+            // Re-check through the pidfd: the pid may have been reused.
+            if !Lineage::holders(&path).contains(&pid) || !pidfd.is_alive() {
+                continue;
+            }
+            log::info!("ending process {pid} of an abandoned launch of VM {}", vm.name);
+            if pidfd.kill(libc::SIGKILL).is_ok() {
+                let _ = pidfd.wait(QUIT_GRACE);
+                pidfd.reap();
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Ends QEMU: QMP `quit`, then SIGKILL through the pidfd if it lingers.
@@ -204,6 +251,29 @@ impl Inner {
         pidfd.kill(libc::SIGKILL).map_err(|e| Error::io("kill QEMU of", &vm.name, e))?;
         pidfd.wait(QUIT_GRACE).map_err(|e| Error::io("wait for QEMU of", &vm.name, e))?;
         Ok(())
+    }
+
+    /// Resolves `name` once, takes that VM's lock, and re-reads it by id:
+    /// a VM deleted meanwhile (perhaps re-created under the same name) is
+    /// `NotFound`, never another VM. A VM left in a transitional state by an
+    /// operation that died (its lock is ours now) is reconciled first, so
+    /// the caller sees where it really is.
+    pub(crate) fn lock_vm(&self, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
+        let id = self.store.read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
+        let lock = self.runtime.lock_vm(&id, name)?;
+        let mut vm = self.vm_by_id(&id, name)?;
+        if vm.state.is_transitional() {
+            let mut report = crate::reconcile::ReconcileReport::default();
+            self.reconcile_locked(&vm, &mut report)?;
+            self.log_drifts(&report);
+            vm = self.vm_by_id(&id, name)?;
+        }
+        Ok((lock, vm))
+    }
+
+    /// A live VM by id; `NotFound` under the name the caller used.
+    pub(crate) fn vm_by_id(&self, id: &str, name: &str) -> Result<Vm> {
+        self.store.read(|tx| store::vm_by_id(tx, id))?.ok_or_else(|| Error::not_found("VM", name))
     }
 
     fn require(&self, vm: &Vm, action: &'static str, allowed: &[VmState], needs: &'static str) -> Result<()> {
@@ -265,15 +335,18 @@ impl Manager {
     /// [`Manager::wait_for_console`] to know when it is up).
     pub fn start(&self, name: &str) -> Result<Vm> {
         let inner = &self.inner;
-        let id = inner.vm(name)?.id;
-        let _lock = inner.runtime.lock_vm(&id, name)?;
-        let vm = inner.vm(name)?;
+        let (_lock, vm) = inner.lock_vm(name)?;
         inner.require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
+        if vm.boot.is_none() {
+            return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "start", needs: "a boot source (a kernel)" });
+        }
+        inner.runtime.check_qemu_can_reach(&inner.state_dir)?;
+        let lineage = inner.take_lineage(&vm)?;
         let accel = inner.runtime.accel();
         let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
         inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
         let starting = Vm { state: VmState::Starting, ..vm };
-        match inner.launch(&starting) {
+        match inner.launch(&starting, &lineage) {
             Ok((pid, pidfd)) => {
                 let recorded = pidfd
                     .try_clone()
@@ -291,7 +364,9 @@ impl Manager {
                     let _ = inner.fail_start(&starting, &e);
                     return Err(e);
                 }
-                inner.vm(name)
+                // QEMU holds the lineage lock from here on, alone.
+                drop(lineage);
+                inner.vm_by_id(&starting.id, name)
             }
             Err(e) => {
                 inner.fail_start(&starting, &e)?;
@@ -313,12 +388,10 @@ impl Manager {
 
     fn stop_with(&self, name: &str, graceful: Option<Duration>) -> Result<Vm> {
         let inner = &self.inner;
-        let id = inner.vm(name)?.id;
-        let _lock = inner.runtime.lock_vm(&id, name)?;
-        let vm = inner.vm(name)?;
+        let (_lock, vm) = inner.lock_vm(name)?;
         inner.require(&vm, "stop", &[VmState::Running, VmState::Paused], "a running or paused VM")?;
         inner.stop_locked(&vm, graceful)?;
-        inner.vm(name)
+        inner.vm_by_id(&vm.id, name)
     }
 
     /// Stops (gracefully, within `timeout`) and starts the VM again.
@@ -347,14 +420,12 @@ impl Manager {
         send: fn(&mut QmpClient) -> std::result::Result<(), QmpError>,
     ) -> Result<Vm> {
         let inner = &self.inner;
-        let id = inner.vm(name)?.id;
-        let _lock = inner.runtime.lock_vm(&id, name)?;
-        let vm = inner.vm(name)?;
+        let (_lock, vm) = inner.lock_vm(name)?;
         inner.require(&vm, action, &[from], if from == VmState::Running { "a running VM" } else { "a paused VM" })?;
         inner.running_qemu(&vm)?;
         send(&mut inner.qmp(&vm)?).map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source })?;
         inner.transition(&vm, from, to, &ProcessFacts::default(), json!({}))?;
-        inner.vm(name)
+        inner.vm_by_id(&vm.id, name)
     }
 
     /// Soft-deletes a VM: frees its name, releases its addresses, keeps its
@@ -362,9 +433,7 @@ impl Manager {
     /// force-stops it first.
     pub fn delete_vm(&self, name: &str, force: bool) -> Result<()> {
         let inner = &self.inner;
-        let id = inner.vm(name)?.id;
-        let _lock = inner.runtime.lock_vm(&id, name)?;
-        let vm = inner.vm(name)?;
+        let (_lock, vm) = inner.lock_vm(name)?;
         if vm.state.has_process() {
             if !force {
                 return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM (or force)" });
@@ -377,12 +446,12 @@ impl Manager {
                 inner.settle_exit(&vm.id, pid, ExitCause::Killed)?;
             }
         }
-        let vm = inner.vm(name)?;
+        let vm = inner.vm_by_id(&vm.id, name)?;
         if vm.state.has_process() {
             // Stuck with no QEMU at all (a crash mid-operation).
             inner.transition(&vm, vm.state, VmState::Error, &ProcessFacts { pid: Some(0), ..Default::default() }, json!({"reason": "no QEMU found during forced delete"}))?;
         }
-        let vm = inner.vm(name)?;
+        let vm = inner.vm_by_id(&vm.id, name)?;
         inner.write(|w| {
             store::soft_delete_vm(w.tx, &vm, w.now)?;
             let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();

@@ -38,6 +38,11 @@ pub struct OpenOptions {
     pub network: NetworkMode,
     /// The DHCP server of bridged networks; looked up in `PATH` unless absolute.
     pub dnsmasq_binary: PathBuf,
+    /// The user QEMU runs as when the embedding process is root. `None`:
+    /// `vman-qemu` if that user exists, else `nobody`. QEMU never runs as
+    /// root unless this names root. Ignored when vman is not root (QEMU then
+    /// runs as the embedding process's user).
+    pub qemu_user: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -49,6 +54,7 @@ impl Default for OpenOptions {
             serial_log_cap_bytes: 4 << 20,
             network: NetworkMode::Auto,
             dnsmasq_binary: PathBuf::from("dnsmasq"),
+            qemu_user: None,
         }
     }
 }

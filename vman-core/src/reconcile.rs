@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::Result;
-use crate::lifecycle::ExitCause;
+use crate::lifecycle::{ExitCause, LAUNCH_TIMEOUT};
+use crate::qmp::QmpClient;
+use crate::runtime::process::{self, Lineage, Pidfd};
 use crate::manager::{Inner, Manager};
 use crate::runtime::process::RunPaths;
 use crate::state::VmState;
@@ -46,22 +48,88 @@ impl Manager {
             let Ok(_lock) = inner.runtime.try_lock_vm(&vm.id) else { continue };
             let Some(vm) = inner.store.read(|tx| store::vm_by_id(tx, &vm.id))? else { continue };
             if vm.state.has_process() {
-                inner.reconcile_process(&vm, &mut report)?;
+                inner.reconcile_locked(&vm, &mut report)?;
             }
         }
         inner.reconcile_run_dirs(&mut report)?;
         inner.reconcile_host_network(&mut report)?;
-        for drift in &report.drifts {
-            log::info!("reconcile: {}: {}; {}", drift.vm, drift.found, drift.action);
-        }
+        inner.log_drifts(&report);
         Ok(report)
     }
 }
 
 impl Inner {
+    pub(crate) fn log_drifts(&self, report: &ReconcileReport) {
+        for drift in &report.drifts {
+            log::info!("reconcile: {}: {}; {}", drift.vm, drift.found, drift.action);
+        }
+    }
+
+    /// Makes the record of one VM that has (or should have) a QEMU true to
+    /// its processes. The caller holds the VM's lock, so no operation is in
+    /// flight on it: the lineage lock then says whether any process of a
+    /// launch of it is alive.
+    pub(crate) fn reconcile_locked(&self, vm: &Vm, report: &mut ReconcileReport) -> Result<()> {
+        let lineage_alive = Lineage::is_held(&self.runtime.lineage_path(&vm.id))?;
+        if vm.state == VmState::Starting && lineage_alive {
+            return self.finish_interrupted_start(vm, report);
+        }
+        self.reconcile_process(vm, report)
+    }
+
+    /// The starter died while its QEMU was coming up (or while a wrapper
+    /// was about to `exec` it): the start was asked for, so finish it —
+    /// wait for QMP on the socket the starter made, prove the process, and
+    /// adopt it. If it does not come up in time, end the whole lineage.
+    fn finish_interrupted_start(&self, vm: &Vm, report: &mut ReconcileReport) -> Result<()> {
+        let paths = self.runtime.paths(&vm.id);
+        let qmp_error = |command: &'static str| move |source| crate::Error::Qmp { vm: vm.name.clone(), command, source };
+        let adopted = (|| -> Result<(u32, Pidfd, bool)> {
+            let mut qmp = QmpClient::connect(&paths.qmp, LAUNCH_TIMEOUT).map_err(qmp_error("connect"))?;
+            let status = qmp.query_status().map_err(qmp_error("query-status"))?;
+            let pid = vm
+                .pid
+                .or_else(|| paths.read_pid())
+                .ok_or_else(|| crate::Error::Qemu { message: "QEMU answered but its pid is unknown".into() })?;
+            let pidfd = Pidfd::open(pid).map_err(|e| crate::Error::io("open a pidfd on QEMU of", &vm.name, e))?;
+            if !process::is_qemu_of(&pidfd, pid, &vm.id) {
+                return Err(crate::Error::Qemu { message: format!("process {pid} is not this VM's QEMU") });
+            }
+            Ok((pid, pidfd, status.running))
+        })();
+        match adopted {
+            Ok((pid, pidfd, running)) => {
+                let to = if running { VmState::Running } else { VmState::Paused };
+                let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
+                self.transition(vm, VmState::Starting, to, &facts, json!({"reason": "start finished by reconcile", "pid": pid}))?;
+                self.watch(vm, pid, pidfd)?;
+                report.drifts.push(Drift {
+                    vm: vm.name.clone(),
+                    found: "starting, its starter gone while QEMU came up".into(),
+                    action: format!("adopted QEMU {pid}, recorded {to}"),
+                });
+                report.adopted.push(vm.name.clone());
+            }
+            Err(e) => {
+                let ended = self.end_lineage(vm);
+                paths.clean();
+                self.fail_start(vm, &e)?;
+                report.drifts.push(Drift {
+                    vm: vm.name.clone(),
+                    found: format!("starting, its starter gone and QEMU not coming up ({})", e.full_message()),
+                    action: format!("ended {ended} process(es) of the launch, recorded error"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn reconcile_process(&self, vm: &Vm, report: &mut ReconcileReport) -> Result<()> {
         let mut drift = |found: String, action: &str| report.drifts.push(Drift { vm: vm.name.clone(), found, action: action.to_string() });
         let Some((pid, pidfd)) = self.open_qemu(vm) else {
+            // No proven QEMU: any process left of its lineage is a stranger
+            // to the store (a launch that never got recorded) and must go.
+            let ended = self.end_lineage(vm);
             let cause = match vm.state {
                 // A start that never got QEMU running: record the failure.
                 VmState::Starting => ExitCause::Killed,
@@ -69,9 +137,14 @@ impl Inner {
             };
             let to = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), cause)?;
             let to = to.map_or("left as is".to_string(), |s| format!("recorded {s}"));
+            let to = if ended > 0 { format!("{to}, ended {ended} unproven process(es)") } else { to };
             drift(format!("recorded {} but its QEMU is gone", vm.state), &to);
             return Ok(());
         };
+        // Already supervised by this manager: nothing to adopt or report.
+        if self.runtime.watcher()?.watches(&vm.id, pid) && vm.state != VmState::Stopping {
+            return Ok(());
+        }
         let status = self.qmp(vm).and_then(|mut q| {
             q.query_status().map_err(|source| crate::Error::Qmp { vm: vm.name.clone(), command: "query-status", source })
         });
@@ -147,7 +220,7 @@ impl Inner {
                 } else if nl.link_by_name(&link.name)?.is_none() {
                     let network = store::list_networks(w.tx)?.into_iter().find(|n| n.id == link.network_id);
                     if let Some(network) = network {
-                        nl.ensure_tap_on_bridge(&link.name, &bridge_name(network.vlan))?;
+                        nl.ensure_tap_on_bridge(&link.name, &bridge_name(network.vlan), self.runtime.qemu_creds.as_ref().map(|c| c.uid))?;
                         drifts.push(Drift {
                             vm: who,
                             found: format!("tap {} of a running VM is missing", link.name),
@@ -213,17 +286,27 @@ impl Inner {
             }
             match vms.get(&*dir.to_string_lossy()) {
                 Some((id, false)) => {
+                    // Never race an operation on the VM (a start in another
+                    // process makes its run files under this lock).
+                    let Ok(_lock) = self.runtime.try_lock_vm(id) else { continue };
                     let Some(vm) = self.store.read(|tx| store::vm_by_id(tx, id))? else { continue };
                     if vm.state.has_process() {
                         continue;
                     }
                     let paths = self.runtime.paths(id);
-                    if let Some((pid, pidfd)) = self.open_qemu(&vm) {
+                    if Lineage::is_held(&self.runtime.lineage_path(id))? && self.open_qemu(&vm).is_none() {
+                        let ended = self.end_lineage(&vm);
+                        report.drifts.push(Drift { vm: vm.name.clone(), found: format!("recorded {} but a launch of it runs", vm.state), action: format!("ended {ended} process(es)") });
+                        paths.clean();
+                    } else if let Some((pid, pidfd)) = self.open_qemu(&vm) {
                         report.drifts.push(Drift { vm: vm.name.clone(), found: format!("recorded {} but QEMU {pid} runs", vm.state), action: "stopped it".into() });
                         let _ = self.qmp(&vm).map(|mut q| q.quit());
                         if !pidfd.wait(std::time::Duration::from_secs(2)).unwrap_or(false) {
                             let _ = pidfd.kill(libc::SIGKILL);
+                            let _ = pidfd.wait(std::time::Duration::from_secs(2));
                         }
+                        pidfd.reap();
+                        self.end_lineage(&vm);
                         paths.clean();
                     } else if paths.pidfile.exists() || paths.qmp.exists() || paths.serial_sock.exists() {
                         report.drifts.push(Drift { vm: vm.name.clone(), found: "stale run files".into(), action: "removed them".into() });

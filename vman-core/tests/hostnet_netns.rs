@@ -326,7 +326,7 @@ fn tap_is_created_persistent_and_attached_to_the_bridge() {
             let br = nl
                 .ensure_bridge("vmbr30", Some(MAC_A), None)
                 .expect("bridge");
-            let tap = nl.ensure_tap_on_bridge("vt30a", "vmbr30").expect("tap");
+            let tap = nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("tap");
 
             let oracle = ip_link("vt30a").expect("ip sees the tap");
             assert_eq!(oracle["master"], "vmbr30", "{oracle}");
@@ -347,7 +347,7 @@ fn tap_is_created_persistent_and_attached_to_the_bridge() {
 
             // Idempotent, and a second creation is refused.
             assert_eq!(
-                nl.ensure_tap_on_bridge("vt30a", "vmbr30").expect("again"),
+                nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("again"),
                 tap
             );
             assert!(matches!(
@@ -358,12 +358,12 @@ fn tap_is_created_persistent_and_attached_to_the_bridge() {
             // A detached tap is re-attached; one on another bridge is moved.
             nl.set_nocontroller(tap).expect("detach");
             assert!(ip_link("vt30a").expect("exists").get("master").is_none());
-            nl.ensure_tap_on_bridge("vt30a", "vmbr30")
+            nl.ensure_tap_on_bridge("vt30a", "vmbr30", None)
                 .expect("re-attach");
             assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr30");
             nl.ensure_bridge("vmbr31", None, None)
                 .expect("second bridge");
-            nl.ensure_tap_on_bridge("vt30a", "vmbr31").expect("move");
+            nl.ensure_tap_on_bridge("vt30a", "vmbr31", None).expect("move");
             assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr31");
 
             nl.delete_persistent_tap("vt30a").expect("delete");
@@ -378,7 +378,7 @@ fn tap_is_created_persistent_and_attached_to_the_bridge() {
             create_persistent_tap("vt30b", None).expect("create");
             delete_persistent_tap("vt30b").expect("delete");
             assert!(matches!(
-                nl.ensure_tap_on_bridge("vt30c", "vmbr39"),
+                nl.ensure_tap_on_bridge("vt30c", "vmbr39", None),
                 Err(HostNetError::NotFound { link }) if link == "vmbr39"
             ));
             assert!(ip_link("vt30c").is_none(), "no tap without its bridge");
@@ -439,7 +439,7 @@ fn names_taken_by_other_kinds_are_not_ours_and_left_untouched() {
             );
             not_ours(create_persistent_tap("vx0", Some(1000)), "vx0", "tap");
             not_ours(
-                nl.ensure_tap_on_bridge("vx0", "vmbr40").map(|_| ()),
+                nl.ensure_tap_on_bridge("vx0", "vmbr40", None).map(|_| ()),
                 "vx0",
                 "tap",
             );
@@ -447,7 +447,7 @@ fn names_taken_by_other_kinds_are_not_ours_and_left_untouched() {
             not_ours(nl.ensure_tap_absent("vx0").map(|_| ()), "vx0", "tap");
             assert_eq!(
                 not_ours(
-                    nl.ensure_tap_on_bridge("tn0", "vmbr40").map(|_| ()),
+                    nl.ensure_tap_on_bridge("tn0", "vmbr40", None).map(|_| ()),
                     "tn0",
                     "tap"
                 ),
@@ -470,7 +470,7 @@ fn names_taken_by_other_kinds_are_not_ours_and_left_untouched() {
                 "bridge",
             );
             not_ours(
-                nl.ensure_tap_on_bridge("vt40", "vx0").map(|_| ()),
+                nl.ensure_tap_on_bridge("vt40", "vx0", None).map(|_| ()),
                 "vx0",
                 "bridge",
             );
@@ -486,7 +486,7 @@ fn names_taken_by_other_kinds_are_not_ours_and_left_untouched() {
             );
             assert_eq!(found, "an alternative name of vx1");
             not_ours(
-                nl.ensure_tap_on_bridge("vmbr41", "vmbr40").map(|_| ()),
+                nl.ensure_tap_on_bridge("vmbr41", "vmbr40", None).map(|_| ()),
                 "vmbr41",
                 "tap",
             );
@@ -623,11 +623,11 @@ fn invalid_names_are_refused_before_reaching_the_kernel() {
                 );
                 invalid(nl.delete_persistent_tap(name), "delete_persistent_tap");
                 invalid(
-                    nl.ensure_tap_on_bridge(name, "lo").map(|_| ()),
+                    nl.ensure_tap_on_bridge(name, "lo", None).map(|_| ()),
                     "ensure_tap_on_bridge",
                 );
                 invalid(
-                    nl.ensure_tap_on_bridge("vt0", name).map(|_| ()),
+                    nl.ensure_tap_on_bridge("vt0", name, None).map(|_| ()),
                     "ensure_tap_on_bridge",
                 );
                 invalid(nl.create_vlan("lo", 5, name), "create_vlan");
@@ -663,7 +663,7 @@ fn without_cap_net_admin_changes_fail_with_permission_denied() {
                     .map(|_| ()),
             );
             check(nl.create_persistent_tap("vt50", None));
-            check(nl.ensure_tap_on_bridge("vt50", "vmbr50").map(|_| ()));
+            check(nl.ensure_tap_on_bridge("vt50", "vmbr50", None).map(|_| ()));
             check(nl.delete_link("vmbr50"));
             // Reading needs no privilege.
             assert!(nl.link_by_name("vmbr50").expect("lookup").is_some());
@@ -761,7 +761,7 @@ fn qemu_opens_the_persistent_tap_and_gives_it_carrier() {
                 Some((Ipv4Addr::new(10, 60, 0, 1), 24)),
             )
             .expect("bridge");
-        let tap = nl.ensure_tap_on_bridge("vt60", "vmbr60").expect("tap");
+        let tap = nl.ensure_tap_on_bridge("vt60", "vmbr60", None).expect("tap");
         assert!(
             !nl.link_by_index(tap)
                 .expect("lookup")
@@ -796,7 +796,7 @@ fn qemu_opens_the_persistent_tap_and_gives_it_carrier() {
             other => panic!("expected Busy, got {other:?}"),
         }
         assert_eq!(
-            nl.ensure_tap_on_bridge("vt60", "vmbr60")
+            nl.ensure_tap_on_bridge("vt60", "vmbr60", None)
                 .expect("ensure while in use"),
             tap
         );
@@ -847,10 +847,10 @@ fn measure_hostnet_latencies() {
             nl.ensure_bridge(&b, Some(mac), addr).expect("bridge");
             bridge.push(s.elapsed());
             let s = Instant::now();
-            nl.ensure_tap_on_bridge(&t, &b).expect("tap");
+            nl.ensure_tap_on_bridge(&t, &b, None).expect("tap");
             tap.push(s.elapsed());
             let s = Instant::now();
-            nl.ensure_tap_on_bridge(&t, &b).expect("tap again");
+            nl.ensure_tap_on_bridge(&t, &b, None).expect("tap again");
             again.push(s.elapsed());
             let s = Instant::now();
             nl.delete_persistent_tap(&t).expect("delete tap");

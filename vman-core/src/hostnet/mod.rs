@@ -21,7 +21,7 @@ mod netlink;
 mod tap;
 
 pub use netlink::Netlink;
-pub use tap::{create_persistent_tap, delete_persistent_tap};
+pub use tap::{create_persistent_tap, delete_persistent_tap, open_tap};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ − 1).
 pub const IFNAME_MAX: usize = 15;

@@ -31,6 +31,23 @@ pub fn create_persistent_tap(name: &str, owner_uid: Option<u32>) -> Result<()> {
     Netlink::open()?.create_persistent_tap(name, owner_uid)
 }
 
+/// Opens a queue of existing persistent tap `name` with the flags it was
+/// made with, for a process (QEMU) that may not open `/dev/net/tun` itself:
+/// the descriptor is handed over. Fails with `NotFound` (the tap would be
+/// made anew otherwise, so it is checked first by the caller's netlink) and
+/// `Busy` while another process has it open.
+pub fn open_tap(name: &str) -> Result<File> {
+    validate_ifname(name)?;
+    let file = open_tun()?;
+    let mut ifr = ifreq(name, TAP_FLAGS);
+    tun_set_iff(&file, &mut ifr).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => HostNetError::Busy { name: name.to_owned() },
+        Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied { op: "open tap", source: e },
+        _ => HostNetError::Io { op: "attach to tap (TUNSETIFF)", source: e },
+    })?;
+    Ok(file)
+}
+
 /// Deletes persistent tap `name`; see [`Netlink::delete_persistent_tap`].
 pub fn delete_persistent_tap(name: &str) -> Result<()> {
     Netlink::open()?.delete_persistent_tap(name)
@@ -135,9 +152,11 @@ impl Netlink {
     /// and is up. Returns the tap's index.
     ///
     /// Fails with `NotFound` if the bridge is missing, and `NotOurs` if
-    /// `bridge` is not a bridge or `tap` exists and is not a tap. An existing
-    /// tap is kept as it is (owner, flags), only attached and set up.
-    pub fn ensure_tap_on_bridge(&mut self, tap: &str, bridge: &str) -> Result<u32> {
+    /// `bridge` is not a bridge or `tap` exists and is not a tap. The tap is
+    /// owned by `owner` (`TUNSETOWNER`: that user may attach to it without
+    /// CAP_NET_ADMIN); an existing tap with another owner is made anew, one
+    /// with the right owner is kept as it is, only attached and set up.
+    pub fn ensure_tap_on_bridge(&mut self, tap: &str, bridge: &str, owner: Option<u32>) -> Result<u32> {
         validate_ifname(tap)?;
         let br = self
             .link_by_name(bridge)?
@@ -145,10 +164,17 @@ impl Netlink {
                 link: bridge.to_owned(),
             })?;
         expect_kind(bridge, &br, "bridge", LinkInfo::is_bridge)?;
+        let existing = self.link_by_name(tap)?;
+        if let Some(info) = &existing {
+            expect_kind(tap, info, "tap", LinkInfo::is_tap)?;
+            if info.tun.as_ref().is_some_and(|t| t.owner != owner) {
+                self.delete_persistent_tap(tap)?;
+            }
+        }
         let info = match self.link_by_name(tap)? {
             Some(info) => info,
             None => {
-                match self.create_persistent_tap(tap, None) {
+                match self.create_persistent_tap(tap, owner) {
                     Ok(()) | Err(HostNetError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }

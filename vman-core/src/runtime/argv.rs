@@ -29,8 +29,34 @@ fn path_str(p: &std::path::Path) -> String {
     opt_escape(&p.to_string_lossy())
 }
 
+/// The descriptors a QEMU inherits from vman (see `process::Inherited`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QemuFds {
+    /// A listening unix socket for QMP.
+    pub qmp: i32,
+    /// A listening unix socket for the serial console.
+    pub serial: i32,
+    pub kernel: Option<i32>,
+    pub initrd: Option<i32>,
+    /// An open queue of each tap, by interface name: QEMU then needs no
+    /// access to `/dev/net/tun`.
+    pub taps: Vec<(String, i32)>,
+}
+
+/// How QEMU names an inherited file: it opens the path anew, which for an
+/// unprivileged QEMU needs no access to the file's directory.
+pub(crate) fn fd_path(fd: i32) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// QEMU's seccomp filter: no obsolete system calls, no new privileges
+/// (set*id), no fork/exec, no scheduler or resource-limit changes. A guest
+/// that escapes into QEMU is left with a process that can do little more
+/// than the VM itself.
+pub(crate) const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// The arguments after the binary name.
-pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, serial_log: &std::path::Path, nics: &[NicBackend]) -> Vec<OsString> {
+pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, fds: &QemuFds, serial_log: &std::path::Path, nics: &[NicBackend]) -> Vec<OsString> {
     let mut a: Vec<String> = vec![
         "-name".into(),
         format!("guest={},debug-threads=on", vm.name),
@@ -48,26 +74,25 @@ pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, serial_log: &st
         "-no-user-config".into(),
         "-display".into(),
         "none".into(),
-        "-daemonize".into(),
+        "-sandbox".into(),
+        SANDBOX.into(),
         "-pidfile".into(),
         paths.pidfile.to_string_lossy().into_owned(),
-        "-qmp".into(),
-        format!("unix:{},server=on,wait=off", path_str(&paths.qmp)),
         "-chardev".into(),
-        format!(
-            "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
-            path_str(&paths.serial_sock),
-            path_str(serial_log)
-        ),
+        format!("socket,id=qmp,fd={},server=on,wait=off", fds.qmp),
+        "-mon".into(),
+        "chardev=qmp,mode=control".into(),
+        "-chardev".into(),
+        format!("socket,id=serial0,fd={},server=on,wait=off,logfile={},logappend=on", fds.serial, path_str(serial_log)),
         "-serial".into(),
         "chardev:serial0".into(),
         "-msg".into(),
         "timestamp=on".into(),
     ];
     if let Some(boot) = &vm.boot {
-        a.extend(["-kernel".into(), boot.kernel.clone()]);
+        a.extend(["-kernel".into(), fds.kernel.map_or_else(|| boot.kernel.clone(), fd_path)]);
         if let Some(initrd) = &boot.initrd {
-            a.extend(["-initrd".into(), initrd.clone()]);
+            a.extend(["-initrd".into(), fds.initrd.map_or_else(|| initrd.clone(), fd_path)]);
         }
         if !boot.cmdline.is_empty() {
             a.extend(["-append".into(), boot.cmdline.clone()]);
@@ -78,7 +103,10 @@ pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, serial_log: &st
         let netdev = match backend {
             NicBackend::Isolated => format!("hubport,id={id},hubid={}", nic.index),
             // vhost=off: vhost-net needs /dev/vhost-net and buys nothing under TCG.
-            NicBackend::Tap { ifname } => format!("tap,id={id},ifname={ifname},script=no,downscript=no,vhost=off"),
+            NicBackend::Tap { ifname } => match fds.taps.iter().find(|(name, _)| name == ifname) {
+                Some((_, fd)) => format!("tap,id={id},fd={fd},vhost=off"),
+                None => format!("tap,id={id},ifname={ifname},script=no,downscript=no,vhost=off"),
+            },
             NicBackend::User { net, host, guest, dns, forwards } => {
                 let mut user = format!("user,id={id},net={net},host={host},dhcpstart={guest},dns={dns}");
                 for (host_port, guest_port) in forwards {
@@ -130,10 +158,12 @@ mod tests {
         }
     }
 
+    const FDS: QemuFds = QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, taps: Vec::new() };
+
     fn argv(state: &str) -> Vec<String> {
         let paths = RunPaths::new(Path::new(state), &vm().id);
         let log = paths.dir.join("serial.log");
-        qemu_argv(&vm(), Accel::Tcg, &paths, &log, &[NicBackend::Isolated])
+        qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Isolated])
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
@@ -151,21 +181,45 @@ mod tests {
         assert_eq!(after(&a, "-smp"), "2");
         assert_eq!(after(&a, "-m"), "256M");
         assert_eq!(after(&a, "-accel"), "tcg");
-        assert_eq!(after(&a, "-kernel"), "/k");
+        // The kernel comes through the descriptor vman opened; the initrd
+        // was given none here, so QEMU opens its path.
+        assert_eq!(after(&a, "-kernel"), "/proc/self/fd/7");
         assert_eq!(after(&a, "-initrd"), "/i");
         // -append is its own argv element: commas and spaces need no escaping.
         assert_eq!(after(&a, "-append"), "console=ttyS0 a,b");
         assert_eq!(after(&a, "-device"), "virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03");
-        assert!(a.contains(&"-daemonize".to_string()) && a.contains(&"-nodefaults".to_string()));
+        assert!(a.contains(&"-nodefaults".to_string()));
+    }
+
+    #[test]
+    fn qemu_is_sandboxed_and_never_daemonizes_itself() {
+        let a = argv("/s/run");
+        assert_eq!(after(&a, "-sandbox"), "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        // Under that filter QEMU could not fork or setsid: vman does both.
+        assert!(!a.contains(&"-daemonize".to_string()));
+    }
+
+    #[test]
+    fn qmp_and_serial_use_the_sockets_vman_made() {
+        let a = argv("/s/run");
+        let chardevs: Vec<&String> = a.windows(2).filter(|w| w[0] == "-chardev").map(|w| &w[1]).collect();
+        assert_eq!(chardevs[0], "socket,id=qmp,fd=5,server=on,wait=off");
+        assert_eq!(after(&a, "-mon"), "chardev=qmp,mode=control");
+        assert!(chardevs[1].starts_with("socket,id=serial0,fd=6,server=on,wait=off,logfile="), "{}", chardevs[1]);
     }
 
     #[test]
     fn tap_and_user_backends() {
         let paths = RunPaths::new(Path::new("/s/run"), &vm().id);
         let log = paths.dir.join("serial.log");
-        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
+        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
         let tap: Vec<String> = tap.into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(after(&tap, "-netdev"), "tap,id=net0,ifname=vt0,script=no,downscript=no,vhost=off");
+        // With the tap opened by vman, QEMU gets its descriptor instead.
+        let fds = QemuFds { taps: vec![("vt0".into(), 9)], ..FDS };
+        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &fds, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
+        let tap: Vec<String> = tap.into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert_eq!(after(&tap, "-netdev"), "tap,id=net0,fd=9,vhost=off");
         let user = NicBackend::User {
             net: "10.0.0.0/24".parse().unwrap(),
             host: "10.0.0.1".parse().unwrap(),
@@ -173,7 +227,7 @@ mod tests {
             dns: "10.0.0.254".parse().unwrap(),
             forwards: vec![(2222, 22)],
         };
-        let user: Vec<String> = qemu_argv(&vm(), Accel::Tcg, &paths, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
+        let user: Vec<String> = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(
             after(&user, "-netdev"),
             "user,id=net0,net=10.0.0.0/24,host=10.0.0.1,dhcpstart=10.0.0.2,dns=10.0.0.254,hostfwd=tcp:127.0.0.1:2222-:22"
@@ -183,8 +237,8 @@ mod tests {
     #[test]
     fn commas_in_paths_are_doubled_inside_option_lists() {
         let a = argv("/s,x/run");
-        assert_eq!(after(&a, "-qmp"), "unix:/s,,x/run/9d3e5f6a7b8c9d0e/qmp.sock,server=on,wait=off");
-        assert!(after(&a, "-chardev").contains("path=/s,,x/run/9d3e5f6a7b8c9d0e/serial.sock,"));
+        let serial = a.windows(2).filter(|w| w[0] == "-chardev").nth(1).map(|w| w[1].clone()).unwrap();
+        assert!(serial.contains("logfile=/s,,x/run/9d3e5f6a7b8c9d0e/serial.log,"), "{serial}");
         // -pidfile takes a plain path, not an option list.
         assert_eq!(after(&a, "-pidfile"), "/s,x/run/9d3e5f6a7b8c9d0e/qemu.pid");
     }

@@ -21,7 +21,7 @@ use crate::console::SerialLog;
 use crate::host_network::{NetworkMode, resolve_mode};
 use crate::error::{Error, Result};
 use crate::manager::OpenOptions;
-use process::RunPaths;
+use process::{Credentials, RunPaths};
 use watcher::{Exit, Watcher};
 
 /// How long an operation waits for another one on the same VM (a graceful
@@ -39,7 +39,42 @@ pub(crate) struct Runtime {
     pub run_root: PathBuf,
     locks_dir: PathBuf,
     pub serial_log_cap: u64,
+    /// Who QEMU runs as; `None` when vman is not root (QEMU runs as vman).
+    pub qemu_creds: Option<Credentials>,
     watcher: OnceLock<Watcher>,
+}
+
+/// The user QEMU runs as by default when vman is root, if it exists.
+pub const DEFAULT_QEMU_USER: &str = "vman-qemu";
+
+/// Resolves who QEMU runs as (see [`OpenOptions::qemu_user`]).
+fn qemu_credentials(requested: Option<&str>) -> Result<Option<Credentials>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let creds = match requested {
+        Some(user) => Credentials::of_user(user)?,
+        None => Credentials::of_user(DEFAULT_QEMU_USER).or_else(|_| Credentials::of_user("nobody"))?,
+    };
+    if creds.uid == 0 {
+        log::warn!("QEMU will run as root (qemu_user = {:?})", creds.user);
+        return Ok(None);
+    }
+    Ok(Some(creds))
+}
+
+/// Lets the QEMU user reach its run directory (to remove its pidfile and
+/// sockets when it exits) and nothing else: the state and run directories
+/// get its group with search-only permission (0710); everything in them
+/// stays owner-only.
+fn let_qemu_through(dirs: &[&Path], creds: &Credentials) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in dirs {
+        nix::unistd::chown(*dir, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
+            .map_err(|e| Error::io("give the QEMU user's group access to", *dir, e.into()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o710)).map_err(|e| Error::io("set permissions of", *dir, e))?;
+    }
+    Ok(())
 }
 
 impl Runtime {
@@ -56,7 +91,12 @@ impl Runtime {
         if options.serial_log_cap_bytes < 4096 {
             return Err(Error::invalid("serial log cap", format!("{} bytes is below the 4096-byte minimum", options.serial_log_cap_bytes)));
         }
+        let qemu_creds = qemu_credentials(options.qemu_user.as_deref())?;
+        if let Some(creds) = &qemu_creds {
+            let_qemu_through(&[state_dir, &run_root], creds)?;
+        }
         Ok(Runtime {
+            qemu_creds,
             qemu: options.qemu_binary.clone(),
             dnsmasq: find_in_sbin(&options.dnsmasq_binary),
             network_mode: resolve_mode(options.network)?,
@@ -134,10 +174,64 @@ impl Runtime {
         Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
     }
 
-    /// Removes a VM's run directory and lock file (after delete).
+    /// Where the VM's QEMU lineage lock lives (see [`process::Lineage`]).
+    pub fn lineage_path(&self, vm_id: &str) -> PathBuf {
+        self.locks_dir.join(format!("{vm_id}.qemu"))
+    }
+
+    /// Refuses a launch whose QEMU user could not reach the run directory:
+    /// QEMU writes its pidfile there and removes it when it shuts down
+    /// cleanly, which is how vman tells a clean exit from a kill. vman opens
+    /// the state and run directories to that user's group itself; the
+    /// directories above belong to the embedder, so they are only checked.
+    pub fn check_qemu_can_reach(&self, state_dir: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(creds) = &self.qemu_creds else { return Ok(()) };
+        let absolute = fs::canonicalize(state_dir).map_err(|e| Error::io("resolve", state_dir, e))?;
+        for dir in absolute.ancestors().skip(1) {
+            let meta = fs::metadata(dir).map_err(|e| Error::io("inspect", dir, e))?;
+            let bit = if meta.uid() == creds.uid {
+                0o100
+            } else if creds.groups.contains(&meta.gid()) {
+                0o010
+            } else {
+                0o001
+            };
+            if meta.mode() & bit == 0 {
+                return Err(Error::PermissionDenied {
+                    what: format!(
+                        "QEMU runs as user {:?}, which cannot enter {} on the way to the state directory; \
+                         make it searchable (chmod o+x) or choose another QEMU user",
+                        creds.user,
+                        dir.display()
+                    ),
+                    source: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the VM's run directory for a launch, owned by the QEMU user
+    /// when QEMU drops privileges (it writes its pidfile and serial log there).
+    pub fn prepare_run_dir(&self, paths: &RunPaths) -> Result<()> {
+        paths.prepare()?;
+        if let Some(creds) = &self.qemu_creds {
+            let (uid, gid) = (nix::unistd::Uid::from_raw(creds.uid), nix::unistd::Gid::from_raw(creds.gid));
+            nix::unistd::chown(&paths.dir, Some(uid), Some(gid)).map_err(|e| Error::io("hand the run directory to the QEMU user:", &paths.dir, e.into()))?;
+            // The serial log of an earlier run belongs to whoever made it.
+            for log in [paths.dir.join("serial.log"), paths.dir.join("serial.log.1")] {
+                let _ = nix::unistd::chown(&log, Some(uid), Some(gid));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a VM's run directory and lock files (after delete).
     pub fn forget_vm(&self, vm_id: &str) {
         let _ = fs::remove_dir_all(self.paths(vm_id).dir);
         let _ = fs::remove_file(self.locks_dir.join(vm_id));
+        let _ = fs::remove_file(self.lineage_path(vm_id));
     }
 }
 

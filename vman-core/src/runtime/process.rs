@@ -3,7 +3,8 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,14 +71,6 @@ impl RunPaths {
         Ok(())
     }
 
-    /// Makes the sockets owner-only. The directory is 0700 already; this
-    /// keeps them private even if someone loosens it.
-    pub fn restrict_sockets(&self) {
-        for sock in [&self.qmp, &self.serial_sock] {
-            let _ = fs::set_permissions(sock, fs::Permissions::from_mode(0o600));
-        }
-    }
-
     /// The pid QEMU wrote, if the pidfile exists and parses.
     pub fn read_pid(&self) -> Option<u32> {
         fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
@@ -91,38 +84,224 @@ impl RunPaths {
     }
 }
 
-/// Runs QEMU with `-daemonize`: the parent exits once the daemon is
-/// initialized (its QMP socket listening), or with an error on stderr.
-/// Returns the daemon's pid.
-pub(crate) fn launch(binary: &Path, argv: &[std::ffi::OsString], paths: &RunPaths, timeout: Duration) -> Result<u32> {
-    let stderr = File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
-    let mut child = Command::new(binary)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::Unsupported {
-                what: format!("{} not found; install qemu-system-x86 (scripts/setup does)", binary.display()),
-            },
-            _ => Error::io("run", binary, e),
-        })?;
-    // The parent is our child: wait for it with a deadline, via its pidfd.
-    let exited = Pidfd::open(child.id()).and_then(|fd| fd.wait(timeout)).unwrap_or(true);
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Timeout { what: "QEMU to initialize".into(), waited_ms: timeout.as_millis() as u64 });
+/// Who QEMU runs as when vman itself is root: resolved once, at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: the user's primary group, plus the group of
+    /// `/dev/kvm` so an unprivileged QEMU can still use KVM.
+    pub groups: Vec<libc::gid_t>,
+}
+
+impl Credentials {
+    /// Looks `user` up in the password database.
+    pub fn of_user(user: &str) -> Result<Credentials> {
+        let entry = nix::unistd::User::from_name(user)
+            .map_err(|e| Error::io("look up user", user, e.into()))?
+            .ok_or_else(|| Error::invalid("QEMU user", format!("no user named {user:?} on this host")))?;
+        let mut groups = vec![entry.gid.as_raw()];
+        if let Ok(kvm) = fs::metadata("/dev/kvm").map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+            && kvm != 0
+            && !groups.contains(&kvm)
+        {
+            groups.push(kvm);
+        }
+        Ok(Credentials { user: user.to_string(), uid: entry.uid.as_raw(), gid: entry.gid.as_raw(), groups })
     }
-    let status = child.wait().map_err(|e| Error::io("wait for", binary, e))?;
-    let message = fs::read_to_string(&paths.stderr).unwrap_or_default();
-    if !status.success() {
-        return Err(Error::Qemu { message: qemu_message(&message, status.code()) });
+}
+
+/// The VM's QEMU lineage lock, `<state>/locks/<vm id>.qemu`.
+///
+/// The launching vman takes it (`flock`, exclusive) before it spawns QEMU
+/// and hands the descriptor to QEMU, which inherits it across `exec` (and a
+/// wrapper's `exec` too) and so holds the lock for exactly its lifetime; vman
+/// then closes its own copy. An flock belongs to the open file description,
+/// not to a process, and dies with the last descriptor: so, for a caller
+/// holding the VM's operation lock (which every vman launch and reconcile
+/// takes first), "held" means "a process of a launch for this VM is alive",
+/// whatever the store or the pidfile say. That makes two QEMUs for one VM
+/// impossible by construction: a second launch cannot take the lock.
+#[derive(Debug)]
+pub(crate) struct Lineage {
+    fd: OwnedFd,
+}
+
+impl Lineage {
+    /// Takes the lock, or `None` if a process of a launch still holds it.
+    pub fn try_take(path: &Path) -> Result<Option<Lineage>> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open the QEMU lock", path, e))?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Lineage { fd: file.into() }));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(Error::io("lock", path, e))
+        }
     }
-    paths.read_pid().ok_or_else(|| Error::Qemu {
-        message: format!("QEMU exited 0 but wrote no pidfile at {}", paths.pidfile.display()),
-    })
+
+    /// Whether a process of a launch for this VM is alive (see the type).
+    pub fn is_held(path: &Path) -> Result<bool> {
+        // Taking it and closing the only descriptor releases it again.
+        Ok(Lineage::try_take(path)?.is_none())
+    }
+
+    /// The processes holding the lock file open: the launch's lineage.
+    /// Scans `/proc`, so it is for recovery only, never a hot path.
+    pub fn holders(path: &Path) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(lock) = fs::metadata(path) else { return Vec::new() };
+        let me = std::process::id();
+        let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
+        procs
+            .flatten()
+            .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != me)
+            .filter(|pid| {
+                let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+                fds.flatten().any(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.dev() == lock.dev() && m.ino() == lock.ino()))
+            })
+            .collect()
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// What a new QEMU inherits: its listening QMP and serial sockets (made by
+/// vman, so they exist, owner-only, before QEMU runs, and a client's
+/// connect never races QEMU's startup), its boot files (opened by vman, so
+/// an unprivileged QEMU needs no access to their directories), and the
+/// lineage lock.
+#[derive(Debug)]
+pub(crate) struct Inherited {
+    pub qmp: UnixListener,
+    pub serial: UnixListener,
+    pub kernel: Option<File>,
+    pub initrd: Option<File>,
+    /// One open queue per tap NIC, by interface name.
+    pub taps: Vec<(String, File)>,
+    /// The caller's lineage lock, which QEMU inherits.
+    pub lineage: RawFd,
+}
+
+impl Inherited {
+    /// Makes the sockets and opens the boot files of one launch.
+    pub fn prepare(paths: &RunPaths, boot: Option<&crate::vm::BootSpec>, nics: &[crate::runtime::argv::NicBackend], lineage: &Lineage) -> Result<Inherited> {
+        let listen = |path: &Path| -> Result<UnixListener> {
+            let listener = UnixListener::bind(path).map_err(|e| Error::io("make socket", path, e))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io("restrict socket", path, e))?;
+            Ok(listener)
+        };
+        let open = |what: &'static str, path: &str| -> Result<File> {
+            File::open(path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::invalid(what, format!("{path} does not exist")),
+                _ => Error::io("open", path, e),
+            })
+        };
+        Ok(Inherited {
+            qmp: listen(&paths.qmp)?,
+            serial: listen(&paths.serial_sock)?,
+            kernel: boot.map(|b| open("kernel", &b.kernel)).transpose()?,
+            initrd: boot.and_then(|b| b.initrd.as_deref()).map(|i| open("initrd", i)).transpose()?,
+            taps: nics
+                .iter()
+                .filter_map(|nic| match nic {
+                    crate::runtime::argv::NicBackend::Tap { ifname } => Some(ifname),
+                    _ => None,
+                })
+                .map(|ifname| Ok((ifname.clone(), crate::hostnet::open_tap(ifname)?)))
+                .collect::<Result<_>>()?,
+            lineage: lineage.as_raw_fd(),
+        })
+    }
+
+    /// The descriptors QEMU's argument vector names.
+    pub fn fds(&self) -> crate::runtime::argv::QemuFds {
+        crate::runtime::argv::QemuFds {
+            qmp: self.qmp.as_raw_fd(),
+            serial: self.serial.as_raw_fd(),
+            kernel: self.kernel.as_ref().map(AsRawFd::as_raw_fd),
+            initrd: self.initrd.as_ref().map(AsRawFd::as_raw_fd),
+            taps: self.taps.iter().map(|(name, file)| (name.clone(), file.as_raw_fd())).collect(),
+        }
+    }
+
+    fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.qmp.as_raw_fd(), self.serial.as_raw_fd(), self.lineage];
+        fds.extend(self.kernel.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.initrd.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.taps.iter().map(|(_, file)| file.as_raw_fd()));
+        fds
+    }
+}
+
+/// Spawns QEMU in a session of its own (no terminal's Ctrl-C reaches it),
+/// as `creds` if given, with the descriptors of `inherited` kept open across
+/// `exec`. Returns at once with QEMU's pid: QEMU is vman's child until vman
+/// exits (the watcher reaps it), then init's; it never depends on vman.
+///
+/// QEMU is not asked to `-daemonize`: its seccomp sandbox would then forbid
+/// the fork and `setsid` it needs (`spawn=deny`, `elevateprivileges=deny`);
+/// vman does both for it, the way libvirt does.
+pub(crate) fn spawn(binary: &Path, argv: &[std::ffi::OsString], inherited: &Inherited, stderr: File, creds: Option<&Credentials>) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let keep = inherited.raw_fds();
+    let ids = creds.map(|c| (c.uid, c.gid, c.groups.clone()));
+    let mut command = Command::new(binary);
+    command.args(argv).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe system calls on values prepared before the
+    // fork (no allocation, no locks).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for fd in &keep {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some((uid, gid, groups)) = &ids {
+                if libc::setgroups(groups.len(), groups.as_ptr()) < 0 || libc::setgid(*gid) < 0 || libc::setuid(*uid) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::Unsupported {
+            what: format!("{} not found; install qemu-system-x86 (scripts/setup does)", binary.display()),
+        },
+        _ => Error::io("run", binary, e),
+    })?;
+    // Not waited for here: the watcher reaps it through its pidfd.
+    Ok(child.id())
+}
+
+/// QEMU's stderr of this run, as an error: its own words, or how it ended.
+pub(crate) fn qemu_failure(paths: &RunPaths, fds: &crate::runtime::argv::QemuFds, boot: Option<&crate::vm::BootSpec>, status: Option<i32>) -> Error {
+    let mut text = fs::read_to_string(&paths.stderr).unwrap_or_default();
+    // QEMU names the boot files by the descriptors vman gave it; say which.
+    if let (Some(fd), Some(b)) = (fds.kernel, boot) {
+        text = text.replace(&crate::runtime::argv::fd_path(fd), &b.kernel);
+    }
+    if let (Some(fd), Some(initrd)) = (fds.initrd, boot.and_then(|b| b.initrd.as_deref())) {
+        text = text.replace(&crate::runtime::argv::fd_path(fd), initrd);
+    }
+    Error::Qemu { message: qemu_message(&text, status) }
 }
 
 /// QEMU's own words, trimmed to the lines that matter.
@@ -133,6 +312,25 @@ fn qemu_message(stderr: &str, code: Option<i32>) -> String {
         (true, Some(c)) => format!("QEMU exited with status {c} and said nothing"),
         (true, None) => "QEMU was killed by a signal".to_string(),
         (false, _) => text,
+    }
+}
+
+/// How a child process ended, as `waitid` told its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaped {
+    /// Not this process's child (adopted from another process), or still
+    /// running: only the pidfile can tell how it ended.
+    NotOurs,
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Reaped {
+    pub fn exit_code(self) -> Option<i32> {
+        match self {
+            Reaped::Exited(code) => Some(code),
+            _ => None,
+        }
     }
 }
 
@@ -183,6 +381,27 @@ impl Pidfd {
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 
+    /// Reaps the process if it is this process's child and has exited, so
+    /// no zombie is left behind, and says how it ended; `NotOurs` (and no
+    /// effect) for anyone else's process or one still running.
+    pub fn reap(&self) -> Reaped {
+        // SAFETY: waitid with P_PIDFD on our valid fd, writing into a zeroed
+        // siginfo we own; WNOHANG never blocks.
+        let (rc, info) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(libc::P_PIDFD, self.0.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG);
+            (rc, info)
+        };
+        // SAFETY: after a successful waitid the SIGCHLD fields are set (a
+        // zero pid means nothing had exited yet).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        match info.si_code {
+            _ if rc != 0 || pid == 0 => Reaped::NotOurs,
+            libc::CLD_EXITED => Reaped::Exited(status),
+            _ => Reaped::Signaled(status),
+        }
+    }
+
     pub fn try_clone(&self) -> io::Result<Pidfd> {
         self.0.try_clone().map(Pidfd)
     }
@@ -190,12 +409,6 @@ impl Pidfd {
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.0.as_fd()
     }
-}
-
-/// The /proc check alone, for the one place with no pidfd (its open failed):
-/// right after the spawn, before the pid could be reused.
-pub(crate) fn is_qemu_of_pid(pid: u32, vm_id: &str) -> bool {
-    cmdline_is_qemu_of(pid, vm_id)
 }
 
 fn cmdline_is_qemu_of(pid: u32, vm_id: &str) -> bool {

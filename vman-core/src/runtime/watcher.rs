@@ -17,13 +17,15 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
 use crate::console::{CapWatch, WatchId};
-use crate::runtime::process::Pidfd;
+use crate::runtime::process::{Pidfd, Reaped};
 
 /// A QEMU exit, as the watcher saw it.
 #[derive(Debug, Clone)]
 pub(crate) struct Exit {
     pub vm_id: String,
     pub pid: u32,
+    /// How it ended, if it was this process's child.
+    pub reaped: Reaped,
 }
 
 /// What to supervise for one running VM.
@@ -44,6 +46,9 @@ enum Command {
 struct Control {
     wake: EventFd,
     commands: Mutex<Vec<Command>>,
+    /// Which QEMU (vm id → pid) is watched, for [`Watcher::watches`]; the
+    /// thread's own map is the one it polls.
+    watched: Mutex<HashMap<String, u32>>,
 }
 
 impl Control {
@@ -71,7 +76,7 @@ impl Watcher {
     /// Starts the thread; `on_exit` runs on it for every exit seen.
     pub fn start(on_exit: impl Fn(Exit) + Send + 'static) -> std::io::Result<Watcher> {
         let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
-        let control = Arc::new(Control { wake, commands: Mutex::new(Vec::new()) });
+        let control = Arc::new(Control { wake, commands: Mutex::new(Vec::new()), watched: Mutex::new(HashMap::new()) });
         let thread_control = control.clone();
         let thread = std::thread::Builder::new()
             .name("vman-watcher".into())
@@ -82,11 +87,18 @@ impl Watcher {
     /// Watches VM `vm_id`'s QEMU and serial log. If the process has already
     /// exited, the exit is reported at once.
     pub fn watch(&self, vm_id: &str, what: Watched) {
+        self.control.watched.lock().insert(vm_id.to_string(), what.pid);
         self.control.send(Command::Watch { vm_id: vm_id.to_string(), what });
     }
 
     pub fn forget(&self, vm_id: &str) {
+        self.control.watched.lock().remove(vm_id);
         self.control.send(Command::Forget { vm_id: vm_id.to_string() });
+    }
+
+    /// Whether QEMU `pid` of VM `vm_id` is already supervised here.
+    pub fn watches(&self, vm_id: &str, pid: u32) -> bool {
+        self.control.watched.lock().get(vm_id) == Some(&pid)
     }
 }
 
@@ -138,11 +150,20 @@ fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
             }
         }
         for vm_id in exited {
-            if let Some((pid, _, cap)) = watched.remove(&vm_id) {
+            if let Some((pid, pidfd, cap)) = watched.remove(&vm_id) {
+                // If this process spawned it, reap it: no zombie, and the
+                // exit status tells a clean shutdown from a kill.
+                let reaped = pidfd.reap();
+                {
+                    let mut mirror = control.watched.lock();
+                    if mirror.get(&vm_id) == Some(&pid) {
+                        mirror.remove(&vm_id);
+                    }
+                }
                 if let (Some(caps), Some(cap)) = (&mut caps, cap) {
                     caps.remove(cap);
                 }
-                on_exit(Exit { vm_id, pid });
+                on_exit(Exit { vm_id, pid, reaped });
             }
         }
         if woken {
@@ -197,7 +218,10 @@ mod tests {
         let (exit, seen_at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!((exit.vm_id.as_str(), exit.pid), ("vm-a", child.id()));
         assert!(seen_at - killed_at < Duration::from_millis(100), "took {:?}", seen_at - killed_at);
-        child.wait().unwrap();
+        // The watcher reaped its child: no zombie is left, and it knew how
+        // the process ended.
+        assert_eq!(exit.reaped, Reaped::Signaled(libc::SIGKILL));
+        assert!(child.wait().is_err(), "already reaped");
     }
 
     #[test]
@@ -214,8 +238,8 @@ mod tests {
         b.kill().unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "b");
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-        a.wait().unwrap();
-        b.wait().unwrap();
+        a.wait().unwrap(); // forgotten: not reaped by the watcher
+        assert!(b.wait().is_err(), "reaped by the watcher");
         drop(watcher); // joins the thread
     }
 }

@@ -31,7 +31,7 @@ pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
 pub(crate) use templates::{delete_template, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
-    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, mac_in_use, set_state, soft_delete_vm, vm_by_id,
+    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_state, soft_delete_vm, vm_by_id,
     vm_by_name, vm_id_any, vms_with_process,
 };
 

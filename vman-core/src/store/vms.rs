@@ -274,6 +274,15 @@ pub(crate) fn set_state(
     }
 }
 
+/// Records the pid of the QEMU just spawned for a VM still in `state`
+/// (`starting`): from now on a crash leaves a process the next opener knows.
+pub(crate) fn record_pid(tx: &Connection, vm_id: &str, state: VmState, pid: u32) -> Result<()> {
+    let changed = tx
+        .prepare_cached("UPDATE vms SET pid = ?3 WHERE id = ?1 AND state = ?2 AND deleted_at_ms IS NULL")?
+        .execute(params![vm_id, state.as_str(), pid])?;
+    if changed == 1 { Ok(()) } else { Err(Error::Internal(format!("VM {vm_id} left {state} while its QEMU was launched"))) }
+}
+
 /// Marks the VM deleted, frees its name, releases its addresses and MACs.
 pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()> {
     vm.state.check_transition(VmState::Deleted, &vm.name)?;
