@@ -319,6 +319,18 @@ impl Inner {
                 }
             }
         }
+        // Lock files of deleted VMs (a crash between the delete and its
+        // cleanup): nobody can be waiting on them for an operation that
+        // matters, since every operation re-reads the VM by id.
+        let deleted: Vec<String> = vms.values().filter(|(_, deleted)| *deleted).map(|(id, _)| id.clone()).collect();
+        for id in deleted {
+            let lineage = self.runtime.lineage_path(&id);
+            let op_lock = lineage.with_extension("");
+            if (op_lock.exists() || lineage.exists()) && !Lineage::is_held(&lineage)? {
+                report.drifts.push(Drift { vm: id.clone(), found: "lock files of a deleted VM".into(), action: "removed them".into() });
+                self.runtime.forget_vm(&id);
+            }
+        }
         Ok(())
     }
 }

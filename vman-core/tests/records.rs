@@ -53,8 +53,19 @@ fn base(vman: &Manager) {
 fn state_directory_is_private_and_reopenable() {
     let (_dir, vman) = open();
     base(&vman);
-    let mode = std::fs::metadata(vman.state_dir()).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700);
+    let meta = std::fs::metadata(vman.state_dir()).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        // QEMU runs as its own user, whose group may only pass through
+        // (to its run directory): no listing, no reading.
+        let qemu = nix::unistd::User::from_name(vman_core::DEFAULT_QEMU_USER)
+            .unwrap()
+            .or_else(|| nix::unistd::User::from_name("nobody").unwrap())
+            .unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o710);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), qemu.gid.as_raw());
+    } else {
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
     let again = Manager::open(vman.state_dir(), &OpenOptions::default()).unwrap();
     assert_eq!(again.templates().unwrap().len(), 1);
     assert_eq!(again.network("lan").unwrap().vlan, 100);

@@ -71,6 +71,12 @@ pub struct Cleanup(pub std::path::PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        // Every process launched for this directory names its run directory
+        // on its command line (QEMU's pidfile; a wrapper's arguments).
+        for pid in processes_mentioning(&format!("{}/run/", self.0.display())) {
+            // SAFETY: kill(2) on a process proven to be this test's.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
         let Ok(entries) = std::fs::read_dir(self.0.join("run")) else { return };
         let dir = self.0.to_string_lossy().into_owned();
         for entry in entries.flatten() {
@@ -114,4 +120,31 @@ pub fn run_and_kill_embedder(child_test: &str, env_key: &str, dir: &std::path::P
     child.kill().expect("SIGKILL the embedder");
     child.wait().expect("reap the embedder");
     pids
+}
+
+/// Pids of live processes whose command line contains `needle` (arguments
+/// joined by spaces).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && alive(*pid))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
+        })
+        .collect()
+}
+
+/// Pids of the QEMU processes running a VM: `qemu-system…` with `-uuid <id>`.
+pub fn qemus_of(vm_id: &str) -> Vec<u32> {
+    processes_mentioning(&format!("-uuid {vm_id} "))
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(argv0).contains("qemu-system")
+        })
+        .collect()
 }
