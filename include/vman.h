@@ -138,6 +138,11 @@ typedef struct VmanAllocationList VmanAllocationList;
 
 /*
  A live connection to a VM's serial console. One thread at a time.
+
+ Freeing the manager that made it does not free it: its reads and writes
+ then answer `VMAN_STATUS_CLOSED`, its descriptor stays open, and
+ `vman_console_free` is still required (and safe) after the manager is
+ gone.
  */
 typedef struct VmanConsole VmanConsole;
 
@@ -212,6 +217,16 @@ typedef struct VmanVmList VmanVmList;
  */
 typedef struct VmanVmSpec VmanVmSpec;
 
+/*
+ Bytes the library allocated for the caller: `len` bytes at `data`
+ (NULL when `len` is 0). Not NUL-terminated; console output may contain
+ NUL. Free with `vman_bytes_free`.
+ */
+typedef struct VmanBytes {
+  uint8_t *data;
+  size_t len;
+} VmanBytes;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -221,6 +236,15 @@ extern "C" {
  the header's VMAN_VERSION when header and library match.
  */
 const char *vman_version(void);
+
+/*
+ Frees what `bytes` holds and sets it to {NULL, 0}. NULL, and bytes
+ already freed, are a no-op.
+
+ # Safety
+ `bytes` NULL, or filled by this library and not modified since.
+ */
+void vman_bytes_free(struct VmanBytes *bytes);
 
 /*
  Copies the last bytes of the VM's console output (at most `capacity`)
@@ -239,9 +263,12 @@ VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
 
 /*
  Waits up to `timeout_ms` for a console line matching the regular
- expression `pattern` during the current boot. On success, if `out_line`
- is not NULL, `*out_line` is the line (free with `vman_string_free`).
- `VMAN_STATUS_TIMEOUT` if none came.
+ expression `pattern` printed during the current run of the VM's QEMU
+ (output of earlier runs never matches). On success, if `out_line` is
+ not NULL, `*out_line` is the line (free with `vman_string_free`).
+ `VMAN_STATUS_TIMEOUT` if none came; `VMAN_STATUS_INVALID_STATE` at once
+ for a VM without a running QEMU, and as soon as its QEMU exits during
+ the wait.
 
  # Safety
  `manager` NULL or live; strings NULL or NUL-terminated; `out_line` NULL or
@@ -254,8 +281,12 @@ VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
                                     char **out_line);
 
 /*
- Connects to a running VM's serial console. QEMU serves one client at a
- time; the log keeps recording either way. Free with `vman_console_free`.
+ Attaches to a running VM's serial console. One console per VM at a
+ time, across threads and processes: while one is attached, another
+ attach answers `VMAN_STATUS_IN_USE`; freeing it (or its process ending)
+ lets the next one in. `VMAN_STATUS_INVALID_STATE` if the VM has no
+ running QEMU. Free with `vman_console_free`, also after freeing the
+ manager (see `VmanConsole`).
 
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
@@ -265,9 +296,11 @@ VmanStatus vman_console_attach(const struct VmanManager *manager,
                                struct VmanConsole **out);
 
 /*
- Reads up to `len` bytes the guest printed into `buf`, waiting up to
- `timeout_ms` (0: do not wait). `*out_n` = 0 means QEMU closed the console
- (the VM stopped). `VMAN_STATUS_TIMEOUT` if nothing came.
+ Reads up to `len` bytes (`len` > 0) the guest printed into `buf`,
+ waiting up to `timeout_ms` for something to come (0: do not wait).
+ `*out_n` = 0 means QEMU closed the console (the VM stopped).
+ `VMAN_STATUS_TIMEOUT` if nothing came; `VMAN_STATUS_CLOSED` once the
+ manager was freed.
 
  # Safety
  `console` NULL or live, used by one thread; `buf` NULL or writable for
@@ -280,18 +313,42 @@ VmanStatus vman_console_read(struct VmanConsole *console,
                              size_t *out_n);
 
 /*
- Sends `len` bytes to the guest's console (its keyboard), all of them.
+ Sends all `len` bytes at `buf` to the guest's console (its keyboard),
+ waiting up to `timeout_ms` for QEMU to take them; on
+ `VMAN_STATUS_TIMEOUT` part may have been sent. `VMAN_STATUS_CLOSED` if
+ QEMU closed the console (the VM stopped) or the manager was freed.
 
  # Safety
  `console` NULL or live, used by one thread; `buf` NULL or readable for
  `len` bytes.
  */
-VmanStatus vman_console_write(struct VmanConsole *console, const uint8_t *buf, size_t len);
+VmanStatus vman_console_write(struct VmanConsole *console,
+                              const uint8_t *buf,
+                              size_t len,
+                              uint64_t timeout_ms);
+
+/*
+ Reads until the output matches the regular expression `pattern` and
+ puts what was read, ending with the match, in `*out` (free with
+ `vman_bytes_free`). Output after the match is left for the next read.
+ `VMAN_STATUS_TIMEOUT` if no match came within `timeout_ms`,
+ `VMAN_STATUS_CLOSED` if QEMU closed the console first; then the bytes
+ read are kept and the next read returns them first.
+
+ # Safety
+ `console` NULL or live, used by one thread; `pattern` NULL or
+ NUL-terminated; `out` NULL or writable.
+ */
+VmanStatus vman_console_read_until(struct VmanConsole *console,
+                                   const char *pattern,
+                                   uint64_t timeout_ms,
+                                   struct VmanBytes *out);
 
 /*
  The console's file descriptor, for the caller's own poll loop (readable
  means `vman_console_read` returns at once). -1 for NULL. Owned by the
- console: do not close it.
+ console and open until `vman_console_free`, also after the manager is
+ freed: do not close it.
 
  # Safety
  `console` NULL or a live console.
@@ -299,7 +356,8 @@ VmanStatus vman_console_write(struct VmanConsole *console, const uint8_t *buf, s
 int vman_console_fd(const struct VmanConsole *console);
 
 /*
- Disconnects and frees the console; NULL is a no-op.
+ Disconnects and frees the console, so another can attach; NULL is a
+ no-op. Required and safe also after the manager was freed.
 
  # Safety
  `console` NULL or live, not used afterwards.

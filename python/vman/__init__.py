@@ -8,10 +8,10 @@ Template(name="small", vcpus=1, memory_mib=512, disk_gib=10)
 
 from . import _errors
 from ._errors import *  # noqa: F403 (the exception tree; names in _errors.__all__)
-from ._console import Console
 from ._vman import (
     VM_STATES,
     Allocation,
+    Console,
     Drift,
     Event,
     EventStream,

@@ -1,7 +1,8 @@
 /*
  * A real guest through the C ABI (TCG): start, console (log and live
- * stream), pause, resume, graceful stop, an outside kill seen on the event
- * stream, reconcile, forced delete.
+ * stream, one client at a time, what freeing the manager does to it),
+ * pause, resume, graceful stop, an outside kill seen on the event stream,
+ * reconcile, forced delete.
  * Usage: lifecycle <empty-state-dir> <kernel> <initrd>
  */
 #define _POSIX_C_SOURCE 200809L
@@ -11,6 +12,12 @@
 #include "check.h"
 
 static VmanManager *mgr;
+
+/* Whether the last error message mentions `text`. */
+static int message_has(const char *text) {
+  const char *msg = vman_last_error_message();
+  return msg != NULL && strstr(msg, text) != NULL;
+}
 
 /* Waits for the next event whose details contain `needle`. */
 static void expect_event(VmanEventStream *stream, const char *needle) {
@@ -30,7 +37,9 @@ int main(int argc, char **argv) {
   VmanVmSpec *spec = NULL;
   VmanVm *vm = NULL;
   VmanEventStream *stream = NULL;
-  VmanConsole *console = NULL;
+  VmanConsole *console = NULL, *second = NULL;
+  VmanManager *other = NULL;
+  VmanBytes bytes = {NULL, 0};
   VmanReconcileReport *report = NULL;
   VmanEvent *none = NULL;
   char *line = NULL;
@@ -67,16 +76,30 @@ int main(int argc, char **argv) {
   CHECK(pid > 0);
   vman_vm_free(vm);
   expect_event(stream, "\"to\":\"running\"");
+  /* A VM that never ran has no console output to wait for, and the
+   * message names it without internal paths. */
+  OK(vman_vm_spec_new("idle", "tiny", &spec));
+  OK(vman_vm_create(mgr, spec, NULL));
+  vman_vm_spec_free(spec);
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_wait_for_console(mgr, "idle", "x", 1000, NULL));
+  CHECK(message_has("\"idle\"") && !message_has(argv[1]));
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_console_attach(mgr, "idle", &console));
+  CHECK(console == NULL);
+  OK(vman_vm_delete(mgr, "idle", false));
+
   OK(vman_vm_wait_for_console(mgr, "g1", "^VMAN-GUEST-READY$", 90000, &line));
   STREQ(line, "VMAN-GUEST-READY");
   vman_string_free(line);
   EXPECT(VMAN_STATUS_TIMEOUT, vman_vm_wait_for_console(mgr, "g1", "^never$", 50, NULL));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_wait_for_console(mgr, "g1", "(", 50, NULL));
 
-  /* The live console: type into the guest's shell, read its answer. */
+  /* The live console: type into the guest's shell, read its answer. One
+   * client at a time: a second attach is refused and disturbs nothing. */
   OK(vman_console_attach(mgr, "g1", &console));
   CHECK(vman_console_fd(console) >= 0);
-  OK(vman_console_write(console, (const uint8_t *)"echo c-$((6*7))\n", 16));
+  EXPECT(VMAN_STATUS_IN_USE, vman_console_attach(mgr, "g1", &second));
+  CHECK(second == NULL && message_has("\"g1\"") && !message_has(argv[1]));
+  OK(vman_console_write(console, (const uint8_t *)"echo c-$((6*7))\n", 16, 5000));
   text[0] = 0;
   while (strstr(text, "c-42") == NULL) {
     OK(vman_console_read(console, buf, sizeof buf - 1, 20000, &n));
@@ -85,7 +108,23 @@ int main(int argc, char **argv) {
     seen += n;
     text[seen] = 0;
   }
+  OK(vman_console_write(console, (const uint8_t *)"echo u-$((6*8))\n", 16, 5000));
+  OK(vman_console_read_until(console, "u-48", 20000, &bytes));
+  CHECK(bytes.len >= 4 && memcmp(bytes.data + bytes.len - 4, "u-48", 4) == 0);
+  vman_bytes_free(&bytes);
+  CHECK(bytes.data == NULL && bytes.len == 0);
+  vman_bytes_free(&bytes);
+  vman_bytes_free(NULL);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_console_read_until(console, "(", 10, &bytes));
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_console_read_until(console, "x", 10, NULL));
+  /* Drain the prompt; then nothing more comes. */
+  while (vman_console_read(console, buf, sizeof buf, 500, &n) == VMAN_STATUS_OK) {
+  }
+  EXPECT(VMAN_STATUS_TIMEOUT, vman_console_read(console, buf, sizeof buf, 0, &n));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_console_read(console, buf, 0, 0, &n));
   vman_console_free(console);
+  vman_console_free(NULL);
+  CHECK(vman_console_fd(NULL) == -1);
 
   EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_start(mgr, "g1", NULL));
   EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_delete(mgr, "g1", false));
@@ -100,6 +139,8 @@ int main(int argc, char **argv) {
   OK(vman_vm_console_tail(mgr, "g1", buf, sizeof buf - 1, &n));
   buf[n] = 0;
   CHECK(strstr((const char *)buf, "VMAN-POWEROFF") != NULL);
+  /* Stopped: the last run's READY line is in the log but does not count. */
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_wait_for_console(mgr, "g1", "^VMAN-GUEST-READY$", 1000, NULL));
 
   /* Killed from outside: the stream says so. */
   OK(vman_vm_start(mgr, "g1", &vm));
@@ -118,6 +159,16 @@ int main(int argc, char **argv) {
   vman_reconcile_report_free(report);
 
   OK(vman_vm_start(mgr, "g1", NULL));
+  /* A console outlives the manager that made it: it answers CLOSED, its
+   * descriptor stays open, and freeing it is still required and safe. */
+  OK(vman_manager_open(argv[1], NULL, &other));
+  OK(vman_console_attach(other, "g1", &console));
+  vman_manager_free(other);
+  EXPECT(VMAN_STATUS_CLOSED, vman_console_read(console, buf, sizeof buf, 0, &n));
+  EXPECT(VMAN_STATUS_CLOSED, vman_console_write(console, (const uint8_t *)"x", 1, 1000));
+  EXPECT(VMAN_STATUS_CLOSED, vman_console_read_until(console, "x", 10, &bytes));
+  CHECK(vman_console_fd(console) >= 0);
+  vman_console_free(console);
   OK(vman_vm_delete(mgr, "g1", true));
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_vm_get(mgr, "g1", &vm));
   CHECK(vman_event_stream_missed(stream) == 0);

@@ -128,6 +128,16 @@ pub enum Error {
     #[error("QMP request {command} to VM {vm:?} failed")]
     Qmp { vm: String, command: &'static str, #[source] source: crate::qmp::QmpError },
 
+    /// A VM's console or serial log failed at the OS level. The message
+    /// names the VM, never a path inside the state directory.
+    #[error("Cannot {action} of VM {vm:?}")]
+    Console { action: &'static str, vm: String, #[source] source: io::Error },
+
+    /// QEMU closed the VM's console (its QEMU exited): nothing more will
+    /// come from it.
+    #[error("QEMU closed the console of VM {vm:?}")]
+    ConsoleEnded { vm: String },
+
     #[error("Internal error: {0}")]
     Internal(String),
 
@@ -151,6 +161,9 @@ impl Error {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Io { source, .. } if is_permission(source) => ErrorKind::PermissionDenied,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Console { source, .. } if is_permission(source) => ErrorKind::PermissionDenied,
+            Error::Console { .. } => ErrorKind::Io,
+            Error::ConsoleEnded { .. } => ErrorKind::Closed,
             Error::Database(_) => ErrorKind::Database,
             Error::Qemu { .. } => ErrorKind::Qemu,
             Error::HostNet(_) | Error::Dhcp(_) => ErrorKind::Io,

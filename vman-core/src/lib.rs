@@ -46,6 +46,7 @@ mod store;
 mod template;
 mod vm;
 
+pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
 pub use host_network::{NetworkMode, SSH_PORT};
@@ -69,5 +70,10 @@ mod send_sync {
     #[test]
     fn manager_is_send_and_sync() {
         assert_send_sync::<super::Manager>();
+    }
+
+    #[test]
+    fn a_console_can_move_between_threads() {
+        assert_send_sync::<super::Console>();
     }
 }

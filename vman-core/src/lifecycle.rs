@@ -8,7 +8,6 @@
 //! both the watcher thread and the operations call; whichever comes first
 //! wins and the other finds nothing to do.
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -459,43 +458,5 @@ impl Manager {
         })?;
         inner.runtime.forget_vm(&vm.id);
         Ok(())
-    }
-
-    // ----- console ---------------------------------------------------------
-
-    /// The last `max_bytes` the guest wrote to its serial console. The log
-    /// keeps one earlier part (the previous boot, or what a size rotation
-    /// moved aside), so a short boot's tail may begin in the one before.
-    pub fn console_tail(&self, name: &str, max_bytes: usize) -> Result<Vec<u8>> {
-        let vm = self.inner.vm(name)?;
-        let log = self.inner.runtime.serial_log(&vm.id);
-        log.tail(max_bytes).map_err(|e| Error::io("read the serial log of", log.path(), e))
-    }
-
-    /// Waits until the guest prints a line matching the regular expression
-    /// `pattern` on its serial console during the current boot, and returns
-    /// that line; [`crate::ErrorKind::Timeout`] if none comes in `timeout`.
-    /// Lines a size rotation moved aside earlier in this boot are not
-    /// searched: wait before the guest gets chatty.
-    pub fn wait_for_console(&self, name: &str, pattern: &str, timeout: Duration) -> Result<String> {
-        let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
-        let vm = self.inner.vm(name)?;
-        let log = self.inner.runtime.serial_log(&vm.id);
-        match log.wait_for_line(&regex, timeout, None).map_err(|e| Error::io("read the serial log of", log.path(), e))? {
-            Some(line) => Ok(line),
-            None => Err(Error::Timeout { what: format!("{pattern:?} on the console of {name}"), waited_ms: timeout.as_millis() as u64 }),
-        }
-    }
-
-    /// Connects to the VM's serial console: bytes read are what the guest
-    /// prints, bytes written are its keyboard. QEMU serves one client at a
-    /// time; the log keeps recording either way.
-    pub fn console_attach(&self, name: &str) -> Result<UnixStream> {
-        let vm = self.inner.vm(name)?;
-        if !matches!(vm.state, VmState::Running | VmState::Paused) {
-            return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "attach to the console", needs: "a running VM" });
-        }
-        let path = self.inner.runtime.paths(&vm.id).serial_sock;
-        UnixStream::connect(&path).map_err(|e| Error::io("connect to the console at", &path, e))
     }
 }

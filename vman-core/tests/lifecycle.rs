@@ -143,16 +143,15 @@ fn a_chatty_guest_cannot_fill_the_disk() {
     vman.create_vm(&VmSpec::new("chatty", "tiny").boot(spec_boot)).unwrap();
     vman.start("chatty").unwrap();
     vman.wait_for_console("chatty", READY, BOOT_WAIT).unwrap();
-    let mut console = vman.console_attach("chatty").unwrap();
-    std::io::Write::write_all(&mut console, b"while true; do echo spam-spam-spam-spam-spam; done\n").unwrap();
+    let mut console = vman.console("chatty").unwrap();
+    console.write_all(b"while true; do echo spam-spam-spam-spam-spam; done\n", Duration::from_secs(5)).unwrap();
     // Drain the live stream so QEMU never blocks on us; the log is what grows.
-    console.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let run = std::fs::read_dir(dir.path().join("run")).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
     let deadline = Instant::now() + Duration::from_secs(6);
     let (mut rotated, mut largest) = (false, 0u64);
     let mut sink = [0u8; 65536];
     while Instant::now() < deadline {
-        let _ = std::io::Read::read(&mut console, &mut sink);
+        let _ = console.read(&mut sink, Duration::from_millis(100));
         let size = |f: &str| std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
         rotated |= size("serial.log.1") > 0;
         largest = largest.max(size("serial.log") + size("serial.log.1"));

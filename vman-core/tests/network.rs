@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,14 +75,13 @@ fn dnsmasq_count(state: &std::path::Path) -> usize {
 
 /// Types `command` into the guest's shell and waits for `marker` to appear.
 fn run_in_guest(vman: &Manager, vm: &str, command: &str, markers: &[&str]) -> String {
-    let mut console = vman.console_attach(vm).unwrap();
-    console.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    console.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut console = vman.console(vm).unwrap();
+    console.write_all(format!("{command}\n").as_bytes(), Duration::from_secs(5)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        if let Ok(n) = console.read(&mut buf) {
+        if let Ok(n) = console.read(&mut buf, Duration::from_millis(200)) {
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
         // The command echo contains the markers too; wait for output lines.

@@ -71,3 +71,31 @@ impl From<PyVmanError> for PyErr {
 }
 
 pub(crate) type PyVmanResult<T> = Result<T, PyVmanError>;
+
+/// Why a wait that Python can interrupt ended early: vman's own error, or
+/// the exception a signal handler raised (KeyboardInterrupt for Ctrl-C).
+pub(crate) enum Interrupted {
+    Vman(vman_core::Error),
+    Python(PyErr),
+}
+
+impl From<vman_core::Error> for Interrupted {
+    fn from(e: vman_core::Error) -> Self {
+        Interrupted::Vman(e)
+    }
+}
+
+impl From<Interrupted> for PyErr {
+    fn from(e: Interrupted) -> PyErr {
+        match e {
+            Interrupted::Vman(e) => PyVmanError(e).into(),
+            Interrupted::Python(e) => e,
+        }
+    }
+}
+
+/// The check core calls between slices of a wait, with the GIL released:
+/// takes the GIL for a moment and runs Python's signal handlers.
+pub(crate) fn check_signals() -> Result<(), Interrupted> {
+    Python::attach(|py| py.check_signals()).map_err(Interrupted::Python)
+}

@@ -1,6 +1,7 @@
 //! The Python module `vman._vman` over `vman-core`. It maps; it never
 //! decides: validation and every rule live in vman-core.
 
+mod console;
 mod errors;
 mod manager;
 mod records;
@@ -11,6 +12,8 @@ use pyo3::prelude::*;
 mod _vman {
     use super::*;
 
+    #[pymodule_export]
+    use crate::console::PyConsole;
     #[pymodule_export]
     use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]

@@ -9,6 +9,7 @@ use vman_core::convert::{int_arg, seconds_arg};
 use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
 use crate::errors::{PyVmanError, PyVmanResult};
+use crate::console::PyConsole;
 use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
@@ -247,22 +248,21 @@ impl PyManager {
         Ok(PyBytes::new(py, &bytes))
     }
 
-    /// Waits for a console line matching the regex ``pattern`` during the
-    /// current boot and returns it; :class:`vman.TimeoutError` otherwise.
+    /// Waits for a console line matching the regex ``pattern`` printed
+    /// during the current run of the VM's QEMU and returns it. Raises
+    /// :class:`vman.InvalidStateError` for a VM without a running QEMU (also
+    /// when it exits during the wait), :class:`vman.TimeoutError` if no line
+    /// came. Ctrl-C interrupts it.
     #[pyo3(signature = (name, pattern, timeout=60.0))]
-    fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyVmanResult<String> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.wait_for_console(name, pattern, timeout))?)
+    fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyResult<String> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        crate::console::wait_for_console(py, &self.inner, name, pattern, timeout)
     }
 
-    /// Attaches to the serial console: a file-like :class:`vman.Console`.
-    fn console<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let stream = py.detach(|| self.inner.console_attach(name)).map_err(PyVmanError)?;
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("fileno", fd)?;
-        let sock = py.import("socket")?.getattr("socket")?.call((), Some(&kwargs))?;
-        py.import("vman._console")?.getattr("Console")?.call1((sock,))
+    /// Attaches to the serial console: a :class:`vman.Console`. One at a
+    /// time per VM; :class:`vman.InUseError` while another is attached.
+    fn console(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyConsole> {
+        Ok(PyConsole::new(py.detach(|| self.inner.console(name))?))
     }
 
     /// Compares the store with reality, repairs drift, reports it.

@@ -285,7 +285,9 @@ impl SerialLog {
     /// the rest of the old file is read first, then the new file from its
     /// start.
     ///
-    /// The run directory must exist.
+    /// The run directory must exist. To wait on more than the log (a
+    /// QEMU's exit, an interrupt), drive a [`LineFollower`] instead.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn wait_for_line(
         &self,
         pattern: &Regex,
@@ -293,16 +295,9 @@ impl SerialLog {
         from_offset: Option<u64>,
     ) -> io::Result<Option<String>> {
         let deadline = Instant::now().checked_add(timeout);
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        // Watch the directory before the first look at the file, so a log
-        // created in between is not missed.
-        inotify.add_watch(
-            self.run_dir(),
-            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
-        )?;
-        let mut follower = Follower::new(from_offset.unwrap_or(0));
+        let mut follower = LineFollower::new(self, from_offset)?;
         loop {
-            if let Some(line) = follower.sync(&inotify, &self.path, pattern)? {
+            if let Some(line) = follower.next_match(pattern)? {
                 return Ok(Some(line));
             }
             let timeout = match deadline {
@@ -318,15 +313,62 @@ impl SerialLog {
                 }
                 None => PollTimeout::NONE,
             };
-            wait_readable(inotify.as_fd(), timeout)?;
-            // Which event woke us does not matter: `sync` re-examines the
-            // log on every wakeup.
-            drain(&inotify)?;
+            wait_readable(follower.as_fd(), timeout)?;
         }
     }
 }
 
-/// Incremental reader state for [`SerialLog::wait_for_line`].
+/// Follows `serial.log` for lines matching a pattern, for a caller that
+/// waits on more than the log (the console module also waits on the QEMU's
+/// pidfd and an interrupt check): put [`as_fd`](AsFd::as_fd) in a `poll`
+/// set and call [`next_match`](Self::next_match) after every wakeup. What
+/// is read, and how rotations and a replaced log are followed, is as
+/// described for [`SerialLog::wait_for_line`].
+#[derive(Debug)]
+pub struct LineFollower {
+    path: PathBuf,
+    inotify: Inotify,
+    follower: Follower,
+}
+
+impl LineFollower {
+    /// Starts following `log` at `from_offset` (or its start). The run
+    /// directory must exist.
+    pub fn new(log: &SerialLog, from_offset: Option<u64>) -> io::Result<Self> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        // Watch the directory before the first look at the file, so a log
+        // created in between is not missed.
+        inotify.add_watch(
+            log.run_dir(),
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
+        )?;
+        Ok(Self {
+            path: log.path.clone(),
+            inotify,
+            follower: Follower::new(from_offset.unwrap_or(0)),
+        })
+    }
+
+    /// Reads what the log gained since the last call and returns the first
+    /// complete line that matches, if any. Never blocks.
+    pub fn next_match(&mut self, pattern: &Regex) -> io::Result<Option<String>> {
+        // Which event woke the caller does not matter: `sync` re-examines
+        // the log. Draining first means a write after this point queues a
+        // new event, so nothing written is left unnoticed.
+        drain(&self.inotify)?;
+        self.follower.sync(&self.inotify, &self.path, pattern)
+    }
+}
+
+impl AsFd for LineFollower {
+    /// Readable when the log (or its directory) changed.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+}
+
+/// Incremental reader state for [`LineFollower`].
+#[derive(Debug)]
 struct Follower {
     /// The open log, its inode, and the watch on it.
     file: Option<(File, (u64, u64), WatchDescriptor)>,
