@@ -340,3 +340,94 @@ fn an_uplink_needs_802_1q_and_is_refused_clearly_without_it() {
     assert!(err.to_string().contains("802.1Q") && err.to_string().contains("eth0.100"), "{err}");
     assert_eq!(snapshot(&vman), before);
 }
+
+#[test]
+fn unusable_subnets_and_leading_zeros_are_refused_and_change_nothing() {
+    let (_dir, vman) = open();
+    base(&vman);
+    for cidr in ["127.0.0.0/8", "127.0.0.0/24", "0.0.0.0/8", "169.254.0.0/16", "169.254.3.0/24", "224.0.0.0/8", "239.1.0.0/16", "240.0.0.0/8", "255.255.255.0/24", "96.0.0.0/3"] {
+        let err = vman.create_network(&NetworkSpec::new("n9", 9, cidr)).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{cidr}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&NetworkSpec::new("n9", 9, cidr)));
+    }
+    let zeros = [
+        NetworkSpec::new("n9", 9, "10.010.0.0/24"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/024"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.9.0.01"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").reserve("10.9.0.2-10.9.0.09"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").dns("1.1.1.01"),
+    ];
+    for spec in zeros {
+        let err = vman.create_network(&spec).unwrap_err();
+        assert!(err.to_string().contains("leading zero"), "{spec:?}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&spec));
+    }
+    let nic = VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.050"));
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&nic));
+    // The same addresses written plainly are fine.
+    vman.create_network(&NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.9.0.1").reserve("10.9.0.2-10.9.0.9").dns("1.1.1.1")).unwrap();
+    assert_eq!(vman.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.50"))).unwrap().nics[0].ip.to_string(), "10.100.0.50");
+}
+
+#[test]
+fn a_subnet_overlapping_a_live_network_is_refused_naming_it() {
+    let (_dir, vman) = open();
+    base(&vman); // lan: 10.100.0.0/24
+    for cidr in ["10.100.0.0/24", "10.100.0.0/16", "10.100.0.128/25", "10.0.0.0/8"] {
+        let err = vman.create_network(&NetworkSpec::new("other", 9, cidr)).unwrap_err();
+        assert!(err.to_string().contains("\"lan\"") && err.to_string().contains("10.100.0.0/24"), "{cidr}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_network(&NetworkSpec::new("other", 9, cidr)));
+    }
+    // Neighbours do not overlap; a deleted network no longer counts.
+    vman.create_network(&NetworkSpec::new("below", 9, "10.99.255.0/24")).unwrap();
+    vman.create_network(&NetworkSpec::new("above", 10, "10.100.1.0/24")).unwrap();
+    vman.delete_network("lan").unwrap();
+    vman.create_network(&NetworkSpec::new("other", 11, "10.100.0.0/25")).unwrap();
+}
+
+#[test]
+fn overlapping_creates_racing_on_two_connections_never_both_win() {
+    let (_dir, first) = open();
+    let second = Manager::open(first.state_dir(), &OpenOptions::default()).unwrap();
+    let managers = [first, second];
+    let barrier = std::sync::Barrier::new(2);
+    let rounds = 30u16;
+    let outcomes: Vec<Vec<Result<(), ErrorKind>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = managers
+            .iter()
+            .enumerate()
+            .map(|(t, vman)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    (1..=rounds)
+                        .map(|round| {
+                            // Different names and VLANs; only the subnets collide
+                            // (a /24 inside the other thread's /16).
+                            let spec = if t == 0 {
+                                NetworkSpec::new(format!("a{round}"), 100 + round, format!("10.{round}.7.0/24"))
+                            } else {
+                                NetworkSpec::new(format!("b{round}"), 1000 + round, format!("10.{round}.0.0/16"))
+                            };
+                            barrier.wait();
+                            vman.create_network(&spec).map(drop).map_err(|e| e.kind())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut wins = [0; 2];
+    for round in 0..usize::from(rounds) {
+        let (a, b) = (&outcomes[0][round], &outcomes[1][round]);
+        match (a, b) {
+            (Ok(()), Err(ErrorKind::AlreadyExists)) => wins[0] += 1,
+            (Err(ErrorKind::AlreadyExists), Ok(())) => wins[1] += 1,
+            other => panic!("round {round}: exactly one create must win, got {other:?}"),
+        }
+    }
+    eprintln!("overlap race: first thread won {} rounds, second {}", wins[0], wins[1]);
+    let networks = managers[0].networks().unwrap();
+    assert_eq!(networks.len(), usize::from(rounds));
+}
+
