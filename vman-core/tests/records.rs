@@ -431,3 +431,53 @@ fn overlapping_creates_racing_on_two_connections_never_both_win() {
     assert_eq!(networks.len(), usize::from(rounds));
 }
 
+#[test]
+fn bad_open_options_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let bad = [
+        OpenOptions { busy_timeout_ms: 0, ..OpenOptions::default() },
+        OpenOptions { busy_timeout_ms: vman_core::MAX_BUSY_TIMEOUT_MS + 1, ..OpenOptions::default() },
+        OpenOptions { busy_timeout_ms: u64::MAX, ..OpenOptions::default() },
+        OpenOptions { qemu_binary: "".into(), ..OpenOptions::default() },
+        OpenOptions { dnsmasq_binary: "".into(), ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: 0, ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: vman_core::MIN_SERIAL_LOG_CAP_BYTES - 1, ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: vman_core::MAX_SERIAL_LOG_CAP_BYTES + 1, ..OpenOptions::default() },
+    ];
+    for options in bad {
+        let err = Manager::open(&state, &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{options:?}: {err}");
+        assert!(!state.exists(), "{options:?} created the state directory");
+    }
+    // The setters refuse the same values and leave the options as they were.
+    let mut options = OpenOptions::default();
+    assert_eq!(options.set_busy_timeout_ms(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_serial_log_cap_bytes(4095).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_qemu_binary("").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_dnsmasq_binary("").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options, OpenOptions::default());
+    // The limits themselves are accepted.
+    options.set_busy_timeout_ms(1).unwrap().set_serial_log_cap_bytes(vman_core::MIN_SERIAL_LOG_CAP_BYTES).unwrap();
+    options.set_qemu_binary("/usr/bin/qemu-system-x86_64").unwrap().set_dnsmasq_binary("dnsmasq").unwrap();
+    Manager::open(&state, &options).unwrap();
+}
+
+#[test]
+fn a_state_directory_too_long_for_socket_paths_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_string_lossy().into_owned();
+    let of_len = |len: usize| std::path::PathBuf::from(format!("{base}/{}", "d".repeat(len - base.len() - 1)));
+    let long = of_len(108);
+    let err = Manager::open(&long, &OpenOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!long.exists(), "the refused state directory was created");
+    // The message names the longest directory that fits; one byte more is refused, that one opens.
+    let text = err.to_string();
+    assert!(text.contains(&*long.to_string_lossy()), "{text}");
+    let fits: usize = text.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{text}"));
+    assert!((60..108).contains(&fits), "{text}");
+    assert_eq!(Manager::open(of_len(fits + 1), &OpenOptions::default()).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert!(!of_len(fits + 1).exists());
+    Manager::open(of_len(fits), &OpenOptions::default()).unwrap();
+}

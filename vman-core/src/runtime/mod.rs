@@ -53,9 +53,6 @@ impl Runtime {
                 .create(dir)
                 .map_err(|e| Error::io("create", dir, e))?;
         }
-        if options.serial_log_cap_bytes < 4096 {
-            return Err(Error::invalid("serial log cap", format!("{} bytes is below the 4096-byte minimum", options.serial_log_cap_bytes)));
-        }
         Ok(Runtime {
             qemu: options.qemu_binary.clone(),
             dnsmasq: find_in_sbin(&options.dnsmasq_binary),
