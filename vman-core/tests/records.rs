@@ -418,8 +418,7 @@ fn overlapping_creates_racing_on_two_connections_never_both_win() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut wins = [0; 2];
-    for round in 0..usize::from(rounds) {
-        let (a, b) = (&outcomes[0][round], &outcomes[1][round]);
+    for (round, (a, b)) in outcomes[0].iter().zip(&outcomes[1]).enumerate() {
         match (a, b) {
             (Ok(()), Err(ErrorKind::AlreadyExists)) => wins[0] += 1,
             (Err(ErrorKind::AlreadyExists), Ok(())) => wins[1] += 1,
@@ -427,6 +426,7 @@ fn overlapping_creates_racing_on_two_connections_never_both_win() {
         }
     }
     eprintln!("overlap race: first thread won {} rounds, second {}", wins[0], wins[1]);
+    assert_eq!(outcomes[0].len(), usize::from(rounds));
     let networks = managers[0].networks().unwrap();
     assert_eq!(networks.len(), usize::from(rounds));
 }
