@@ -1,6 +1,7 @@
 //! The Python module `vman._vman` over `vman-core`. It maps; it never
 //! decides: validation and every rule live in vman-core.
 
+mod args;
 mod errors;
 mod manager;
 mod records;
