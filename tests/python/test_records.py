@@ -1,6 +1,7 @@
 """Templates, networks, allocation, VM records and history via `import vman`."""
 
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -453,3 +454,61 @@ def test_live_and_history_events_are_equal(base):
     stored = base.recent_events(1)[0]
     assert live == stored and hash(live) == hash(stored)
     assert json.loads(live.details_json) == stored.details
+
+
+# ----- logging, not printing -------------------------------------------------
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def _world_writable(path: Path) -> Path:
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
+def test_core_warnings_reach_the_vman_logger(tmp_path):
+    logger = logging.getLogger("vman")
+    handler, level = _Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        vman.Manager(tmp_path / "fresh")  # migrations log at INFO
+        vman.Manager(_world_writable(tmp_path / "shared"))  # warns
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    names = {r.name for r in handler.records}
+    assert names and all(n == "vman" or n.startswith("vman.") for n in names), names
+    assert "vman.store" in names, names
+    warnings = [r for r in handler.records if r.levelno == logging.WARNING]
+    assert [r.name for r in warnings] == ["vman.manager"], [(r.name, r.getMessage()) for r in handler.records]
+    assert "writable by other users" in warnings[0].getMessage()
+
+
+_OPEN_SHARED = """
+import logging, os, sys
+if sys.argv[2] == "configured":
+    logging.basicConfig(format="%(name)s %(levelname)s %(message)s")
+import vman
+os.mkdir(sys.argv[1]); os.chmod(sys.argv[1], 0o777)
+vman.Manager(sys.argv[1])
+"""
+
+
+def test_nothing_reaches_stderr_without_logging_configured(tmp_path):
+    run = lambda d, mode: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _OPEN_SHARED, str(tmp_path / d), mode], capture_output=True, text=True, timeout=60)
+    # With logging configured, the warning is there (so the silence below means something) ...
+    shown = run("a", "configured")
+    assert shown.returncode == 0 and "vman.manager WARNING" in shown.stderr and "writable" in shown.stderr, shown.stderr
+    # ... and with none, the library prints nothing at all.
+    quiet = run("b", "unconfigured")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and quiet.stdout == ""

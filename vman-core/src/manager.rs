@@ -245,6 +245,7 @@ impl Manager {
             .mode(0o700)
             .create(state_dir)
             .map_err(|e| Error::io("create state directory", state_dir, e))?;
+        warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
         let runtime = Runtime::new(state_dir, options)?;
         let inner = Arc::new(Inner { state_dir: state_dir.to_path_buf(), store, actor: Actor::current(), runtime, bus: EventBus::default() });
@@ -425,6 +426,19 @@ fn fresh_mac(tx: &rusqlite::Transaction<'_>) -> Result<MacAddr> {
         }
     }
     Err(Error::Internal("no unused MAC address found under 52:54:00 after 8 tries".into()))
+}
+
+/// A new state directory is made 0700, but one that already existed keeps
+/// its mode: say so if users other than its owner can write there, where
+/// they could replace VMs' run files and sockets.
+fn warn_if_writable_by_others(state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(state_dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            log::warn!("state directory {} is writable by other users (mode {mode:o}); they could tamper with its VMs", state_dir.display());
+        }
+    }
 }
 
 fn check_limit(limit: u32) -> Result<()> {
