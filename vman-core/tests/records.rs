@@ -481,3 +481,22 @@ fn a_state_directory_too_long_for_socket_paths_is_refused_at_open() {
     assert!(!of_len(fits + 1).exists());
     Manager::open(of_len(fits), &OpenOptions::default()).unwrap();
 }
+
+#[test]
+fn records_compare_and_hash_by_value() {
+    let (_dir, vman) = open();
+    base(&vman);
+    vman.create_vm(&VmSpec::new("web1", "small").nic("lan")).unwrap();
+    let (first, second) = (vman.vm("web1").unwrap(), vman.vm("web1").unwrap());
+    assert_eq!(first, second);
+    let set: HashSet<_> = [first.clone(), second].into_iter().collect();
+    assert_eq!(set.len(), 1);
+    vman.create_vm(&VmSpec::new("web2", "small").nic("lan")).unwrap();
+    assert!(!set.contains(&vman.vm("web2").unwrap()));
+    let events: HashSet<_> = vman.recent_events(100).unwrap().into_iter().chain(vman.recent_events(100).unwrap()).collect();
+    assert_eq!(events.len(), vman.recent_events(100).unwrap().len());
+    let networks: HashSet<_> = [vman.network("lan").unwrap(), vman.networks().unwrap().remove(0)].into_iter().collect();
+    assert_eq!(networks.len(), 1);
+    assert_eq!(vman.template("small").unwrap(), vman.templates().unwrap()[0]);
+    assert_eq!(vman.reconcile().unwrap(), vman.reconcile().unwrap());
+}
