@@ -560,7 +560,8 @@ VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 
 /*
  How long a write waits for another thread's or process's lock (default
- 10000 ms).
+ 10000 ms; 1 to 3600000). Out of range: VMAN_STATUS_INVALID_ARGUMENT and
+ the options are unchanged.
 
  # Safety
  `options` must be NULL or a live options handle not used concurrently.
@@ -578,7 +579,8 @@ VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options
 VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
 
 /*
- The QEMU binary (default "qemu-system-x86_64", looked up in PATH).
+ The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
+ absolute). An empty path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 
  # Safety
  As `vman_open_options_set_accel`.
@@ -595,7 +597,8 @@ VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, co
 VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
 
 /*
- The DHCP server binary of bridged networks (default "dnsmasq").
+ The DHCP server binary of bridged networks (default "dnsmasq"). An empty
+ path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 
  # Safety
  As `vman_open_options_set_accel`.
@@ -603,7 +606,8 @@ VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const 
 VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options, const char *path);
 
 /*
- The size at which a VM's serial log is rotated (default 4 MiB).
+ The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
+ to 1 TiB). Out of range: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 
  # Safety
  `options` NULL or a live handle not used concurrently.
@@ -620,7 +624,9 @@ void vman_open_options_free(struct VmanOpenOptions *options);
 
 /*
  Opens `state_dir` (created with mode 0700 if missing) and its database,
- and adopts the VMs that are still running there.
+ and adopts the VMs that are still running there. A state directory too
+ long for unix socket paths under it is VMAN_STATUS_INVALID_ARGUMENT, and
+ nothing is created.
  `options` may be NULL for the defaults. On success `*out` owns a manager
  to free with `vman_manager_free`; on failure `*out` is untouched.
 

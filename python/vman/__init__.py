@@ -6,6 +6,8 @@
 Template(name="small", vcpus=1, memory_mib=512, disk_gib=10)
 """
 
+import logging as _logging
+
 from . import _errors
 from ._errors import *  # noqa: F403 (the exception tree; names in _errors.__all__)
 from ._vman import (
@@ -26,6 +28,11 @@ from ._vman import (
     __version__,
     default_state_dir,
 )
+
+# A library logs and never prints: vman's records (logger "vman" and its
+# children, e.g. "vman.reconcile") go where the application's logging config
+# sends them, and nowhere when there is none (no "lastResort" to stderr).
+_logging.getLogger("vman").addHandler(_logging.NullHandler())
 
 __all__ = [
     "__version__",

@@ -272,6 +272,86 @@ static void test_vms_and_history(void) {
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_recent_events(mgr, 0, &events));
 }
 
+/* Expects vman_network_create to refuse `cidr` (and gateway, reserved, dns
+ * when given) with `status`, the message holding `needle`. */
+static void refuse_network(VmanStatus status, const char *cidr, const char *gateway, const char *reserved,
+                           const char *dns, const char *needle) {
+  VmanNetworkSpec *spec = NULL;
+  OK(vman_network_spec_new("refused", 78, cidr, &spec));
+  if (gateway) OK(vman_network_spec_set_gateway(spec, gateway));
+  if (reserved) OK(vman_network_spec_add_reserved(spec, reserved));
+  if (dns) OK(vman_network_spec_add_dns(spec, dns));
+  EXPECT(status, vman_network_create(mgr, spec, NULL));
+  if (strstr(vman_last_error_message(), needle) == NULL) {
+    fprintf(stderr, "%s: message lacks \"%s\": %s\n", cidr, needle, vman_last_error_message());
+    exit(1);
+  }
+  vman_network_spec_free(spec);
+}
+
+static void test_network_rules(void) {
+  size_t events;
+  VmanVmSpec *spec = NULL;
+  make_network("ovl", 77, "10.77.0.0/24", NULL);
+  events = count_events();
+  /* Blocks a bridge must never carry, also when a subnet merely reaches in. */
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "127.0.0.0/8", NULL, NULL, NULL, "loopback");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "0.0.0.0/8", NULL, NULL, NULL, "0.0.0.0/8");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "169.254.0.0/16", NULL, NULL, NULL, "link-local");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "224.1.0.0/16", NULL, NULL, NULL, "multicast");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "255.255.255.0/24", NULL, NULL, NULL, "reserved");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "96.0.0.0/3", NULL, NULL, NULL, "127.0.0.0/8");
+  /* Leading zeros, which other parsers read as octal, wherever an address is given. */
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "10.078.0.0/24", NULL, NULL, NULL, "leading zero");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "10.78.0.0/024", NULL, NULL, NULL, "leading zero");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "10.78.0.0/24", "10.78.0.01", NULL, NULL, "leading zero");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "10.78.0.0/24", NULL, "10.78.0.2-10.78.0.09", NULL, "leading zero");
+  refuse_network(VMAN_STATUS_INVALID_ARGUMENT, "10.78.0.0/24", NULL, NULL, "8.8.8.08", "leading zero");
+  /* A subnet sharing any address with a live network's, named in the message. */
+  refuse_network(VMAN_STATUS_ALREADY_EXISTS, "10.77.0.0/24", NULL, NULL, NULL, "\"ovl\"");
+  refuse_network(VMAN_STATUS_ALREADY_EXISTS, "10.77.0.128/25", NULL, NULL, NULL, "\"ovl\"");
+  refuse_network(VMAN_STATUS_ALREADY_EXISTS, "10.0.0.0/8", NULL, NULL, NULL, "overlaps");
+  OK(vman_vm_spec_new("zeros", "small", &spec));
+  OK(vman_vm_spec_add_nic(spec, "ovl", "10.77.0.010", NULL));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_create(mgr, spec, NULL));
+  CHECK(strstr(vman_last_error_message(), "leading zero") != NULL);
+  vman_vm_spec_free(spec);
+  CHECK(count_events() == events);
+  make_network("next-door", 78, "10.78.0.0/24", NULL);
+}
+
+/* Bad options are refused by the setter itself, leaving the options usable;
+ * a state directory too long for socket paths is refused before it exists. */
+static void test_open_options(const char *dir) {
+  VmanOpenOptions *options = NULL;
+  VmanManager *other = (VmanManager *)&options; /* sentinel: must stay as is */
+  char long_dir[256];
+  size_t len;
+  OK(vman_open_options_new(&options));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_busy_timeout_ms(options, 0));
+  CHECK(strstr(vman_last_error_message(), "busy timeout") != NULL);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_busy_timeout_ms(options, 3600001));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_busy_timeout_ms(options, UINT64_MAX));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_qemu_binary(options, ""));
+  CHECK(strstr(vman_last_error_message(), "QEMU binary") != NULL);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_dnsmasq_binary(options, ""));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_serial_log_cap(options, 0));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_serial_log_cap(options, 4095));
+  CHECK(strstr(vman_last_error_message(), "serial log cap") != NULL);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_serial_log_cap(options, UINT64_MAX));
+  OK(vman_open_options_set_serial_log_cap(options, 4096));
+  OK(vman_open_options_set_busy_timeout_ms(options, 1));
+
+  len = (size_t)snprintf(long_dir, sizeof long_dir, "%s/", dir);
+  while (len < 120) long_dir[len++] = 'd';
+  long_dir[len] = 0;
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_manager_open(long_dir, options, &other));
+  CHECK(strstr(vman_last_error_message(), "at most") != NULL);
+  CHECK(other == (VmanManager *)&options);
+  CHECK(access(long_dir, F_OK) != 0); /* nothing was created */
+  vman_open_options_free(options);
+}
+
 int main(int argc, char **argv) {
   VmanOpenOptions *options = NULL;
   CHECK(argc == 2);
@@ -286,6 +366,8 @@ int main(int argc, char **argv) {
   test_bad_input_changes_nothing();
   test_allocation();
   test_vms_and_history();
+  test_network_rules();
+  test_open_options(argv[1]);
 
   vman_manager_free(mgr);
   puts("records: all checks passed");

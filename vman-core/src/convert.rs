@@ -10,6 +10,25 @@ pub fn int_arg<T: TryFrom<i64>>(what: &'static str, value: i64) -> Result<T> {
     T::try_from(value).map_err(|_| Error::invalid(what, format!("{value} is out of range")))
 }
 
+/// An integer from a language whose integers are unbounded (Python): its
+/// value when it fits in 128 bits, which covers every vman field with room
+/// to spare, else only that it is huge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WideInt {
+    Fits(i128),
+    Huge,
+}
+
+/// Converts an unbounded caller's integer to the field's type, or answers
+/// [`crate::ErrorKind::InvalidArgument`] naming the field, however large
+/// or negative it was (Python's `2**64` lands here, not in `OverflowError`).
+pub fn wide_int_arg<T: TryFrom<i128>>(what: &'static str, value: WideInt) -> Result<T> {
+    match value {
+        WideInt::Fits(v) => T::try_from(v).map_err(|_| Error::invalid(what, format!("{v} is out of range"))),
+        WideInt::Huge => Err(Error::invalid(what, "the number is out of range")),
+    }
+}
+
 /// Converts seconds from a caller (Python floats) into a duration, refusing
 /// negative, NaN and absurd values with [`crate::ErrorKind::InvalidArgument`].
 pub fn seconds_arg(what: &'static str, seconds: f64) -> Result<std::time::Duration> {
@@ -37,6 +56,19 @@ mod tests {
         assert_eq!(int_arg::<u32>("vcpus", 4).unwrap(), 4);
         assert_eq!(int_arg::<u32>("vcpus", -1).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
         assert_eq!(int_arg::<u16>("VLAN id", 70_000).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn unbounded_integers_beyond_any_field_are_invalid_arguments() {
+        assert_eq!(wide_int_arg::<u64>("cap", WideInt::Fits(4096)).unwrap(), 4096);
+        assert_eq!(wide_int_arg::<u64>("cap", WideInt::Fits(1 << 63)).unwrap(), 1 << 63);
+        for v in [1i128 << 64, -(1i128 << 63) - 1, -1] {
+            let err = wide_int_arg::<u64>("cap", WideInt::Fits(v)).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+            assert!(err.to_string().contains(&v.to_string()), "{err}");
+        }
+        assert_eq!(wide_int_arg::<i64>("id", WideInt::Fits(i128::from(i64::MAX) + 1)).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        assert_eq!(wide_int_arg::<u16>("VLAN id", WideInt::Huge).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
     }
 
     #[test]

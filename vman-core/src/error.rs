@@ -20,7 +20,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The named template, network, VM or allocation does not exist.
     NotFound,
-    /// An object with that name, VLAN id, address or MAC already exists.
+    /// An object with that name, VLAN id, address or MAC already exists, or
+    /// a network's subnet overlaps an existing network's.
     AlreadyExists,
     /// The object is still used by another and cannot be deleted.
     InUse,
@@ -88,6 +89,10 @@ pub enum Error {
     #[error("A {kind} with {field} {value:?} already exists")]
     AlreadyExists { kind: &'static str, field: &'static str, value: String },
 
+    /// A new network's subnet shares addresses with a live network's.
+    #[error("CIDR {cidr} overlaps {other_cidr} of network {other:?}")]
+    Overlap { cidr: String, other: String, other_cidr: String },
+
     #[error("{kind} {name:?} is in use by {user}")]
     InUse { kind: &'static str, name: String, user: String },
 
@@ -152,7 +157,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. } | Error::Overlap { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
             Error::InvalidTransition { .. } | Error::InvalidState { .. } => ErrorKind::InvalidState,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// What kind of object an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     Template,
@@ -26,7 +26,7 @@ impl ObjectKind {
 }
 
 /// One entry of the history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Event {
     /// Increases with every event in a store.
     pub id: i64,

@@ -51,7 +51,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
 pub use host_network::{NetworkMode, SSH_PORT};
 pub use mac::MacAddr;
-pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};
+pub use manager::{
+    MAX_BUSY_TIMEOUT_MS, MAX_EVENT_LIMIT, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, Manager, OpenOptions, default_state_dir,
+};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use network::{AddrRange, Network, NetworkSpec};
 pub use reconcile::{Drift, ReconcileReport};

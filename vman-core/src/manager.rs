@@ -15,6 +15,7 @@ use crate::mac::MacAddr;
 use crate::network::{Network, NetworkSpec};
 use crate::state::VmState;
 use crate::host_network::NetworkMode;
+use crate::runtime::process::RunPaths;
 use crate::runtime::{Accel, Runtime};
 use crate::store::{self, ProcessFacts, Store, now_ms};
 use crate::template::{Template, TemplateSpec};
@@ -57,6 +58,87 @@ impl Default for OpenOptions {
             qemu_user: None,
         }
     }
+}
+
+/// The shortest serial log cap: rotation keeps half of it, and less than
+/// a page of output is not worth keeping.
+pub const MIN_SERIAL_LOG_CAP_BYTES: u64 = 4096;
+/// The largest serial log cap (1 TiB): a cap is there so a chatty guest
+/// cannot fill the disk; beyond this it is a unit mistake.
+pub const MAX_SERIAL_LOG_CAP_BYTES: u64 = 1 << 40;
+/// The longest busy timeout (an hour). Zero is refused too: it would make
+/// every write fail as soon as another thread or process writes.
+pub const MAX_BUSY_TIMEOUT_MS: u64 = 3_600_000;
+
+impl OpenOptions {
+    /// Checks every field, as [`Manager::open`] does before it touches the
+    /// disk. The `set_*` methods check one field each, so a bad value is
+    /// refused where it is given (the C option setters use them).
+    pub fn validate(&self) -> Result<()> {
+        check_busy_timeout_ms(self.busy_timeout_ms)?;
+        check_binary("QEMU binary", &self.qemu_binary)?;
+        check_serial_log_cap(self.serial_log_cap_bytes)?;
+        check_binary("dnsmasq binary", &self.dnsmasq_binary)
+    }
+
+    /// Sets [`busy_timeout_ms`](Self::busy_timeout_ms): 1..=[`MAX_BUSY_TIMEOUT_MS`].
+    pub fn set_busy_timeout_ms(&mut self, ms: u64) -> Result<&mut Self> {
+        check_busy_timeout_ms(ms)?;
+        self.busy_timeout_ms = ms;
+        Ok(self)
+    }
+
+    /// Sets [`qemu_binary`](Self::qemu_binary): a non-empty path or program name.
+    pub fn set_qemu_binary(&mut self, path: impl Into<PathBuf>) -> Result<&mut Self> {
+        let path = path.into();
+        check_binary("QEMU binary", &path)?;
+        self.qemu_binary = path;
+        Ok(self)
+    }
+
+    /// Sets [`serial_log_cap_bytes`](Self::serial_log_cap_bytes):
+    /// [`MIN_SERIAL_LOG_CAP_BYTES`]..=[`MAX_SERIAL_LOG_CAP_BYTES`].
+    pub fn set_serial_log_cap_bytes(&mut self, bytes: u64) -> Result<&mut Self> {
+        check_serial_log_cap(bytes)?;
+        self.serial_log_cap_bytes = bytes;
+        Ok(self)
+    }
+
+    /// Sets [`dnsmasq_binary`](Self::dnsmasq_binary): a non-empty path or program name.
+    pub fn set_dnsmasq_binary(&mut self, path: impl Into<PathBuf>) -> Result<&mut Self> {
+        let path = path.into();
+        check_binary("dnsmasq binary", &path)?;
+        self.dnsmasq_binary = path;
+        Ok(self)
+    }
+}
+
+fn check_busy_timeout_ms(ms: u64) -> Result<()> {
+    if !(1..=MAX_BUSY_TIMEOUT_MS).contains(&ms) {
+        return Err(Error::invalid("busy timeout", format!("{ms} ms is outside 1..={MAX_BUSY_TIMEOUT_MS} ms")));
+    }
+    Ok(())
+}
+
+fn check_serial_log_cap(bytes: u64) -> Result<()> {
+    if !(MIN_SERIAL_LOG_CAP_BYTES..=MAX_SERIAL_LOG_CAP_BYTES).contains(&bytes) {
+        return Err(Error::invalid(
+            "serial log cap",
+            format!("{bytes} bytes is outside {MIN_SERIAL_LOG_CAP_BYTES}..={MAX_SERIAL_LOG_CAP_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_binary(what: &'static str, path: &Path) -> Result<()> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.is_empty() {
+        return Err(Error::invalid(what, "must not be empty"));
+    }
+    if bytes.contains(&0) {
+        return Err(Error::invalid(what, "must not contain NUL"));
+    }
+    Ok(())
 }
 
 /// Where vman keeps state when the embedding program names no directory:
@@ -161,11 +243,15 @@ impl Manager {
         if state_dir.as_os_str().is_empty() {
             return Err(Error::invalid("state directory", "must not be empty"));
         }
+        // Everything a caller can get wrong is refused before the disk is touched.
+        options.validate()?;
+        RunPaths::check_state_dir(state_dir)?;
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(state_dir)
             .map_err(|e| Error::io("create state directory", state_dir, e))?;
+        warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
         let runtime = Runtime::new(state_dir, options)?;
         let inner = Arc::new(Inner { state_dir: state_dir.to_path_buf(), store, actor: Actor::current(), runtime, bus: EventBus::default() });
@@ -346,6 +432,19 @@ fn fresh_mac(tx: &rusqlite::Transaction<'_>) -> Result<MacAddr> {
         }
     }
     Err(Error::Internal("no unused MAC address found under 52:54:00 after 8 tries".into()))
+}
+
+/// A new state directory is made 0700, but one that already existed keeps
+/// its mode: say so if users other than its owner can write there, where
+/// they could replace VMs' run files and sockets.
+fn warn_if_writable_by_others(state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(state_dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            log::warn!("state directory {} is writable by other users (mode {mode:o}); they could tamper with its VMs", state_dir.display());
+        }
+    }
 }
 
 fn check_limit(limit: u32) -> Result<()> {

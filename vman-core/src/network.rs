@@ -131,7 +131,7 @@ pub(crate) struct NetworkPlan {
 }
 
 /// A stored network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Network {
     pub id: i64,
     pub name: String,
@@ -165,7 +165,7 @@ impl Network {
 }
 
 /// An inclusive range of IPv4 addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct AddrRange {
     pub first: Ipv4Addr,
     pub last: Ipv4Addr,
@@ -205,20 +205,78 @@ impl FromStr for AddrRange {
     }
 }
 
+/// Address blocks a VLAN's subnet must not touch, and why: vman puts the
+/// gateway on a host bridge, and an address from these blocks there breaks
+/// the host (loopback, link-local routes) or can never be a host's.
+/// (`new_assert` checks each prefix at compile time.)
+const UNUSABLE_BLOCKS: [(Ipv4Net, &str); 5] = [
+    (Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8), "\"this network\", never a host's address"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8), "loopback"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16), "link-local; a gateway there breaks the host's link-local routes"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4), "multicast"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4), "reserved, with the limited broadcast address"),
+];
+
+/// Parses a dotted-quad IPv4 address. The one parser for every address a
+/// caller gives vman (CIDRs, gateways, reservations, DNS servers, NIC
+/// addresses), so all of them refuse the same things.
 pub(crate) fn parse_ipv4(what: &'static str, text: &str) -> Result<Ipv4Addr> {
+    refuse_leading_zeros(what, text)?;
     Ipv4Addr::from_str(text).map_err(|_| Error::invalid(what, format!("{text:?} is not an IPv4 address")))
 }
 
+/// `010` is 10 to vman but 8 to inet_aton, ping and many other parsers:
+/// refused, so an address never means two things. (Rust's `Ipv4Addr`
+/// refuses it too, but silently; `ipnet` accepts it as decimal.)
+fn refuse_leading_zeros(what: &'static str, text: &str) -> Result<()> {
+    let octal_like = |part: &str| part.len() > 1 && part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit());
+    match text.split('.').find(|part| octal_like(part)) {
+        Some(part) => Err(Error::invalid(what, format!("{text:?} has a leading zero in {part:?}, which other tools read as octal"))),
+        None => Ok(()),
+    }
+}
+
 fn parse_cidr(text: &str) -> Result<Ipv4Net> {
-    let net = Ipv4Net::from_str(text)
-        .map_err(|_| Error::invalid("CIDR", format!("{text:?} is not an IPv4 CIDR like 10.0.0.0/24")))?;
+    let malformed = || Error::invalid("CIDR", format!("{text:?} is not an IPv4 CIDR like 10.0.0.0/24"));
+    let (addr, prefix) = text.split_once('/').ok_or_else(malformed)?;
+    refuse_leading_zeros("CIDR", addr)?;
+    let addr = Ipv4Addr::from_str(addr).map_err(|_| malformed())?;
+    // Decimal digits only: no sign, no spaces, no leading zero ("/024").
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    if prefix.len() > 1 && prefix.starts_with('0') {
+        return Err(Error::invalid("CIDR", format!("{text:?} has a leading zero in its prefix length")));
+    }
+    if prefix.len() > 2 {
+        return Err(malformed());
+    }
+    let prefix: u8 = prefix.parse().map_err(|_| malformed())?;
+    let net = Ipv4Net::new(addr, prefix).map_err(|_| malformed())?;
     if net != net.trunc() {
         return Err(Error::invalid("CIDR", format!("{text} has host bits set; did you mean {}?", net.trunc())));
     }
+    refuse_unusable_blocks(net)?;
     if !(MIN_PREFIX..=MAX_PREFIX).contains(&net.prefix_len()) {
         return Err(Error::invalid("CIDR", format!("prefix /{} is outside /{MIN_PREFIX}../{MAX_PREFIX}", net.prefix_len())));
     }
     Ok(net)
+}
+
+/// Refuses a subnet that overlaps any of [`UNUSABLE_BLOCKS`], whether it lies
+/// inside one or merely reaches into one (`96.0.0.0/3` holds 127.0.0.0/8).
+fn refuse_unusable_blocks(net: Ipv4Net) -> Result<()> {
+    for (block, why) in UNUSABLE_BLOCKS {
+        if overlaps(net, block) {
+            return Err(Error::invalid("CIDR", format!("{net} overlaps {block}, which is {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two subnets share an address.
+pub(crate) fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.network() <= b.broadcast() && b.network() <= a.broadcast()
 }
 
 fn first_host(cidr: Ipv4Net) -> Ipv4Addr {
@@ -317,6 +375,75 @@ mod tests {
             let err = bad.plan().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn subnets_touching_unusable_blocks_are_refused_with_the_reason() {
+        for (cidr, why) in [
+            ("0.0.0.0/8", "this network"),
+            ("0.1.2.0/24", "this network"),
+            ("127.0.0.0/8", "loopback"),
+            ("127.1.0.0/24", "loopback"),
+            ("169.254.0.0/16", "link-local"),
+            ("169.254.10.0/24", "link-local"),
+            ("169.0.0.0/8", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("239.255.255.0/24", "multicast"),
+            ("240.0.0.0/8", "reserved"),
+            ("255.255.255.0/24", "reserved"),
+            ("96.0.0.0/3", "loopback"), // merely reaches into 127.0.0.0/8
+            ("224.0.0.0/3", "multicast"),
+        ] {
+            let err = spec(cidr).plan().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{cidr}");
+            assert!(err.to_string().contains(why), "{cidr}: {err}");
+        }
+        // Neighbours of those blocks are fine.
+        for cidr in ["1.0.0.0/24", "126.255.255.0/24", "128.0.0.0/24", "169.253.0.0/16", "169.255.0.0/16", "223.255.255.0/24"] {
+            spec(cidr).plan().unwrap_or_else(|e| panic!("{cidr}: {e}"));
+        }
+    }
+
+    #[test]
+    fn leading_zeros_are_refused_wherever_an_address_is_parsed() {
+        let cases = [
+            spec("10.010.0.0/24"),
+            spec("010.0.0.0/24"),
+            spec("10.0.0.00/24"),
+            spec("10.0.0.0/024"),
+            spec("10.0.0.0/08"),
+            spec("10.0.0.0/24").gateway("10.0.0.01"),
+            spec("10.0.0.0/24").reserve("10.0.0.010"),
+            spec("10.0.0.0/24").reserve("10.0.0.5-10.0.0.09"),
+            spec("10.0.0.0/24").dns("08.8.8.8"),
+        ];
+        for bad in cases {
+            let err = bad.plan().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+            assert!(err.to_string().contains("leading zero"), "{bad:?}: {err}");
+        }
+        let err = parse_ipv4("IP address", "10.0.0.010").unwrap_err();
+        assert!(err.to_string().contains("leading zero") && err.to_string().contains("octal"), "{err}");
+        // A lone zero is a zero, not a leading one.
+        assert_eq!(parse_ipv4("IP address", "10.0.0.0").unwrap(), Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn malformed_cidrs_are_refused() {
+        for text in ["10.0.0.0/", "/24", "10.0.0.0/+24", "10.0.0.0/ 24", " 10.0.0.0/24", "10.0.0.0/24 ", "10.0.0.0/33", "10.0.0.0/1x", "10.0.0/24", "10.0.0.0.0/24", "10.0.0.256/24"] {
+            assert_eq!(parse_cidr(text).unwrap_err().kind(), ErrorKind::InvalidArgument, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn overlap_is_any_shared_address() {
+        let net = |s: &str| parse_cidr(s).unwrap();
+        assert!(overlaps(net("10.0.0.0/16"), net("10.0.5.0/24")));
+        assert!(overlaps(net("10.0.5.0/24"), net("10.0.0.0/16")));
+        assert!(overlaps(net("10.0.0.0/24"), net("10.0.0.0/24")));
+        assert!(!overlaps(net("10.0.0.0/24"), net("10.0.1.0/24")));
+        assert!(!overlaps(net("10.0.0.0/25"), net("10.0.0.128/25")));
     }
 
     #[test]

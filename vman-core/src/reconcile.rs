@@ -21,7 +21,7 @@ use crate::store::{self, ProcessFacts};
 use crate::vm::Vm;
 
 /// One difference between the store and reality, and what was done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Drift {
     /// The VM's name, or the run directory's name for an unknown one.
     pub vm: String,
@@ -30,7 +30,7 @@ pub struct Drift {
 }
 
 /// What one reconciliation found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ReconcileReport {
     pub drifts: Vec<Drift>,
     /// VMs whose running QEMU this manager now supervises.

@@ -61,7 +61,7 @@ impl TemplateSpec {
 }
 
 /// A stored template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Template {
     pub id: i64,
     pub name: String,

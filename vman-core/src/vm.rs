@@ -78,7 +78,7 @@ impl VmSpec {
 pub const MAX_CMDLINE_LEN: usize = 2048;
 
 /// Direct kernel boot: QEMU loads the kernel (and initrd) itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootSpec {
     /// Absolute path of the kernel image on the host.
@@ -142,7 +142,7 @@ fn check_boot_file(what: &'static str, path: &str) -> Result<()> {
 }
 
 /// One NIC of a [`VmSpec`].
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NicSpec {
     pub network: String,
@@ -197,7 +197,7 @@ pub struct VmFilter {
 }
 
 /// A stored VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Vm {
     /// A UUIDv7: unique forever, sorts by creation time.
     pub id: String,
@@ -224,7 +224,7 @@ pub struct Vm {
 }
 
 /// A NIC of a stored VM, with its allocated address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Nic {
     /// Position on the VM, from 0; the guest sees NICs in this order.
     pub index: u32,
@@ -239,7 +239,7 @@ pub struct Nic {
 }
 
 /// A host port that reaches a guest port (user-mode networking).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct PortForward {
     pub nic_index: u32,
     pub guest_port: u16,
@@ -249,7 +249,7 @@ pub struct PortForward {
 }
 
 /// Who holds an address of a network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Allocation {
     pub network: String,
     pub ip: Ipv4Addr,

@@ -351,3 +351,163 @@ fn an_uplink_needs_802_1q_and_is_refused_clearly_without_it() {
     assert!(err.to_string().contains("802.1Q") && err.to_string().contains("eth0.100"), "{err}");
     assert_eq!(snapshot(&vman), before);
 }
+
+#[test]
+fn unusable_subnets_and_leading_zeros_are_refused_and_change_nothing() {
+    let (_dir, vman) = open();
+    base(&vman);
+    for cidr in ["127.0.0.0/8", "127.0.0.0/24", "0.0.0.0/8", "169.254.0.0/16", "169.254.3.0/24", "224.0.0.0/8", "239.1.0.0/16", "240.0.0.0/8", "255.255.255.0/24", "96.0.0.0/3"] {
+        let err = vman.create_network(&NetworkSpec::new("n9", 9, cidr)).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{cidr}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&NetworkSpec::new("n9", 9, cidr)));
+    }
+    let zeros = [
+        NetworkSpec::new("n9", 9, "10.010.0.0/24"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/024"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.9.0.01"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").reserve("10.9.0.2-10.9.0.09"),
+        NetworkSpec::new("n9", 9, "10.9.0.0/24").dns("1.1.1.01"),
+    ];
+    for spec in zeros {
+        let err = vman.create_network(&spec).unwrap_err();
+        assert!(err.to_string().contains("leading zero"), "{spec:?}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&spec));
+    }
+    let nic = VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.050"));
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&nic));
+    // The same addresses written plainly are fine.
+    vman.create_network(&NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.9.0.1").reserve("10.9.0.2-10.9.0.9").dns("1.1.1.1")).unwrap();
+    assert_eq!(vman.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.50"))).unwrap().nics[0].ip.to_string(), "10.100.0.50");
+}
+
+#[test]
+fn a_subnet_overlapping_a_live_network_is_refused_naming_it() {
+    let (_dir, vman) = open();
+    base(&vman); // lan: 10.100.0.0/24
+    for cidr in ["10.100.0.0/24", "10.100.0.0/16", "10.100.0.128/25", "10.0.0.0/8"] {
+        let err = vman.create_network(&NetworkSpec::new("other", 9, cidr)).unwrap_err();
+        assert!(err.to_string().contains("\"lan\"") && err.to_string().contains("10.100.0.0/24"), "{cidr}: {err}");
+        assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_network(&NetworkSpec::new("other", 9, cidr)));
+    }
+    // Neighbours do not overlap; a deleted network no longer counts.
+    vman.create_network(&NetworkSpec::new("below", 9, "10.99.255.0/24")).unwrap();
+    vman.create_network(&NetworkSpec::new("above", 10, "10.100.1.0/24")).unwrap();
+    vman.delete_network("lan").unwrap();
+    vman.create_network(&NetworkSpec::new("other", 11, "10.100.0.0/25")).unwrap();
+}
+
+#[test]
+fn overlapping_creates_racing_on_two_connections_never_both_win() {
+    let (_dir, first) = open();
+    let second = Manager::open(first.state_dir(), &OpenOptions::default()).unwrap();
+    let managers = [first, second];
+    let barrier = std::sync::Barrier::new(2);
+    let rounds = 30u16;
+    let outcomes: Vec<Vec<Result<(), ErrorKind>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = managers
+            .iter()
+            .enumerate()
+            .map(|(t, vman)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    (1..=rounds)
+                        .map(|round| {
+                            // Different names and VLANs; only the subnets collide
+                            // (a /24 inside the other thread's /16).
+                            let spec = if t == 0 {
+                                NetworkSpec::new(format!("a{round}"), 100 + round, format!("10.{round}.7.0/24"))
+                            } else {
+                                NetworkSpec::new(format!("b{round}"), 1000 + round, format!("10.{round}.0.0/16"))
+                            };
+                            barrier.wait();
+                            vman.create_network(&spec).map(drop).map_err(|e| e.kind())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut wins = [0; 2];
+    for (round, (a, b)) in outcomes[0].iter().zip(&outcomes[1]).enumerate() {
+        match (a, b) {
+            (Ok(()), Err(ErrorKind::AlreadyExists)) => wins[0] += 1,
+            (Err(ErrorKind::AlreadyExists), Ok(())) => wins[1] += 1,
+            other => panic!("round {round}: exactly one create must win, got {other:?}"),
+        }
+    }
+    eprintln!("overlap race: first thread won {} rounds, second {}", wins[0], wins[1]);
+    assert_eq!(outcomes[0].len(), usize::from(rounds));
+    let networks = managers[0].networks().unwrap();
+    assert_eq!(networks.len(), usize::from(rounds));
+}
+
+#[test]
+fn bad_open_options_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let bad = [
+        OpenOptions { busy_timeout_ms: 0, ..OpenOptions::default() },
+        OpenOptions { busy_timeout_ms: vman_core::MAX_BUSY_TIMEOUT_MS + 1, ..OpenOptions::default() },
+        OpenOptions { busy_timeout_ms: u64::MAX, ..OpenOptions::default() },
+        OpenOptions { qemu_binary: "".into(), ..OpenOptions::default() },
+        OpenOptions { dnsmasq_binary: "".into(), ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: 0, ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: vman_core::MIN_SERIAL_LOG_CAP_BYTES - 1, ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: vman_core::MAX_SERIAL_LOG_CAP_BYTES + 1, ..OpenOptions::default() },
+    ];
+    for options in bad {
+        let err = Manager::open(&state, &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{options:?}: {err}");
+        assert!(!state.exists(), "{options:?} created the state directory");
+    }
+    // The setters refuse the same values and leave the options as they were.
+    let mut options = OpenOptions::default();
+    assert_eq!(options.set_busy_timeout_ms(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_serial_log_cap_bytes(4095).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_qemu_binary("").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_dnsmasq_binary("").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options, OpenOptions::default());
+    // The limits themselves are accepted.
+    options.set_busy_timeout_ms(1).unwrap().set_serial_log_cap_bytes(vman_core::MIN_SERIAL_LOG_CAP_BYTES).unwrap();
+    options.set_qemu_binary("/usr/bin/qemu-system-x86_64").unwrap().set_dnsmasq_binary("dnsmasq").unwrap();
+    Manager::open(&state, &options).unwrap();
+}
+
+#[test]
+fn a_state_directory_too_long_for_socket_paths_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_string_lossy().into_owned();
+    let of_len = |len: usize| std::path::PathBuf::from(format!("{base}/{}", "d".repeat(len - base.len() - 1)));
+    let long = of_len(108);
+    let err = Manager::open(&long, &OpenOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!long.exists(), "the refused state directory was created");
+    // The message names the longest directory that fits; one byte more is refused, that one opens.
+    let text = err.to_string();
+    assert!(text.contains(&*long.to_string_lossy()), "{text}");
+    let fits: usize = text.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{text}"));
+    assert!((60..108).contains(&fits), "{text}");
+    assert_eq!(Manager::open(of_len(fits + 1), &OpenOptions::default()).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert!(!of_len(fits + 1).exists());
+    Manager::open(of_len(fits), &OpenOptions::default()).unwrap();
+}
+
+#[test]
+fn records_compare_and_hash_by_value() {
+    let (_dir, vman) = open();
+    base(&vman);
+    vman.create_vm(&VmSpec::new("web1", "small").nic("lan")).unwrap();
+    let (first, second) = (vman.vm("web1").unwrap(), vman.vm("web1").unwrap());
+    assert_eq!(first, second);
+    let set: HashSet<_> = [first.clone(), second].into_iter().collect();
+    assert_eq!(set.len(), 1);
+    vman.create_vm(&VmSpec::new("web2", "small").nic("lan")).unwrap();
+    assert!(!set.contains(&vman.vm("web2").unwrap()));
+    let events: HashSet<_> = vman.recent_events(100).unwrap().into_iter().chain(vman.recent_events(100).unwrap()).collect();
+    assert_eq!(events.len(), vman.recent_events(100).unwrap().len());
+    let networks: HashSet<_> = [vman.network("lan").unwrap(), vman.networks().unwrap().remove(0)].into_iter().collect();
+    assert_eq!(networks.len(), 1);
+    assert_eq!(vman.template("small").unwrap(), vman.templates().unwrap()[0]);
+    assert_eq!(vman.reconcile().unwrap(), vman.reconcile().unwrap());
+}

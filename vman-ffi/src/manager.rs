@@ -36,7 +36,8 @@ pub unsafe extern "C" fn vman_open_options_new(out: *mut *mut VmanOpenOptions) -
 }
 
 /// How long a write waits for another thread's or process's lock (default
-/// 10000 ms).
+/// 10000 ms; 1 to 3600000). Out of range: VMAN_STATUS_INVALID_ARGUMENT and
+/// the options are unchanged.
 ///
 /// # Safety
 /// `options` must be NULL or a live options handle not used concurrently.
@@ -45,7 +46,7 @@ pub unsafe extern "C" fn vman_open_options_set_busy_timeout_ms(options: *mut Vma
     call(|| {
         // SAFETY: per this function's contract.
         let options = unsafe { guard::handle_mut(options, "options") }?;
-        options.inner.busy_timeout_ms = ms;
+        options.inner.set_busy_timeout_ms(ms)?;
         Ok(())
     })
 }
@@ -66,7 +67,8 @@ pub unsafe extern "C" fn vman_open_options_set_accel(options: *mut VmanOpenOptio
     })
 }
 
-/// The QEMU binary (default "qemu-system-x86_64", looked up in PATH).
+/// The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
+/// absolute). An empty path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 ///
 /// # Safety
 /// As `vman_open_options_set_accel`.
@@ -75,7 +77,7 @@ pub unsafe extern "C" fn vman_open_options_set_qemu_binary(options: *mut VmanOpe
     call(|| {
         // SAFETY: per this function's contract.
         let (options, path) = unsafe { (guard::handle_mut(options, "options")?, guard::string(path, "path")?) };
-        options.inner.qemu_binary = path.into();
+        options.inner.set_qemu_binary(path)?;
         Ok(())
     })
 }
@@ -95,7 +97,8 @@ pub unsafe extern "C" fn vman_open_options_set_network(options: *mut VmanOpenOpt
     })
 }
 
-/// The DHCP server binary of bridged networks (default "dnsmasq").
+/// The DHCP server binary of bridged networks (default "dnsmasq"). An empty
+/// path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 ///
 /// # Safety
 /// As `vman_open_options_set_accel`.
@@ -104,12 +107,13 @@ pub unsafe extern "C" fn vman_open_options_set_dnsmasq_binary(options: *mut Vman
     call(|| {
         // SAFETY: per this function's contract.
         let (options, path) = unsafe { (guard::handle_mut(options, "options")?, guard::string(path, "path")?) };
-        options.inner.dnsmasq_binary = path.into();
+        options.inner.set_dnsmasq_binary(path)?;
         Ok(())
     })
 }
 
-/// The size at which a VM's serial log is rotated (default 4 MiB).
+/// The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
+/// to 1 TiB). Out of range: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 ///
 /// # Safety
 /// `options` NULL or a live handle not used concurrently.
@@ -118,7 +122,7 @@ pub unsafe extern "C" fn vman_open_options_set_serial_log_cap(options: *mut Vman
     call(|| {
         // SAFETY: per this function's contract.
         let options = unsafe { guard::handle_mut(options, "options") }?;
-        options.inner.serial_log_cap_bytes = bytes;
+        options.inner.set_serial_log_cap_bytes(bytes)?;
         Ok(())
     })
 }
@@ -134,7 +138,9 @@ pub unsafe extern "C" fn vman_open_options_free(options: *mut VmanOpenOptions) {
 }
 
 /// Opens `state_dir` (created with mode 0700 if missing) and its database,
-/// and adopts the VMs that are still running there.
+/// and adopts the VMs that are still running there. A state directory too
+/// long for unix socket paths under it is VMAN_STATUS_INVALID_ARGUMENT, and
+/// nothing is created.
 /// `options` may be NULL for the defaults. On success `*out` owns a manager
 /// to free with `vman_manager_free`; on failure `*out` is untouched.
 ///

@@ -1,8 +1,10 @@
 //! The Python module `vman._vman` over `vman-core`. It maps; it never
 //! decides: validation and every rule live in vman-core.
 
+mod args;
 mod console;
 mod errors;
+mod logging;
 mod manager;
 mod records;
 
@@ -29,8 +31,10 @@ mod _vman {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        // vman-core logs through `log`; route it into Python's logging.
-        let _ = pyo3_log::try_init();
+        // vman-core logs through `log`; route it into Python's logging,
+        // under the logger "vman" (python/vman/__init__.py gives it a
+        // NullHandler, so nothing is printed unless the application asks).
+        crate::logging::install(m.py())?;
         m.add("__version__", vman_core::VERSION)?;
         m.add("VM_STATES", vman_core::VmState::ALL.map(|s| s.as_str()).to_vec())?;
         Ok(())

@@ -5,17 +5,18 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use vman_core::convert::{int_arg, seconds_arg};
+use vman_core::convert::seconds_arg;
 use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
+use crate::args::IntArg;
 use crate::errors::{PyVmanError, PyVmanResult};
 use crate::console::PyConsole;
 use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
-#[pyclass(frozen, from_py_object, module = "vman", name = "NicSpec")]
-#[derive(Clone)]
+#[pyclass(frozen, from_py_object, eq, hash, module = "vman", name = "NicSpec")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyNicSpec {
     #[pyo3(get)]
     network: String,
@@ -64,32 +65,45 @@ pub(crate) struct PyManager {
 #[pymethods]
 impl PyManager {
     /// Opens ``state_dir``, creating it (mode 0700) and its database if
-    /// missing, and adopts the VMs that are still running.
+    /// missing, and adopts the VMs that are still running. An option left
+    /// as None takes vman's default; a bad one raises
+    /// :class:`vman.InvalidArgumentError` before anything is created.
     #[new]
     #[pyo3(signature = (
-        state_dir, *, busy_timeout_ms=10_000, accel="auto", qemu_binary=None, serial_log_cap_bytes=4_194_304,
-        network="auto", dnsmasq_binary=None,
+        state_dir, *, busy_timeout_ms=None, accel=None, qemu_binary=None, serial_log_cap_bytes=None,
+        network=None, dnsmasq_binary=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         state_dir: std::path::PathBuf,
-        busy_timeout_ms: i64,
-        accel: &str,
+        busy_timeout_ms: Option<IntArg>,
+        accel: Option<&str>,
         qemu_binary: Option<std::path::PathBuf>,
-        serial_log_cap_bytes: i64,
-        network: &str,
+        serial_log_cap_bytes: Option<IntArg>,
+        network: Option<&str>,
         dnsmasq_binary: Option<std::path::PathBuf>,
     ) -> PyVmanResult<Self> {
-        let defaults = OpenOptions::default();
-        let options = OpenOptions {
-            busy_timeout_ms: int_arg("busy timeout", busy_timeout_ms)?,
-            accel: accel.parse::<Accel>()?,
-            qemu_binary: qemu_binary.unwrap_or(defaults.qemu_binary),
-            serial_log_cap_bytes: int_arg("serial log cap", serial_log_cap_bytes)?,
-            network: network.parse::<NetworkMode>()?,
-            dnsmasq_binary: dnsmasq_binary.unwrap_or(defaults.dnsmasq_binary),
-        };
+        // Core's defaults, overridden field by field through core's checks.
+        let mut options = OpenOptions::default();
+        if let Some(ms) = busy_timeout_ms {
+            options.set_busy_timeout_ms(ms.get("busy timeout")?)?;
+        }
+        if let Some(accel) = accel {
+            options.accel = accel.parse::<Accel>()?;
+        }
+        if let Some(path) = qemu_binary {
+            options.set_qemu_binary(path)?;
+        }
+        if let Some(bytes) = serial_log_cap_bytes {
+            options.set_serial_log_cap_bytes(bytes.get("serial log cap")?)?;
+        }
+        if let Some(network) = network {
+            options.network = network.parse::<NetworkMode>()?;
+        }
+        if let Some(path) = dnsmasq_binary {
+            options.set_dnsmasq_binary(path)?;
+        }
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
         Ok(PyManager { inner })
     }
@@ -104,16 +118,16 @@ impl PyManager {
         &self,
         py: Python<'_>,
         name: String,
-        vcpus: i64,
-        memory_mib: i64,
-        disk_gib: i64,
+        vcpus: IntArg,
+        memory_mib: IntArg,
+        disk_gib: IntArg,
         description: Option<String>,
     ) -> PyVmanResult<PyTemplate> {
         let spec = TemplateSpec {
             name,
-            vcpus: int_arg("vcpus", vcpus)?,
-            memory_mib: int_arg("memory", memory_mib)?,
-            disk_gib: int_arg("disk size", disk_gib)?,
+            vcpus: vcpus.get("vcpus")?,
+            memory_mib: memory_mib.get("memory")?,
+            disk_gib: disk_gib.get("disk size")?,
             description: description.unwrap_or_default(),
         };
         Ok(py.detach(|| self.inner.create_template(&spec))?.into())
@@ -137,7 +151,7 @@ impl PyManager {
         &self,
         py: Python<'_>,
         name: String,
-        vlan: i64,
+        vlan: IntArg,
         cidr: String,
         gateway: Option<String>,
         reserved: Option<Vec<String>>,
@@ -146,7 +160,7 @@ impl PyManager {
     ) -> PyVmanResult<PyNetwork> {
         let spec = NetworkSpec {
             name,
-            vlan: int_arg("VLAN id", vlan)?,
+            vlan: vlan.get("VLAN id")?,
             cidr,
             gateway,
             reserved: reserved.unwrap_or_default(),
@@ -241,9 +255,11 @@ impl PyManager {
     }
 
     /// The last ``max_bytes`` of the VM's serial console output.
-    #[pyo3(signature = (name, max_bytes=65_536))]
-    fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: i64) -> PyVmanResult<Bound<'py, PyBytes>> {
-        let max_bytes = int_arg("max_bytes", max_bytes)?;
+    // The default goes through IntArg, which a literal is not; the text
+    // signature shows it as the number it is.
+    #[pyo3(signature = (name, max_bytes=IntArg::of(65_536)), text_signature = "($self, name, max_bytes=65536)")]
+    fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: IntArg) -> PyVmanResult<Bound<'py, PyBytes>> {
+        let max_bytes = max_bytes.get("max_bytes")?;
         let bytes = py.detach(|| self.inner.console_tail(name, max_bytes))?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -266,9 +282,8 @@ impl PyManager {
     }
 
     /// Compares the store with reality, repairs drift, reports it.
-    fn reconcile(&self, py: Python<'_>) -> PyResult<PyReconcileReport> {
-        let report = py.detach(|| self.inner.reconcile()).map_err(PyVmanError)?;
-        PyReconcileReport::new(py, report)
+    fn reconcile(&self, py: Python<'_>) -> PyVmanResult<PyReconcileReport> {
+        Ok(py.detach(|| self.inner.reconcile())?.into())
     }
 
     /// A live stream of the events this manager records from now on.
@@ -278,16 +293,16 @@ impl PyManager {
 
     /// The newest ``limit`` events of a VM (live name, or id of a deleted
     /// one), oldest first.
-    #[pyo3(signature = (vm, limit=100))]
-    fn vm_history(&self, py: Python<'_>, vm: &str, limit: i64) -> PyVmanResult<Vec<PyEvent>> {
-        let limit = int_arg("limit", limit)?;
+    #[pyo3(signature = (vm, limit=IntArg::of(100)), text_signature = "($self, vm, limit=100)")]
+    fn vm_history(&self, py: Python<'_>, vm: &str, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
+        let limit = limit.get("limit")?;
         Ok(py.detach(|| self.inner.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
     }
 
     /// The newest ``limit`` events across the store, oldest first.
-    #[pyo3(signature = (limit=100))]
-    fn recent_events(&self, py: Python<'_>, limit: i64) -> PyVmanResult<Vec<PyEvent>> {
-        let limit = int_arg("limit", limit)?;
+    #[pyo3(signature = (limit=IntArg::of(100)), text_signature = "($self, limit=100)")]
+    fn recent_events(&self, py: Python<'_>, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
+        let limit = limit.get("limit")?;
         Ok(py.detach(|| self.inner.recent_events(limit))?.into_iter().map(Into::into).collect())
     }
 

@@ -1,9 +1,13 @@
 //! Frozen record classes: snapshots of what the store held when read.
+//!
+//! Each compares and hashes by value (`eq, hash`): two reads of an
+//! unchanged object are equal and can key a dict or sit in a set.
 
 use pyo3::prelude::*;
 
 /// A size template.
-#[pyclass(frozen, module = "vman", name = "Template")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Template")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyTemplate {
     #[pyo3(get)]
     id: i64,
@@ -46,7 +50,8 @@ impl PyTemplate {
 }
 
 /// A VLAN network.
-#[pyclass(frozen, module = "vman", name = "Network")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Network")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyNetwork {
     #[pyo3(get)]
     id: i64,
@@ -92,8 +97,8 @@ impl PyNetwork {
 }
 
 /// A NIC of a VM, with its allocated address.
-#[pyclass(frozen, module = "vman", name = "Nic")]
-#[derive(Clone)]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Nic")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyNic {
     #[pyo3(get)]
     index: u32,
@@ -121,8 +126,8 @@ impl PyNic {
 }
 
 /// A host port that reaches a guest port (user-mode networking).
-#[pyclass(frozen, module = "vman", name = "PortForward")]
-#[derive(Clone)]
+#[pyclass(frozen, eq, hash, module = "vman", name = "PortForward")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyPortForward {
     #[pyo3(get)]
     nic_index: u32,
@@ -142,7 +147,8 @@ impl PyPortForward {
 }
 
 /// A VM record.
-#[pyclass(frozen, module = "vman", name = "Vm")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Vm")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyVm {
     #[pyo3(get)]
     id: String,
@@ -231,7 +237,8 @@ impl PyVm {
 }
 
 /// Who holds one address of a network.
-#[pyclass(frozen, module = "vman", name = "Allocation")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Allocation")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyAllocation {
     #[pyo3(get)]
     network: String,
@@ -268,7 +275,8 @@ impl PyAllocation {
 }
 
 /// One entry of the event history.
-#[pyclass(frozen, module = "vman", name = "Event")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Event")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyEvent {
     #[pyo3(get)]
     id: i64,
@@ -282,7 +290,8 @@ pub(crate) struct PyEvent {
     object_name: String,
     #[pyo3(get)]
     action: String,
-    /// Action-specific details as a JSON object string.
+    /// Action-specific details as a JSON object string: canonical (keys
+    /// sorted, no spaces), so equal details compare and hash equal.
     #[pyo3(get)]
     details_json: String,
     #[pyo3(get)]
@@ -321,7 +330,8 @@ impl PyEvent {
 }
 
 /// One difference between the store and reality, and what was done.
-#[pyclass(frozen, module = "vman", name = "Drift")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "Drift")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyDrift {
     #[pyo3(get)]
     vm: String,
@@ -339,22 +349,19 @@ impl PyDrift {
 }
 
 /// What `Manager.reconcile()` found and did.
-#[pyclass(frozen, module = "vman", name = "ReconcileReport")]
+#[pyclass(frozen, eq, hash, module = "vman", name = "ReconcileReport")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyReconcileReport {
     #[pyo3(get)]
-    drifts: Vec<Py<PyDrift>>,
+    drifts: Vec<PyDrift>,
     #[pyo3(get)]
     adopted: Vec<String>,
 }
 
-impl PyReconcileReport {
-    pub(crate) fn new(py: Python<'_>, r: vman_core::ReconcileReport) -> PyResult<Self> {
-        let drifts = r
-            .drifts
-            .into_iter()
-            .map(|d| Py::new(py, PyDrift { vm: d.vm, found: d.found, action: d.action }))
-            .collect::<PyResult<_>>()?;
-        Ok(PyReconcileReport { drifts, adopted: r.adopted })
+impl From<vman_core::ReconcileReport> for PyReconcileReport {
+    fn from(r: vman_core::ReconcileReport) -> Self {
+        let drifts = r.drifts.into_iter().map(|d| PyDrift { vm: d.vm, found: d.found, action: d.action }).collect();
+        PyReconcileReport { drifts, adopted: r.adopted }
     }
 }
 

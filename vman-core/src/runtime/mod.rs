@@ -88,9 +88,6 @@ impl Runtime {
                 .create(dir)
                 .map_err(|e| Error::io("create", dir, e))?;
         }
-        if options.serial_log_cap_bytes < 4096 {
-            return Err(Error::invalid("serial log cap", format!("{} bytes is below the 4096-byte minimum", options.serial_log_cap_bytes)));
-        }
         let qemu_creds = qemu_credentials(options.qemu_user.as_deref())?;
         if let Some(creds) = &qemu_creds {
             let_qemu_through(&[state_dir, &run_root], creds)?;

@@ -44,16 +44,37 @@ impl RunPaths {
         }
     }
 
+    /// Refuses a state directory too long for its VMs' socket paths to fit
+    /// in sun_path, so `Manager::open` fails before creating anything
+    /// rather than every start failing later.
+    pub fn check_state_dir(state_dir: &Path) -> Result<()> {
+        // Every VM's paths are as long: the run directory name always has
+        // 16 hex digits.
+        let sample = RunPaths::new(&state_dir.join("run"), "00000000-0000-0000-0000-000000000000");
+        let longest = sample.longest_socket_path();
+        if longest > MAX_SOCKET_PATH {
+            let dir_len = state_dir.as_os_str().len();
+            let room = (MAX_SOCKET_PATH + dir_len).saturating_sub(longest);
+            return Err(Error::invalid(
+                "state directory",
+                format!("{} is {dir_len} bytes; unix socket paths under it fit only if it is at most {room}", state_dir.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn longest_socket_path(&self) -> usize {
+        [&self.qmp, &self.serial_sock].iter().map(|sock| sock.as_os_str().len()).max().unwrap_or(0)
+    }
+
     /// Creates the directory (0700) and checks the socket paths fit.
     pub fn prepare(&self) -> Result<()> {
-        for sock in [&self.qmp, &self.serial_sock] {
-            let len = sock.as_os_str().len();
-            if len > MAX_SOCKET_PATH {
-                return Err(Error::invalid(
-                    "state directory",
-                    format!("{} is {len} bytes, over the {MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter state directory", sock.display()),
-                ));
-            }
+        let longest = self.longest_socket_path();
+        if longest > MAX_SOCKET_PATH {
+            return Err(Error::invalid(
+                "state directory",
+                format!("its socket paths are {longest} bytes, over the {MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter state directory"),
+            ));
         }
         fs::DirBuilder::new()
             .recursive(true)

@@ -19,6 +19,26 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
             value: format!("{} (network {owner})", plan.vlan),
         });
     }
+    // Under the write lock (the caller's immediate transaction), so two
+    // overlapping creates racing in two processes cannot both pass.
+    let first = u32::from(plan.cidr.network());
+    let last = u32::from(plan.cidr.broadcast());
+    let overlapping: Option<(String, u32, u8)> = tx
+        .query_row(
+            "SELECT name, network_addr, prefix_len FROM networks
+             WHERE network_addr <= ?2 AND network_addr + ((1 << (32 - prefix_len)) - 1) >= ?1
+             ORDER BY network_addr LIMIT 1",
+            params![first, last],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((other, addr, prefix)) = overlapping {
+        return Err(Error::Overlap {
+            cidr: plan.cidr.to_string(),
+            other,
+            other_cidr: format!("{}/{prefix}", Ipv4Addr::from(addr)),
+        });
+    }
     let dns = serde_json::to_string(&plan.dns.iter().map(|ip| ip.to_string()).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("cannot encode DNS list: {e}")))?;
     tx.execute(

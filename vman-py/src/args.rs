@@ -1,0 +1,37 @@
+//! Argument extractors shared by every method, so each kind of argument is
+//! checked one way.
+
+use pyo3::exceptions::PyOverflowError;
+use pyo3::prelude::*;
+use vman_core::convert::{WideInt, wide_int_arg};
+
+/// An integer argument of any size. pyo3's own `i64`/`u32` extraction
+/// raises a bare `OverflowError` for `2**64`; this one keeps the value (or
+/// that it is huge) so vman-core's range check answers
+/// `vman.InvalidArgumentError` naming the field, as for any bad value.
+/// A non-integer is still a `TypeError`.
+pub(crate) struct IntArg(WideInt);
+
+impl IntArg {
+    /// A default value in a `#[pyo3(signature)]`.
+    pub(crate) const fn of(value: i64) -> IntArg {
+        IntArg(WideInt::Fits(value as i128))
+    }
+
+    /// The value as the field's type, or InvalidArgument naming `what`.
+    pub(crate) fn get<T: TryFrom<i128>>(self, what: &'static str) -> vman_core::Result<T> {
+        wide_int_arg(what, self.0)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for IntArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i128>() {
+            Ok(value) => Ok(IntArg(WideInt::Fits(value))),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Ok(IntArg(WideInt::Huge)),
+            Err(e) => Err(e),
+        }
+    }
+}
