@@ -606,6 +606,17 @@ VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const 
 VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options, const char *path);
 
 /*
+ The user QEMU runs as when the embedding process is root (default:
+ "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
+ unless this names root). Ignored when the process is not root. A user
+ that does not exist: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+
+ # Safety
+ As `vman_open_options_set_accel`.
+ */
+VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
+
+/*
  The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
  to 1 TiB). Out of range: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 

@@ -236,6 +236,7 @@ class Manager:
         serial_log_cap_bytes: Optional[int] = None,
         network: Optional[Literal["auto", "bridged", "user", "isolated"]] = None,
         dnsmasq_binary: Optional[Union[str, os.PathLike[str]]] = None,
+        qemu_user: Optional[str] = None,
     ) -> Manager: ...
     @property
     def state_dir(self) -> pathlib.Path: ...

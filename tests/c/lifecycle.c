@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -29,6 +30,30 @@ static void expect_event(VmanEventStream *stream, const char *needle) {
       return;
     }
     vman_event_free(event);
+  }
+}
+
+/* QEMU runs under a seccomp filter, and not as root when vman is root. */
+static void check_least_privilege(uint32_t pid) {
+  char path[64], line[256];
+  unsigned ruid = 0, euid = 0;
+  int seccomp = -1;
+  FILE *f;
+  snprintf(path, sizeof path, "/proc/%u/status", (unsigned)pid);
+  f = fopen(path, "r");
+  CHECK(f != NULL);
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "Uid:", 4) == 0) {
+      CHECK(sscanf(line + 4, "%u %u", &ruid, &euid) == 2);
+    }
+    if (strncmp(line, "Seccomp:", 8) == 0) {
+      seccomp = atoi(line + 8);
+    }
+  }
+  fclose(f);
+  CHECK(seccomp == 2);
+  if (geteuid() == 0) {
+    CHECK(ruid != 0 && euid != 0);
   }
 }
 
@@ -75,6 +100,7 @@ int main(int argc, char **argv) {
   pid = vman_vm_pid(vm);
   CHECK(pid > 0);
   vman_vm_free(vm);
+  check_least_privilege(pid);
   expect_event(stream, "\"to\":\"running\"");
   /* A VM that never ran has no console output to wait for, and the
    * message names it without internal paths. */

@@ -335,6 +335,9 @@ static void test_open_options(const char *dir) {
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_qemu_binary(options, ""));
   CHECK(strstr(vman_last_error_message(), "QEMU binary") != NULL);
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_dnsmasq_binary(options, ""));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_qemu_user(options, "no-such-user-here"));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_qemu_user(options, ""));
+  OK(vman_open_options_set_qemu_user(options, "nobody"));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_serial_log_cap(options, 0));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_serial_log_cap(options, 4095));
   CHECK(strstr(vman_last_error_message(), "serial log cap") != NULL);

@@ -1,5 +1,6 @@
 import json
 import os
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,21 @@ def guest() -> dict:
         _skip_or_fail(f"the test guest did not build: {out.stderr[-500:]}")
     d = Path(out.stdout.strip())
     return {"kernel": str(d / "vmlinuz"), "initrd": str(d / "initrd.img"), "cmdline": "console=ttyS0 quiet panic=-1"}
+
+
+@pytest.fixture(autouse=True)
+def _qemu_user_can_pass(tmp_path: Path) -> None:
+    """As root, vman runs QEMU as an unprivileged user, who must pass through
+    the directories above a state directory to reach its run directory (vman
+    refuses to start a VM otherwise). pytest makes its directories 0700:
+    open them for passing through only, not for reading."""
+    if os.geteuid() != 0:
+        return
+    top = Path(tempfile.gettempdir())
+    for d in [tmp_path, *tmp_path.parents]:
+        if d == top or d == d.parent:
+            break
+        d.chmod(d.stat().st_mode | 0o011)
 
 
 @pytest.fixture

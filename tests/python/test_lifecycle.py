@@ -111,3 +111,50 @@ def test_reconcile_resolves_a_vm_stuck_in_starting(tcg):
     assert [d.vm for d in report.drifts] == ["stuck"]
     assert "starting" in report.drifts[0].found
     assert tcg.vm("stuck").state == "error"
+
+
+def _status(pid: int) -> dict:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+
+
+def test_qemu_runs_unprivileged_under_a_seccomp_filter(tcg, guest):
+    tcg.create_vm("g1", template="tiny", nics=["lan"], **guest)
+    pid = tcg.start("g1").pid
+    status = _status(pid)
+    assert status["Seccomp"].strip() == "2"
+    if os.geteuid() == 0:
+        assert all(int(uid) != 0 for uid in status["Uid"].split()), status["Uid"]
+    tcg.force_stop("g1")
+    with pytest.raises(vman.InvalidArgumentError):
+        vman.Manager(tcg.state_dir, qemu_user="no-such-user-here")
+
+
+def test_eight_threads_racing_create_and_delete_of_one_name(tcg):
+    import collections
+    import threading
+
+    seen: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+
+    def churn() -> None:
+        for _ in range(60):
+            for op in (lambda: tcg.create_vm("x", template="tiny", nics=["lan"]), lambda: tcg.delete_vm("x")):
+                try:
+                    op()
+                    kind = "ok"
+                except vman.VmanError as e:
+                    kind = e.kind
+                with lock:
+                    seen[kind] += 1
+
+    threads = [threading.Thread(target=churn) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Another thread's delete or re-create is not_found or already_exists
+    # to this one: never an internal error, never the wrong VM.
+    assert set(seen) <= {"ok", "not_found", "already_exists"}, seen
+    assert seen["ok"] > 0
+    assert len(tcg.allocations("lan")) == len(tcg.vms())

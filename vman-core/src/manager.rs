@@ -78,7 +78,15 @@ impl OpenOptions {
         check_busy_timeout_ms(self.busy_timeout_ms)?;
         check_binary("QEMU binary", &self.qemu_binary)?;
         check_serial_log_cap(self.serial_log_cap_bytes)?;
-        check_binary("dnsmasq binary", &self.dnsmasq_binary)
+        check_binary("dnsmasq binary", &self.dnsmasq_binary)?;
+        self.qemu_user.as_deref().map_or(Ok(()), check_qemu_user)
+    }
+
+    /// Sets [`qemu_user`](Self::qemu_user): a user that exists on this host.
+    pub fn set_qemu_user(&mut self, user: &str) -> Result<&mut Self> {
+        check_qemu_user(user)?;
+        self.qemu_user = Some(user.to_string());
+        Ok(self)
     }
 
     /// Sets [`busy_timeout_ms`](Self::busy_timeout_ms): 1..=[`MAX_BUSY_TIMEOUT_MS`].
@@ -111,6 +119,10 @@ impl OpenOptions {
         self.dnsmasq_binary = path;
         Ok(self)
     }
+}
+
+fn check_qemu_user(user: &str) -> Result<()> {
+    crate::runtime::check_user(user)
 }
 
 fn check_busy_timeout_ms(ms: u64) -> Result<()> {

@@ -163,3 +163,41 @@ fn a_chatty_guest_cannot_fill_the_disk() {
     assert!(String::from_utf8_lossy(&tail).contains("spam-spam"), "the newest output is kept");
     vman.force_stop("chatty").unwrap();
 }
+
+/// The `Uid:` (real, effective, saved, fs) and `Seccomp:` lines of a process.
+fn uid_and_seccomp(pid: u32) -> (Vec<u32>, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
+    (field("Uid:").split_whitespace().map(|u| u.parse().unwrap()).collect(), field("Seccomp:"))
+}
+
+#[test]
+fn qemu_runs_as_an_unprivileged_user_under_a_seccomp_filter() {
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
+    let vman = vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { network: vman_core::NetworkMode::Isolated, ..support::options() }).unwrap();
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
+    vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();
+    let pid = vman.start("g1").unwrap().pid.unwrap();
+    let (uids, seccomp) = uid_and_seccomp(pid);
+    // Mode 2: a filter (QEMU's -sandbox) is installed.
+    assert_eq!(seccomp, "2");
+    if nix::unistd::geteuid().is_root() {
+        assert!(uids.iter().all(|u| *u != 0), "QEMU runs as root: {uids:?}");
+        // Its run directory is its own; the state directory only lets it pass.
+        let run_dir = std::fs::read_dir(dir.path().join("run")).unwrap().flatten().find(|e| e.file_name().len() == 16).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&run_dir.metadata().unwrap()), uids[0]);
+    }
+    // The guest still boots and powers off cleanly under the filter.
+    vman.wait_for_console("g1", READY, BOOT_WAIT).unwrap();
+    assert_eq!(vman.stop("g1", Duration::from_secs(30)).unwrap().state, VmState::Stopped);
+    let actions: Vec<String> = vman.vm_history("g1", 100).unwrap().into_iter().map(|e| e.action).collect();
+    assert!(!actions.contains(&"forced".to_string()), "{actions:?}");
+    // An unknown QEMU user is refused where it is given.
+    let mut options = vman_core::OpenOptions::default();
+    assert_eq!(options.set_qemu_user("no-such-user-here").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.set_qemu_user("").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(options.qemu_user, None);
+}

@@ -112,6 +112,23 @@ pub unsafe extern "C" fn vman_open_options_set_dnsmasq_binary(options: *mut Vman
     })
 }
 
+/// The user QEMU runs as when the embedding process is root (default:
+/// "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
+/// unless this names root). Ignored when the process is not root. A user
+/// that does not exist: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+///
+/// # Safety
+/// As `vman_open_options_set_accel`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_qemu_user(options: *mut VmanOpenOptions, user: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (options, user) = unsafe { (guard::handle_mut(options, "options")?, guard::string(user, "user")?) };
+        options.inner.set_qemu_user(user)?;
+        Ok(())
+    })
+}
+
 /// The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
 /// to 1 TiB). Out of range: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
 ///

@@ -104,7 +104,7 @@ fn c_records_program_passes_under_valgrind() {
     if !require("gcc") || !require("valgrind") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = work_dir();
     let exe = work.path().join("records");
     compile("gcc", "-std=c11", "records.c", &exe);
     let out = Command::new("valgrind")
@@ -119,6 +119,16 @@ fn c_records_program_passes_under_valgrind() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "records.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// A scratch directory holding a program and its state directory. As root,
+/// QEMU runs as an unprivileged user who must pass through it to reach its
+/// run directory (vman refuses to start a VM otherwise): searchable, not
+/// readable, by others.
+fn work_dir() -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    work
 }
 
 /// The test guest (tests/guest/build.sh, cached): (kernel, initrd).
@@ -142,7 +152,7 @@ fn c_lifecycle_program_boots_a_guest_under_asan() {
         return;
     }
     let Some((kernel, initrd)) = guest() else { return };
-    let work = tempfile::tempdir().unwrap();
+    let work = work_dir();
     let exe = work.path().join("lifecycle");
     compile_with("gcc", &["-std=c11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"], "lifecycle.c", &exe);
     let out = Command::new(&exe)
@@ -173,7 +183,7 @@ fn c_network_program_runs_in_its_own_namespace() {
         return;
     }
     let Some((kernel, initrd)) = guest() else { return };
-    let work = tempfile::tempdir().unwrap();
+    let work = work_dir();
     let exe = work.path().join("network");
     compile_with("gcc", &["-std=c11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"], "network.c", &exe);
     let out = Command::new("unshare")
@@ -205,7 +215,7 @@ fn header_compiles_and_runs_as_cpp() {
     if !require("g++") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = work_dir();
     let exe = work.path().join("header_cpp");
     compile("g++", "-std=c++17", "header.cpp", &exe);
     let out = Command::new(&exe).output().expect("run header_cpp");

@@ -71,7 +71,7 @@ impl PyManager {
     #[new]
     #[pyo3(signature = (
         state_dir, *, busy_timeout_ms=None, accel=None, qemu_binary=None, serial_log_cap_bytes=None,
-        network=None, dnsmasq_binary=None,
+        network=None, dnsmasq_binary=None, qemu_user=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn open(
@@ -83,6 +83,7 @@ impl PyManager {
         serial_log_cap_bytes: Option<IntArg>,
         network: Option<&str>,
         dnsmasq_binary: Option<std::path::PathBuf>,
+        qemu_user: Option<&str>,
     ) -> PyVmanResult<Self> {
         // Core's defaults, overridden field by field through core's checks.
         let mut options = OpenOptions::default();
@@ -103,6 +104,9 @@ impl PyManager {
         }
         if let Some(path) = dnsmasq_binary {
             options.set_dnsmasq_binary(path)?;
+        }
+        if let Some(user) = qemu_user {
+            options.set_qemu_user(user)?;
         }
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
         Ok(PyManager { inner })

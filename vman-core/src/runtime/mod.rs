@@ -47,6 +47,14 @@ pub(crate) struct Runtime {
 /// The user QEMU runs as by default when vman is root, if it exists.
 pub const DEFAULT_QEMU_USER: &str = "vman-qemu";
 
+/// Refuses a QEMU user that does not exist here.
+pub(crate) fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.contains(['/', '\0', ':']) {
+        return Err(Error::invalid("QEMU user", format!("{user:?} is not a user name")));
+    }
+    Credentials::of_user(user).map(drop)
+}
+
 /// Resolves who QEMU runs as (see [`OpenOptions::qemu_user`]).
 fn qemu_credentials(requested: Option<&str>) -> Result<Option<Credentials>> {
     if !nix::unistd::geteuid().is_root() {
