@@ -174,6 +174,12 @@ static void test_allocation(void) {
   CHECK(strncmp(vman_nic_mac(nic), "52:54:00:", 9) == 0);
   CHECK(vman_vm_state(vm) == VMAN_VM_STATE_CREATED);
   vman_vm_free(vm);
+  /* Nothing to boot: start is refused and the VM stays created. */
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_start(mgr, "a", NULL));
+  CHECK(strstr(vman_last_error_message(), "boot source") != NULL);
+  OK(vman_vm_get(mgr, "a", &vm));
+  CHECK(vman_vm_state(vm) == VMAN_VM_STATE_CREATED);
+  vman_vm_free(vm);
 
   OK(vman_vm_spec_new("b", "small", &spec));
   OK(vman_vm_spec_add_nic(spec, "tiny", "10.7.0.4", "52:54:00:aa:bb:cc"));

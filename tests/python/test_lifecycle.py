@@ -78,7 +78,9 @@ def test_vms_outlive_a_killed_python_embedder_and_are_adopted(tcg, guest):
     adopter = vman.Manager(tcg.state_dir, accel="tcg")
     vm = adopter.vm("kept")
     assert (vm.state, vm.pid) == ("running", pid)
-    assert adopter.reconcile().drifts == []
+    # Adopted once: a reconcile right after open has nothing to report.
+    report = adopter.reconcile()
+    assert report.drifts == [] and report.adopted == []
     adopter.wait_for_console("kept", READY, timeout=90)
     assert adopter.stop("kept", timeout=30).state == "stopped"
     assert not alive(pid)
@@ -158,3 +160,10 @@ def test_eight_threads_racing_create_and_delete_of_one_name(tcg):
     assert set(seen) <= {"ok", "not_found", "already_exists"}, seen
     assert seen["ok"] > 0
     assert len(tcg.allocations("lan")) == len(tcg.vms())
+
+
+def test_a_vm_with_nothing_to_boot_is_refused_at_start(tcg):
+    tcg.create_vm("empty", template="tiny", nics=["lan"])
+    with pytest.raises(vman.InvalidStateError, match="boot source"):
+        tcg.start("empty")
+    assert tcg.vm("empty").state == "created"

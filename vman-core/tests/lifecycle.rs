@@ -201,3 +201,17 @@ fn qemu_runs_as_an_unprivileged_user_under_a_seccomp_filter() {
     assert_eq!(options.set_qemu_user("").unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(options.qemu_user, None);
 }
+
+#[test]
+fn a_vm_with_nothing_to_boot_is_refused_at_start_and_stays_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let vman = open(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_vm(&VmSpec::new("empty", "tiny")).unwrap();
+    let before = vman.recent_events(100).unwrap();
+    let err = vman.start("empty").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert!(err.to_string().contains("boot source"), "{err}");
+    assert_eq!(vman.vm("empty").unwrap().state, VmState::Created);
+    assert_eq!(vman.recent_events(100).unwrap(), before, "nothing recorded");
+}
