@@ -44,15 +44,16 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use crate::sys::{Pidfd, proc};
+
 
 const HOSTS_FILE: &str = "hosts.conf";
 const PID_FILE: &str = "dnsmasq.pid";
@@ -266,25 +267,13 @@ impl DhcpServer {
     /// process re-checked alive after, so the answer is about the process
     /// the pidfd holds, never a successor that reused the pid.
     fn find_running(&self) -> Option<Running> {
-        self.prove(read_pid(&self.path(PID_FILE))?)
+        self.prove(proc::read_pidfile(&self.path(PID_FILE))?)
     }
 
     fn prove(&self, pid: u32) -> Option<Running> {
-        // Cheap refusal of the many processes that are not dnsmasq, before
-        // a pidfd is spent on them.
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let pid_arg = prefixed("--pid-file=", &self.path(PID_FILE));
         let conf_arg = prefixed("--conf-file=", &self.path(HOSTS_FILE));
-        if !is_dnsmasq_with(&split_cmdline(&cmdline), &self.binary, &pid_arg, &conf_arg) {
-            return None;
-        }
-        let pidfd = Pidfd::open(pid).ok()?;
-        // Again, now that the pidfd pins the process.
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args = split_cmdline(&cmdline);
-        if !is_dnsmasq_with(&args, &self.binary, &pid_arg, &conf_arg) || !pidfd.is_alive() {
-            return None;
-        }
+        let (pidfd, args) = proc::prove(pid, |args| is_dnsmasq_with(args, &self.binary, &pid_arg, &conf_arg))?;
         Some(Running { pid, pidfd, args })
     }
 
@@ -513,15 +502,6 @@ fn prefixed(option: &str, path: &Path) -> Vec<u8> {
     v
 }
 
-/// `/proc/<pid>/cmdline`: NUL-terminated arguments.
-fn split_cmdline(bytes: &[u8]) -> Vec<OsString> {
-    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    bytes.split(|b| *b == 0).map(|a| OsString::from_vec(a.to_vec())).collect()
-}
-
 /// Whether `args` run dnsmasq (argv[0] named like `binary` or `dnsmasq*`)
 /// with exactly our pid-file and conf-file options.
 fn is_dnsmasq_with(args: &[OsString], binary: &Path, pid_arg: &[u8], conf_arg: &[u8]) -> bool {
@@ -531,15 +511,6 @@ fn is_dnsmasq_with(args: &[OsString], binary: &Path, pid_arg: &[u8], conf_arg: &
     let is_dnsmasq = name.starts_with(b"dnsmasq") || (ours.is_some() && ours == Some(name));
     let has = |want: &[u8]| args[1..].iter().any(|a| a.as_bytes() == want);
     is_dnsmasq && has(pid_arg) && has(conf_arg)
-}
-
-/// A pid from a pidfile of at most a few bytes: the file is dnsmasq's (owned
-/// by its unprivileged user), so its size and content are not trusted.
-fn read_pid(path: &Path) -> Option<u32> {
-    let mut text = String::new();
-    File::open(path).ok()?.take(32).read_to_string(&mut text).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    (pid > 1 && pid <= i32::MAX as u32).then_some(pid)
 }
 
 /// dnsmasq's words, e.g. "dnsmasq: unknown interface vmbr9" → "unknown
@@ -606,59 +577,11 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<(), DhcpError> {
     result
 }
 
-/// A pidfd: a handle on one process that cannot be confused by pid reuse.
-#[derive(Debug)]
-struct Pidfd(OwnedFd);
-
-impl Pidfd {
-    fn open(pid: u32) -> io::Result<Pidfd> {
-        let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or
-        // -1; it touches no memory of ours.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Waits until the process exits; true if it did within `timeout`.
-    fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-            let ms = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, ms) {
-                Ok(0) => return Ok(false),
-                Ok(_) => return Ok(true),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn is_alive(&self) -> bool {
-        matches!(self.wait(Duration::ZERO), Ok(false))
-    }
-
-    /// Signals exactly this process, never a successor that reused its pid.
-    fn kill(&self, signal: libc::c_int) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal with a NULL siginfo and flags 0 reads no
-        // memory of ours; the fd is valid for the life of `self`.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
-        };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::proc::split_cmdline;
+    use std::time::Instant;
 
     const A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
     const B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0b];
@@ -833,19 +756,6 @@ mod tests {
         assert!(DhcpError::Missing { binary: "dnsmasq".into() }.to_string().contains("dnsmasq-base"));
     }
 
-    #[test]
-    fn pidfiles_are_not_trusted_beyond_a_small_number() {
-        let dir = std::env::temp_dir().join(format!("vman-dhcp-pid-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("pid");
-        for (content, want) in [("1234\n", Some(1234)), ("0\n", None), ("1\n", None), ("99999999999\n", None), ("x", None)] {
-            fs::write(&p, content).unwrap();
-            assert_eq!(read_pid(&p), want, "{content:?}");
-        }
-        fs::write(&p, format!("12{}", " ".repeat(100))).unwrap();
-        assert_eq!(read_pid(&p), Some(12));
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn stop_without_a_server_is_a_no_op_and_a_missing_binary_is_typed() {

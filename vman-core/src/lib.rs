@@ -43,6 +43,7 @@ mod reconcile;
 mod runtime;
 mod state;
 mod store;
+mod sys;
 mod template;
 mod vm;
 

@@ -114,8 +114,7 @@ impl Inner {
     /// vman never signals a stranger.
     pub(crate) fn open_qemu(&self, vm: &Vm) -> Option<(u32, Pidfd)> {
         let pid = vm.pid.or_else(|| self.runtime.paths(&vm.id).read_pid())?;
-        let pidfd = Pidfd::open(pid).ok()?;
-        process::is_qemu_of(&pidfd, pid, &vm.id).then_some((pid, pidfd))
+        process::prove_qemu(pid, &vm.id).map(|pidfd| (pid, pidfd))
     }
 
     /// Hands a running QEMU to the watcher: its exit and its serial log.

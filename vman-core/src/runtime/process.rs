@@ -3,16 +3,16 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, Result};
+use crate::sys::proc;
+pub(crate) use crate::sys::{Pidfd, Reaped};
 
 /// The longest path a unix socket address holds (sun_path minus the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -92,9 +92,10 @@ impl RunPaths {
         Ok(())
     }
 
-    /// The pid QEMU wrote, if the pidfile exists and parses.
+    /// The pid QEMU wrote, if the pidfile exists and names a plausible pid
+    /// (QEMU's user owns the file, so it is read with care).
     pub fn read_pid(&self) -> Option<u32> {
-        fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
+        proc::read_pidfile(&self.pidfile)
     }
 
     /// Removes the per-run files, keeping the serial log.
@@ -179,19 +180,7 @@ impl Lineage {
     /// The processes holding the lock file open: the launch's lineage.
     /// Scans `/proc`, so it is for recovery only, never a hot path.
     pub fn holders(path: &Path) -> Vec<u32> {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(lock) = fs::metadata(path) else { return Vec::new() };
-        let me = std::process::id();
-        let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
-        procs
-            .flatten()
-            .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| *pid != me)
-            .filter(|pid| {
-                let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-                fds.flatten().any(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.dev() == lock.dev() && m.ino() == lock.ino()))
-            })
-            .collect()
+        proc::holders(path)
     }
 
     pub fn as_raw_fd(&self) -> RawFd {
@@ -336,118 +325,25 @@ fn qemu_message(stderr: &str, code: Option<i32>) -> String {
     }
 }
 
-/// How a child process ended, as `waitid` told its parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reaped {
-    /// Not this process's child (adopted from another process), or still
-    /// running: only the pidfile can tell how it ended.
-    NotOurs,
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl Reaped {
-    pub fn exit_code(self) -> Option<i32> {
-        match self {
-            Reaped::Exited(code) => Some(code),
-            _ => None,
-        }
-    }
-}
-
-/// A pidfd: a handle on one process that cannot be confused by pid reuse.
-#[derive(Debug)]
-pub(crate) struct Pidfd(OwnedFd);
-
-impl Pidfd {
-    pub fn open(pid: u32) -> io::Result<Pidfd> {
-        let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
-        // it touches no memory of ours.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-    }
-
-    /// Waits until the process exits; true if it did within `timeout`.
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, ms) {
-                Ok(0) => return Ok(false),
-                Ok(_) => return Ok(true),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    pub fn is_alive(&self) -> bool {
-        matches!(self.wait(Duration::ZERO), Ok(false))
-    }
-
-    /// Signals exactly this process, never a successor that reused its pid.
-    pub fn kill(&self, signal: libc::c_int) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal with a NULL siginfo and flags 0 reads no
-        // memory of ours; the fd is valid for the life of `self`.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
-        };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-    }
-
-    /// Reaps the process if it is this process's child and has exited, so
-    /// no zombie is left behind, and says how it ended; `NotOurs` (and no
-    /// effect) for anyone else's process or one still running.
-    pub fn reap(&self) -> Reaped {
-        // SAFETY: waitid with P_PIDFD on our valid fd, writing into a zeroed
-        // siginfo we own; WNOHANG never blocks.
-        let (rc, info) = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let rc = libc::waitid(libc::P_PIDFD, self.0.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG);
-            (rc, info)
-        };
-        // SAFETY: after a successful waitid the SIGCHLD fields are set (a
-        // zero pid means nothing had exited yet).
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-        match info.si_code {
-            _ if rc != 0 || pid == 0 => Reaped::NotOurs,
-            libc::CLD_EXITED => Reaped::Exited(status),
-            _ => Reaped::Signaled(status),
-        }
-    }
-
-    pub fn try_clone(&self) -> io::Result<Pidfd> {
-        self.0.try_clone().map(Pidfd)
-    }
-
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
-fn cmdline_is_qemu_of(pid: u32, vm_id: &str) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+/// Whether `args` run a qemu-system binary with `-uuid <vm_id>`.
+fn is_qemu_args(args: &[std::ffi::OsString], vm_id: &str) -> bool {
     let is_qemu = args
         .first()
-        .and_then(|a0| Path::new(std::str::from_utf8(a0).ok()?).file_name()?.to_str().map(|n| n.starts_with("qemu-system")))
+        .and_then(|a0| Path::new(a0).file_name()?.to_str().map(|n| n.starts_with("qemu-system")))
         .unwrap_or(false);
-    is_qemu && args.windows(2).any(|w| w[0] == b"-uuid" && w[1] == vm_id.as_bytes())
+    is_qemu && args.windows(2).any(|w| w[0] == "-uuid" && w[1] == vm_id)
 }
 
-/// Whether `pid` is the QEMU of the VM with UUID `vm_id`: its command line
-/// must run a qemu-system binary with `-uuid <vm_id>`. Checked after the
-/// pidfd is open and re-checked alive after, so the answer is about the
-/// process the pidfd holds.
+/// Whether the process `pidfd` holds (pid `pid`) is the QEMU of the VM with
+/// UUID `vm_id`: its command line must run a qemu-system binary with
+/// `-uuid <vm_id>`, read while the pidfd pins it.
 pub(crate) fn is_qemu_of(pidfd: &Pidfd, pid: u32, vm_id: &str) -> bool {
-    cmdline_is_qemu_of(pid, vm_id) && pidfd.is_alive()
+    proc::cmdline(pid).is_some_and(|args| is_qemu_args(&args, vm_id)) && pidfd.is_alive()
+}
+
+/// A pidfd on `pid` if it is the QEMU of VM `vm_id`.
+pub(crate) fn prove_qemu(pid: u32, vm_id: &str) -> Option<Pidfd> {
+    proc::prove(pid, |args| is_qemu_args(args, vm_id)).map(|(pidfd, _)| pidfd)
 }
 
 #[cfg(test)]
@@ -468,17 +364,6 @@ mod tests {
         assert!(!root.exists());
     }
 
-    #[test]
-    fn pidfd_sees_a_child_exit_and_never_signals_after() {
-        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
-        let fd = Pidfd::open(child.id()).unwrap();
-        assert!(fd.is_alive());
-        fd.kill(libc::SIGKILL).unwrap();
-        assert!(fd.wait(Duration::from_secs(5)).unwrap());
-        child.wait().unwrap();
-        // Reaped: the pid may be reused, but the pidfd refuses to signal.
-        assert_eq!(fd.kill(libc::SIGKILL).unwrap_err().raw_os_error(), Some(libc::ESRCH));
-    }
 
     #[test]
     fn a_process_that_is_not_qemu_is_never_taken_for_one() {
