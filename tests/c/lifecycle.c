@@ -77,6 +77,8 @@ int main(int argc, char **argv) {
   OK(vman_open_options_new(&options));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_open_options_set_accel(options, "hvf"));
   OK(vman_open_options_set_accel(options, "tcg"));
+  /* The host's interfaces are not this test's to touch. */
+  OK(vman_open_options_set_network(options, "isolated"));
   OK(vman_manager_open(argv[1], options, &mgr));
   vman_open_options_free(options);
   OK(vman_template_create(mgr, "tiny", 1, 256, 1, NULL, NULL));

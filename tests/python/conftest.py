@@ -84,7 +84,9 @@ def _qemu_user_can_pass(tmp_path: Path) -> None:
 @pytest.fixture
 def tcg(tmp_path: Path) -> vman.Manager:
     """A manager that runs guests under TCG (KVM cannot run them here)."""
-    m = vman.Manager(tmp_path / "state", accel="tcg")
+    # Isolated NICs: the host's interfaces are not these tests' to touch
+    # (networking is tested in namespaces of its own).
+    m = vman.Manager(tmp_path / "state", accel="tcg", network="isolated")
     m.create_template("tiny", vcpus=1, memory_mib=256, disk_gib=1)
     m.create_network("lan", vlan=100, cidr="10.100.0.0/24")
     return m

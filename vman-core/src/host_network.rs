@@ -201,31 +201,31 @@ impl crate::manager::Inner {
 
     fn plug_bridged(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
         let mut nl = Netlink::open()?;
-        let mut backends = Vec::new();
-        let networks: Vec<Network> = {
-            let mut seen: Vec<Network> = Vec::new();
-            for nic in &vm.nics {
-                if !seen.iter().any(|n| n.name == nic.network) {
-                    seen.push(self.store.read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
-                }
+        let mut networks: Vec<Network> = Vec::new();
+        for nic in &vm.nics {
+            if !networks.iter().any(|n| n.name == nic.network) {
+                networks.push(self.store.read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
             }
-            seen
-        };
+        }
+        let owner = self.runtime.qemu_creds.as_ref().map(|c| c.uid);
+        let mut taps = vec![String::new(); vm.nics.len()];
+        // Per network, under its lock: the bridge, its DHCP server and this
+        // VM's taps on it. A teardown of the network takes the same lock, so
+        // it can never remove what a start is plugging in.
         for network in &networks {
             let _net_lock = self.runtime.lock_network(network.id)?;
             self.ensure_network_up(&mut nl, network)?;
+            for (i, nic) in vm.nics.iter().enumerate().filter(|(_, nic)| nic.network == network.name) {
+                let tap = tap_name(&vm.id, nic.index);
+                // Intent first: a tap is recorded before it exists.
+                self.write(|w| {
+                    store::record_link(w.tx, &HostLink { name: tap.clone(), is_bridge: false, network_id: network.id, vm_id: Some(vm.id.clone()), slot: Some(nic.index) }, w.now)
+                })?;
+                nl.ensure_tap_on_bridge(&tap, &bridge_name(nic.vlan), owner)?;
+                taps[i] = tap;
+            }
         }
-        for nic in &vm.nics {
-            let tap = tap_name(&vm.id, nic.index);
-            let bridge = bridge_name(nic.vlan);
-            let network_id = networks.iter().find(|n| n.name == nic.network).map_or(0, |n| n.id);
-            self.write(|w| {
-                store::record_link(w.tx, &HostLink { name: tap.clone(), is_bridge: false, network_id, vm_id: Some(vm.id.clone()), slot: Some(nic.index) }, w.now)
-            })?;
-            nl.ensure_tap_on_bridge(&tap, &bridge, self.runtime.qemu_creds.as_ref().map(|c| c.uid))?;
-            backends.push(NicBackend::Tap { ifname: tap });
-        }
-        Ok(backends)
+        Ok(taps.into_iter().map(|ifname| NicBackend::Tap { ifname }).collect())
     }
 
     /// The network's bridge (and the taps of its running VMs on it) and its
@@ -285,31 +285,42 @@ impl crate::manager::Inner {
         DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.dnsmasq.clone())
     }
 
-    /// Removes the host side of a VM whose QEMU is gone: its taps and port
-    /// forwards, and each of its networks' bridge and DHCP server if no other
-    /// VM there still runs. Runs inside the transaction that records the
-    /// exit, so a new start of the VM cannot interleave; best effort: what it
-    /// cannot remove keeps its row, for the reconciler to retry.
-    pub(crate) fn unplug_nics(&self, tx: &rusqlite::Transaction<'_>, vm_id: &str) {
+    /// Removes the host side of a VM whose QEMU is gone (its exit already
+    /// recorded): its taps, and each of its networks' bridge and DHCP server
+    /// if no other VM there still runs. Never inside a store transaction:
+    /// per network under the network's lock (which a start's plugging also
+    /// takes), and only while the store still says the VM has no QEMU, so it
+    /// cannot undo a new start of it. Best effort: what it cannot remove
+    /// keeps its row, for the reconciler to retry.
+    pub(crate) fn unplug_nics(&self, vm_id: &str) {
         let result = (|| -> Result<()> {
-            store::set_forwards(tx, vm_id, &[])?;
-            let taps = store::taps_of(tx, vm_id)?;
+            let (taps, networks, bridges) = self.store.read(|tx| {
+                let networks = store::networks_of_vm(tx, vm_id)?;
+                let bridges = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && networks.contains(&l.network_id)).count();
+                Ok((store::taps_of(tx, vm_id)?, networks, bridges))
+            })?;
             // The VM's networks come from its NICs, not its taps: a start
             // that failed before making a tap may still have made a bridge.
-            let networks = store::networks_of_vm(tx, vm_id)?;
-            let has_bridge = store::all_links(tx)?.iter().any(|l| l.is_bridge && networks.contains(&l.network_id));
-            if taps.is_empty() && !has_bridge {
+            if taps.is_empty() && bridges == 0 {
                 return Ok(());
             }
             let mut nl = Netlink::open()?;
-            for tap in taps {
-                match nl.ensure_tap_absent(&tap.name) {
-                    Ok(_) => store::forget_link(tx, &tap.name)?,
-                    Err(e) => log::warn!("cannot remove tap {}: {e}", tap.name),
-                }
-            }
             for network_id in networks {
-                self.release_network_if_idle(tx, &mut nl, network_id)?;
+                let _net_lock = self.runtime.lock_network(network_id)?;
+                let (down, taps) = self.store.read(|tx| {
+                    let down = store::vm_by_id(tx, vm_id)?.is_none_or(|vm| !vm.state.has_process());
+                    Ok((down, store::taps_of(tx, vm_id)?.into_iter().filter(|t| t.network_id == network_id).collect::<Vec<_>>()))
+                })?;
+                if !down {
+                    continue; // started again meanwhile: these taps are its new run's
+                }
+                for tap in taps {
+                    match nl.ensure_tap_absent(&tap.name) {
+                        Ok(_) => self.write(|w| store::forget_link(w.tx, &tap.name))?,
+                        Err(e) => log::warn!("cannot remove tap {}: {e}", tap.name),
+                    }
+                }
+                self.release_network_if_idle(&mut nl, network_id)?;
             }
             Ok(())
         })();
@@ -319,15 +330,20 @@ impl crate::manager::Inner {
     }
 
     /// Takes a network's bridge and DHCP server down if no VM on it runs.
-    pub(crate) fn release_network_if_idle(&self, tx: &rusqlite::Transaction<'_>, nl: &mut Netlink, network_id: i64) -> Result<bool> {
-        if store::running_vms_on(tx, network_id)? > 0 {
+    /// The caller holds the network's lock; the host work happens outside
+    /// any transaction, and each link is forgotten once it is gone.
+    pub(crate) fn release_network_if_idle(&self, nl: &mut Netlink, network_id: i64) -> Result<bool> {
+        let (running, bridges, uplink) = self.store.read(|tx| {
+            let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
+            let uplink = store::list_networks(tx)?.into_iter().find(|n| n.id == network_id).and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
+            Ok((store::running_vms_on(tx, network_id)?, bridges, uplink))
+        })?;
+        if running > 0 {
             return Ok(false);
         }
         if let Err(e) = self.dhcp(network_id).stop() {
             log::warn!("cannot stop the DHCP server of network {network_id}: {e}");
         }
-        let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
-        let uplink = store::list_networks(tx)?.into_iter().find(|n| n.id == network_id).and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
         if let (Some(vlan_if), false) = (uplink, bridges.is_empty())
             && let Err(e) = nl.delete_link(vlan_if.as_str())
         {
@@ -335,7 +351,7 @@ impl crate::manager::Inner {
         }
         for bridge in bridges {
             match nl.ensure_bridge_absent(&bridge.name) {
-                Ok(_) => store::forget_link(tx, &bridge.name)?,
+                Ok(_) => self.write(|w| store::forget_link(w.tx, &bridge.name))?,
                 Err(e) => log::warn!("cannot remove bridge {}: {e}", bridge.name),
             }
         }

@@ -80,33 +80,37 @@ impl Inner {
             let last_error = if to == VmState::Error { reason } else { "" };
             store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}))?;
-            // Only the caller that settles the run cleans up after it (the
-            // files may otherwise belong to the next run), inside this
-            // transaction so a new start cannot interleave, and before the
-            // event is published, so whoever reacts to it sees it done.
+            store::set_forwards(w.tx, vm_id, &[])?;
+            // Only the caller that settles the run removes its files (they
+            // may otherwise belong to the next run). Unlinking a few files
+            // is all the host work done here: no start can record itself
+            // (and make new ones) while this transaction holds the lock.
             self.runtime.paths(vm_id).clean();
-            self.unplug_nics(w.tx, vm_id);
             Ok(Some(to))
         })?;
-        if settled.is_some()
-            && let Ok(w) = self.runtime.watcher()
-        {
-            w.forget(vm_id);
+        if settled.is_some() {
+            if let Ok(w) = self.runtime.watcher() {
+                w.forget(vm_id);
+            }
+            // The outcome is recorded; the network teardown is host work,
+            // done outside any transaction (see `unplug_nics`).
+            self.unplug_nics(vm_id);
         }
         Ok(settled)
     }
 
-    /// Records a failed start and takes down what it plugged in, in one
-    /// transaction (so the network counts this VM out before it is released).
+    /// Records a failed start, then takes down what it plugged in (after
+    /// the commit, so the network already counts this VM out).
     pub(crate) fn fail_start(&self, vm: &Vm, error: &Error) -> Result<()> {
         let message = error.full_message();
         self.write(|w| {
             let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
             store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}))?;
-            self.unplug_nics(w.tx, &vm.id);
-            Ok(())
-        })
+            store::set_forwards(w.tx, &vm.id, &[])
+        })?;
+        self.unplug_nics(&vm.id);
+        Ok(())
     }
 
     /// A pidfd on the VM's QEMU, if the recorded pid really is that QEMU.

@@ -201,46 +201,54 @@ impl Inner {
         }
         let mut nl = crate::hostnet::Netlink::open()?;
         let mut drifts = Vec::new();
-        self.write(|w| {
-            let mut networks: Vec<i64> = Vec::new();
-            for link in store::all_links(w.tx)?.into_iter().filter(|l| !l.is_bridge) {
+        let owner = self.runtime.qemu_creds.as_ref().map(|c| c.uid);
+        // Host work under each network's lock, outside any transaction; each
+        // link is re-read under the lock, since a start may have moved on.
+        let mut networks: Vec<i64> = Vec::new();
+        for link in links.iter().filter(|l| !l.is_bridge) {
+            let _net_lock = self.runtime.lock_network(link.network_id)?;
+            let (still, vm) = self.store.read(|tx| {
                 let vm = match &link.vm_id {
-                    Some(id) => store::vm_by_id(w.tx, id)?,
+                    Some(id) => store::vm_by_id(tx, id)?,
                     None => None,
                 };
-                let needed = vm.as_ref().is_some_and(|v| v.state.has_process());
-                let who = vm.as_ref().map_or_else(|| link.name.clone(), |v| v.name.clone());
-                if !needed {
-                    nl.ensure_tap_absent(&link.name)?;
-                    store::forget_link(w.tx, &link.name)?;
-                    drifts.push(Drift { vm: who, found: format!("tap {} of a VM with no QEMU", link.name), action: "removed it".into() });
-                    if !networks.contains(&link.network_id) {
-                        networks.push(link.network_id);
-                    }
-                } else if nl.link_by_name(&link.name)?.is_none() {
-                    let network = store::list_networks(w.tx)?.into_iter().find(|n| n.id == link.network_id);
-                    if let Some(network) = network {
-                        nl.ensure_tap_on_bridge(&link.name, &bridge_name(network.vlan), self.runtime.qemu_creds.as_ref().map(|c| c.uid))?;
-                        drifts.push(Drift {
-                            vm: who,
-                            found: format!("tap {} of a running VM is missing", link.name),
-                            action: "made it again on its bridge (QEMU reconnects at its next start)".into(),
-                        });
-                    }
-                }
+                Ok((store::link(tx, &link.name)?, vm))
+            })?;
+            if still.is_none() {
+                continue;
             }
-            for link in store::all_links(w.tx)?.into_iter().filter(|l| l.is_bridge) {
+            let needed = vm.as_ref().is_some_and(|v| v.state.has_process());
+            let who = vm.as_ref().map_or_else(|| link.name.clone(), |v| v.name.clone());
+            if !needed {
+                nl.ensure_tap_absent(&link.name)?;
+                self.write(|w| store::forget_link(w.tx, &link.name))?;
+                drifts.push(Drift { vm: who, found: format!("tap {} of a VM with no QEMU", link.name), action: "removed it".into() });
                 if !networks.contains(&link.network_id) {
                     networks.push(link.network_id);
                 }
-            }
-            for network_id in networks {
-                if self.release_network_if_idle(w.tx, &mut nl, network_id)? {
-                    drifts.push(Drift { vm: "-".into(), found: format!("bridge and DHCP of network {network_id} with no running VM"), action: "removed them".into() });
+            } else if nl.link_by_name(&link.name)?.is_none() {
+                let network = self.store.read(|tx| store::list_networks(tx))?.into_iter().find(|n| n.id == link.network_id);
+                if let Some(network) = network {
+                    nl.ensure_tap_on_bridge(&link.name, &bridge_name(network.vlan), owner)?;
+                    drifts.push(Drift {
+                        vm: who,
+                        found: format!("tap {} of a running VM is missing", link.name),
+                        action: "made it again on its bridge (QEMU reconnects at its next start)".into(),
+                    });
                 }
             }
-            Ok(())
-        })?;
+        }
+        for link in links.iter().filter(|l| l.is_bridge) {
+            if !networks.contains(&link.network_id) {
+                networks.push(link.network_id);
+            }
+        }
+        for network_id in networks {
+            let _net_lock = self.runtime.lock_network(network_id)?;
+            if self.release_network_if_idle(&mut nl, network_id)? {
+                drifts.push(Drift { vm: "-".into(), found: format!("bridge and DHCP of network {network_id} with no running VM"), action: "removed them".into() });
+            }
+        }
         // Networks with running VMs: bridge and DHCP server present.
         for network in self.store.read(|tx| store::list_networks(tx))? {
             if self.store.read(|tx| store::running_vms_on(tx, network.id))? == 0 {

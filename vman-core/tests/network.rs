@@ -275,3 +275,69 @@ fn user_mode_needs_no_privilege_and_forwards_ssh() {
     vman.force_stop("u1").unwrap();
     assert!(vman.vm("u1").unwrap().port_forwards.is_empty());
 }
+
+const WRITER_DB: &str = "VMAN_TEST_WRITER_DB";
+
+/// Not a test on its own: another process that writes to a state database
+/// once, as any process sharing the directory may, and says how long the
+/// write took.
+#[test]
+fn barrier_writer() {
+    let Ok(db) = std::env::var(WRITER_DB) else { return };
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+    tx.execute("UPDATE templates SET description = 'written meanwhile'", []).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn host_work_holds_no_store_lock_so_other_writers_go_on_meanwhile() {
+    if !in_own_netns("host_work_holds_no_store_lock_so_other_writers_go_on_meanwhile") {
+        return;
+    }
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
+    let vman = std::sync::Arc::new(bridged(dir.path()));
+    vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
+    vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();
+    vman.start("g1").unwrap();
+    // The barrier: the VLAN's DHCP server, stopped (SIGSTOP). Taking the
+    // network down after the VM stops sends it SIGTERM, which stays pending,
+    // and waits for it (5 s) before SIGKILL: host work held in mid-flight.
+    let state = dir.path().to_string_lossy().into_owned();
+    let dnsmasq = support::processes_mentioning(&state)
+        .into_iter()
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|a0| a0.ends_with(b"dnsmasq"))))
+        .expect("the VLAN's dnsmasq");
+    // SAFETY: kill(2) on this test's own dnsmasq.
+    assert_eq!(unsafe { libc::kill(dnsmasq as i32, libc::SIGSTOP) }, 0);
+    let stopper = {
+        let vman = vman.clone();
+        std::thread::spawn(move || vman.force_stop("g1").map(|vm| vm.state))
+    };
+    let term_pending = || {
+        let status = std::fs::read_to_string(format!("/proc/{dnsmasq}/status")).unwrap_or_default();
+        status.lines().filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:")).any(|l| {
+            u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).is_ok_and(|bits| bits & (1 << (libc::SIGTERM - 1)) != 0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !term_pending() {
+        assert!(Instant::now() < deadline, "the teardown never reached the DHCP server");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // While that host work waits, another process's write completes.
+    let writer = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "barrier_writer", "--nocapture", "--test-threads=1"])
+        .env(WRITER_DB, dir.path().join("vman.db"))
+        .output()
+        .unwrap();
+    assert!(writer.status.success(), "{}", String::from_utf8_lossy(&writer.stderr));
+    assert!(!stopper.is_finished(), "the teardown was still waiting on the host when the other write committed");
+    assert_eq!(vman.template("tiny").unwrap().description, "written meanwhile");
+    assert_eq!(stopper.join().unwrap().unwrap(), VmState::Stopped);
+    assert_eq!(dnsmasq_count(dir.path()), 0, "the stopped DHCP server was killed after its grace time");
+}

@@ -58,10 +58,11 @@ pub(crate) fn taps_of(conn: &Connection, vm_id: &str) -> Result<Vec<HostLink>> {
 /// How many VMs with a QEMU process have a NIC on the network.
 pub(crate) fn running_vms_on(conn: &Connection, network_id: i64) -> Result<u32> {
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT COUNT(DISTINCT v.id) FROM nics n JOIN vms v ON v.id = n.vm_id
-             WHERE n.network_id = ?1 AND v.state IN ('starting','running','paused','stopping')",
-        )?
+             WHERE n.network_id = ?1 AND v.state IN {}",
+            super::process_states_sql()
+        ))?
         .query_row([network_id], |r| r.get(0))?)
 }
 

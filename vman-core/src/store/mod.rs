@@ -143,6 +143,16 @@ fn set_busy_deadline(timeout: Duration) {
     BUSY_DEADLINE.with(|d| d.set(Instant::now().checked_add(timeout)));
 }
 
+/// `('starting','running',…)`: the states in which a VM has a QEMU, as an
+/// SQL list, derived from the state machine so SQL cannot drift from it.
+pub(crate) fn process_states_sql() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let states: Vec<String> = crate::VmState::ALL.into_iter().filter(|s| s.has_process()).map(|s| format!("'{}'", s.as_str())).collect();
+        format!("({})", states.join(","))
+    })
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -171,6 +181,11 @@ mod tests {
         assert_eq!(version, schema::MIGRATIONS.len() as i64);
         let fk: i64 = store.read(|tx| Ok(tx.pragma_query_value(None, "foreign_keys", |r| r.get(0))?)).unwrap();
         assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn the_sql_list_of_states_with_a_process_follows_the_state_machine() {
+        assert_eq!(process_states_sql(), "('starting','running','paused','stopping')");
     }
 
     #[test]

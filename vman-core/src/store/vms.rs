@@ -202,8 +202,9 @@ pub(crate) fn vm_by_id(conn: &Connection, id: &str) -> Result<Option<Vm>> {
 
 /// Live VMs that have (or should have) a QEMU process.
 pub(crate) fn vms_with_process(conn: &Connection) -> Result<Vec<Vm>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE v.state IN ('starting','running','paused','stopping') ORDER BY v.name"
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE v.state IN {} ORDER BY v.name",
+        super::process_states_sql()
     ))?;
     let rows = stmt.query_map([], vm_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter().map(|r| complete(conn, r)).collect()

@@ -46,8 +46,10 @@ pub fn boot(extra_cmdline: &str) -> Option<BootSpec> {
     Some(BootSpec::kernel(kernel.to_string_lossy()).initrd(initrd.to_string_lossy()).cmdline(cmdline.trim_end()))
 }
 
+/// TCG, and isolated NICs: the host's interfaces are not these tests' to
+/// touch (networking tests choose bridged mode inside a namespace of their own).
 pub fn options() -> OpenOptions {
-    OpenOptions { accel: Accel::Tcg, ..OpenOptions::default() }
+    OpenOptions { accel: Accel::Tcg, network: vman_core::NetworkMode::Isolated, ..OpenOptions::default() }
 }
 
 pub fn open(dir: &std::path::Path) -> Manager {
