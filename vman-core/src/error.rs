@@ -49,6 +49,25 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, so each façade can prove in a test that its map gives
+    /// every kind a code (or class) of its own.
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InUse,
+        ErrorKind::Exhausted,
+        ErrorKind::InvalidState,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Unsupported,
+        ErrorKind::Timeout,
+        ErrorKind::Io,
+        ErrorKind::Database,
+        ErrorKind::Qemu,
+        ErrorKind::Internal,
+        ErrorKind::Closed,
+    ];
+
     /// A stable lower-case identifier, used in logs and by the façades' tests.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +86,37 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Closed => "closed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_kind_once_with_its_own_name() {
+        // Adding a kind without listing it here fails to compile (the match
+        // below is exhaustive in this crate) or fails the count.
+        for kind in ErrorKind::ALL {
+            match kind {
+                ErrorKind::InvalidArgument
+                | ErrorKind::NotFound
+                | ErrorKind::AlreadyExists
+                | ErrorKind::InUse
+                | ErrorKind::Exhausted
+                | ErrorKind::InvalidState
+                | ErrorKind::PermissionDenied
+                | ErrorKind::Unsupported
+                | ErrorKind::Timeout
+                | ErrorKind::Io
+                | ErrorKind::Database
+                | ErrorKind::Qemu
+                | ErrorKind::Internal
+                | ErrorKind::Closed => {}
+            }
+        }
+        let names: std::collections::HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
     }
 }
 

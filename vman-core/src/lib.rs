@@ -63,6 +63,22 @@ pub use state::VmState;
 pub use template::{Template, TemplateSpec};
 pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
 
+/// The values an API call takes when its caller does not say, the same in
+/// every language: the C and Python façades read them from here.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// How long a graceful stop waits for the guest to power off before it
+    /// is forced.
+    pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How many bytes of a VM's console output a tail returns.
+    pub const CONSOLE_TAIL_BYTES: usize = 64 * 1024;
+    /// How long `wait_for_console` and `Console::read_until` wait.
+    pub const CONSOLE_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// How many events a history query returns.
+    pub const HISTORY_LIMIT: u32 = 100;
+}
+
 /// vman's version, the same in the C header and the Python package.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
