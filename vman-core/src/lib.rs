@@ -47,7 +47,7 @@ mod template;
 mod vm;
 
 pub use error::{Error, ErrorKind, Result};
-pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
+pub use event::{Event, EventStream, ObjectKind};
 pub use host_network::{NetworkMode, SSH_PORT};
 pub use mac::MacAddr;
 pub use manager::{MAX_EVENT_LIMIT, Manager, OpenOptions, default_state_dir};

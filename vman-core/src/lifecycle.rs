@@ -77,7 +77,7 @@ impl Inner {
             // Only the caller that settles the run cleans up after it (the
             // files may otherwise belong to the next run), inside this
             // transaction so a new start cannot interleave, and before the
-            // event is published, so whoever reacts to it sees it done.
+            // event is committed, so whoever reacts to it sees it done.
             self.runtime.paths(vm_id).clean();
             self.unplug_nics(w.tx, vm_id);
             Ok(Some(to))
