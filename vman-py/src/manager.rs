@@ -3,8 +3,12 @@
 //! Each method extracts its arguments, releases the GIL around the core call
 //! (which may wait on disk, locks or QEMU), and maps the result.
 
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+
+use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::{int_arg, seconds_arg};
 use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
@@ -57,7 +61,24 @@ impl From<NicArg> for NicSpec {
 /// or other processes) may open the same directory.
 #[pyclass(frozen, module = "vman", name = "Manager")]
 pub(crate) struct PyManager {
-    inner: Manager,
+    /// `None` once closed. Every call holds the read lock while it runs;
+    /// `close` takes the write lock, so it waits for calls in progress and
+    /// no call starts on a closed manager. Both are taken with the GIL
+    /// released: a thread waiting for the lock must not hold the GIL that a
+    /// call in progress needs to return.
+    inner: RwLock<Option<Manager>>,
+    state_dir: PathBuf,
+}
+
+impl PyManager {
+    /// Runs `f` on the open manager with the GIL released.
+    fn call<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> vman_core::Result<T> + Send) -> PyVmanResult<T> {
+        Ok(py.detach(|| {
+            let guard = self.inner.read();
+            let manager = guard.as_ref().ok_or(vman_core::Error::Closed { what: "Manager" })?;
+            f(manager)
+        })?)
+    }
 }
 
 #[pymethods]
@@ -90,12 +111,33 @@ impl PyManager {
             dnsmasq_binary: dnsmasq_binary.unwrap_or(defaults.dnsmasq_binary),
         };
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
-        Ok(PyManager { inner })
+        Ok(PyManager { state_dir: inner.state_dir().to_path_buf(), inner: RwLock::new(Some(inner)) })
     }
 
+    /// The state directory (still readable after :meth:`close`).
     #[getter]
-    fn state_dir(&self) -> std::path::PathBuf {
-        self.inner.state_dir().to_path_buf()
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone()
+    }
+
+    /// Closes the manager: every method raises :class:`vman.ClosedError`
+    /// from now on, and its event streams are closed. Waits for calls in
+    /// progress on other threads. Running VMs are not affected. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        // Dropped here, with the GIL released: the drop joins the watcher
+        // thread, which may be logging through Python.
+        py.detach(|| drop(self.inner.write().take()));
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyVmanResult<Bound<'_, Self>> {
+        slf.get().call(slf.py(), |_| Ok(()))?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*args))]
+    fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) {
+        let _ = args;
+        self.close(py);
     }
 
     #[pyo3(signature = (name, *, vcpus, memory_mib, disk_gib, description=None))]
@@ -115,19 +157,19 @@ impl PyManager {
             disk_gib: int_arg("disk size", disk_gib)?,
             description: description.unwrap_or_default(),
         };
-        Ok(py.detach(|| self.inner.create_template(&spec))?.into())
+        Ok(self.call(py, |m| m.create_template(&spec))?.into())
     }
 
     fn template(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyTemplate> {
-        Ok(py.detach(|| self.inner.template(name))?.into())
+        Ok(self.call(py, |m| m.template(name))?.into())
     }
 
     fn templates(&self, py: Python<'_>) -> PyVmanResult<Vec<PyTemplate>> {
-        Ok(py.detach(|| self.inner.templates())?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.templates())?.into_iter().map(Into::into).collect())
     }
 
     fn delete_template(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_template(name))?)
+        self.call(py, |m| m.delete_template(name))
     }
 
     #[pyo3(signature = (name, *, vlan, cidr, gateway=None, reserved=None, dns=None, uplink=None))]
@@ -152,23 +194,23 @@ impl PyManager {
             dns: dns.unwrap_or_default(),
             uplink,
         };
-        Ok(py.detach(|| self.inner.create_network(&spec))?.into())
+        Ok(self.call(py, |m| m.create_network(&spec))?.into())
     }
 
     fn network(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyNetwork> {
-        Ok(py.detach(|| self.inner.network(name))?.into())
+        Ok(self.call(py, |m| m.network(name))?.into())
     }
 
     fn networks(&self, py: Python<'_>) -> PyVmanResult<Vec<PyNetwork>> {
-        Ok(py.detach(|| self.inner.networks())?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.networks())?.into_iter().map(Into::into).collect())
     }
 
     fn delete_network(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_network(name))?)
+        self.call(py, |m| m.delete_network(name))
     }
 
     fn allocations(&self, py: Python<'_>, network: &str) -> PyVmanResult<Vec<PyAllocation>> {
-        Ok(py.detach(|| self.inner.allocations(network))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.allocations(network))?.into_iter().map(Into::into).collect())
     }
 
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
@@ -188,62 +230,62 @@ impl PyManager {
     ) -> PyVmanResult<PyVm> {
         let boot = BootSpec::from_parts(kernel, initrd, cmdline)?;
         let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(), boot };
-        Ok(py.detach(|| self.inner.create_vm(&spec))?.into())
+        Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
 
     fn vm(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.vm(name))?.into())
+        Ok(self.call(py, |m| m.vm(name))?.into())
     }
 
     #[pyo3(signature = (*, state=None, name_prefix=None))]
     fn vms(&self, py: Python<'_>, state: Option<&str>, name_prefix: Option<String>) -> PyVmanResult<Vec<PyVm>> {
         let filter = VmFilter { state: state.map(str::parse::<VmState>).transpose()?, name_prefix };
-        Ok(py.detach(|| self.inner.vms(&filter))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.vms(&filter))?.into_iter().map(Into::into).collect())
     }
 
     /// Soft-deletes a VM; a running one only with ``force=True``, which
     /// stops it first.
     #[pyo3(signature = (name, *, force=false))]
     fn delete_vm(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_vm(name, force))?)
+        self.call(py, |m| m.delete_vm(name, force))
     }
 
     /// Starts QEMU; returns once it answers on QMP (the guest then boots).
     fn start(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.start(name))?.into())
+        Ok(self.call(py, |m| m.start(name))?.into())
     }
 
     /// ACPI power button, up to ``timeout`` seconds, then forced.
     #[pyo3(signature = (name, timeout=30.0))]
     fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.stop(name, timeout))?.into())
+        Ok(self.call(py, |m| m.stop(name, timeout))?.into())
     }
 
     /// QMP quit, then SIGKILL if QEMU lingers.
     fn force_stop(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.force_stop(name))?.into())
+        Ok(self.call(py, |m| m.force_stop(name))?.into())
     }
 
     #[pyo3(signature = (name, timeout=30.0))]
     fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.restart(name, timeout))?.into())
+        Ok(self.call(py, |m| m.restart(name, timeout))?.into())
     }
 
     fn pause(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.pause(name))?.into())
+        Ok(self.call(py, |m| m.pause(name))?.into())
     }
 
     fn resume(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.resume(name))?.into())
+        Ok(self.call(py, |m| m.resume(name))?.into())
     }
 
     /// The last ``max_bytes`` of the VM's serial console output.
     #[pyo3(signature = (name, max_bytes=65_536))]
     fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: i64) -> PyVmanResult<Bound<'py, PyBytes>> {
         let max_bytes = int_arg("max_bytes", max_bytes)?;
-        let bytes = py.detach(|| self.inner.console_tail(name, max_bytes))?;
+        let bytes = self.call(py, |m| m.console_tail(name, max_bytes))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -252,12 +294,12 @@ impl PyManager {
     #[pyo3(signature = (name, pattern, timeout=60.0))]
     fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyVmanResult<String> {
         let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.wait_for_console(name, pattern, timeout))?)
+        self.call(py, |m| m.wait_for_console(name, pattern, timeout))
     }
 
     /// Attaches to the serial console: a file-like :class:`vman.Console`.
     fn console<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let stream = py.detach(|| self.inner.console_attach(name)).map_err(PyVmanError)?;
+        let stream = self.call(py, |m| m.console_attach(name))?;
         let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("fileno", fd)?;
@@ -267,13 +309,20 @@ impl PyManager {
 
     /// Compares the store with reality, repairs drift, reports it.
     fn reconcile(&self, py: Python<'_>) -> PyResult<PyReconcileReport> {
-        let report = py.detach(|| self.inner.reconcile()).map_err(PyVmanError)?;
+        let report = self.call(py, |m| m.reconcile())?;
         PyReconcileReport::new(py, report)
     }
 
-    /// A live stream of the events this manager records from now on.
-    fn subscribe(&self) -> PyEventStream {
-        PyEventStream { inner: self.inner.subscribe() }
+    /// A live stream of the events committed to the state directory by any
+    /// manager in any process: from now on, or, with ``after``, every event
+    /// after that id first (resume without gaps; 0 replays all history).
+    #[pyo3(signature = (after=None))]
+    fn subscribe(&self, py: Python<'_>, after: Option<i64>) -> PyVmanResult<PyEventStream> {
+        let inner = self.call(py, |m| match after {
+            Some(id) => m.subscribe_after(id),
+            None => m.subscribe(),
+        })?;
+        Ok(PyEventStream { inner })
     }
 
     /// The newest ``limit`` events of a VM (live name, or id of a deleted
@@ -281,22 +330,24 @@ impl PyManager {
     #[pyo3(signature = (vm, limit=100))]
     fn vm_history(&self, py: Python<'_>, vm: &str, limit: i64) -> PyVmanResult<Vec<PyEvent>> {
         let limit = int_arg("limit", limit)?;
-        Ok(py.detach(|| self.inner.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
     }
 
     /// The newest ``limit`` events across the store, oldest first.
     #[pyo3(signature = (limit=100))]
     fn recent_events(&self, py: Python<'_>, limit: i64) -> PyVmanResult<Vec<PyEvent>> {
         let limit = int_arg("limit", limit)?;
-        Ok(py.detach(|| self.inner.recent_events(limit))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.recent_events(limit))?.into_iter().map(Into::into).collect())
     }
 
-    fn __repr__(&self) -> String {
-        format!("Manager({:?})", self.inner.state_dir())
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let open = py.detach(|| self.inner.read().is_some());
+        format!("Manager({:?}{})", self.state_dir, if open { "" } else { ", closed" })
     }
 }
 
-/// Live events, pulled: ``next(timeout)`` or iterate (blocks; Ctrl-C works).
+/// Live events, pulled: ``next(timeout)``, iteration (blocks; Ctrl-C
+/// works), or ``fileno()`` in a ``select``/``poll`` loop.
 #[pyclass(frozen, module = "vman", name = "EventStream")]
 pub(crate) struct PyEventStream {
     inner: EventStream,
@@ -308,8 +359,9 @@ const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[pymethods]
 impl PyEventStream {
-    /// The next event, waiting up to ``timeout`` seconds (forever if None);
-    /// None if none came.
+    /// The next event, waiting up to ``timeout`` seconds (forever if None,
+    /// not at all if 0); None if none came. Raises :class:`vman.ClosedError`
+    /// once the stream or its manager is closed.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
         let deadline = match timeout {
@@ -321,7 +373,7 @@ impl PyEventStream {
                 Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK),
                 None => SIGNAL_CHECK,
             };
-            if let Some(event) = py.detach(|| self.inner.next(slice)) {
+            if let Some(event) = py.detach(|| self.inner.next(slice)).map_err(PyVmanError)? {
                 return Ok(Some(event.into()));
             }
             py.check_signals()?;
@@ -331,17 +383,40 @@ impl PyEventStream {
         }
     }
 
-    /// Events dropped because the stream was not read fast enough.
-    #[getter]
-    fn missed(&self) -> u64 {
-        self.inner.missed()
+    /// A descriptor for ``select``/``poll``: readable while :meth:`next`
+    /// has something to answer without waiting (an event, or ClosedError);
+    /// possibly also with nothing, so after a wake-up call ``next(0)`` until
+    /// it returns None. Owned by the stream: do not close it.
+    fn fileno(&self) -> i32 {
+        self.inner.as_fd().as_raw_fd()
+    }
+
+    /// Ends the stream (also for a thread waiting in :meth:`next`, which
+    /// raises :class:`vman.ClosedError`). Idempotent.
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*args))]
+    fn __exit__(&self, args: &Bound<'_, PyTuple>) {
+        let _ = args;
+        self.inner.close();
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
-        self.next(py, None)
+    /// Blocks until the next event; raises ClosedError once closed.
+    fn __next__(&self, py: Python<'_>) -> PyResult<PyEvent> {
+        loop {
+            if let Some(event) = self.next(py, None)? {
+                return Ok(event);
+            }
+        }
     }
 }
