@@ -207,7 +207,7 @@ impl EventStream {
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
-            wait_readable(self.epoll.0.as_fd(), left);
+            wait_readable(self.epoll.0.as_fd(), left).map_err(|e| Error::io("wait for events in", self.commits.dir(), e.into()))?;
         }
     }
 
@@ -278,19 +278,18 @@ impl AsFd for EventStream {
 }
 
 /// Blocks until `fd` is readable or `timeout` (`None`: forever) passes; a
-/// signal counts as a wake-up. Errors are spurious wake-ups too: the caller
-/// re-examines everything after each.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) {
+/// signal counts as a (spurious) wake-up: the caller re-examines everything
+/// after each.
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> nix::Result<()> {
     let timeout = match timeout {
         // Round up: a sub-millisecond rest must not spin until the deadline.
         Some(left) => PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX),
         None => PollTimeout::NONE,
     };
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    if let Err(e) = poll(&mut fds, timeout)
-        && e != nix::errno::Errno::EINTR
-    {
-        log::warn!("waiting for events failed: {e}");
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -123,6 +123,11 @@ impl CommitWatch {
         Ok(CommitWatch { inotify, dir: dir.to_path_buf() })
     }
 
+    /// The watched state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Consumes the queued notices; true if the bell rang (or the queue
     /// overflowed, so it may have) since the last drain. Drain *before*
     /// reading the table: a commit after the read then rings again.
