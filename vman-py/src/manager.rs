@@ -5,6 +5,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 use pyo3::prelude::*;
@@ -62,11 +63,13 @@ impl From<NicArg> for NicSpec {
 #[pyclass(frozen, module = "vman", name = "Manager")]
 pub(crate) struct PyManager {
     /// `None` once closed. Every call holds the read lock while it runs;
-    /// `close` takes the write lock, so it waits for calls in progress and
-    /// no call starts on a closed manager. Both are taken with the GIL
-    /// released: a thread waiting for the lock must not hold the GIL that a
-    /// call in progress needs to return.
+    /// `close` takes the write lock, so it waits for calls in progress. Both
+    /// are taken with the GIL released: a thread waiting for the lock must
+    /// not hold the GIL that a call in progress needs to return.
     inner: RwLock<Option<Manager>>,
+    /// Set when `close` begins: calls fail from then on, even while it
+    /// waits for the ones in progress.
+    closing: AtomicBool,
     state_dir: PathBuf,
 }
 
@@ -74,6 +77,9 @@ impl PyManager {
     /// Runs `f` on the open manager with the GIL released.
     fn call<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> vman_core::Result<T> + Send) -> PyVmanResult<T> {
         Ok(py.detach(|| {
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(vman_core::Error::Closed { what: "Manager" });
+            }
             let guard = self.inner.read();
             let manager = guard.as_ref().ok_or(vman_core::Error::Closed { what: "Manager" })?;
             f(manager)
@@ -111,7 +117,7 @@ impl PyManager {
             dnsmasq_binary: dnsmasq_binary.unwrap_or(defaults.dnsmasq_binary),
         };
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
-        Ok(PyManager { state_dir: inner.state_dir().to_path_buf(), inner: RwLock::new(Some(inner)) })
+        Ok(PyManager { state_dir: inner.state_dir().to_path_buf(), inner: RwLock::new(Some(inner)), closing: AtomicBool::new(false) })
     }
 
     /// The state directory (still readable after :meth:`close`).
@@ -122,11 +128,20 @@ impl PyManager {
 
     /// Closes the manager: every method raises :class:`vman.ClosedError`
     /// from now on, and its event streams are closed. Waits for calls in
-    /// progress on other threads. Running VMs are not affected. Idempotent.
-    fn close(&self, py: Python<'_>) {
-        // Dropped here, with the GIL released: the drop joins the watcher
-        // thread, which may be logging through Python.
-        py.detach(|| drop(self.inner.write().take()));
+    /// progress on other threads (Ctrl-C interrupts the wait; the manager
+    /// then stays closed to new calls, and calling close again finishes).
+    /// Running VMs are not affected. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closing.store(true, Ordering::SeqCst);
+        loop {
+            // Dropped with the GIL released: the drop joins the watcher
+            // thread, which may be logging through Python.
+            let closed = py.detach(|| self.inner.try_write_for(SIGNAL_CHECK).map(|mut guard| drop(guard.take())));
+            if closed.is_some() {
+                return Ok(());
+            }
+            py.check_signals()?;
+        }
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyVmanResult<Bound<'_, Self>> {
@@ -135,9 +150,9 @@ impl PyManager {
     }
 
     #[pyo3(signature = (*args))]
-    fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) {
+    fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         let _ = args;
-        self.close(py);
+        self.close(py)
     }
 
     #[pyo3(signature = (name, *, vcpus, memory_mib, disk_gib, description=None))]
@@ -340,8 +355,8 @@ impl PyManager {
         Ok(self.call(py, |m| m.recent_events(limit))?.into_iter().map(Into::into).collect())
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let open = py.detach(|| self.inner.read().is_some());
+    fn __repr__(&self) -> String {
+        let open = !self.closing.load(Ordering::SeqCst);
         format!("Manager({:?}{})", self.state_dir, if open { "" } else { ", closed" })
     }
 }
