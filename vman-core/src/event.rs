@@ -110,7 +110,9 @@ impl Drop for Closing {
 /// nothing is dropped however slowly it is read. It waits for commits on an
 /// inotify watch (a kernel wake-up, no timer; see the store's
 /// `commit_watch` module for why and how it cannot miss one), so an idle
-/// stream costs nothing.
+/// stream costs nothing but descriptors: one inotify instance each, and
+/// Linux allows a user 128 by default (`fs.inotify.max_user_instances`),
+/// so drop streams that are no longer read.
 ///
 /// It does not keep its manager alive: once the manager is dropped, or the
 /// stream is [closed](Self::close), [`next`](Self::next) answers
