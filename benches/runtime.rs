@@ -173,11 +173,11 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let pid = vman.start("bench").expect("start").pid.expect("pid");
-                let stream = vman.subscribe();
+                let stream = vman.subscribe().expect("subscribe");
                 let t = Instant::now();
                 // SAFETY: kill(2) on the pid vman just started.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                let event = stream.next(Duration::from_secs(5)).expect("death event");
+                let event = stream.next(Duration::from_secs(5)).expect("stream open").expect("death event");
                 total += t.elapsed();
                 assert_eq!(event.details["to"], "error");
             }

@@ -154,8 +154,12 @@ typedef struct VmanEvent VmanEvent;
 typedef struct VmanEventList VmanEventList;
 
 /*
- A live stream of the events one manager records, pulled with
- `vman_event_stream_next`. One thread at a time per stream; open one per
+ A live stream of the events committed to a state directory by every
+ manager, in this process or any other, in commit (id) order, each once;
+ pulled with `vman_event_stream_next`. Nothing is dropped: the stream
+ reads the event history, so a slow reader only falls behind. It does not
+ keep its manager alive: once the manager is freed it answers
+ `VMAN_STATUS_CLOSED`. One thread at a time per stream; open one per
  thread that follows events.
  */
 typedef struct VmanEventStream VmanEventStream;
@@ -451,7 +455,8 @@ const char *vman_event_os_user(const struct VmanEvent *event);
 uint32_t vman_event_pid(const struct VmanEvent *event);
 
 /*
- Subscribes to the events `manager` records from now on.
+ Subscribes to the events committed from now on (after the newest one).
+ Free the stream with `vman_event_stream_free`.
 
  # Safety
  `manager` NULL or live; `out` NULL or writable.
@@ -459,8 +464,24 @@ uint32_t vman_event_pid(const struct VmanEvent *event);
 VmanStatus vman_event_stream_new(const struct VmanManager *manager, struct VmanEventStream **out);
 
 /*
- The next event, waiting up to `timeout_ms`; `*out` is owned by the caller
- (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT` if none came.
+ Subscribes to the events after `after_id`: those already committed
+ first, then live ones, with no gap and no duplicate. A consumer that
+ restarts passes the id of the last event it handled; 0 replays the whole
+ history. An id below 0 or after the newest event is
+ `VMAN_STATUS_INVALID_ARGUMENT`.
+
+ # Safety
+ `manager` NULL or live; `out` NULL or writable.
+ */
+VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
+                                       int64_t after_id,
+                                       struct VmanEventStream **out);
+
+/*
+ The next event, waiting up to `timeout_ms` (0: do not wait); `*out` is
+ owned by the caller (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT`
+ if none came; `VMAN_STATUS_CLOSED` once the stream's manager was freed
+ (and from then on).
 
  # Safety
  `stream` NULL or live, used by one thread; `out` NULL or writable.
@@ -470,12 +491,22 @@ VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
                                   struct VmanEvent **out);
 
 /*
- Events dropped because the stream was not read fast enough.
+ A file descriptor to wait on for POLLIN with poll(2), select(2) or epoll
+ (level-triggered), beside your own. It is readable while
+ `vman_event_stream_next` has something to answer without waiting: an
+ undelivered event, or `VMAN_STATUS_CLOSED` (it stays readable once the
+ manager is freed). It can also be readable with nothing to deliver (a
+ commit that recorded no event), so treat a wake-up as a hint: call
+ `vman_event_stream_next(stream, 0, &event)` until it answers
+ `VMAN_STATUS_TIMEOUT`, then poll again. The descriptor belongs to the
+ stream: do not read, write or close it; it is valid until
+ `vman_event_stream_free`. -1 if `stream` is NULL.
  */
-uint64_t vman_event_stream_missed(const struct VmanEventStream *stream);
+int vman_event_stream_fd(const struct VmanEventStream *stream);
 
 /*
- Frees a stream; NULL is a no-op.
+ Frees a stream (open or closed); NULL is a no-op. A stream must be freed
+ even after its manager was freed.
 
  # Safety
  `stream` NULL or live, not used afterwards.
@@ -669,7 +700,11 @@ VmanStatus vman_default_state_dir(char **out);
 void vman_string_free(char *text);
 
 /*
- Closes a manager; NULL is a no-op. Running VMs are not affected.
+ Closes a manager; NULL is a no-op. Running VMs are not affected. Its
+ open event streams stay valid handles but answer `VMAN_STATUS_CLOSED`
+ from now on (a thread waiting in `vman_event_stream_next` is woken with
+ it) and their descriptors stay readable; free each with
+ `vman_event_stream_free` as usual, before or after this call.
 
  # Safety
  `manager` must be NULL or a live handle that no other thread is using.

@@ -49,7 +49,7 @@ mod vm;
 
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{EVENT_STREAM_CAPACITY, Event, EventStream, ObjectKind};
+pub use event::{Event, EventStream, ObjectKind};
 pub use host_network::{NetworkMode, SSH_PORT};
 pub use mac::MacAddr;
 pub use manager::{

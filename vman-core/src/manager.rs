@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::event::{Actor, Event, EventBus, EventStream, NewEvent, ObjectKind};
+use crate::event::{Actor, Closing, Event, EventStream, NewEvent, ObjectKind};
 use crate::mac::MacAddr;
 use crate::network::{Network, NetworkSpec};
 use crate::state::VmState;
@@ -183,23 +183,23 @@ pub struct Manager {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// What the manager and its watcher thread share.
+/// What the manager, its watcher thread and (weakly) its event streams share.
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// First, so streams waiting on it wake as soon as the drop begins.
+    pub closing: Closing,
     pub state_dir: PathBuf,
     pub store: Store,
     pub actor: Actor,
     pub runtime: Runtime,
-    pub bus: EventBus,
 }
 
-/// A transaction in progress, collecting the events it records so they are
-/// published only once it has committed.
+/// A transaction in progress; the events it records become visible to
+/// every stream, in any process, when it commits.
 pub(crate) struct Write<'a> {
     pub tx: &'a rusqlite::Transaction<'a>,
     pub now: i64,
     actor: &'a Actor,
-    events: Vec<Event>,
 }
 
 impl Write<'_> {
@@ -211,22 +211,15 @@ impl Write<'_> {
         action: &str,
         details: serde_json::Value,
     ) -> Result<()> {
-        let event = store::insert_event(self.tx, self.actor, self.now, NewEvent { object_kind, object_id, object_name, action, details })?;
-        self.events.push(event);
-        Ok(())
+        store::insert_event(self.tx, self.actor, self.now, NewEvent { object_kind, object_id, object_name, action, details })
     }
 }
 
 impl Inner {
-    /// Runs `f` in one immediate transaction; publishes its events after commit.
+    /// Runs `f` in one immediate transaction (the store rings the commit
+    /// bell after it commits, which wakes every event stream).
     pub fn write<T>(&self, f: impl FnOnce(&mut Write<'_>) -> Result<T>) -> Result<T> {
-        let (out, events) = self.store.write(|tx| {
-            let mut w = Write { tx, now: now_ms(), actor: &self.actor, events: Vec::new() };
-            let out = f(&mut w)?;
-            Ok((out, w.events))
-        })?;
-        self.bus.publish(&events);
-        Ok(out)
+        self.store.write(|tx| f(&mut Write { tx, now: now_ms(), actor: &self.actor }))
     }
 
     pub fn vm(&self, name: &str) -> Result<Vm> {
@@ -266,7 +259,8 @@ impl Manager {
         warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
         let runtime = Runtime::new(state_dir, options)?;
-        let inner = Arc::new(Inner { state_dir: state_dir.to_path_buf(), store, actor: Actor::current(), runtime, bus: EventBus::default() });
+        let closing = Closing::new().map_err(|e| Error::io("create the close signal for", state_dir, e))?;
+        let inner = Arc::new(Inner { closing, state_dir: state_dir.to_path_buf(), store, actor: Actor::current(), runtime });
         // The watcher reaches the manager weakly: it must not keep it alive.
         let weak = Arc::downgrade(&inner);
         inner.runtime.start_watcher(move |exit| {
@@ -285,9 +279,19 @@ impl Manager {
         &self.inner.state_dir
     }
 
-    /// A live stream of the events this manager records from now on.
-    pub fn subscribe(&self) -> EventStream {
-        self.inner.bus.subscribe()
+    /// A live stream of the events committed to this state directory from
+    /// now on, by any manager in any process (see [`EventStream`]).
+    pub fn subscribe(&self) -> Result<EventStream> {
+        EventStream::open(&self.inner, None)
+    }
+
+    /// A stream of the events after `event_id`: those already committed
+    /// first, then live ones, with no gap and no duplicate. A consumer that
+    /// restarts passes the id of the last event it handled. `0` replays the
+    /// whole history. An id below 0 or after the newest event is
+    /// [`crate::ErrorKind::InvalidArgument`] (it belongs to another store).
+    pub fn subscribe_after(&self, event_id: i64) -> Result<EventStream> {
+        EventStream::open(&self.inner, Some(event_id))
     }
 
     // ----- templates -------------------------------------------------------

@@ -22,7 +22,7 @@ fn a_guest_lives_through_its_whole_lifecycle() {
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
     vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();
-    let stream = vman.subscribe();
+    let stream = vman.subscribe().unwrap();
 
     let vm = vman.start("g1").unwrap();
     assert_eq!(vm.state, VmState::Running);
@@ -32,7 +32,7 @@ fn a_guest_lives_through_its_whole_lifecycle() {
     let line = vman.wait_for_console("g1", READY, BOOT_WAIT).unwrap();
     assert_eq!(line, "VMAN-GUEST-READY");
     // The live stream saw starting and running, in order.
-    let seen: Vec<String> = std::iter::from_fn(|| stream.next(Duration::from_millis(100)))
+    let seen: Vec<String> = std::iter::from_fn(|| stream.next(Duration::from_millis(100)).unwrap())
         .map(|e| e.details["to"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(seen, ["starting", "running"]);
@@ -59,11 +59,11 @@ fn a_guest_lives_through_its_whole_lifecycle() {
     // Started again, then killed from outside: the watcher records it.
     let pid = vman.start("g1").unwrap().pid.unwrap();
     vman.wait_for_console("g1", READY, BOOT_WAIT).unwrap();
-    let stream = vman.subscribe();
+    let stream = vman.subscribe().unwrap();
     let killed_at = Instant::now();
     // SAFETY: kill(2) with a pid we just proved is this VM's QEMU.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    let event = stream.next(Duration::from_secs(5)).expect("the watcher reports the death");
+    let event = stream.next(Duration::from_secs(5)).unwrap().expect("the watcher reports the death");
     let latency = killed_at.elapsed();
     assert_eq!(event.details["to"], "error");
     assert!(latency < Duration::from_millis(500), "death seen after {latency:?}");

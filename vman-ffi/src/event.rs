@@ -1,6 +1,7 @@
 //! The event history.
 
-use std::ffi::{CString, c_char};
+use std::ffi::{CString, c_char, c_int};
+use std::os::fd::{AsFd, AsRawFd};
 
 use vman_core::convert::millis_arg;
 use vman_core::{Event, EventStream};
@@ -151,15 +152,20 @@ pub extern "C" fn vman_event_pid(event: *const VmanEvent) -> u32 {
     record::number(event, |e| e.inner.pid)
 }
 
-/// A live stream of the events one manager records, pulled with
-/// `vman_event_stream_next`. One thread at a time per stream; open one per
+/// A live stream of the events committed to a state directory by every
+/// manager, in this process or any other, in commit (id) order, each once;
+/// pulled with `vman_event_stream_next`. Nothing is dropped: the stream
+/// reads the event history, so a slow reader only falls behind. It does not
+/// keep its manager alive: once the manager is freed it answers
+/// `VMAN_STATUS_CLOSED`. One thread at a time per stream; open one per
 /// thread that follows events.
 #[derive(Debug)]
 pub struct VmanEventStream {
     inner: EventStream,
 }
 
-/// Subscribes to the events `manager` records from now on.
+/// Subscribes to the events committed from now on (after the newest one).
+/// Free the stream with `vman_event_stream_free`.
 ///
 /// # Safety
 /// `manager` NULL or live; `out` NULL or writable.
@@ -169,14 +175,42 @@ pub unsafe extern "C" fn vman_event_stream_new(manager: *const VmanManager, out:
         // SAFETY: per this function's contract.
         let manager = unsafe { guard::handle(manager, "manager") }?;
         out_param(out, "out")?;
+        let stream = manager.inner.subscribe()?;
         // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: manager.inner.subscribe() })) };
+        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: stream })) };
         Ok(())
     })
 }
 
-/// The next event, waiting up to `timeout_ms`; `*out` is owned by the caller
-/// (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT` if none came.
+/// Subscribes to the events after `after_id`: those already committed
+/// first, then live ones, with no gap and no duplicate. A consumer that
+/// restarts passes the id of the last event it handled; 0 replays the whole
+/// history. An id below 0 or after the newest event is
+/// `VMAN_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `manager` NULL or live; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_event_stream_new_after(
+    manager: *const VmanManager,
+    after_id: i64,
+    out: *mut *mut VmanEventStream,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let manager = unsafe { guard::handle(manager, "manager") }?;
+        out_param(out, "out")?;
+        let stream = manager.inner.subscribe_after(after_id)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: stream })) };
+        Ok(())
+    })
+}
+
+/// The next event, waiting up to `timeout_ms` (0: do not wait); `*out` is
+/// owned by the caller (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT`
+/// if none came; `VMAN_STATUS_CLOSED` once the stream's manager was freed
+/// (and from then on).
 ///
 /// # Safety
 /// `stream` NULL or live, used by one thread; `out` NULL or writable.
@@ -189,7 +223,7 @@ pub unsafe extern "C" fn vman_event_stream_next(stream: *mut VmanEventStream, ti
         let timeout = millis_arg("timeout", timeout_ms)?;
         let event = stream
             .inner
-            .next(timeout)
+            .next(timeout)?
             .ok_or_else(|| Failure::new(VmanStatus::Timeout, format!("No event within {timeout_ms} ms")))?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out, guard::into_handle(VmanEvent::from(event))) };
@@ -197,13 +231,23 @@ pub unsafe extern "C" fn vman_event_stream_next(stream: *mut VmanEventStream, ti
     })
 }
 
-/// Events dropped because the stream was not read fast enough.
+/// A file descriptor to wait on for POLLIN with poll(2), select(2) or epoll
+/// (level-triggered), beside your own. It is readable while
+/// `vman_event_stream_next` has something to answer without waiting: an
+/// undelivered event, or `VMAN_STATUS_CLOSED` (it stays readable once the
+/// manager is freed). It can also be readable with nothing to deliver (a
+/// commit that recorded no event), so treat a wake-up as a hint: call
+/// `vman_event_stream_next(stream, 0, &event)` until it answers
+/// `VMAN_STATUS_TIMEOUT`, then poll again. The descriptor belongs to the
+/// stream: do not read, write or close it; it is valid until
+/// `vman_event_stream_free`. -1 if `stream` is NULL.
 #[unsafe(no_mangle)]
-pub extern "C" fn vman_event_stream_missed(stream: *const VmanEventStream) -> u64 {
-    record::number(stream, |s| s.inner.missed())
+pub extern "C" fn vman_event_stream_fd(stream: *const VmanEventStream) -> c_int {
+    record::number_or(stream, -1, |s| s.inner.as_fd().as_raw_fd())
 }
 
-/// Frees a stream; NULL is a no-op.
+/// Frees a stream (open or closed); NULL is a no-op. A stream must be freed
+/// even after its manager was freed.
 ///
 /// # Safety
 /// `stream` NULL or live, not used afterwards.

@@ -216,7 +216,11 @@ pub unsafe extern "C" fn vman_string_free(text: *mut c_char) {
     }
 }
 
-/// Closes a manager; NULL is a no-op. Running VMs are not affected.
+/// Closes a manager; NULL is a no-op. Running VMs are not affected. Its
+/// open event streams stay valid handles but answer `VMAN_STATUS_CLOSED`
+/// from now on (a thread waiting in `vman_event_stream_next` is woken with
+/// it) and their descriptors stay readable; free each with
+/// `vman_event_stream_free` as usual, before or after this call.
 ///
 /// # Safety
 /// `manager` must be NULL or a live handle that no other thread is using.

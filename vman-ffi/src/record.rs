@@ -27,6 +27,15 @@ pub(crate) fn number<T, N: Default>(record: *const T, field: impl FnOnce(&T) -> 
     })
 }
 
+/// A field for which 0 is a meaningful value (a file descriptor); `null`
+/// when the handle is NULL or on a panic.
+pub(crate) fn number_or<T, N: Copy>(record: *const T, null: N, field: impl FnOnce(&T) -> N) -> N {
+    guard::get(null, || {
+        // SAFETY: as in `text`.
+        unsafe { record.as_ref() }.map_or(null, field)
+    })
+}
+
 /// A borrowed element of a list handle; NULL when the list is NULL or
 /// `pick` finds nothing (index out of range).
 pub(crate) fn item<L, T>(list: *const L, pick: impl FnOnce(&L) -> Option<&T>) -> *const T {

@@ -155,6 +155,8 @@ impl PyConsole {
 }
 
 /// The same interruptible wait for `Manager.wait_for_console`.
-pub(crate) fn wait_for_console(py: Python<'_>, manager: &vman_core::Manager, name: &str, pattern: &str, timeout: Duration) -> PyResult<String> {
-    Ok(py.detach(|| manager.wait_for_console_with(name, pattern, timeout, check_signals))?)
+/// `Manager.wait_for_console`, interruptible by Ctrl-C; called with the GIL
+/// released.
+pub(crate) fn wait_for_console(manager: &vman_core::Manager, name: &str, pattern: &str, timeout: Duration) -> PyResult<String> {
+    Ok(manager.wait_for_console_with(name, pattern, timeout, check_signals)?)
 }

@@ -3,8 +3,13 @@
 //! Each method extracts its arguments, releases the GIL around the core call
 //! (which may wait on disk, locks or QEMU), and maps the result.
 
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
 use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
@@ -59,7 +64,42 @@ impl From<NicArg> for NicSpec {
 /// or other processes) may open the same directory.
 #[pyclass(frozen, module = "vman", name = "Manager")]
 pub(crate) struct PyManager {
-    inner: Manager,
+    /// `None` once closed. Every call holds the read lock while it runs;
+    /// `close` takes the write lock, so it waits for calls in progress. Both
+    /// are taken with the GIL released: a thread waiting for the lock must
+    /// not hold the GIL that a call in progress needs to return.
+    inner: RwLock<Option<Manager>>,
+    /// Set when `close` begins: calls fail from then on, even while it
+    /// waits for the ones in progress.
+    closing: AtomicBool,
+    state_dir: PathBuf,
+}
+
+impl PyManager {
+    /// Runs `f` on the open manager with the GIL released.
+    fn call<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> vman_core::Result<T> + Send) -> PyVmanResult<T> {
+        Ok(py.detach(|| {
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(vman_core::Error::Closed { what: "Manager" });
+            }
+            let guard = self.inner.read();
+            let manager = guard.as_ref().ok_or(vman_core::Error::Closed { what: "Manager" })?;
+            f(manager)
+        })?)
+    }
+
+    /// As `call`, for work that answers Python errors itself (waits that
+    /// check for Ctrl-C).
+    fn with_manager<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> PyResult<T> + Send) -> PyResult<T> {
+        py.detach(|| {
+            let closed = || PyErr::from(PyVmanError(vman_core::Error::Closed { what: "Manager" }));
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(closed());
+            }
+            let guard = self.inner.read();
+            f(guard.as_ref().ok_or_else(closed)?)
+        })
+    }
 }
 
 #[pymethods]
@@ -109,12 +149,42 @@ impl PyManager {
             options.set_qemu_user(user)?;
         }
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
-        Ok(PyManager { inner })
+        Ok(PyManager { state_dir: inner.state_dir().to_path_buf(), inner: RwLock::new(Some(inner)), closing: AtomicBool::new(false) })
     }
 
+    /// The state directory (still readable after :meth:`close`).
     #[getter]
-    fn state_dir(&self) -> std::path::PathBuf {
-        self.inner.state_dir().to_path_buf()
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone()
+    }
+
+    /// Closes the manager: every method raises :class:`vman.ClosedError`
+    /// from now on, and its event streams are closed. Waits for calls in
+    /// progress on other threads (Ctrl-C interrupts the wait; the manager
+    /// then stays closed to new calls, and calling close again finishes).
+    /// Running VMs are not affected. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closing.store(true, Ordering::SeqCst);
+        loop {
+            // Dropped with the GIL released: the drop joins the watcher
+            // thread, which may be logging through Python.
+            let closed = py.detach(|| self.inner.try_write_for(SIGNAL_CHECK).map(|mut guard| drop(guard.take())));
+            if closed.is_some() {
+                return Ok(());
+            }
+            py.check_signals()?;
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyVmanResult<Bound<'_, Self>> {
+        slf.get().call(slf.py(), |_| Ok(()))?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*args))]
+    fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let _ = args;
+        self.close(py)
     }
 
     #[pyo3(signature = (name, *, vcpus, memory_mib, disk_gib, description=None))]
@@ -134,19 +204,19 @@ impl PyManager {
             disk_gib: disk_gib.get("disk size")?,
             description: description.unwrap_or_default(),
         };
-        Ok(py.detach(|| self.inner.create_template(&spec))?.into())
+        Ok(self.call(py, |m| m.create_template(&spec))?.into())
     }
 
     fn template(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyTemplate> {
-        Ok(py.detach(|| self.inner.template(name))?.into())
+        Ok(self.call(py, |m| m.template(name))?.into())
     }
 
     fn templates(&self, py: Python<'_>) -> PyVmanResult<Vec<PyTemplate>> {
-        Ok(py.detach(|| self.inner.templates())?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.templates())?.into_iter().map(Into::into).collect())
     }
 
     fn delete_template(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_template(name))?)
+        self.call(py, |m| m.delete_template(name))
     }
 
     #[pyo3(signature = (name, *, vlan, cidr, gateway=None, reserved=None, dns=None, uplink=None))]
@@ -171,23 +241,23 @@ impl PyManager {
             dns: dns.unwrap_or_default(),
             uplink,
         };
-        Ok(py.detach(|| self.inner.create_network(&spec))?.into())
+        Ok(self.call(py, |m| m.create_network(&spec))?.into())
     }
 
     fn network(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyNetwork> {
-        Ok(py.detach(|| self.inner.network(name))?.into())
+        Ok(self.call(py, |m| m.network(name))?.into())
     }
 
     fn networks(&self, py: Python<'_>) -> PyVmanResult<Vec<PyNetwork>> {
-        Ok(py.detach(|| self.inner.networks())?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.networks())?.into_iter().map(Into::into).collect())
     }
 
     fn delete_network(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_network(name))?)
+        self.call(py, |m| m.delete_network(name))
     }
 
     fn allocations(&self, py: Python<'_>, network: &str) -> PyVmanResult<Vec<PyAllocation>> {
-        Ok(py.detach(|| self.inner.allocations(network))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.allocations(network))?.into_iter().map(Into::into).collect())
     }
 
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
@@ -207,64 +277,64 @@ impl PyManager {
     ) -> PyVmanResult<PyVm> {
         let boot = BootSpec::from_parts(kernel, initrd, cmdline)?;
         let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(), boot };
-        Ok(py.detach(|| self.inner.create_vm(&spec))?.into())
+        Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
 
     fn vm(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.vm(name))?.into())
+        Ok(self.call(py, |m| m.vm(name))?.into())
     }
 
     #[pyo3(signature = (*, state=None, name_prefix=None))]
     fn vms(&self, py: Python<'_>, state: Option<&str>, name_prefix: Option<String>) -> PyVmanResult<Vec<PyVm>> {
         let filter = VmFilter { state: state.map(str::parse::<VmState>).transpose()?, name_prefix };
-        Ok(py.detach(|| self.inner.vms(&filter))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.vms(&filter))?.into_iter().map(Into::into).collect())
     }
 
     /// Soft-deletes a VM; a running one only with ``force=True``, which
     /// stops it first.
     #[pyo3(signature = (name, *, force=false))]
     fn delete_vm(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<()> {
-        Ok(py.detach(|| self.inner.delete_vm(name, force))?)
+        self.call(py, |m| m.delete_vm(name, force))
     }
 
     /// Starts QEMU; returns once it answers on QMP (the guest then boots).
     fn start(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.start(name))?.into())
+        Ok(self.call(py, |m| m.start(name))?.into())
     }
 
     /// ACPI power button, up to ``timeout`` seconds, then forced.
     #[pyo3(signature = (name, timeout=30.0))]
     fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.stop(name, timeout))?.into())
+        Ok(self.call(py, |m| m.stop(name, timeout))?.into())
     }
 
     /// QMP quit, then SIGKILL if QEMU lingers.
     fn force_stop(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.force_stop(name))?.into())
+        Ok(self.call(py, |m| m.force_stop(name))?.into())
     }
 
     #[pyo3(signature = (name, timeout=30.0))]
     fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
-        Ok(py.detach(|| self.inner.restart(name, timeout))?.into())
+        Ok(self.call(py, |m| m.restart(name, timeout))?.into())
     }
 
     fn pause(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.pause(name))?.into())
+        Ok(self.call(py, |m| m.pause(name))?.into())
     }
 
     fn resume(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(py.detach(|| self.inner.resume(name))?.into())
+        Ok(self.call(py, |m| m.resume(name))?.into())
     }
 
     /// The last ``max_bytes`` of the VM's serial console output.
     // The default goes through IntArg, which a literal is not; the text
     // signature shows it as the number it is.
-    #[pyo3(signature = (name, max_bytes=IntArg::of(65_536)), text_signature = "($self, name, max_bytes=65536)")]
+    #[pyo3(signature = (name, max_bytes=IntArg::of(vman_core::defaults::CONSOLE_TAIL_BYTES as i64)), text_signature = "($self, name, max_bytes=65536)")]
     fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: IntArg) -> PyVmanResult<Bound<'py, PyBytes>> {
         let max_bytes = max_bytes.get("max_bytes")?;
-        let bytes = py.detach(|| self.inner.console_tail(name, max_bytes))?;
+        let bytes = self.call(py, |m| m.console_tail(name, max_bytes))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -276,46 +346,55 @@ impl PyManager {
     #[pyo3(signature = (name, pattern, timeout=60.0))]
     fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyResult<String> {
         let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
-        crate::console::wait_for_console(py, &self.inner, name, pattern, timeout)
+        self.with_manager(py, |m| crate::console::wait_for_console(m, name, pattern, timeout))
     }
 
     /// Attaches to the serial console: a :class:`vman.Console`. One at a
     /// time per VM; :class:`vman.InUseError` while another is attached.
     fn console(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyConsole> {
-        Ok(PyConsole::new(py.detach(|| self.inner.console(name))?))
+        Ok(PyConsole::new(self.call(py, |m| m.console(name))?))
     }
 
     /// Compares the store with reality, repairs drift, reports it.
     fn reconcile(&self, py: Python<'_>) -> PyVmanResult<PyReconcileReport> {
-        Ok(py.detach(|| self.inner.reconcile())?.into())
+        Ok(self.call(py, |m| m.reconcile())?.into())
     }
 
-    /// A live stream of the events this manager records from now on.
-    fn subscribe(&self) -> PyEventStream {
-        PyEventStream { inner: self.inner.subscribe() }
+    /// A live stream of the events committed to the state directory by any
+    /// manager in any process: from now on, or, with ``after``, every event
+    /// after that id first (resume without gaps; 0 replays all history).
+    #[pyo3(signature = (after=None))]
+    fn subscribe(&self, py: Python<'_>, after: Option<i64>) -> PyVmanResult<PyEventStream> {
+        let inner = self.call(py, |m| match after {
+            Some(id) => m.subscribe_after(id),
+            None => m.subscribe(),
+        })?;
+        Ok(PyEventStream { inner })
     }
 
     /// The newest ``limit`` events of a VM (live name, or id of a deleted
     /// one), oldest first.
-    #[pyo3(signature = (vm, limit=IntArg::of(100)), text_signature = "($self, vm, limit=100)")]
+    #[pyo3(signature = (vm, limit=IntArg::of(vman_core::defaults::HISTORY_LIMIT.into())), text_signature = "($self, vm, limit=100)")]
     fn vm_history(&self, py: Python<'_>, vm: &str, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
-        Ok(py.detach(|| self.inner.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
     }
 
     /// The newest ``limit`` events across the store, oldest first.
-    #[pyo3(signature = (limit=IntArg::of(100)), text_signature = "($self, limit=100)")]
+    #[pyo3(signature = (limit=IntArg::of(vman_core::defaults::HISTORY_LIMIT.into())), text_signature = "($self, limit=100)")]
     fn recent_events(&self, py: Python<'_>, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
-        Ok(py.detach(|| self.inner.recent_events(limit))?.into_iter().map(Into::into).collect())
+        Ok(self.call(py, |m| m.recent_events(limit))?.into_iter().map(Into::into).collect())
     }
 
     fn __repr__(&self) -> String {
-        format!("Manager({:?})", self.inner.state_dir())
+        let open = !self.closing.load(Ordering::SeqCst);
+        format!("Manager({:?}{})", self.state_dir, if open { "" } else { ", closed" })
     }
 }
 
-/// Live events, pulled: ``next(timeout)`` or iterate (blocks; Ctrl-C works).
+/// Live events, pulled: ``next(timeout)``, iteration (blocks; Ctrl-C
+/// works), or ``fileno()`` in a ``select``/``poll`` loop.
 #[pyclass(frozen, module = "vman", name = "EventStream")]
 pub(crate) struct PyEventStream {
     inner: EventStream,
@@ -327,8 +406,9 @@ const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[pymethods]
 impl PyEventStream {
-    /// The next event, waiting up to ``timeout`` seconds (forever if None);
-    /// None if none came.
+    /// The next event, waiting up to ``timeout`` seconds (forever if None,
+    /// not at all if 0); None if none came. Raises :class:`vman.ClosedError`
+    /// once the stream or its manager is closed.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
         let deadline = match timeout {
@@ -340,7 +420,7 @@ impl PyEventStream {
                 Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK),
                 None => SIGNAL_CHECK,
             };
-            if let Some(event) = py.detach(|| self.inner.next(slice)) {
+            if let Some(event) = py.detach(|| self.inner.next(slice)).map_err(PyVmanError)? {
                 return Ok(Some(event.into()));
             }
             py.check_signals()?;
@@ -350,17 +430,40 @@ impl PyEventStream {
         }
     }
 
-    /// Events dropped because the stream was not read fast enough.
-    #[getter]
-    fn missed(&self) -> u64 {
-        self.inner.missed()
+    /// A descriptor for ``select``/``poll``: readable while :meth:`next`
+    /// has something to answer without waiting (an event, or ClosedError);
+    /// possibly also with nothing, so after a wake-up call ``next(0)`` until
+    /// it returns None. Owned by the stream: do not close it.
+    fn fileno(&self) -> i32 {
+        self.inner.as_fd().as_raw_fd()
+    }
+
+    /// Ends the stream (also for a thread waiting in :meth:`next`, which
+    /// raises :class:`vman.ClosedError`). Idempotent.
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*args))]
+    fn __exit__(&self, args: &Bound<'_, PyTuple>) {
+        let _ = args;
+        self.inner.close();
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
-        self.next(py, None)
+    /// Blocks until the next event; raises ClosedError once closed.
+    fn __next__(&self, py: Python<'_>) -> PyResult<PyEvent> {
+        loop {
+            if let Some(event) = self.next(py, None)? {
+                return Ok(event);
+            }
+        }
     }
 }

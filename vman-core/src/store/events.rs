@@ -3,7 +3,7 @@ use rusqlite::{Connection, params};
 use crate::error::{Error, Result};
 use crate::event::{Actor, Event, NewEvent, ObjectKind};
 
-pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: NewEvent<'_>) -> Result<Event> {
+pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: NewEvent<'_>) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (at_ms, object_kind, object_id, object_name, action, details, os_user, pid)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -18,17 +18,7 @@ pub(crate) fn insert_event(tx: &Connection, actor: &Actor, at_ms: i64, event: Ne
         actor.os_user,
         actor.pid
     ])?;
-    Ok(Event {
-        id: tx.last_insert_rowid(),
-        at_ms,
-        object_kind: event.object_kind,
-        object_id: event.object_id.to_string(),
-        object_name: event.object_name.to_string(),
-        action: event.action.to_string(),
-        details: event.details,
-        os_user: actor.os_user.clone(),
-        pid: actor.pid,
-    })
+    Ok(())
 }
 
 const COLUMNS: &str = "id, at_ms, object_kind, object_id, object_name, action, details, os_user, pid";
@@ -81,4 +71,15 @@ pub(crate) fn recent_events(conn: &Connection, limit: u32) -> Result<Vec<Event>>
         "SELECT * FROM (SELECT {COLUMNS} FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id"
     ))?;
     collect(&mut stmt, params![limit])
+}
+
+/// Up to `limit` events with an id above `after_id`, in id (commit) order.
+pub(crate) fn events_after(conn: &Connection, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
+    collect(&mut stmt, params![after_id, limit])
+}
+
+/// The id of the newest committed event, 0 if there is none.
+pub(crate) fn newest_event_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?)
 }

@@ -6,6 +6,7 @@
 //! name free? which address is next?) cannot race another thread or process,
 //! and a crash leaves either all of it or none.
 
+mod commit_watch;
 mod events;
 mod hostlinks;
 mod ipam;
@@ -22,7 +23,8 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
-pub(crate) use events::{history_of, insert_event, recent_events};
+pub(crate) use commit_watch::CommitWatch;
+pub(crate) use events::{events_after, history_of, insert_event, newest_event_id, recent_events};
 pub(crate) use hostlinks::{
     ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, networks_of_vm, record_link, running_vms_on, set_forwards,
     taps_of,
@@ -42,6 +44,9 @@ pub(crate) struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
     busy_timeout: Duration,
+    /// Rung after every commit, so every [`CommitWatch`] on the directory
+    /// reads the events table again.
+    bell: commit_watch::Bell,
 }
 
 thread_local! {
@@ -93,7 +98,17 @@ impl Store {
         // nearly full /16 costs what it costs in an empty one.
         conn.pragma_update(None, "cache_size", -16_384)?;
         migrate(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf(), busy_timeout })
+        let bell = commit_watch::Bell::open(dir_of(path))?;
+        // A writer killed between its commit and its ring left subscribers
+        // asleep; whoever opens the directory next wakes them.
+        bell.ring();
+        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf(), busy_timeout, bell })
+    }
+
+    /// A descriptor that becomes readable after any commit to this
+    /// database, by any connection in any process (see [`CommitWatch`]).
+    pub fn commit_watch(&self) -> Result<CommitWatch> {
+        CommitWatch::new(dir_of(&self.path))
     }
 
     /// Runs `f` in an immediate (write-locked) transaction; commits on `Ok`.
@@ -103,6 +118,8 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        // Only now is the commit visible to other connections.
+        self.bell.ring();
         Ok(out)
     }
 
@@ -137,6 +154,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         log::info!("state database migrated to version {version}");
     }
     Ok(())
+}
+
+/// The directory holding the database file (and its WAL, shm and bell).
+fn dir_of(db: &Path) -> &Path {
+    db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 fn set_busy_deadline(timeout: Duration) {
