@@ -168,20 +168,20 @@ pub enum Error {
     Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
 
     #[error("State database error")]
-    Database(#[source] rusqlite::Error),
+    Database(#[source] DatabaseError),
 
     /// QEMU failed to start or refused a request; `message` is QEMU's own.
     #[error("QEMU failed: {message}")]
     Qemu { message: String },
 
     #[error("Host networking failed")]
-    HostNet(#[source] crate::hostnet::HostNetError),
+    HostNet(#[source] crate::net::linux::HostNetError),
 
     #[error("DHCP server failed")]
-    Dhcp(#[source] crate::dhcp::DhcpError),
+    Dhcp(#[source] crate::net::dhcp::DhcpError),
 
     #[error("QMP request {command} to VM {vm:?} failed")]
-    Qmp { vm: String, command: &'static str, #[source] source: crate::qmp::QmpError },
+    Qmp { vm: String, command: &'static str, #[source] source: crate::runtime::qmp::QmpError },
 
     /// A VM's console or serial log failed at the OS level. The message
     /// names the VM, never a path inside the state directory.
@@ -222,7 +222,7 @@ impl Error {
             Error::Database(_) => ErrorKind::Database,
             Error::Qemu { .. } => ErrorKind::Qemu,
             Error::HostNet(_) | Error::Dhcp(_) => ErrorKind::Io,
-            Error::Qmp { source: crate::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
+            Error::Qmp { source: crate::runtime::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
             Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Closed { .. } => ErrorKind::Closed,
@@ -258,9 +258,27 @@ fn is_permission(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::PermissionDenied
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Database(e)
+
+/// The state database failed: the database engine's own error, kept as the
+/// cause without naming the engine (the store may change engines).
+#[derive(Debug)]
+pub struct DatabaseError(Box<dyn std::error::Error + Send + Sync>);
+
+impl DatabaseError {
+    pub(crate) fn new(cause: impl std::error::Error + Send + Sync + 'static) -> DatabaseError {
+        DatabaseError(Box::new(cause))
+    }
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 

@@ -25,43 +25,42 @@
 //! ```
 
 mod console;
+mod context;
 pub mod convert;
-mod dhcp;
 mod error;
 mod event;
-mod host_network;
-mod lifecycle;
-/// Low-level host networking (bridges, taps) that the runtime builds on;
-/// public for embedders that manage their own interfaces, and for tests.
-pub mod hostnet;
-mod mac;
 mod manager;
 mod name;
-mod network;
-mod qmp;
+mod net;
+mod options;
 mod reconcile;
 mod runtime;
-mod state;
 mod store;
+mod subscription;
 mod sys;
 mod template;
 mod vm;
 
+/// Low-level host networking (bridges, taps) that the runtime builds on;
+/// public for embedders that manage their own interfaces, and for tests.
+pub use net::linux as hostnet;
+
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
-pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventStream, ObjectKind};
-pub use host_network::{NetworkMode, SSH_PORT};
-pub use mac::MacAddr;
-pub use manager::{
-    MAX_BUSY_TIMEOUT_MS, MAX_EVENT_LIMIT, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, Manager, OpenOptions, default_state_dir,
-};
+pub use error::{DatabaseError, Error, ErrorKind, Result};
+pub use event::{Event, ObjectKind};
+pub use subscription::EventStream;
+pub use net::mode::NetworkMode;
+pub use net::mode::SSH_PORT;
+pub use net::mac::MacAddr;
+pub use manager::{MAX_EVENT_LIMIT, Manager};
+pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
 pub use name::{MAX_NAME_LEN, validate_name};
-pub use network::{AddrRange, Network, NetworkSpec};
+pub use net::model::{AddrRange, Network, NetworkSpec};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
-pub use state::VmState;
+pub use vm::state::VmState;
 pub use template::{Template, TemplateSpec};
-pub use vm::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
+pub use vm::model::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
 
 /// The values an API call takes when its caller does not say, the same in
 /// every language: the C and Python façades read them from here.

@@ -16,7 +16,7 @@
 //! is the expect-style loop, and every wait can be sliced for an interrupt
 //! check (the `_with` variants; Python checks for Ctrl-C there).
 
-mod log;
+pub(crate) mod log;
 
 use std::fs::File;
 use std::io;
@@ -30,11 +30,12 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv, send};
 
-pub(crate) use self::log::{CapWatch, LineFollower, SerialLog, WatchId};
+pub(crate) use self::log::LineFollower;
 use crate::error::{Error, Result};
-use crate::manager::{Inner, Manager};
-use crate::state::VmState;
-use crate::vm::Vm;
+use crate::context::Inner;
+use crate::manager::Manager;
+use crate::vm::state::VmState;
+use crate::vm::model::Vm;
 
 /// The most bytes one [`Console::read`] returns, whatever the buffer size
 /// (a socket read never returns more than this at once anyway).
@@ -446,7 +447,7 @@ impl Manager {
         const ACTION: &str = "attach to the console";
         let inner = &self.inner;
         let vm = inner.running_vm(name, ACTION)?;
-        let paths = inner.runtime.paths(&vm.id);
+        let paths = inner.runtime().paths(&vm.id);
         let lock_err = |source| Error::Console { action: "lock the console", vm: vm.name.clone(), source };
         let file = File::options().create(true).truncate(false).write(true).open(paths.dir.join(LOCK_FILE)).map_err(lock_err)?;
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -472,7 +473,7 @@ impl Manager {
     /// in the one before.
     pub fn console_tail(&self, name: &str, max_bytes: usize) -> Result<Vec<u8>> {
         let vm = self.inner.vm(name)?;
-        let log = self.inner.runtime.serial_log(&vm.id);
+        let log = self.inner.runtime().serial_log(&vm.id);
         log.tail(max_bytes).map_err(|source| Error::Console { action: "read the serial log", vm: vm.name, source })
     }
 
@@ -515,7 +516,7 @@ impl Manager {
             return Err(inner.qemu_gone(&vm, ACTION).into());
         };
         let log_err = |source| Error::Console { action: "read the serial log", vm: vm.name.clone(), source };
-        let log = inner.runtime.serial_log(&vm.id);
+        let log = inner.runtime().serial_log(&vm.id);
         let mut follower = LineFollower::new(&log, None).map_err(log_err)?;
         let deadline = Deadline::after(timeout);
         let mut exited = false;

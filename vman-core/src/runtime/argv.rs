@@ -4,8 +4,8 @@
 use std::ffi::OsString;
 
 use crate::runtime::Accel;
-use crate::runtime::process::RunPaths;
-use crate::vm::Vm;
+use crate::runtime::paths::RunPaths;
+use crate::vm::model::Vm;
 
 /// How a NIC reaches a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,9 +124,9 @@ pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, fds: &QemuFds, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mac::MacAddr;
-    use crate::state::VmState;
-    use crate::vm::{BootSpec, Nic};
+    use crate::net::mac::MacAddr;
+    use crate::vm::state::VmState;
+    use crate::vm::model::{BootSpec, Nic};
     use std::path::Path;
 
     fn vm() -> Vm {

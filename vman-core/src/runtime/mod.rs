@@ -5,7 +5,9 @@
 
 mod accel;
 pub(crate) mod argv;
+pub(crate) mod paths;
 pub(crate) mod process;
+pub(crate) mod qmp;
 pub(crate) mod watcher;
 
 use std::fs::{self, File};
@@ -17,10 +19,8 @@ use std::time::{Duration, Instant};
 pub use accel::Accel;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::console::SerialLog;
-use crate::host_network::{NetworkMode, resolve_mode};
+use crate::console::log::SerialLog;
 use crate::error::{Error, Result};
-use crate::manager::OpenOptions;
 use process::{Credentials, RunPaths};
 use watcher::{Exit, Watcher};
 
@@ -32,8 +32,6 @@ const VM_LOCK_WAIT: Duration = Duration::from_secs(300);
 pub(crate) struct Runtime {
     pub qemu: PathBuf,
     pub dnsmasq: PathBuf,
-    /// Resolved at open: never `Auto`.
-    pub network_mode: NetworkMode,
     requested_accel: Accel,
     accel: OnceLock<Accel>,
     pub run_root: PathBuf,
@@ -55,7 +53,7 @@ pub(crate) fn check_user(user: &str) -> Result<()> {
     Credentials::of_user(user).map(drop)
 }
 
-/// Resolves who QEMU runs as (see [`OpenOptions::qemu_user`]).
+/// Resolves who QEMU runs as (see `OpenOptions::qemu_user`).
 fn qemu_credentials(requested: Option<&str>) -> Result<Option<Credentials>> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
@@ -85,8 +83,19 @@ fn let_qemu_through(dirs: &[&Path], creds: &Credentials) -> Result<()> {
     Ok(())
 }
 
+/// What the runtime is built from: plain values, checked by the caller
+/// (`OpenOptions` in the manager).
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeConfig {
+    pub qemu_binary: PathBuf,
+    pub dnsmasq_binary: PathBuf,
+    pub accel: Accel,
+    pub serial_log_cap_bytes: u64,
+    pub qemu_user: Option<String>,
+}
+
 impl Runtime {
-    pub fn new(state_dir: &Path, options: &OpenOptions) -> Result<Runtime> {
+    pub fn new(state_dir: &Path, options: &RuntimeConfig) -> Result<Runtime> {
         let run_root = state_dir.join("run");
         let locks_dir = state_dir.join("locks");
         for dir in [&run_root, &locks_dir] {
@@ -104,7 +113,6 @@ impl Runtime {
             qemu_creds,
             qemu: options.qemu_binary.clone(),
             dnsmasq: find_in_sbin(&options.dnsmasq_binary),
-            network_mode: resolve_mode(options.network)?,
             requested_accel: options.accel,
             accel: OnceLock::new(),
             run_root,

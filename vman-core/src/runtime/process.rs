@@ -5,106 +5,15 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 
 use crate::error::{Error, Result};
+pub(crate) use crate::runtime::paths::RunPaths;
 use crate::sys::proc;
 pub(crate) use crate::sys::{Pidfd, Reaped};
-
-/// The longest path a unix socket address holds (sun_path minus the NUL).
-const MAX_SOCKET_PATH: usize = 107;
-
-/// Files of one VM's QEMU, all under `<state>/run/<short id>/` (mode 0700).
-#[derive(Debug, Clone)]
-pub(crate) struct RunPaths {
-    pub dir: PathBuf,
-    pub pidfile: PathBuf,
-    pub qmp: PathBuf,
-    pub serial_sock: PathBuf,
-    pub stderr: PathBuf,
-}
-
-impl RunPaths {
-    /// The run directory name is the last 16 hex digits of the VM's UUID
-    /// (its random part): short enough that socket paths fit in sun_path
-    /// under a state directory of up to ~70 bytes.
-    pub fn new(run_root: &Path, vm_id: &str) -> RunPaths {
-        let hex: String = vm_id.chars().filter(char::is_ascii_hexdigit).collect();
-        let short = &hex[hex.len().saturating_sub(16)..];
-        let dir = run_root.join(short);
-        RunPaths {
-            pidfile: dir.join("qemu.pid"),
-            qmp: dir.join("qmp.sock"),
-            serial_sock: dir.join("serial.sock"),
-            stderr: dir.join("qemu.stderr"),
-            dir,
-        }
-    }
-
-    /// Refuses a state directory too long for its VMs' socket paths to fit
-    /// in sun_path, so `Manager::open` fails before creating anything
-    /// rather than every start failing later.
-    pub fn check_state_dir(state_dir: &Path) -> Result<()> {
-        // Every VM's paths are as long: the run directory name always has
-        // 16 hex digits.
-        let sample = RunPaths::new(&state_dir.join("run"), "00000000-0000-0000-0000-000000000000");
-        let longest = sample.longest_socket_path();
-        if longest > MAX_SOCKET_PATH {
-            let dir_len = state_dir.as_os_str().len();
-            let room = (MAX_SOCKET_PATH + dir_len).saturating_sub(longest);
-            return Err(Error::invalid(
-                "state directory",
-                format!("{} is {dir_len} bytes; unix socket paths under it fit only if it is at most {room}", state_dir.display()),
-            ));
-        }
-        Ok(())
-    }
-
-    fn longest_socket_path(&self) -> usize {
-        [&self.qmp, &self.serial_sock].iter().map(|sock| sock.as_os_str().len()).max().unwrap_or(0)
-    }
-
-    /// Creates the directory (0700) and checks the socket paths fit.
-    pub fn prepare(&self) -> Result<()> {
-        let longest = self.longest_socket_path();
-        if longest > MAX_SOCKET_PATH {
-            return Err(Error::invalid(
-                "state directory",
-                format!("its socket paths are {longest} bytes, over the {MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter state directory"),
-            ));
-        }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| Error::io("create run directory", &self.dir, e))?;
-        // Leftovers of an earlier run would confuse the launch below.
-        for stale in [&self.pidfile, &self.qmp, &self.serial_sock, &self.stderr] {
-            match fs::remove_file(stale) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove stale run file", stale, e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// The pid QEMU wrote, if the pidfile exists and names a plausible pid
-    /// (QEMU's user owns the file, so it is read with care).
-    pub fn read_pid(&self) -> Option<u32> {
-        proc::read_pidfile(&self.pidfile)
-    }
-
-    /// Removes the per-run files, keeping the serial log.
-    pub fn clean(&self) {
-        for f in [&self.pidfile, &self.qmp, &self.serial_sock, &self.stderr] {
-            let _ = fs::remove_file(f);
-        }
-    }
-}
 
 /// Who QEMU runs as when vman itself is root: resolved once, at open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +116,7 @@ pub(crate) struct Inherited {
 
 impl Inherited {
     /// Makes the sockets and opens the boot files of one launch.
-    pub fn prepare(paths: &RunPaths, boot: Option<&crate::vm::BootSpec>, nics: &[crate::runtime::argv::NicBackend], lineage: &Lineage) -> Result<Inherited> {
+    pub fn prepare(paths: &RunPaths, boot: Option<&crate::vm::model::BootSpec>, nics: &[crate::runtime::argv::NicBackend], lineage: &Lineage) -> Result<Inherited> {
         let listen = |path: &Path| -> Result<UnixListener> {
             let listener = UnixListener::bind(path).map_err(|e| Error::io("make socket", path, e))?;
             fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io("restrict socket", path, e))?;
@@ -230,7 +139,7 @@ impl Inherited {
                     crate::runtime::argv::NicBackend::Tap { ifname } => Some(ifname),
                     _ => None,
                 })
-                .map(|ifname| Ok((ifname.clone(), crate::hostnet::open_tap(ifname)?)))
+                .map(|ifname| Ok((ifname.clone(), crate::net::linux::open_tap(ifname)?)))
                 .collect::<Result<_>>()?,
             lineage: lineage.as_raw_fd(),
         })
@@ -302,7 +211,7 @@ pub(crate) fn spawn(binary: &Path, argv: &[std::ffi::OsString], inherited: &Inhe
 }
 
 /// QEMU's stderr of this run, as an error: its own words, or how it ended.
-pub(crate) fn qemu_failure(paths: &RunPaths, fds: &crate::runtime::argv::QemuFds, boot: Option<&crate::vm::BootSpec>, status: Option<i32>) -> Error {
+pub(crate) fn qemu_failure(paths: &RunPaths, fds: &crate::runtime::argv::QemuFds, boot: Option<&crate::vm::model::BootSpec>, status: Option<i32>) -> Error {
     let mut text = fs::read_to_string(&paths.stderr).unwrap_or_default();
     // QEMU names the boot files by the descriptors vman gave it; say which.
     if let (Some(fd), Some(b)) = (fds.kernel, boot) {
@@ -350,19 +259,7 @@ pub(crate) fn prove_qemu(pid: u32, vm_id: &str) -> Option<Pidfd> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn run_dir_uses_the_random_tail_of_the_uuid() {
-        let p = RunPaths::new(Path::new("/s/run"), "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e");
-        assert_eq!(p.dir, Path::new("/s/run/9d3e5f6a7b8c9d0e"));
-    }
 
-    #[test]
-    fn over_long_socket_paths_are_refused_before_anything_is_made() {
-        let root = PathBuf::from(format!("/tmp/{}", "x".repeat(100)));
-        let p = RunPaths::new(&root, "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e");
-        assert_eq!(p.prepare().unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
-        assert!(!root.exists());
-    }
 
 
     #[test]

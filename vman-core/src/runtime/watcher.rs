@@ -16,7 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
-use crate::console::{CapWatch, WatchId};
+use crate::console::log::{CapWatch, WatchId};
 use crate::runtime::process::{Pidfd, Reaped};
 
 /// A QEMU exit, as the watcher saw it.

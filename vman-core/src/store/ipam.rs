@@ -14,9 +14,9 @@ use std::net::Ipv4Addr;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::mac::MacAddr;
-use crate::network::Network;
-use crate::vm::Allocation;
+use crate::net::mac::MacAddr;
+use crate::net::model::Network;
+use crate::vm::model::Allocation;
 
 /// Takes `wanted`, or the lowest free address when `None`.
 pub(crate) fn allocate(tx: &Connection, network: &Network, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
@@ -146,7 +146,7 @@ pub(crate) fn allocations(conn: &Connection, network: &Network) -> Result<Vec<Al
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::NetworkSpec;
+    use crate::net::model::NetworkSpec;
     use crate::store::{Store, insert_network};
     use proptest::prelude::*;
     use std::collections::BTreeSet;

@@ -112,23 +112,44 @@ impl Store {
     }
 
     /// Runs `f` in an immediate (write-locked) transaction; commits on `Ok`.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// `f` must do no host work (no netlink, spawn, signal or wait): every
+    /// writer of every process waits while it runs.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         set_busy_deadline(self.busy_timeout);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = Tx(conn.transaction_with_behavior(TransactionBehavior::Immediate)?);
         let out = f(&tx)?;
-        tx.commit()?;
+        tx.0.commit()?;
         // Only now is the commit visible to other connections.
         self.bell.ring();
         Ok(out)
     }
 
     /// Runs `f` in a read transaction, so it sees one consistent snapshot.
-    pub fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         set_busy_deadline(self.busy_timeout);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let tx = Tx(conn.transaction_with_behavior(TransactionBehavior::Deferred)?);
         f(&tx)
+    }
+}
+
+/// A transaction of the store, the only handle callers outside `store/`
+/// get: they pass it to the store's functions and never see the database
+/// engine behind it, so the same scheme can later run on another one.
+pub(crate) struct Tx<'c>(Transaction<'c>);
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Database(crate::error::DatabaseError::new(e))
     }
 }
 

@@ -4,7 +4,7 @@ use ipnet::Ipv4Net;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::network::{AddrRange, Network, NetworkPlan};
+use crate::net::model::{AddrRange, Network, NetworkPlan};
 
 pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -> Result<Network> {
     if network_by_name(tx, &plan.name)?.is_some() {

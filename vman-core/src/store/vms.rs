@@ -3,10 +3,10 @@ use std::net::Ipv4Addr;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::mac::MacAddr;
-use crate::state::VmState;
+use crate::net::mac::MacAddr;
+use crate::vm::state::VmState;
 use crate::template::Template;
-use crate::vm::{BootSpec, Nic, PortForward, Vm, VmFilter};
+use crate::vm::model::{BootSpec, Nic, PortForward, Vm, VmFilter};
 
 const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
                        v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error";

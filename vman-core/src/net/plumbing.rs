@@ -20,95 +20,16 @@
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 
-use crate::dhcp::{DhcpConfig, DhcpError, DhcpServer};
+use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
 use crate::error::{Error, Result};
-use crate::hostnet::{HostNetError, Netlink};
-use crate::network::Network;
+use crate::net::mode::{NetworkMode, SSH_PORT};
+use crate::net::linux::{HostNetError, Netlink};
+use crate::net::model::Network;
 use crate::runtime::argv::NicBackend;
 use crate::store::{self, ForwardRow, HostLink};
-use crate::vm::Vm;
-
-/// How VM NICs reach their networks on this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
-    /// Bridged with CAP_NET_ADMIN, otherwise user.
-    #[default]
-    Auto,
-    /// Per-VLAN bridges, taps, DHCP (root or CAP_NET_ADMIN).
-    Bridged,
-    /// QEMU user-mode NAT with a forwarded SSH port (no privileges).
-    User,
-    /// NICs that reach nothing.
-    Isolated,
-}
-
-impl NetworkMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Auto => "auto",
-            NetworkMode::Bridged => "bridged",
-            NetworkMode::User => "user",
-            NetworkMode::Isolated => "isolated",
-        }
-    }
-}
-
-impl FromStr for NetworkMode {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<NetworkMode> {
-        [NetworkMode::Auto, NetworkMode::Bridged, NetworkMode::User, NetworkMode::Isolated]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| Error::invalid("network mode", format!("{s:?} is not one of auto, bridged, user, isolated")))
-    }
-}
-
-/// The guest port forwarded in user mode.
-pub const SSH_PORT: u16 = 22;
-
-/// Whether this process may manage network interfaces (CAP_NET_ADMIN in its
-/// effective set).
-pub(crate) fn has_net_admin() -> bool {
-    const CAP_NET_ADMIN: u32 = 12;
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| u64::from_str_radix(v.trim(), 16).ok())))
-        .flatten()
-        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
-}
-
-/// Resolves `auto`, and refuses bridged mode without the privilege.
-pub(crate) fn resolve_mode(requested: NetworkMode) -> Result<NetworkMode> {
-    let privileged = has_net_admin();
-    match requested {
-        NetworkMode::Auto if privileged => Ok(NetworkMode::Bridged),
-        NetworkMode::Auto => Ok(NetworkMode::User),
-        NetworkMode::Bridged if !privileged => Err(Error::PermissionDenied {
-            what: "bridged networking needs root or CAP_NET_ADMIN; open with network mode \"user\" for QEMU's user-mode NAT instead".into(),
-            source: None,
-        }),
-        mode => Ok(mode),
-    }
-}
-
-/// Refuses an uplink this host cannot serve: the kernel must have 802.1Q.
-pub(crate) fn check_uplink_support(uplink: &str, vlan: u16) -> Result<()> {
-    if Netlink::open()?.vlan_supported() {
-        return Ok(());
-    }
-    Err(Error::Unsupported {
-        what: format!(
-            "this kernel has no 802.1Q VLAN support, so {uplink}.{vlan} cannot join the bridge; \
-             leave out the uplink (the VLAN then stays on this host) or load the 8021q module"
-        ),
-    })
-}
+use crate::vm::model::Vm;
 
 pub(crate) fn bridge_name(vlan: u16) -> String {
     format!("vmbr{vlan}")
@@ -175,11 +96,11 @@ pub(crate) fn user_backend(nic_ip: Ipv4Addr, network: &ipnet::Ipv4Net, gateway: 
     NicBackend::User { net: *network, host: gateway, guest: nic_ip, dns, forwards: vec![(host_port, SSH_PORT)] }
 }
 
-impl crate::manager::Inner {
+impl crate::context::Inner {
     /// Makes the host side of every NIC of `vm` (in `starting`), returning
     /// QEMU's backends.
     pub(crate) fn plug_nics(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
-        match self.runtime.network_mode {
+        match self.network_mode() {
             NetworkMode::Isolated => Ok(vec![NicBackend::Isolated; vm.nics.len()]),
             NetworkMode::User => {
                 let mut backends = Vec::new();
@@ -204,16 +125,16 @@ impl crate::manager::Inner {
         let mut networks: Vec<Network> = Vec::new();
         for nic in &vm.nics {
             if !networks.iter().any(|n| n.name == nic.network) {
-                networks.push(self.store.read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
+                networks.push(self.store().read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
             }
         }
-        let owner = self.runtime.qemu_creds.as_ref().map(|c| c.uid);
+        let owner = self.runtime().qemu_creds.as_ref().map(|c| c.uid);
         let mut taps = vec![String::new(); vm.nics.len()];
         // Per network, under its lock: the bridge, its DHCP server and this
         // VM's taps on it. A teardown of the network takes the same lock, so
         // it can never remove what a start is plugging in.
         for network in &networks {
-            let _net_lock = self.runtime.lock_network(network.id)?;
+            let _net_lock = self.runtime().lock_network(network.id)?;
             self.ensure_network_up(&mut nl, network)?;
             for (i, nic) in vm.nics.iter().enumerate().filter(|(_, nic)| nic.network == network.name) {
                 let tap = tap_name(&vm.id, nic.index);
@@ -238,7 +159,7 @@ impl crate::manager::Inner {
     /// The network's bridge, with the gateway address, up, not forwarding.
     fn ensure_bridge(&self, nl: &mut Netlink, network: &Network) -> Result<()> {
         let name = bridge_name(network.vlan);
-        let ours = self.store.read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
+        let ours = self.store().read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
         if !ours && nl.link_by_name(&name)?.is_some() {
             // An interface of that name that vman did not record: not ours.
             return Err(HostNetError::NotOurs { name: name.clone(), expected: "vman bridge", found: "an interface vman did not make".into() }.into());
@@ -263,7 +184,7 @@ impl crate::manager::Inner {
 
     /// Starts or reloads the network's DHCP server with every allocation.
     fn ensure_dhcp(&self, network: &Network) -> Result<()> {
-        let leases = self.store.read(|tx| store::leases_of(tx, network.id))?;
+        let leases = self.store().read(|tx| store::leases_of(tx, network.id))?;
         let hosts = leases
             .into_iter()
             .map(|(mac, ip)| Ok((mac.parse::<crate::MacAddr>()?.0, Ipv4Addr::from(ip))))
@@ -282,7 +203,7 @@ impl crate::manager::Inner {
     }
 
     pub(crate) fn dhcp(&self, network_id: i64) -> DhcpServer {
-        DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.dnsmasq.clone())
+        DhcpServer::new(dhcp_dir(&self.runtime().run_root, network_id), self.runtime().dnsmasq.clone())
     }
 
     /// Removes the host side of a VM whose QEMU is gone (its exit already
@@ -294,7 +215,7 @@ impl crate::manager::Inner {
     /// keeps its row, for the reconciler to retry.
     pub(crate) fn unplug_nics(&self, vm_id: &str) {
         let result = (|| -> Result<()> {
-            let (taps, networks, bridges) = self.store.read(|tx| {
+            let (taps, networks, bridges) = self.store().read(|tx| {
                 let networks = store::networks_of_vm(tx, vm_id)?;
                 let bridges = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && networks.contains(&l.network_id)).count();
                 Ok((store::taps_of(tx, vm_id)?, networks, bridges))
@@ -306,8 +227,8 @@ impl crate::manager::Inner {
             }
             let mut nl = Netlink::open()?;
             for network_id in networks {
-                let _net_lock = self.runtime.lock_network(network_id)?;
-                let (down, taps) = self.store.read(|tx| {
+                let _net_lock = self.runtime().lock_network(network_id)?;
+                let (down, taps) = self.store().read(|tx| {
                     let down = store::vm_by_id(tx, vm_id)?.is_none_or(|vm| !vm.state.has_process());
                     Ok((down, store::taps_of(tx, vm_id)?.into_iter().filter(|t| t.network_id == network_id).collect::<Vec<_>>()))
                 })?;
@@ -333,7 +254,7 @@ impl crate::manager::Inner {
     /// The caller holds the network's lock; the host work happens outside
     /// any transaction, and each link is forgotten once it is gone.
     pub(crate) fn release_network_if_idle(&self, nl: &mut Netlink, network_id: i64) -> Result<bool> {
-        let (running, bridges, uplink) = self.store.read(|tx| {
+        let (running, bridges, uplink) = self.store().read(|tx| {
             let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
             let uplink = store::list_networks(tx)?.into_iter().find(|n| n.id == network_id).and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
             Ok((store::running_vms_on(tx, network_id)?, bridges, uplink))
@@ -368,7 +289,7 @@ mod tests {
         let id = "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e";
         assert_eq!(tap_name(id, 0), "vt5f6a7b8c9d0e0");
         assert_eq!(tap_name(id, 15), "vt5f6a7b8c9d0ef");
-        assert!(tap_name(id, 15).len() <= crate::hostnet::IFNAME_MAX);
+        assert!(tap_name(id, 15).len() <= crate::net::linux::IFNAME_MAX);
         assert_eq!(bridge_name(4094), "vmbr4094");
         assert!(bridge_mac(100)[0] & 0x02 != 0, "locally administered");
     }

@@ -103,8 +103,8 @@ impl NetworkSpec {
 
         if let Some(uplink) = &self.uplink {
             let vlan_if = format!("{uplink}.{}", self.vlan);
-            crate::hostnet::validate_ifname(uplink)
-                .and_then(|()| crate::hostnet::validate_ifname(&vlan_if))
+            crate::net::linux::validate_ifname(uplink)
+                .and_then(|()| crate::net::linux::validate_ifname(&vlan_if))
                 .map_err(|e| Error::invalid("uplink", e.to_string()))?;
         }
         let free = free_extents(cidr, gateway, &reserved);

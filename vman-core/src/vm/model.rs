@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::mac::MacAddr;
+use crate::net::mac::MacAddr;
 use crate::name::validate_name;
-use crate::network::parse_ipv4;
-use crate::state::VmState;
+use crate::net::model::parse_ipv4;
+use crate::vm::state::VmState;
 
 /// A VM may have at most this many NICs (PCI slots left after the basics).
 pub const MAX_NICS: usize = 16;
@@ -258,3 +258,28 @@ pub struct Allocation {
     pub vm_name: String,
     pub nic_index: u32,
 }
+
+// The state machine (`vm::state`) stays free of the error type, so the error
+// type can name states; the checks that answer errors live here.
+impl crate::vm::state::VmState {
+    /// The check every state change in vman goes through.
+    pub(crate) fn check_transition(self, to: VmState, vm: &str) -> Result<()> {
+        if self.can_become(to) {
+            Ok(())
+        } else {
+            Err(Error::InvalidTransition { vm: vm.to_string(), from: self, to })
+        }
+    }
+}
+
+impl std::str::FromStr for crate::vm::state::VmState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<crate::vm::state::VmState> {
+        crate::vm::state::VmState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::invalid("VM state", format!("{s:?} is not one of created, starting, running, paused, stopping, stopped, error, deleted")))
+    }
+}
+

@@ -14,9 +14,6 @@
 //! (QEMU crashed or a start failed); `error` may be started again or deleted.
 
 use std::fmt;
-use std::str::FromStr;
-
-use crate::error::{Error, Result};
 
 /// The lifecycle state of a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -90,31 +87,11 @@ impl VmState {
                 | (Error, Starting | Stopped | Deleted)
         )
     }
-
-    /// The check every state change in vman goes through.
-    pub(crate) fn check_transition(self, to: VmState, vm: &str) -> Result<()> {
-        if self.can_become(to) {
-            Ok(())
-        } else {
-            Err(Error::InvalidTransition { vm: vm.to_string(), from: self, to })
-        }
-    }
 }
 
 impl fmt::Display for VmState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for VmState {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<VmState> {
-        VmState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| Error::invalid("VM state", format!("{s:?} is not one of created, starting, running, paused, stopping, stopped, error, deleted")))
     }
 }
 

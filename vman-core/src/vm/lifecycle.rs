@@ -1,0 +1,233 @@
+//! The VM lifecycle on real QEMU: start, stop, restart, pause, resume,
+//! delete.
+//!
+//! Every operation takes the VM's lock (serializing operations on one VM
+//! across threads and processes), re-reads the VM under it by id, checks the
+//! state machine, records the transitional state, acts, and records the
+//! outcome; QEMU itself is handled by `vm::qemu`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::event::ObjectKind;
+use crate::context::Inner;
+use crate::manager::Manager;
+use crate::runtime::qmp::{QmpClient, QmpError};
+use crate::runtime::process::Pidfd;
+use crate::vm::state::VmState;
+use crate::store::{self, ProcessFacts};
+use crate::vm::model::Vm;
+
+use crate::vm::qemu::ExitCause;
+
+impl Inner {
+    /// Resolves `name` once, takes that VM's lock, and re-reads it by id:
+    /// a VM deleted meanwhile (perhaps re-created under the same name) is
+    /// `NotFound`, never another VM. A VM left in a transitional state by an
+    /// operation that died (its lock is ours now) is reconciled first, so
+    /// the caller sees where it really is.
+    pub(crate) fn lock_vm(&self, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
+        let id = self.store().read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
+        let lock = self.runtime().lock_vm(&id, name)?;
+        let mut vm = self.vm_by_id(&id, name)?;
+        if vm.state.is_transitional() {
+            let mut report = crate::reconcile::report::ReconcileReport::default();
+            self.reconcile_locked(&vm, &mut report)?;
+            report.log();
+            vm = self.vm_by_id(&id, name)?;
+        }
+        Ok((lock, vm))
+    }
+
+    /// A live VM by id; `NotFound` under the name the caller used.
+    pub(crate) fn vm_by_id(&self, id: &str, name: &str) -> Result<Vm> {
+        self.store().read(|tx| store::vm_by_id(tx, id))?.ok_or_else(|| Error::not_found("VM", name))
+    }
+
+    fn require(&self, vm: &Vm, action: &'static str, allowed: &[VmState], needs: &'static str) -> Result<()> {
+        if allowed.contains(&vm.state) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action, needs })
+        }
+    }
+
+    /// For operations that need QEMU: its pidfd, or — if it is gone — the
+    /// exit settled and an error saying so.
+    fn running_qemu(&self, vm: &Vm) -> Result<(u32, Pidfd)> {
+        match self.open_qemu(vm) {
+            Some(found) => Ok(found),
+            None => {
+                let state = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), self.exit_cause(&vm.id))?.unwrap_or(vm.state);
+                Err(Error::InvalidState { vm: vm.name.clone(), state, action: "reach QEMU", needs: "a running QEMU" })
+            }
+        }
+    }
+
+    fn stop_locked(&self, vm: &Vm, graceful: Option<Duration>) -> Result<()> {
+        let (pid, pidfd) = self.running_qemu(vm)?;
+        let started = Instant::now();
+        let details = match graceful {
+            Some(t) => json!({"reason": "stop requested", "graceful_timeout_ms": t.as_millis() as u64}),
+            None => json!({"reason": "force stop requested"}),
+        };
+        self.transition(vm, vm.state, VmState::Stopping, &ProcessFacts::default(), details)?;
+        let mut powered_off = false;
+        if let Some(timeout) = graceful {
+            let asked = self.qmp(vm).and_then(|mut qmp| {
+                let call = |r: std::result::Result<(), QmpError>, command| r.map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source });
+                // ACPI needs running vCPUs to be seen by the guest.
+                if vm.state == VmState::Paused {
+                    call(qmp.cont(), "cont")?;
+                }
+                call(qmp.system_powerdown(), "system_powerdown")
+            });
+            powered_off = asked.is_ok() && pidfd.wait(timeout).unwrap_or(false);
+        }
+        if !powered_off {
+            if graceful.is_some() {
+                self.write(|w| {
+                    w.record(ObjectKind::Vm, &vm.id, &vm.name, "forced", json!({"after_ms": started.elapsed().as_millis() as u64}))
+                })?;
+            }
+            self.kill_qemu(vm, &pidfd)?;
+        }
+        self.settle_exit(&vm.id, pid, ExitCause::Clean)?;
+        Ok(())
+    }
+}
+
+impl Manager {
+    /// Starts a created, stopped or failed VM and returns it running. The
+    /// call returns once QEMU answers on QMP; the guest then boots (see
+    /// [`Manager::wait_for_console`] to know when it is up).
+    pub fn start(&self, name: &str) -> Result<Vm> {
+        let inner = &self.inner;
+        let (_lock, vm) = inner.lock_vm(name)?;
+        inner.require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
+        if vm.boot.is_none() {
+            return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "start", needs: "a boot source (a kernel)" });
+        }
+        inner.runtime().check_qemu_can_reach(&inner.state_dir())?;
+        let lineage = inner.take_lineage(&vm)?;
+        let accel = inner.runtime().accel();
+        let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
+        inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
+        let starting = Vm { state: VmState::Starting, ..vm };
+        match inner.launch(&starting, &lineage) {
+            Ok((pid, pidfd)) => {
+                let recorded = pidfd
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e))
+                    .and_then(|watch| {
+                        let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
+                        inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
+                        inner.watch(&starting, pid, watch)
+                    });
+                if let Err(e) = recorded {
+                    // QEMU runs but the store cannot say so: end it rather
+                    // than leave a process nobody knows about.
+                    let _ = inner.kill_qemu(&starting, &pidfd);
+                    inner.runtime().paths(&starting.id).clean();
+                    let _ = inner.fail_start(&starting, &e);
+                    return Err(e);
+                }
+                // QEMU holds the lineage lock from here on, alone.
+                drop(lineage);
+                inner.vm_by_id(&starting.id, name)
+            }
+            Err(e) => {
+                inner.fail_start(&starting, &e)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a running or paused VM: ACPI power button, up to `timeout` for
+    /// the guest to power off, then QMP `quit`, then SIGKILL.
+    pub fn stop(&self, name: &str, timeout: Duration) -> Result<Vm> {
+        self.stop_with(name, Some(timeout))
+    }
+
+    /// Stops a VM at once: QMP `quit`, then SIGKILL if QEMU lingers.
+    pub fn force_stop(&self, name: &str) -> Result<Vm> {
+        self.stop_with(name, None)
+    }
+
+    fn stop_with(&self, name: &str, graceful: Option<Duration>) -> Result<Vm> {
+        let inner = &self.inner;
+        let (_lock, vm) = inner.lock_vm(name)?;
+        inner.require(&vm, "stop", &[VmState::Running, VmState::Paused], "a running or paused VM")?;
+        inner.stop_locked(&vm, graceful)?;
+        inner.vm_by_id(&vm.id, name)
+    }
+
+    /// Stops (gracefully, within `timeout`) and starts the VM again.
+    pub fn restart(&self, name: &str, timeout: Duration) -> Result<Vm> {
+        self.stop(name, timeout)?;
+        self.start(name)
+    }
+
+    /// Halts the guest's vCPUs (QMP `stop`); QEMU keeps running.
+    pub fn pause(&self, name: &str) -> Result<Vm> {
+        self.qmp_transition(name, "pause", VmState::Running, VmState::Paused, "stop", QmpClient::stop)
+    }
+
+    /// Resumes a paused guest (QMP `cont`).
+    pub fn resume(&self, name: &str) -> Result<Vm> {
+        self.qmp_transition(name, "resume", VmState::Paused, VmState::Running, "cont", QmpClient::cont)
+    }
+
+    fn qmp_transition(
+        &self,
+        name: &str,
+        action: &'static str,
+        from: VmState,
+        to: VmState,
+        command: &'static str,
+        send: fn(&mut QmpClient) -> std::result::Result<(), QmpError>,
+    ) -> Result<Vm> {
+        let inner = &self.inner;
+        let (_lock, vm) = inner.lock_vm(name)?;
+        inner.require(&vm, action, &[from], if from == VmState::Running { "a running VM" } else { "a paused VM" })?;
+        inner.running_qemu(&vm)?;
+        send(&mut inner.qmp(&vm)?).map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source })?;
+        inner.transition(&vm, from, to, &ProcessFacts::default(), json!({}))?;
+        inner.vm_by_id(&vm.id, name)
+    }
+
+    /// Soft-deletes a VM: frees its name, releases its addresses, keeps its
+    /// history. A VM with a running QEMU is refused unless `force`, which
+    /// force-stops it first.
+    pub fn delete_vm(&self, name: &str, force: bool) -> Result<()> {
+        let inner = &self.inner;
+        let (_lock, vm) = inner.lock_vm(name)?;
+        if vm.state.has_process() {
+            if !force {
+                return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM (or force)" });
+            }
+            if matches!(vm.state, VmState::Running | VmState::Paused) {
+                inner.stop_locked(&vm, None)?;
+            } else if let Some((pid, pidfd)) = inner.open_qemu(&vm) {
+                // Stuck in starting or stopping: end whatever QEMU there is.
+                inner.kill_qemu(&vm, &pidfd)?;
+                inner.settle_exit(&vm.id, pid, ExitCause::Killed)?;
+            }
+        }
+        let vm = inner.vm_by_id(&vm.id, name)?;
+        if vm.state.has_process() {
+            // Stuck with no QEMU at all (a crash mid-operation).
+            inner.transition(&vm, vm.state, VmState::Error, &ProcessFacts { pid: Some(0), ..Default::default() }, json!({"reason": "no QEMU found during forced delete"}))?;
+        }
+        let vm = inner.vm_by_id(&vm.id, name)?;
+        inner.write(|w| {
+            store::soft_delete_vm(w.tx, &vm, w.now)?;
+            let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released}))
+        })?;
+        inner.runtime().forget_vm(&vm.id);
+        Ok(())
+    }
+}
