@@ -10,7 +10,8 @@
  *   untouched. There are no partial successes.
  * - NULL: a NULL required pointer answers VMAN_STATUS_NULL_PARAMETER; a string
  *   that is not UTF-8 answers VMAN_STATUS_INVALID_UTF8. Getters on a NULL
- *   record return NULL or 0. Every *_free function accepts NULL.
+ *   record return NULL or 0, and like frees (every *_free accepts NULL)
+ *   they clear the last error: only a failed call leaves a message.
  * - Ownership: a handle returned through `T **out` is owned by the caller and
  *   freed with its one matching *_free function. Strings returned by getters
  *   are borrowed from their record and live as long as it does; never free
@@ -19,7 +20,7 @@
  *   Records and lists are immutable and may be shared. Specs and options
  *   (the builders) must not be used by two threads at once.
  * - Processes: several processes may open the same state directory.
- * - Enums are returned as fixed-width integers; their numbers are stable.
+ * - Enums are plain C enums; their numbers are stable.
  */
 
 
@@ -42,11 +43,10 @@
  The result of every fallible vman call. Numbers are stable: a retired
  value stays retired (listed in a comment) and is never reused.
  */
-enum VmanStatus
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef enum VmanStatus {
+  /*
+   Success.
+   */
   VMAN_STATUS_OK = 0,
   /*
    An argument was malformed or out of range; nothing was changed.
@@ -60,10 +60,18 @@ enum VmanStatus
    A string argument was not valid UTF-8.
    */
   VMAN_STATUS_INVALID_UTF8 = 3,
+  /*
+   The named template, network, VM or item does not exist.
+   */
   VMAN_STATUS_NOT_FOUND = 4,
+  /*
+   An object with that name, VLAN id, address or MAC already exists, or
+   a subnet overlaps an existing network's.
+   */
   VMAN_STATUS_ALREADY_EXISTS = 5,
   /*
-   The object is still used and cannot be deleted.
+   The object is still used and cannot be deleted, or (a console)
+   another client holds it.
    */
   VMAN_STATUS_IN_USE = 6,
   /*
@@ -74,14 +82,29 @@ enum VmanStatus
    The operation is not allowed in the object's current state.
    */
   VMAN_STATUS_INVALID_STATE = 8,
+  /*
+   The process lacks a privilege the operation needs.
+   */
   VMAN_STATUS_PERMISSION_DENIED = 9,
   /*
    The host lacks a needed kernel feature or program.
    */
   VMAN_STATUS_UNSUPPORTED = 10,
+  /*
+   A wait ran out of time.
+   */
   VMAN_STATUS_TIMEOUT = 11,
+  /*
+   An operating-system call failed.
+   */
   VMAN_STATUS_IO = 12,
+  /*
+   The state database failed or is corrupt.
+   */
   VMAN_STATUS_DATABASE = 13,
+  /*
+   QEMU refused or failed an operation.
+   */
   VMAN_STATUS_QEMU = 14,
   /*
    A bug in vman.
@@ -95,23 +118,12 @@ enum VmanStatus
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum VmanStatus VmanStatus;
-#else
-typedef uint32_t VmanStatus;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+} VmanStatus;
 
 /*
  The lifecycle state of a VM. Numbers are stable.
  */
-enum VmanVmState
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef enum VmanVmState {
   VMAN_VM_STATE_CREATED = 0,
   VMAN_VM_STATE_STARTING = 1,
   VMAN_VM_STATE_RUNNING = 2,
@@ -120,14 +132,7 @@ enum VmanVmState
   VMAN_VM_STATE_STOPPED = 5,
   VMAN_VM_STATE_ERROR = 6,
   VMAN_VM_STATE_DELETED = 7,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum VmanVmState VmanVmState;
-#else
-typedef uint32_t VmanVmState;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+} VmanVmState;
 
 /*
  Who holds one address; read-only.
@@ -259,11 +264,11 @@ void vman_bytes_free(struct VmanBytes *bytes);
  `manager` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
  writable for `capacity` bytes; `out_len` NULL or writable.
  */
-VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
-                                const char *name,
-                                uint8_t *buf,
-                                size_t capacity,
-                                size_t *out_len);
+enum VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
+                                     const char *name,
+                                     uint8_t *buf,
+                                     size_t capacity,
+                                     size_t *out_len);
 
 /*
  Waits up to `timeout_ms` for a console line matching the regular
@@ -278,11 +283,11 @@ VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
  `manager` NULL or live; strings NULL or NUL-terminated; `out_line` NULL or
  writable.
  */
-VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
-                                    const char *name,
-                                    const char *pattern,
-                                    uint64_t timeout_ms,
-                                    char **out_line);
+enum VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
+                                         const char *name,
+                                         const char *pattern,
+                                         uint64_t timeout_ms,
+                                         char **out_line);
 
 /*
  Attaches to a running VM's serial console. One console per VM at a
@@ -295,9 +300,9 @@ VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_console_attach(const struct VmanManager *manager,
-                               const char *name,
-                               struct VmanConsole **out);
+enum VmanStatus vman_console_attach(const struct VmanManager *manager,
+                                    const char *name,
+                                    struct VmanConsole **out);
 
 /*
  Reads up to `len` bytes (`len` > 0) the guest printed into `buf`,
@@ -310,11 +315,11 @@ VmanStatus vman_console_attach(const struct VmanManager *manager,
  `console` NULL or live, used by one thread; `buf` NULL or writable for
  `len` bytes; `out_n` NULL or writable.
  */
-VmanStatus vman_console_read(struct VmanConsole *console,
-                             uint8_t *buf,
-                             size_t len,
-                             uint64_t timeout_ms,
-                             size_t *out_n);
+enum VmanStatus vman_console_read(struct VmanConsole *console,
+                                  uint8_t *buf,
+                                  size_t len,
+                                  uint64_t timeout_ms,
+                                  size_t *out_n);
 
 /*
  Sends all `len` bytes at `buf` to the guest's console (its keyboard),
@@ -326,10 +331,10 @@ VmanStatus vman_console_read(struct VmanConsole *console,
  `console` NULL or live, used by one thread; `buf` NULL or readable for
  `len` bytes.
  */
-VmanStatus vman_console_write(struct VmanConsole *console,
-                              const uint8_t *buf,
-                              size_t len,
-                              uint64_t timeout_ms);
+enum VmanStatus vman_console_write(struct VmanConsole *console,
+                                   const uint8_t *buf,
+                                   size_t len,
+                                   uint64_t timeout_ms);
 
 /*
  Reads until the output matches the regular expression `pattern` and
@@ -343,10 +348,10 @@ VmanStatus vman_console_write(struct VmanConsole *console,
  `console` NULL or live, used by one thread; `pattern` NULL or
  NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_console_read_until(struct VmanConsole *console,
-                                   const char *pattern,
-                                   uint64_t timeout_ms,
-                                   struct VmanBytes *out);
+enum VmanStatus vman_console_read_until(struct VmanConsole *console,
+                                        const char *pattern,
+                                        uint64_t timeout_ms,
+                                        struct VmanBytes *out);
 
 /*
  The console's file descriptor, for the caller's own poll loop (readable
@@ -370,14 +375,20 @@ void vman_console_free(struct VmanConsole *console);
 
 /*
  The message of the last failed vman call on this thread, or NULL if the
- last call succeeded. Valid until the next vman call on this thread; do not
- free it. Messages are sentence-case and include the cause chain.
+ last call succeeded. Messages are sentence-case and include the cause
+ chain.
+
+ Borrowed from the library: valid until the next vman call on this
+ thread; never free it. Thread-safe: each thread has its own message.
+ Never fails, and does not change the last error.
  */
 const char *vman_last_error_message(void);
 
 /*
- A static lower-case name for a status, e.g. "not_found"; never NULL,
- never to be freed. Unknown numbers give "unknown".
+ A static lower-case name for a status, e.g. "not_found"; "unknown" for
+ a number that is no status. Never NULL; static, never free it.
+ Thread-safe; never fails, and does not change the last error (so it
+ may be called in the same expression as `vman_last_error_message`).
  */
 const char *vman_status_name(uint32_t status);
 
@@ -388,10 +399,10 @@ const char *vman_status_name(uint32_t status);
  # Safety
  `manager` NULL or live; `vm` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_vm_history(const struct VmanManager *manager,
-                           const char *vm,
-                           uint32_t limit,
-                           struct VmanEventList **out);
+enum VmanStatus vman_vm_history(const struct VmanManager *manager,
+                                const char *vm,
+                                uint32_t limit,
+                                struct VmanEventList **out);
 
 /*
  The newest `limit` (1–10000) events across the store, oldest first.
@@ -399,9 +410,9 @@ VmanStatus vman_vm_history(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `out` NULL or writable.
  */
-VmanStatus vman_recent_events(const struct VmanManager *manager,
-                              uint32_t limit,
-                              struct VmanEventList **out);
+enum VmanStatus vman_recent_events(const struct VmanManager *manager,
+                                   uint32_t limit,
+                                   struct VmanEventList **out);
 
 size_t vman_event_list_len(const struct VmanEventList *list);
 
@@ -461,7 +472,8 @@ uint32_t vman_event_pid(const struct VmanEvent *event);
  # Safety
  `manager` NULL or live; `out` NULL or writable.
  */
-VmanStatus vman_event_stream_new(const struct VmanManager *manager, struct VmanEventStream **out);
+enum VmanStatus vman_event_stream_new(const struct VmanManager *manager,
+                                      struct VmanEventStream **out);
 
 /*
  Subscribes to the events after `after_id`: those already committed
@@ -473,9 +485,9 @@ VmanStatus vman_event_stream_new(const struct VmanManager *manager, struct VmanE
  # Safety
  `manager` NULL or live; `out` NULL or writable.
  */
-VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
-                                       int64_t after_id,
-                                       struct VmanEventStream **out);
+enum VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
+                                            int64_t after_id,
+                                            struct VmanEventStream **out);
 
 /*
  The next event, waiting up to `timeout_ms` (0: do not wait); `*out` is
@@ -486,9 +498,9 @@ VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
  # Safety
  `stream` NULL or live, used by one thread; `out` NULL or writable.
  */
-VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
-                                  uint64_t timeout_ms,
-                                  struct VmanEvent **out);
+enum VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
+                                       uint64_t timeout_ms,
+                                       struct VmanEvent **out);
 
 /*
  A file descriptor to wait on for POLLIN with poll(2), select(2) or epoll
@@ -530,7 +542,9 @@ void vman_event_free(struct VmanEvent *event);
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_vm_start(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_vm_start(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanVm **out);
 
 /*
  Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
@@ -539,10 +553,10 @@ VmanStatus vman_vm_start(const struct VmanManager *manager, const char *name, st
  # Safety
  As `vman_vm_start`.
  */
-VmanStatus vman_vm_stop(const struct VmanManager *manager,
-                        const char *name,
-                        uint64_t timeout_ms,
-                        struct VmanVm **out);
+enum VmanStatus vman_vm_stop(const struct VmanManager *manager,
+                             const char *name,
+                             uint64_t timeout_ms,
+                             struct VmanVm **out);
 
 /*
  Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
@@ -550,9 +564,9 @@ VmanStatus vman_vm_stop(const struct VmanManager *manager,
  # Safety
  As `vman_vm_start`.
  */
-VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
-                              const char *name,
-                              struct VmanVm **out);
+enum VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
+                                   const char *name,
+                                   struct VmanVm **out);
 
 /*
  Stops (gracefully, within `timeout_ms`) and starts the VM again.
@@ -560,10 +574,10 @@ VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
  # Safety
  As `vman_vm_start`.
  */
-VmanStatus vman_vm_restart(const struct VmanManager *manager,
-                           const char *name,
-                           uint64_t timeout_ms,
-                           struct VmanVm **out);
+enum VmanStatus vman_vm_restart(const struct VmanManager *manager,
+                                const char *name,
+                                uint64_t timeout_ms,
+                                struct VmanVm **out);
 
 /*
  Halts the guest's vCPUs (QMP stop).
@@ -571,7 +585,9 @@ VmanStatus vman_vm_restart(const struct VmanManager *manager,
  # Safety
  As `vman_vm_start`.
  */
-VmanStatus vman_vm_pause(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_vm_pause(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanVm **out);
 
 /*
  Resumes a paused guest (QMP cont).
@@ -579,7 +595,9 @@ VmanStatus vman_vm_pause(const struct VmanManager *manager, const char *name, st
  # Safety
  As `vman_vm_start`.
  */
-VmanStatus vman_vm_resume(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_vm_resume(const struct VmanManager *manager,
+                               const char *name,
+                               struct VmanVm **out);
 
 /*
  Creates options holding the defaults. Free with `vman_open_options_free`.
@@ -587,7 +605,7 @@ VmanStatus vman_vm_resume(const struct VmanManager *manager, const char *name, s
  # Safety
  `out` NULL or writable.
  */
-VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
+enum VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 
 /*
  How long a write waits for another thread's or process's lock (default
@@ -597,7 +615,7 @@ VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
  # Safety
  `options` must be NULL or a live options handle not used concurrently.
  */
-VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
+enum VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
 
 /*
  The accelerator: "auto" (default: KVM only if a probe proves it runs
@@ -607,7 +625,7 @@ VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options
  `options` NULL or a live handle not used concurrently; `accel` NULL or
  NUL-terminated.
  */
-VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
+enum VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
 
 /*
  The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
@@ -616,7 +634,8 @@ VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const ch
  # Safety
  As `vman_open_options_set_accel`.
  */
-VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, const char *path);
+enum VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options,
+                                                  const char *path);
 
 /*
  How NICs reach their networks: "auto" (default: bridged with
@@ -625,7 +644,7 @@ VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, co
  # Safety
  As `vman_open_options_set_accel`.
  */
-VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
+enum VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
 
 /*
  The DHCP server binary of bridged networks (default "dnsmasq"). An empty
@@ -634,7 +653,8 @@ VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const 
  # Safety
  As `vman_open_options_set_accel`.
  */
-VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options, const char *path);
+enum VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options,
+                                                     const char *path);
 
 /*
  The user QEMU runs as when the embedding process is root (default:
@@ -645,7 +665,7 @@ VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options,
  # Safety
  As `vman_open_options_set_accel`.
  */
-VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
+enum VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
 
 /*
  The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
@@ -654,7 +674,8 @@ VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, cons
  # Safety
  `options` NULL or a live handle not used concurrently.
  */
-VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options, uint64_t bytes);
+enum VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options,
+                                                     uint64_t bytes);
 
 /*
  Frees options; NULL is a no-op.
@@ -676,9 +697,9 @@ void vman_open_options_free(struct VmanOpenOptions *options);
  `state_dir` must be NULL or a NUL-terminated string; `options` NULL or a
  live options handle; `out` NULL or valid for a write.
  */
-VmanStatus vman_manager_open(const char *state_dir,
-                             const struct VmanOpenOptions *options,
-                             struct VmanManager **out);
+enum VmanStatus vman_manager_open(const char *state_dir,
+                                  const struct VmanOpenOptions *options,
+                                  struct VmanManager **out);
 
 /*
  The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
@@ -688,7 +709,7 @@ VmanStatus vman_manager_open(const char *state_dir,
  # Safety
  `out` NULL or writable.
  */
-VmanStatus vman_default_state_dir(char **out);
+enum VmanStatus vman_default_state_dir(char **out);
 
 /*
  Frees a string vman allocated for the caller; NULL is a no-op.
@@ -718,10 +739,10 @@ void vman_manager_free(struct VmanManager *manager);
  # Safety
  Strings NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_network_spec_new(const char *name,
-                                 uint32_t vlan,
-                                 const char *cidr,
-                                 struct VmanNetworkSpec **out);
+enum VmanStatus vman_network_spec_new(const char *name,
+                                      uint32_t vlan,
+                                      const char *cidr,
+                                      struct VmanNetworkSpec **out);
 
 /*
  Sets the gateway (default: the first host of the subnet).
@@ -729,7 +750,7 @@ VmanStatus vman_network_spec_new(const char *name,
  # Safety
  `spec` NULL or a live spec; `gateway` NULL or NUL-terminated.
  */
-VmanStatus vman_network_spec_set_gateway(struct VmanNetworkSpec *spec, const char *gateway);
+enum VmanStatus vman_network_spec_set_gateway(struct VmanNetworkSpec *spec, const char *gateway);
 
 /*
  Adds a reserved address or range ("a.b.c.d" or "a.b.c.d-a.b.c.e") that is
@@ -738,7 +759,7 @@ VmanStatus vman_network_spec_set_gateway(struct VmanNetworkSpec *spec, const cha
  # Safety
  As `vman_network_spec_set_gateway`.
  */
-VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const char *range);
+enum VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const char *range);
 
 /*
  Adds a DNS server handed to guests.
@@ -746,7 +767,7 @@ VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const ch
  # Safety
  As `vman_network_spec_set_gateway`.
  */
-VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *server);
+enum VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *server);
 
 /*
  Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
@@ -756,7 +777,7 @@ VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *s
  # Safety
  As `vman_network_spec_set_gateway`.
  */
-VmanStatus vman_network_spec_set_uplink(struct VmanNetworkSpec *spec, const char *uplink);
+enum VmanStatus vman_network_spec_set_uplink(struct VmanNetworkSpec *spec, const char *uplink);
 
 /*
  Frees a spec; NULL is a no-op.
@@ -773,9 +794,9 @@ void vman_network_spec_free(struct VmanNetworkSpec *spec);
  # Safety
  `manager` and `spec` NULL or live handles; `out` NULL or writable.
  */
-VmanStatus vman_network_create(const struct VmanManager *manager,
-                               const struct VmanNetworkSpec *spec,
-                               struct VmanNetwork **out);
+enum VmanStatus vman_network_create(const struct VmanManager *manager,
+                                    const struct VmanNetworkSpec *spec,
+                                    struct VmanNetwork **out);
 
 /*
  Looks a network up by name; `*out` is owned by the caller.
@@ -783,9 +804,9 @@ VmanStatus vman_network_create(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_network_get(const struct VmanManager *manager,
-                            const char *name,
-                            struct VmanNetwork **out);
+enum VmanStatus vman_network_get(const struct VmanManager *manager,
+                                 const char *name,
+                                 struct VmanNetwork **out);
 
 /*
  All networks, by VLAN id; `*out` is owned by the caller.
@@ -793,7 +814,7 @@ VmanStatus vman_network_get(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `out` NULL or writable.
  */
-VmanStatus vman_network_list(const struct VmanManager *manager, struct VmanNetworkList **out);
+enum VmanStatus vman_network_list(const struct VmanManager *manager, struct VmanNetworkList **out);
 
 /*
  Deletes a network; `VMAN_STATUS_IN_USE` while any address is allocated.
@@ -801,7 +822,7 @@ VmanStatus vman_network_list(const struct VmanManager *manager, struct VmanNetwo
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated.
  */
-VmanStatus vman_network_delete(const struct VmanManager *manager, const char *name);
+enum VmanStatus vman_network_delete(const struct VmanManager *manager, const char *name);
 
 /*
  Who holds which address of network `name`, in address order.
@@ -809,9 +830,9 @@ VmanStatus vman_network_delete(const struct VmanManager *manager, const char *na
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_network_allocations(const struct VmanManager *manager,
-                                    const char *name,
-                                    struct VmanAllocationList **out);
+enum VmanStatus vman_network_allocations(const struct VmanManager *manager,
+                                         const char *name,
+                                         struct VmanAllocationList **out);
 
 /*
  Frees a network record (not a list item); NULL is a no-op.
@@ -903,7 +924,7 @@ uint32_t vman_allocation_nic_index(const struct VmanAllocation *allocation);
  # Safety
  `manager` NULL or live; `out` NULL or writable.
  */
-VmanStatus vman_reconcile(const struct VmanManager *manager, struct VmanReconcileReport **out);
+enum VmanStatus vman_reconcile(const struct VmanManager *manager, struct VmanReconcileReport **out);
 
 size_t vman_reconcile_report_drift_count(const struct VmanReconcileReport *report);
 
@@ -948,13 +969,13 @@ void vman_reconcile_report_free(struct VmanReconcileReport *report);
  Pointers must be NULL or valid: `manager` a live handle, strings
  NUL-terminated, `out` writable.
  */
-VmanStatus vman_template_create(const struct VmanManager *manager,
-                                const char *name,
-                                uint32_t vcpus,
-                                uint64_t memory_mib,
-                                uint64_t disk_gib,
-                                const char *description,
-                                struct VmanTemplate **out);
+enum VmanStatus vman_template_create(const struct VmanManager *manager,
+                                     const char *name,
+                                     uint32_t vcpus,
+                                     uint64_t memory_mib,
+                                     uint64_t disk_gib,
+                                     const char *description,
+                                     struct VmanTemplate **out);
 
 /*
  Looks a template up by name; `*out` is owned by the caller.
@@ -962,9 +983,9 @@ VmanStatus vman_template_create(const struct VmanManager *manager,
  # Safety
  As `vman_template_create`.
  */
-VmanStatus vman_template_get(const struct VmanManager *manager,
-                             const char *name,
-                             struct VmanTemplate **out);
+enum VmanStatus vman_template_get(const struct VmanManager *manager,
+                                  const char *name,
+                                  struct VmanTemplate **out);
 
 /*
  All templates, by name; `*out` is owned by the caller.
@@ -972,7 +993,8 @@ VmanStatus vman_template_get(const struct VmanManager *manager,
  # Safety
  As `vman_template_create`.
  */
-VmanStatus vman_template_list(const struct VmanManager *manager, struct VmanTemplateList **out);
+enum VmanStatus vman_template_list(const struct VmanManager *manager,
+                                   struct VmanTemplateList **out);
 
 /*
  Deletes a template; `VMAN_STATUS_IN_USE` while a VM was made from it.
@@ -980,7 +1002,7 @@ VmanStatus vman_template_list(const struct VmanManager *manager, struct VmanTemp
  # Safety
  As `vman_template_create`.
  */
-VmanStatus vman_template_delete(const struct VmanManager *manager, const char *name);
+enum VmanStatus vman_template_delete(const struct VmanManager *manager, const char *name);
 
 /*
  Number of templates in a list (0 for NULL).
@@ -1037,7 +1059,7 @@ const char *vman_template_description(const struct VmanTemplate *template_);
  # Safety
  Strings NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct VmanVmSpec **out);
+enum VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct VmanVmSpec **out);
 
 /*
  Adds a NIC on `network`. `ip` and `mac` may be NULL: the address is then
@@ -1046,10 +1068,10 @@ VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct Vman
  # Safety
  `spec` NULL or a live spec; strings NULL or NUL-terminated.
  */
-VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
-                                const char *network,
-                                const char *ip,
-                                const char *mac);
+enum VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
+                                     const char *network,
+                                     const char *ip,
+                                     const char *mac);
 
 /*
  Boots `kernel` directly (an absolute path), with an optional `initrd`
@@ -1058,10 +1080,10 @@ VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
  # Safety
  `spec` NULL or a live spec; strings NULL or NUL-terminated.
  */
-VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
-                                 const char *kernel,
-                                 const char *initrd,
-                                 const char *cmdline);
+enum VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
+                                      const char *kernel,
+                                      const char *initrd,
+                                      const char *cmdline);
 
 /*
  Frees a spec; NULL is a no-op.
@@ -1078,9 +1100,9 @@ void vman_vm_spec_free(struct VmanVmSpec *spec);
  # Safety
  `manager`, `spec` NULL or live handles; `out` NULL or writable.
  */
-VmanStatus vman_vm_create(const struct VmanManager *manager,
-                          const struct VmanVmSpec *spec,
-                          struct VmanVm **out);
+enum VmanStatus vman_vm_create(const struct VmanManager *manager,
+                               const struct VmanVmSpec *spec,
+                               struct VmanVm **out);
 
 /*
  Looks a live VM up by name; `*out` is owned by the caller.
@@ -1088,7 +1110,9 @@ VmanStatus vman_vm_create(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_vm_get(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_vm_get(const struct VmanManager *manager,
+                            const char *name,
+                            struct VmanVm **out);
 
 /*
  Live VMs, by name. `state` ("running", …) and `name_prefix` filter when
@@ -1097,10 +1121,10 @@ VmanStatus vman_vm_get(const struct VmanManager *manager, const char *name, stru
  # Safety
  `manager` NULL or live; strings NULL or NUL-terminated; `out` NULL or writable.
  */
-VmanStatus vman_vm_list(const struct VmanManager *manager,
-                        const char *state,
-                        const char *name_prefix,
-                        struct VmanVmList **out);
+enum VmanStatus vman_vm_list(const struct VmanManager *manager,
+                             const char *state,
+                             const char *name_prefix,
+                             struct VmanVmList **out);
 
 /*
  Soft-deletes a VM: frees its name, releases its addresses, keeps its
@@ -1110,7 +1134,7 @@ VmanStatus vman_vm_list(const struct VmanManager *manager,
  # Safety
  `manager` NULL or live; `name` NULL or NUL-terminated.
  */
-VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
+enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
 
 /*
  Frees a VM record (not a list item); NULL is a no-op.
@@ -1159,7 +1183,7 @@ uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
  # Safety
  `vm` NULL or a live record.
  */
-VmanVmState vman_vm_state(const struct VmanVm *vm);
+enum VmanVmState vman_vm_state(const struct VmanVm *vm);
 
 /*
  A static name for a state ("running"); "unknown" for other numbers.
@@ -1236,11 +1260,11 @@ size_t vman_vm_port_forward_count(const struct VmanVm *vm);
  # Safety
  `vm` NULL or a live record; the out-params NULL or writable.
  */
-VmanStatus vman_vm_port_forward(const struct VmanVm *vm,
-                                size_t index,
-                                uint32_t *nic_index,
-                                uint16_t *guest_port,
-                                uint16_t *host_port);
+enum VmanStatus vman_vm_port_forward(const struct VmanVm *vm,
+                                     size_t index,
+                                     uint32_t *nic_index,
+                                     uint16_t *guest_port,
+                                     uint16_t *host_port);
 
 #ifdef __cplusplus
 }  // extern "C"

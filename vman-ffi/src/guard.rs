@@ -19,20 +19,34 @@ pub(crate) fn call(body: impl FnOnce() -> Result<(), Failure>) -> VmanStatus {
             failure.status
         }
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("Internal panic in vman: {what}"));
+            set_last_error(&format!("Internal panic in vman: {}", panic_message(payload.as_ref())));
             VmanStatus::Panic
         }
     }
 }
 
-/// Runs an infallible accessor; a panic yields `default`.
+/// Runs an infallible body (a getter, a free): a success clears the last
+/// error, as after any successful call; a panic yields `default` and leaves
+/// its message.
 pub(crate) fn get<T>(default: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(default)
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => {
+            clear_last_error();
+            value
+        }
+        Err(payload) => {
+            set_last_error(&format!("Internal panic in vman: {}", panic_message(payload.as_ref())));
+            default
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn null(name: &str) -> Failure {

@@ -210,10 +210,12 @@ pub unsafe extern "C" fn vman_default_state_dir(out: *mut *mut c_char) -> VmanSt
 /// not freed before and not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_string_free(text: *mut c_char) {
-    if !text.is_null() {
-        // SAFETY: per this function's contract it came from CString::into_raw.
-        guard::get((), || drop(unsafe { std::ffi::CString::from_raw(text) }))
-    }
+    guard::get((), || {
+        if !text.is_null() {
+            // SAFETY: per this function's contract it came from CString::into_raw.
+            drop(unsafe { std::ffi::CString::from_raw(text) })
+        }
+    })
 }
 
 /// Closes a manager; NULL is a no-op. Running VMs are not affected. Its

@@ -10,7 +10,8 @@ use crate::manager::VmanManager;
 use crate::record::{self, cstring};
 
 /// The lifecycle state of a VM. Numbers are stable.
-#[repr(u32)]
+// `repr(C)` for the reason given at `VmanStatus`.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmanVmState {
     Created = 0,

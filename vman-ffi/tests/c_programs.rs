@@ -1,6 +1,7 @@
 //! Builds the C and C++ programs under tests/c against include/vman.h with
-//! strict warnings, links them to the freshly built libvman.so, and runs them
-//! (the C one under valgrind, which must find no error and no leak).
+//! strict warnings (C also with -Wc++-compat), links them to the freshly
+//! built libvman.so, and runs them (under valgrind or ASan, which must find
+//! no error and no leak).
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -82,9 +83,12 @@ fn compile(compiler: &str, std: &str, source: &str, out: &Path) {
 
 fn compile_with(compiler: &str, flags: &[&str], source: &str, out: &Path) {
     let lib = fresh_library().parent().expect("lib dir").to_path_buf();
+    // The header must also be valid C++ when read as C (one type per name).
+    let cxx_compat: &[&str] = if compiler == "gcc" { &["-Wc++-compat"] } else { &[] };
     let status = Command::new(compiler)
         .args(flags)
         .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .args(cxx_compat)
         .arg("-I")
         .arg(repo().join("include"))
         .arg(repo().join("tests/c").join(source))
