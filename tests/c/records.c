@@ -301,7 +301,7 @@ static void test_vms_and_history(void) {
 
   EXPECT(VMAN_STATUS_IN_USE, vman_template_delete(mgr, "small"));
   OK(vman_vm_delete(mgr, "multi", false));
-  OK(vman_vm_history(mgr, "holder", 10, &events));
+  OK(vman_vm_history(mgr, "holder", VMAN_DEFAULT_HISTORY_LIMIT, &events));
   CHECK(vman_event_list_len(events) == 1);
   STREQ(vman_event_action(vman_event_list_get(events, 0)), "created");
   STREQ(vman_event_object_kind(vman_event_list_get(events, 0)), "vm");

@@ -114,6 +114,58 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     unsafe { ptr.write(value) }
 }
 
+/// Runs a body that makes a new handle, written to a required `*out`:
+/// `out` is checked before any work, so a NULL one cannot cause a side
+/// effect whose result is lost.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub(crate) unsafe fn new_handle<T>(out: *mut *mut T, body: impl FnOnce() -> Result<T, Failure>) -> VmanStatus {
+    call(|| {
+        out_param(out, "out")?;
+        let value = body()?;
+        // SAFETY: checked non-NULL above; writable per this function's contract.
+        unsafe { write_out(out, into_handle(value)) };
+        Ok(())
+    })
+}
+
+/// Runs a body that acts and makes a handle of the outcome, written to an
+/// optional `*out` (NULL: the caller does not want it, and it is dropped).
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub(crate) unsafe fn optional_handle<T>(out: *mut *mut T, body: impl FnOnce() -> Result<T, Failure>) -> VmanStatus {
+    call(|| {
+        let value = body()?;
+        if !out.is_null() {
+            // SAFETY: non-NULL, and writable per this function's contract.
+            unsafe { write_out(out, into_handle(value)) };
+        }
+        Ok(())
+    })
+}
+
+/// The shape of every builder setter that takes one string: borrow the
+/// builder mutably, read the string, apply it.
+///
+/// # Safety
+/// `handle` must be NULL or a live `T` not used by another thread during
+/// the call; `value` NULL or NUL-terminated.
+pub(crate) unsafe fn set_text<T>(
+    handle: *mut T,
+    handle_name: &str,
+    value: *const c_char,
+    value_name: &str,
+    apply: impl FnOnce(&mut T, &str) -> Result<(), Failure>,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (handle, value) = unsafe { (handle_mut(handle, handle_name)?, string(value, value_name)?) };
+        apply(handle, value)
+    })
+}
+
 /// Moves a Rust value to C as an owned handle.
 pub(crate) fn into_handle<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
