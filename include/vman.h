@@ -1,25 +1,40 @@
 /*
  * vman: an embeddable virtual-machine manager.
  *
- * Conventions (every function follows them):
+ * Conventions. Every function follows them; its comment says how they
+ * apply to it.
  *
- * - Status: fallible functions return a VmanStatus; VMAN_STATUS_OK (0) is
- *   success. On failure, vman_last_error_message() gives a message for the
- *   calling thread, valid until its next vman call.
- * - Out-parameters are written only on success; on failure they are left
- *   untouched. There are no partial successes.
- * - NULL: a NULL required pointer answers VMAN_STATUS_NULL_PARAMETER; a string
- *   that is not UTF-8 answers VMAN_STATUS_INVALID_UTF8. Getters on a NULL
- *   record return NULL or 0. Every *_free function accepts NULL.
- * - Ownership: a handle returned through `T **out` is owned by the caller and
- *   freed with its one matching *_free function. Strings returned by getters
- *   are borrowed from their record and live as long as it does; never free
- *   them. List items are borrowed from their list.
- * - Threads: a `const VmanManager *` may be used by many threads at once.
- *   Records and lists are immutable and may be shared. Specs and options
- *   (the builders) must not be used by two threads at once.
+ * - Status: a fallible function returns a VmanStatus, VMAN_STATUS_OK (0) on
+ *   success; its comment lists the other statuses it returns ("Fails
+ *   with ..."). Any of them may also answer VMAN_STATUS_PANIC, a bug in vman.
+ * - Last error: after each call, vman_last_error_message() is NULL if the
+ *   call succeeded and its message if it failed; getters and frees cannot
+ *   fail, so they clear it. Only vman_last_error_message, vman_status_name,
+ *   vman_vm_state_name and vman_version leave it as it was. The message is
+ *   the calling thread's, valid until its next vman call.
+ * - Out-parameters (`out`, `out_*`, caller buffers) are written only on
+ *   success; there are no partial successes. The comment says either
+ *   "`out` must not be NULL": producing it is the call's purpose, and NULL
+ *   answers VMAN_STATUS_NULL_PARAMETER before any work; or "`out` may be
+ *   NULL": the call acts (creates, starts, waits, repairs) and a result
+ *   nobody asked for is dropped.
+ * - NULL: every other pointer is required unless the comment says it may be
+ *   NULL; a NULL one answers VMAN_STATUS_NULL_PARAMETER, a string that is
+ *   not UTF-8 VMAN_STATUS_INVALID_UTF8. Getters on a NULL record return
+ *   NULL or 0. Every *_free function accepts NULL.
+ * - Validity: a pointer that is not NULL must be valid: a live handle of its
+ *   type (not freed), a NUL-terminated string, an out-parameter open for a
+ *   write, a buffer of the length given. Anything else is undefined
+ *   behaviour (the "# Safety" of each function).
+ * - Ownership: a handle returned through `T **out` is the caller's, freed
+ *   with the one *_free function its comment names. Strings and items that
+ *   getters return are borrowed from their record or list and live as long
+ *   as it does; never free them.
+ * - Threads: the comment says whether a function is thread-safe. As a rule,
+ *   a `const T *` (a manager, record or list) may be used by many threads at
+ *   once; a `T *` builder (spec, options) by one thread at a time.
  * - Processes: several processes may open the same state directory.
- * - Enums are returned as fixed-width integers; their numbers are stable.
+ * - Enums are plain C enums; their numbers are stable.
  */
 
 
@@ -37,16 +52,25 @@
 #define VMAN_VERSION_MINOR 1
 #define VMAN_VERSION_PATCH 0
 
+/* vman's defaults (vman_core::defaults), for arguments every call takes. */
+/* How long vman_vm_stop usually waits for the guest to power off. */
+#define VMAN_DEFAULT_STOP_TIMEOUT_MS 30000
+/* How many bytes of console output a tail usually returns. */
+#define VMAN_DEFAULT_CONSOLE_TAIL_BYTES 65536
+/* How long vman_vm_wait_for_console usually waits. */
+#define VMAN_DEFAULT_CONSOLE_WAIT_TIMEOUT_MS 60000
+/* How many events a history query usually returns. */
+#define VMAN_DEFAULT_HISTORY_LIMIT 100
+
 
 /*
  The result of every fallible vman call. Numbers are stable: a retired
  value stays retired (listed in a comment) and is never reused.
  */
-enum VmanStatus
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef enum VmanStatus {
+  /*
+   Success.
+   */
   VMAN_STATUS_OK = 0,
   /*
    An argument was malformed or out of range; nothing was changed.
@@ -60,10 +84,18 @@ enum VmanStatus
    A string argument was not valid UTF-8.
    */
   VMAN_STATUS_INVALID_UTF8 = 3,
+  /*
+   The named template, network, VM or item does not exist.
+   */
   VMAN_STATUS_NOT_FOUND = 4,
+  /*
+   An object with that name, VLAN id, address or MAC already exists, or
+   a subnet overlaps an existing network's.
+   */
   VMAN_STATUS_ALREADY_EXISTS = 5,
   /*
-   The object is still used and cannot be deleted.
+   The object is still used and cannot be deleted, or (a console)
+   another client holds it.
    */
   VMAN_STATUS_IN_USE = 6,
   /*
@@ -74,14 +106,29 @@ enum VmanStatus
    The operation is not allowed in the object's current state.
    */
   VMAN_STATUS_INVALID_STATE = 8,
+  /*
+   The process lacks a privilege the operation needs.
+   */
   VMAN_STATUS_PERMISSION_DENIED = 9,
   /*
    The host lacks a needed kernel feature or program.
    */
   VMAN_STATUS_UNSUPPORTED = 10,
+  /*
+   A wait ran out of time.
+   */
   VMAN_STATUS_TIMEOUT = 11,
+  /*
+   An operating-system call failed.
+   */
   VMAN_STATUS_IO = 12,
+  /*
+   The state database failed or is corrupt.
+   */
   VMAN_STATUS_DATABASE = 13,
+  /*
+   QEMU refused or failed an operation.
+   */
   VMAN_STATUS_QEMU = 14,
   /*
    A bug in vman.
@@ -95,23 +142,12 @@ enum VmanStatus
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum VmanStatus VmanStatus;
-#else
-typedef uint32_t VmanStatus;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+} VmanStatus;
 
 /*
  The lifecycle state of a VM. Numbers are stable.
  */
-enum VmanVmState
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef enum VmanVmState {
   VMAN_VM_STATE_CREATED = 0,
   VMAN_VM_STATE_STARTING = 1,
   VMAN_VM_STATE_RUNNING = 2,
@@ -120,24 +156,23 @@ enum VmanVmState
   VMAN_VM_STATE_STOPPED = 5,
   VMAN_VM_STATE_ERROR = 6,
   VMAN_VM_STATE_DELETED = 7,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum VmanVmState VmanVmState;
-#else
-typedef uint32_t VmanVmState;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+} VmanVmState;
 
 /*
- Who holds one address; read-only.
+ Who holds one address of a network; immutable, thread-safe.
  */
 typedef struct VmanAllocation VmanAllocation;
 
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
 typedef struct VmanAllocationList VmanAllocationList;
 
 /*
- A live connection to a VM's serial console. One thread at a time.
+ A live connection to a VM's serial console. Reads and writes on one
+ console are serialized (a second waits for the first); use it from one
+ thread at a time.
 
  Freeing the manager that made it does not free it: its reads and writes
  then answer `VMAN_STATUS_CLOSED`, its descriptor stays open, and
@@ -147,10 +182,14 @@ typedef struct VmanAllocationList VmanAllocationList;
 typedef struct VmanConsole VmanConsole;
 
 /*
- One history entry; read-only.
+ One history entry; immutable, thread-safe.
  */
 typedef struct VmanEvent VmanEvent;
 
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
 typedef struct VmanEventList VmanEventList;
 
 /*
@@ -159,8 +198,8 @@ typedef struct VmanEventList VmanEventList;
  pulled with `vman_event_stream_next`. Nothing is dropped: the stream
  reads the event history, so a slow reader only falls behind. It does not
  keep its manager alive: once the manager is freed it answers
- `VMAN_STATUS_CLOSED`. One thread at a time per stream; open one per
- thread that follows events.
+ `VMAN_STATUS_CLOSED`. One thread at a time calls `vman_event_stream_next`
+ on a stream; open one per thread that follows events.
  */
 typedef struct VmanEventStream VmanEventStream;
 
@@ -171,10 +210,14 @@ typedef struct VmanEventStream VmanEventStream;
 typedef struct VmanManager VmanManager;
 
 /*
- A network record; read-only, safe to share between threads.
+ A network record; immutable, thread-safe.
  */
 typedef struct VmanNetwork VmanNetwork;
 
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
 typedef struct VmanNetworkList VmanNetworkList;
 
 /*
@@ -184,35 +227,42 @@ typedef struct VmanNetworkList VmanNetworkList;
 typedef struct VmanNetworkSpec VmanNetworkSpec;
 
 /*
- A NIC of a VM record, borrowed from it.
+ A NIC of a VM record, borrowed from it; immutable, thread-safe.
  */
 typedef struct VmanNic VmanNic;
 
 /*
  Options for `vman_manager_open`; create with `vman_open_options_new`.
+ Not thread-safe: one thread builds them.
  */
 typedef struct VmanOpenOptions VmanOpenOptions;
 
 /*
- What `vman_reconcile` found and did; read-only.
+ What `vman_reconcile` found and did; immutable, thread-safe.
  */
 typedef struct VmanReconcileReport VmanReconcileReport;
 
 /*
- A template record; read-only, safe to share between threads.
+ A template record; immutable, thread-safe.
  */
 typedef struct VmanTemplate VmanTemplate;
 
 /*
- A list of templates, owned by the caller; its items are borrowed from it.
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
  */
 typedef struct VmanTemplateList VmanTemplateList;
 
 /*
- A VM record: a snapshot taken when it was read; read-only, safe to share.
+ A VM record: a snapshot taken when it was read; immutable,
+ thread-safe.
  */
 typedef struct VmanVm VmanVm;
 
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
 typedef struct VmanVmList VmanVmList;
 
 /*
@@ -236,14 +286,77 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- The library's version, e.g. "0.1.0": static, never to be freed. Equal to
- the header's VMAN_VERSION when header and library match.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
  */
-const char *vman_version(void);
+const char *vman_allocation_ip(const struct VmanAllocation *allocation);
 
 /*
- Frees what `bytes` holds and sets it to {NULL, 0}. NULL, and bytes
- already freed, are a no-op.
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_allocation_list_free(struct VmanAllocationList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanAllocation *vman_allocation_list_get(const struct VmanAllocationList *list,
+                                                      size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_allocation_list_len(const struct VmanAllocationList *list);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_allocation_mac(const struct VmanAllocation *allocation);
+
+/*
+ The network's name.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_allocation_network(const struct VmanAllocation *allocation);
+
+/*
+ The position of the holding NIC on its VM, from 0.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_allocation_nic_index(const struct VmanAllocation *allocation);
+
+/*
+ The holding VM's UUID.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_allocation_vm_id(const struct VmanAllocation *allocation);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_allocation_vm_name(const struct VmanAllocation *allocation);
+
+/*
+ Frees what `bytes` holds and sets it to {NULL, 0}; `bytes` itself is the
+ caller's. NULL, and bytes already freed, are a no-op. No other thread may
+ use `bytes` during the call. Never fails (clears the last error).
 
  # Safety
  `bytes` NULL, or filled by this library and not modified since.
@@ -251,108 +364,33 @@ const char *vman_version(void);
 void vman_bytes_free(struct VmanBytes *bytes);
 
 /*
- Copies the last bytes of the VM's console output (at most `capacity`)
- into `buf` and their number into `*out_len`. The bytes are the guest's
- own (usually text, not NUL-terminated).
-
- # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
- writable for `capacity` bytes; `out_len` NULL or writable.
- */
-VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
-                                const char *name,
-                                uint8_t *buf,
-                                size_t capacity,
-                                size_t *out_len);
-
-/*
- Waits up to `timeout_ms` for a console line matching the regular
- expression `pattern` printed during the current run of the VM's QEMU
- (output of earlier runs never matches). On success, if `out_line` is
- not NULL, `*out_line` is the line (free with `vman_string_free`).
- `VMAN_STATUS_TIMEOUT` if none came; `VMAN_STATUS_INVALID_STATE` at once
- for a VM without a running QEMU, and as soon as its QEMU exits during
- the wait.
-
- # Safety
- `manager` NULL or live; strings NULL or NUL-terminated; `out_line` NULL or
- writable.
- */
-VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
-                                    const char *name,
-                                    const char *pattern,
-                                    uint64_t timeout_ms,
-                                    char **out_line);
-
-/*
  Attaches to a running VM's serial console. One console per VM at a
- time, across threads and processes: while one is attached, another
- attach answers `VMAN_STATUS_IN_USE`; freeing it (or its process ending)
- lets the next one in. `VMAN_STATUS_INVALID_STATE` if the VM has no
- running QEMU. Free with `vman_console_free`, also after freeing the
- manager (see `VmanConsole`).
+ time, across threads and processes: freeing it (or its process ending)
+ lets the next one in.
+
+ `out` must not be NULL. On success `*out` is the console, owned by the
+ caller (free it with `vman_console_free`, also after freeing the
+ manager).
+
+ Fails with VMAN_STATUS_IN_USE (another console is attached),
+ VMAN_STATUS_INVALID_STATE (the VM has no running QEMU),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_console_attach(const struct VmanManager *manager,
-                               const char *name,
-                               struct VmanConsole **out);
-
-/*
- Reads up to `len` bytes (`len` > 0) the guest printed into `buf`,
- waiting up to `timeout_ms` for something to come (0: do not wait).
- `*out_n` = 0 means QEMU closed the console (the VM stopped).
- `VMAN_STATUS_TIMEOUT` if nothing came; `VMAN_STATUS_CLOSED` once the
- manager was freed.
-
- # Safety
- `console` NULL or live, used by one thread; `buf` NULL or writable for
- `len` bytes; `out_n` NULL or writable.
- */
-VmanStatus vman_console_read(struct VmanConsole *console,
-                             uint8_t *buf,
-                             size_t len,
-                             uint64_t timeout_ms,
-                             size_t *out_n);
-
-/*
- Sends all `len` bytes at `buf` to the guest's console (its keyboard),
- waiting up to `timeout_ms` for QEMU to take them; on
- `VMAN_STATUS_TIMEOUT` part may have been sent. `VMAN_STATUS_CLOSED` if
- QEMU closed the console (the VM stopped) or the manager was freed.
-
- # Safety
- `console` NULL or live, used by one thread; `buf` NULL or readable for
- `len` bytes.
- */
-VmanStatus vman_console_write(struct VmanConsole *console,
-                              const uint8_t *buf,
-                              size_t len,
-                              uint64_t timeout_ms);
-
-/*
- Reads until the output matches the regular expression `pattern` and
- puts what was read, ending with the match, in `*out` (free with
- `vman_bytes_free`). Output after the match is left for the next read.
- `VMAN_STATUS_TIMEOUT` if no match came within `timeout_ms`,
- `VMAN_STATUS_CLOSED` if QEMU closed the console first; then the bytes
- read are kept and the next read returns them first.
-
- # Safety
- `console` NULL or live, used by one thread; `pattern` NULL or
- NUL-terminated; `out` NULL or writable.
- */
-VmanStatus vman_console_read_until(struct VmanConsole *console,
-                                   const char *pattern,
-                                   uint64_t timeout_ms,
-                                   struct VmanBytes *out);
+enum VmanStatus vman_console_attach(const struct VmanManager *manager,
+                                    const char *name,
+                                    struct VmanConsole **out);
 
 /*
  The console's file descriptor, for the caller's own poll loop (readable
  means `vman_console_read` returns at once). -1 for NULL. Owned by the
  console and open until `vman_console_free`, also after the manager is
- freed: do not close it.
+ freed: never close it. Thread-safe; never fails (clears the last error).
 
  # Safety
  `console` NULL or a live console.
@@ -361,7 +399,9 @@ int vman_console_fd(const struct VmanConsole *console);
 
 /*
  Disconnects and frees the console, so another can attach; NULL is a
- no-op. Required and safe also after the manager was freed.
+ no-op. Required and safe also after the manager was freed. No other
+ thread may use `console` during or after the call. Never fails (clears
+ the last error).
 
  # Safety
  `console` NULL or live, not used afterwards.
@@ -369,126 +409,190 @@ int vman_console_fd(const struct VmanConsole *console);
 void vman_console_free(struct VmanConsole *console);
 
 /*
- The message of the last failed vman call on this thread, or NULL if the
- last call succeeded. Valid until the next vman call on this thread; do not
- free it. Messages are sentence-case and include the cause chain.
- */
-const char *vman_last_error_message(void);
+ Reads up to `len` bytes (`len` > 0) the guest printed into `buf`,
+ waiting up to `timeout_ms` for something to come (0: do not wait).
+ `*out_n` = 0 means QEMU closed the console (the VM stopped).
 
-/*
- A static lower-case name for a status, e.g. "not_found"; never NULL,
- never to be freed. Unknown numbers give "unknown".
- */
-const char *vman_status_name(uint32_t status);
+ `buf` and `out_n` must not be NULL; they are the caller's, written only
+ on success.
 
-/*
- The newest `limit` (1–10000) events of a VM, by live name or by id (for a
- deleted VM), oldest first.
+ Fails with VMAN_STATUS_TIMEOUT (nothing came), VMAN_STATUS_CLOSED (the
+ manager was freed), VMAN_STATUS_INVALID_ARGUMENT (`len` is 0, or a
+ timeout beyond range), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_IO.
+
+ Not thread-safe: one thread at a time per console (a second call waits
+ for the first); `vman_console_fd` may be called meanwhile.
 
  # Safety
- `manager` NULL or live; `vm` NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_history(const struct VmanManager *manager,
-                           const char *vm,
-                           uint32_t limit,
-                           struct VmanEventList **out);
+enum VmanStatus vman_console_read(struct VmanConsole *console,
+                                  uint8_t *buf,
+                                  size_t len,
+                                  uint64_t timeout_ms,
+                                  size_t *out_n);
 
 /*
- The newest `limit` (1–10000) events across the store, oldest first.
+ Reads until the output matches the regular expression `pattern`, waiting
+ up to `timeout_ms`. Output after the match is left for the next read.
+
+ `out` must not be NULL; it is the caller's. On success `*out` holds what
+ was read, ending with the match (free it with `vman_bytes_free`).
+
+ Fails with VMAN_STATUS_TIMEOUT (no match came), VMAN_STATUS_CLOSED (QEMU
+ closed the console first, or the manager was freed; either way the
+ bytes read are kept and the next read returns them first),
+ VMAN_STATUS_INVALID_ARGUMENT (a bad pattern or timeout),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_IO.
+
+ Not thread-safe: one thread at a time per console (a second call waits
+ for the first).
 
  # Safety
- `manager` NULL or live; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_recent_events(const struct VmanManager *manager,
-                              uint32_t limit,
-                              struct VmanEventList **out);
-
-size_t vman_event_list_len(const struct VmanEventList *list);
+enum VmanStatus vman_console_read_until(struct VmanConsole *console,
+                                        const char *pattern,
+                                        uint64_t timeout_ms,
+                                        struct VmanBytes *out);
 
 /*
- Event `index`, borrowed from the list; NULL if out of range.
- */
-const struct VmanEvent *vman_event_list_get(const struct VmanEventList *list, size_t index);
+ Sends all `len` bytes at `buf` to the guest's console (its keyboard),
+ waiting up to `timeout_ms` for QEMU to take them. `buf` is only read.
 
-/*
- Frees a list and its items; NULL is a no-op.
+ Fails with VMAN_STATUS_TIMEOUT (part may have been sent),
+ VMAN_STATUS_CLOSED (QEMU closed the console, the VM stopped, or the
+ manager was freed), VMAN_STATUS_INVALID_ARGUMENT (a timeout beyond
+ range), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_IO.
+
+ Not thread-safe: one thread at a time per console (a second call waits
+ for the first).
 
  # Safety
- `list` NULL or a live list, not used afterwards.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-void vman_event_list_free(struct VmanEventList *list);
-
-int64_t vman_event_id(const struct VmanEvent *event);
+enum VmanStatus vman_console_write(struct VmanConsole *console,
+                                   const uint8_t *buf,
+                                   size_t len,
+                                   uint64_t timeout_ms);
 
 /*
- Unix time of the event in milliseconds.
+ The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
+ root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`.
+
+ `out` must not be NULL. On success `*out` is the path, owned by the
+ caller (free it with `vman_string_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (the path holds a NUL byte),
+ VMAN_STATUS_NULL_PARAMETER.
+
+ Thread-safe.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-int64_t vman_event_at_ms(const struct VmanEvent *event);
-
-/*
- "template", "network" or "vm".
- */
-const char *vman_event_object_kind(const struct VmanEvent *event);
-
-const char *vman_event_object_id(const struct VmanEvent *event);
-
-const char *vman_event_object_name(const struct VmanEvent *event);
+enum VmanStatus vman_default_state_dir(char **out);
 
 /*
  "created", "deleted", "state_changed", …
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
  */
 const char *vman_event_action(const struct VmanEvent *event);
 
 /*
+ Unix time of the event in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_event_at_ms(const struct VmanEvent *event);
+
+/*
  Action-specific details as a JSON object.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
  */
 const char *vman_event_details_json(const struct VmanEvent *event);
 
 /*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_event_free(struct VmanEvent *event);
+
+/*
+ The event's id: events are numbered in commit order.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_event_id(const struct VmanEvent *event);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_event_list_free(struct VmanEventList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanEvent *vman_event_list_get(const struct VmanEventList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_event_list_len(const struct VmanEventList *list);
+
+/*
+ The object's id (a number for templates and networks, a UUID for VMs).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_event_object_id(const struct VmanEvent *event);
+
+/*
+ "template", "network" or "vm".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_event_object_kind(const struct VmanEvent *event);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_event_object_name(const struct VmanEvent *event);
+
+/*
  The OS user that made the change.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
  */
 const char *vman_event_os_user(const struct VmanEvent *event);
 
 /*
  The process id that made the change.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
  */
 uint32_t vman_event_pid(const struct VmanEvent *event);
-
-/*
- Subscribes to the events committed from now on (after the newest one).
- Free the stream with `vman_event_stream_free`.
-
- # Safety
- `manager` NULL or live; `out` NULL or writable.
- */
-VmanStatus vman_event_stream_new(const struct VmanManager *manager, struct VmanEventStream **out);
-
-/*
- Subscribes to the events after `after_id`: those already committed
- first, then live ones, with no gap and no duplicate. A consumer that
- restarts passes the id of the last event it handled; 0 replays the whole
- history. An id below 0 or after the newest event is
- `VMAN_STATUS_INVALID_ARGUMENT`.
-
- # Safety
- `manager` NULL or live; `out` NULL or writable.
- */
-VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
-                                       int64_t after_id,
-                                       struct VmanEventStream **out);
-
-/*
- The next event, waiting up to `timeout_ms` (0: do not wait); `*out` is
- owned by the caller (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT`
- if none came; `VMAN_STATUS_CLOSED` once the stream's manager was freed
- (and from then on).
-
- # Safety
- `stream` NULL or live, used by one thread; `out` NULL or writable.
- */
-VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
-                                  uint64_t timeout_ms,
-                                  struct VmanEvent **out);
 
 /*
  A file descriptor to wait on for POLLIN with poll(2), select(2) or epoll
@@ -498,15 +602,18 @@ VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
  manager is freed). It can also be readable with nothing to deliver (a
  commit that recorded no event), so treat a wake-up as a hint: call
  `vman_event_stream_next(stream, 0, &event)` until it answers
- `VMAN_STATUS_TIMEOUT`, then poll again. The descriptor belongs to the
- stream: do not read, write or close it; it is valid until
- `vman_event_stream_free`. -1 if `stream` is NULL.
+ `VMAN_STATUS_TIMEOUT`, then poll again.
+
+ The descriptor is owned by the stream: do not read, write or close it;
+ it is valid until `vman_event_stream_free`. -1 if `stream` is NULL.
+ Thread-safe; never fails (clears the last error).
  */
 int vman_event_stream_fd(const struct VmanEventStream *stream);
 
 /*
  Frees a stream (open or closed); NULL is a no-op. A stream must be freed
- even after its manager was freed.
+ even after its manager was freed. No other thread may use `stream`
+ during or after the call. Never fails (clears the last error).
 
  # Safety
  `stream` NULL or live, not used afterwards.
@@ -514,150 +621,448 @@ int vman_event_stream_fd(const struct VmanEventStream *stream);
 void vman_event_stream_free(struct VmanEventStream *stream);
 
 /*
- Frees an event from `vman_event_stream_next` (not a list item); NULL is
- a no-op.
+ Subscribes to the events committed from now on (after the newest one).
+
+ `out` must not be NULL. On success `*out` is the stream, owned by the
+ caller (free it with `vman_event_stream_free`, also after the manager
+ was freed).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO (no inotify instance left: a per-user limit).
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `event` NULL or an owned event, not used afterwards.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-void vman_event_free(struct VmanEvent *event);
+enum VmanStatus vman_event_stream_new(const struct VmanManager *manager,
+                                      struct VmanEventStream **out);
 
 /*
- Starts a created, stopped or failed VM; returns once QEMU answers on QMP
- (the guest then boots; see `vman_vm_wait_for_console`). On failure the VM
- is left in state error with QEMU's message.
+ Subscribes to the events after `after_id`: those already committed
+ first, then live ones, with no gap and no duplicate. A consumer that
+ restarts passes the id of the last event it handled; 0 replays the whole
+ history.
+
+ `out` must not be NULL. On success `*out` is the stream, owned by the
+ caller (free it with `vman_event_stream_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an id below 0 or after the
+ newest event), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_start(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
+                                            int64_t after_id,
+                                            struct VmanEventStream **out);
 
 /*
- Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
- the guest to power off, then QMP quit, then SIGKILL.
+ The next event, waiting up to `timeout_ms` (0: do not wait).
+
+ `out` must not be NULL. On success `*out` is the event, owned by the
+ caller (free it with `vman_event_free`).
+
+ Fails with VMAN_STATUS_TIMEOUT (no event came), VMAN_STATUS_CLOSED (the
+ stream's manager was freed; from then on), VMAN_STATUS_INVALID_ARGUMENT
+ (a timeout beyond range), VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Not thread-safe: one thread at a time per stream (open one per thread
+ that follows events); `vman_event_stream_fd` may be called meanwhile.
 
  # Safety
- As `vman_vm_start`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_stop(const struct VmanManager *manager,
-                        const char *name,
-                        uint64_t timeout_ms,
-                        struct VmanVm **out);
+enum VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
+                                       uint64_t timeout_ms,
+                                       struct VmanEvent **out);
 
 /*
- Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
+ The message of the last failed vman call on this thread, or NULL if the
+ last call succeeded. Messages are sentence-case and include the cause
+ chain.
+
+ Borrowed from the library: valid until the next vman call on this
+ thread; never free it. Thread-safe: each thread has its own message.
+ Never fails, and does not change the last error.
+ */
+const char *vman_last_error_message(void);
+
+/*
+ Closes a manager; NULL is a no-op. Running VMs are not affected. Its
+ open event streams and consoles stay valid handles but answer
+ `VMAN_STATUS_CLOSED` from now on (a thread waiting in
+ `vman_event_stream_next` is woken with it) and their descriptors stay
+ open; free each as usual, before or after this call. Never fails (clears
+ the last error).
+
+ Not thread-safe: no other thread may use `manager` during or after the
+ call.
 
  # Safety
- As `vman_vm_start`.
+ `manager` must be NULL or a live handle that no other thread is using.
  */
-VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
-                              const char *name,
-                              struct VmanVm **out);
+void vman_manager_free(struct VmanManager *manager);
 
 /*
- Stops (gracefully, within `timeout_ms`) and starts the VM again.
+ Opens `state_dir` (created with mode 0700 if missing) and its database,
+ and adopts the VMs that are still running there. `options` may be NULL
+ for the defaults; it stays the caller's.
+
+ `out` must not be NULL. On success `*out` is the manager, owned by the
+ caller (free it with `vman_manager_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a state directory too long for
+ the socket paths under it; nothing is created),
+ VMAN_STATUS_PERMISSION_DENIED (bridged networking without
+ CAP_NET_ADMIN, or a directory vman may not use), VMAN_STATUS_TIMEOUT
+ (another process holds the database), VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe (`options` is only read).
 
  # Safety
- As `vman_vm_start`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_restart(const struct VmanManager *manager,
-                           const char *name,
-                           uint64_t timeout_ms,
-                           struct VmanVm **out);
+enum VmanStatus vman_manager_open(const char *state_dir,
+                                  const struct VmanOpenOptions *options,
+                                  struct VmanManager **out);
 
 /*
- Halts the guest's vCPUs (QMP stop).
+ Who holds which address of network `name`, in address order.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_allocation_list_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- As `vman_vm_start`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_pause(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_network_allocations(const struct VmanManager *manager,
+                                         const char *name,
+                                         struct VmanAllocationList **out);
 
 /*
- Resumes a paused guest (QMP cont).
+ The subnet, e.g. "10.0.0.0/24".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_cidr(const struct VmanNetwork *network);
+
+/*
+ Creates a network from `spec`, which stays the caller's. Nothing is
+ recorded unless every part of it is valid.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_network_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, VLAN id, subnet,
+ gateway, reservation or DNS server), VMAN_STATUS_ALREADY_EXISTS (the
+ name or VLAN id is taken, or the subnet overlaps a network's),
+ VMAN_STATUS_UNSUPPORTED (an uplink on a kernel without 802.1Q),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once; `spec` is
+ only read.
 
  # Safety
- As `vman_vm_start`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_resume(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_network_create(const struct VmanManager *manager,
+                                    const struct VmanNetworkSpec *spec,
+                                    struct VmanNetwork **out);
 
 /*
- Creates options holding the defaults. Free with `vman_open_options_free`.
+ Deletes a network.
+
+ Fails with VMAN_STATUS_IN_USE (an address is allocated),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
+enum VmanStatus vman_network_delete(const struct VmanManager *manager, const char *name);
 
 /*
- How long a write waits for another thread's or process's lock (default
- 10000 ms; 1 to 3600000). Out of range: VMAN_STATUS_INVALID_ARGUMENT and
- the options are unchanged.
+ DNS server `index`.
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_dns(const struct VmanNetwork *network, size_t index);
+
+/*
+ How many DNS servers are handed to guests.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_network_dns_count(const struct VmanNetwork *network);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
 
  # Safety
- `options` must be NULL or a live options handle not used concurrently.
+ The record must be NULL or owned by the caller, and not used afterwards.
  */
-VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
+void vman_network_free(struct VmanNetwork *network);
 
 /*
- The accelerator: "auto" (default: KVM only if a probe proves it runs
- guests), "kvm" or "tcg".
+ The gateway address, e.g. "10.0.0.1".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_gateway(const struct VmanNetwork *network);
+
+/*
+ Looks a network up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_network_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `options` NULL or a live handle not used concurrently; `accel` NULL or
- NUL-terminated.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
+enum VmanStatus vman_network_get(const struct VmanManager *manager,
+                                 const char *name,
+                                 struct VmanNetwork **out);
 
 /*
- The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
- absolute). An empty path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_network_id(const struct VmanNetwork *network);
+
+/*
+ All networks, by VLAN id.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_network_list_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- As `vman_open_options_set_accel`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options, const char *path);
+enum VmanStatus vman_network_list(const struct VmanManager *manager, struct VmanNetworkList **out);
 
 /*
- How NICs reach their networks: "auto" (default: bridged with
- CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
 
  # Safety
- As `vman_open_options_set_accel`.
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
  */
-VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
+void vman_network_list_free(struct VmanNetworkList *list);
 
 /*
- The DHCP server binary of bridged networks (default "dnsmasq"). An empty
- path: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanNetwork *vman_network_list_get(const struct VmanNetworkList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_network_list_len(const struct VmanNetworkList *list);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_name(const struct VmanNetwork *network);
+
+/*
+ Reserved range `index`: "a.b.c.d" or "a.b.c.d-a.b.c.e".
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_reserved(const struct VmanNetwork *network, size_t index);
+
+/*
+ How many reserved ranges the network has.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_network_reserved_count(const struct VmanNetwork *network);
+
+/*
+ Adds a DNS server handed to guests. Checked when the network is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
 
  # Safety
- As `vman_open_options_set_accel`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options, const char *path);
+enum VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *server);
 
 /*
- The user QEMU runs as when the embedding process is root (default:
- "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
- unless this names root). Ignored when the process is not root. A user
- that does not exist: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+ Adds a reserved address or range ("a.b.c.d" or "a.b.c.d-a.b.c.e") that is
+ never handed out. Checked when the network is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
 
  # Safety
- As `vman_open_options_set_accel`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
+enum VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const char *range);
 
 /*
- The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
- to 1 TiB). Out of range: VMAN_STATUS_INVALID_ARGUMENT, options unchanged.
+ Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+ after the call. Never fails (clears the last error).
 
  # Safety
- `options` NULL or a live handle not used concurrently.
+ `spec` NULL or a live spec, not used afterwards.
  */
-VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options, uint64_t bytes);
+void vman_network_spec_free(struct VmanNetworkSpec *spec);
 
 /*
- Frees options; NULL is a no-op.
+ Starts a network definition: `name`, VLAN id 1–4094, IPv4 `cidr` with no
+ host bits (prefix /8–/30). Checked when the network is created.
+
+ `out` must not be NULL. On success `*out` is the spec, owned by the
+ caller (free it with `vman_network_spec_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a VLAN id beyond 65535),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Thread-safe (it touches no shared state).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_network_spec_new(const char *name,
+                                      uint32_t vlan,
+                                      const char *cidr,
+                                      struct VmanNetworkSpec **out);
+
+/*
+ Sets the gateway (default: the first host of the subnet). Checked when
+ the network is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_network_spec_set_gateway(struct VmanNetworkSpec *spec, const char *gateway);
+
+/*
+ Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
+ the VLAN's bridge. Checked when the network is created (then
+ VMAN_STATUS_UNSUPPORTED on kernels without 802.1Q).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_network_spec_set_uplink(struct VmanNetworkSpec *spec, const char *uplink);
+
+/*
+ The uplink interface; NULL if the VLAN stays on this host.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_network_uplink(const struct VmanNetwork *network);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint16_t vman_network_vlan(const struct VmanNetwork *network);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_nic_gateway(const struct VmanNic *nic);
+
+/*
+ The host interface (tap) of this NIC while its VM runs bridged; NULL
+ otherwise.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_nic_host_interface(const struct VmanNic *nic);
+
+/*
+ The NIC's IPv4 address, e.g. "10.0.0.2".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_nic_ip(const struct VmanNic *nic);
+
+/*
+ The NIC's MAC, "aa:bb:cc:dd:ee:ff".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_nic_mac(const struct VmanNic *nic);
+
+/*
+ The network's name.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_nic_network(const struct VmanNic *nic);
+
+/*
+ The subnet's prefix length, e.g. 24.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint8_t vman_nic_prefix_len(const struct VmanNic *nic);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint16_t vman_nic_vlan(const struct VmanNic *nic);
+
+/*
+ Frees options; NULL is a no-op. No other thread may use `options` during
+ or after the call. Never fails (clears the last error).
 
  # Safety
  `options` must be NULL or a live handle, not used afterwards.
@@ -665,33 +1070,228 @@ VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options,
 void vman_open_options_free(struct VmanOpenOptions *options);
 
 /*
- Opens `state_dir` (created with mode 0700 if missing) and its database,
- and adopts the VMs that are still running there. A state directory too
- long for unix socket paths under it is VMAN_STATUS_INVALID_ARGUMENT, and
- nothing is created.
- `options` may be NULL for the defaults. On success `*out` owns a manager
- to free with `vman_manager_free`; on failure `*out` is untouched.
+ Creates options holding vman's defaults.
+
+ `out` must not be NULL. On success `*out` is the options, owned by the
+ caller (free them with `vman_open_options_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Thread-safe (it touches no shared state).
 
  # Safety
- `state_dir` must be NULL or a NUL-terminated string; `options` NULL or a
- live options handle; `out` NULL or valid for a write.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_manager_open(const char *state_dir,
-                             const struct VmanOpenOptions *options,
-                             struct VmanManager **out);
+enum VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 
 /*
- The default state directory: `$VMAN_STATE_DIR`, else `/var/lib/vman` for
- root, else `$XDG_STATE_HOME/vman` or `~/.local/state/vman`. `*out` is
- owned by the caller; free it with `vman_string_free`.
+ The accelerator: "auto" (default: KVM only if a probe proves it runs
+ guests faster), "kvm" or "tcg".
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `options` during the call.
 
  # Safety
- `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_default_state_dir(char **out);
+enum VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, const char *accel);
 
 /*
- Frees a string vman allocated for the caller; NULL is a no-op.
+ How long a write waits for another thread's or process's lock (default
+ 10000 ms; 1 to 3600000).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (out of range; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
+
+/*
+ The DHCP server binary of bridged networks (default "dnsmasq").
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *options,
+                                                     const char *path);
+
+/*
+ How NICs reach their networks: "auto" (default: bridged with
+ CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
+
+/*
+ The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
+ absolute).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *options,
+                                                  const char *path);
+
+/*
+ The user QEMU runs as when the embedding process is root (default:
+ "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
+ unless this names root). Ignored when the process is not root.
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (no such user; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
+
+/*
+ The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
+ to 1 TiB).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (out of range; the options are
+ unchanged), VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_serial_log_cap(struct VmanOpenOptions *options,
+                                                     uint64_t bytes);
+
+/*
+ The newest `limit` (1–10000) events across the store, oldest first.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_event_list_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (`limit` out of range),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_recent_events(const struct VmanManager *manager,
+                                   uint32_t limit,
+                                   struct VmanEventList **out);
+
+/*
+ Compares the store with the running processes and run files, repairs
+ what it can, and reports every drift. Also runs at open.
+
+ `out` may be NULL (the repairs are made all the same); otherwise on
+ success `*out` is the report, owned by the caller (free it with
+ `vman_reconcile_report_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_TIMEOUT (a VM's lock
+ stayed held), VMAN_STATUS_PERMISSION_DENIED, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_reconcile(const struct VmanManager *manager, struct VmanReconcileReport **out);
+
+/*
+ The name of adopted VM `index`.
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_reconcile_report_adopted(const struct VmanReconcileReport *report, size_t index);
+
+/*
+ How many VMs' running QEMU this manager now supervises.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_reconcile_report_adopted_count(const struct VmanReconcileReport *report);
+
+/*
+ What was done about drift `index`.
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_reconcile_report_drift_action(const struct VmanReconcileReport *report,
+                                               size_t index);
+
+/*
+ How many drifts (differences between the store and the host) it found.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_reconcile_report_drift_count(const struct VmanReconcileReport *report);
+
+/*
+ What drift `index` found, e.g. "recorded running but its QEMU is gone".
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_reconcile_report_drift_found(const struct VmanReconcileReport *report,
+                                              size_t index);
+
+/*
+ The VM of drift `index` (or the run directory's name for an unknown one).
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *report, size_t index);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_reconcile_report_free(struct VmanReconcileReport *report);
+
+/*
+ A static lower-case name for a status, e.g. "not_found"; "unknown" for
+ a number that is no status. Never NULL; static, never free it.
+ Thread-safe; never fails, and does not change the last error (so it
+ may be called in the same expression as `vman_last_error_message`).
+ */
+const char *vman_status_name(uint32_t status);
+
+/*
+ Frees a string vman allocated for the caller (through a `char **out`);
+ NULL is a no-op. No other thread may use `text` during or after the
+ call. Never fails (clears the last error).
 
  # Safety
  `text` must be NULL or a string returned through a `char **out` of vman,
@@ -700,371 +1300,542 @@ VmanStatus vman_default_state_dir(char **out);
 void vman_string_free(char *text);
 
 /*
- Closes a manager; NULL is a no-op. Running VMs are not affected. Its
- open event streams stay valid handles but answer `VMAN_STATUS_CLOSED`
- from now on (a thread waiting in `vman_event_stream_next` is woken with
- it) and their descriptors stay readable; free each with
- `vman_event_stream_free` as usual, before or after this call.
+ Creates a size template. `description` may be NULL (none).
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_template_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name or size),
+ VMAN_STATUS_ALREADY_EXISTS, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `manager` must be NULL or a live handle that no other thread is using.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-void vman_manager_free(struct VmanManager *manager);
+enum VmanStatus vman_template_create(const struct VmanManager *manager,
+                                     const char *name,
+                                     uint32_t vcpus,
+                                     uint64_t memory_mib,
+                                     uint64_t disk_gib,
+                                     const char *description,
+                                     struct VmanTemplate **out);
 
 /*
- Starts a network definition: `name`, VLAN id 1–4094, IPv4 `cidr` with no
- host bits (prefix /8–/30). Checked when the network is created.
+ Deletes a template.
+
+ Fails with VMAN_STATUS_IN_USE (a VM was made from it),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- Strings NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_network_spec_new(const char *name,
-                                 uint32_t vlan,
-                                 const char *cidr,
-                                 struct VmanNetworkSpec **out);
+enum VmanStatus vman_template_delete(const struct VmanManager *manager, const char *name);
 
 /*
- Sets the gateway (default: the first host of the subnet).
+ The description ("" when none was given).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_template_description(const struct VmanTemplate *template_);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_template_disk_gib(const struct VmanTemplate *template_);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
 
  # Safety
- `spec` NULL or a live spec; `gateway` NULL or NUL-terminated.
+ The record must be NULL or owned by the caller, and not used afterwards.
  */
-VmanStatus vman_network_spec_set_gateway(struct VmanNetworkSpec *spec, const char *gateway);
+void vman_template_free(struct VmanTemplate *template_);
 
 /*
- Adds a reserved address or range ("a.b.c.d" or "a.b.c.d-a.b.c.e") that is
- never handed out.
+ Looks a template up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_template_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- As `vman_network_spec_set_gateway`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_network_spec_add_reserved(struct VmanNetworkSpec *spec, const char *range);
+enum VmanStatus vman_template_get(const struct VmanManager *manager,
+                                  const char *name,
+                                  struct VmanTemplate **out);
 
 /*
- Adds a DNS server handed to guests.
+ The template's numeric id.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_template_id(const struct VmanTemplate *template_);
+
+/*
+ All templates, by name.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_template_list_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- As `vman_network_spec_set_gateway`.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_network_spec_add_dns(struct VmanNetworkSpec *spec, const char *server);
+enum VmanStatus vman_template_list(const struct VmanManager *manager,
+                                   struct VmanTemplateList **out);
 
 /*
- Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
- the VLAN's bridge. Checked when the network is created:
- `VMAN_STATUS_UNSUPPORTED` on kernels without 802.1Q.
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
 
  # Safety
- As `vman_network_spec_set_gateway`.
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
  */
-VmanStatus vman_network_spec_set_uplink(struct VmanNetworkSpec *spec, const char *uplink);
+void vman_template_list_free(struct VmanTemplateList *list);
 
 /*
- Frees a spec; NULL is a no-op.
-
- # Safety
- `spec` NULL or a live spec, not used afterwards.
- */
-void vman_network_spec_free(struct VmanNetworkSpec *spec);
-
-/*
- Creates a network from `spec` (which stays owned by the caller). `out`
- may be NULL; otherwise `*out` owns the new record.
-
- # Safety
- `manager` and `spec` NULL or live handles; `out` NULL or writable.
- */
-VmanStatus vman_network_create(const struct VmanManager *manager,
-                               const struct VmanNetworkSpec *spec,
-                               struct VmanNetwork **out);
-
-/*
- Looks a network up by name; `*out` is owned by the caller.
-
- # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
- */
-VmanStatus vman_network_get(const struct VmanManager *manager,
-                            const char *name,
-                            struct VmanNetwork **out);
-
-/*
- All networks, by VLAN id; `*out` is owned by the caller.
-
- # Safety
- `manager` NULL or live; `out` NULL or writable.
- */
-VmanStatus vman_network_list(const struct VmanManager *manager, struct VmanNetworkList **out);
-
-/*
- Deletes a network; `VMAN_STATUS_IN_USE` while any address is allocated.
-
- # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated.
- */
-VmanStatus vman_network_delete(const struct VmanManager *manager, const char *name);
-
-/*
- Who holds which address of network `name`, in address order.
-
- # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
- */
-VmanStatus vman_network_allocations(const struct VmanManager *manager,
-                                    const char *name,
-                                    struct VmanAllocationList **out);
-
-/*
- Frees a network record (not a list item); NULL is a no-op.
-
- # Safety
- `network` NULL or an owned record, not used afterwards.
- */
-void vman_network_free(struct VmanNetwork *network);
-
-size_t vman_network_list_len(const struct VmanNetworkList *list);
-
-/*
- Network `index`, borrowed from the list; NULL if out of range.
- */
-const struct VmanNetwork *vman_network_list_get(const struct VmanNetworkList *list, size_t index);
-
-/*
- Frees a list and its items; NULL is a no-op.
-
- # Safety
- `list` NULL or a live list, not used afterwards.
- */
-void vman_network_list_free(struct VmanNetworkList *list);
-
-int64_t vman_network_id(const struct VmanNetwork *network);
-
-const char *vman_network_name(const struct VmanNetwork *network);
-
-uint16_t vman_network_vlan(const struct VmanNetwork *network);
-
-/*
- The subnet, e.g. "10.0.0.0/24", borrowed from the record.
- */
-const char *vman_network_cidr(const struct VmanNetwork *network);
-
-const char *vman_network_gateway(const struct VmanNetwork *network);
-
-size_t vman_network_reserved_count(const struct VmanNetwork *network);
-
-/*
- Reserved range `index` ("a.b.c.d" or "a.b.c.d-a.b.c.e"); NULL if out of range.
- */
-const char *vman_network_reserved(const struct VmanNetwork *network, size_t index);
-
-/*
- The uplink interface, or NULL if the VLAN stays on this host.
- */
-const char *vman_network_uplink(const struct VmanNetwork *network);
-
-size_t vman_network_dns_count(const struct VmanNetwork *network);
-
-/*
- DNS server `index`; NULL if out of range.
- */
-const char *vman_network_dns(const struct VmanNetwork *network, size_t index);
-
-size_t vman_allocation_list_len(const struct VmanAllocationList *list);
-
-/*
- Allocation `index`, borrowed from the list; NULL if out of range.
- */
-const struct VmanAllocation *vman_allocation_list_get(const struct VmanAllocationList *list,
-                                                      size_t index);
-
-/*
- Frees a list and its items; NULL is a no-op.
-
- # Safety
- `list` NULL or a live list, not used afterwards.
- */
-void vman_allocation_list_free(struct VmanAllocationList *list);
-
-const char *vman_allocation_network(const struct VmanAllocation *allocation);
-
-const char *vman_allocation_ip(const struct VmanAllocation *allocation);
-
-const char *vman_allocation_mac(const struct VmanAllocation *allocation);
-
-const char *vman_allocation_vm_id(const struct VmanAllocation *allocation);
-
-const char *vman_allocation_vm_name(const struct VmanAllocation *allocation);
-
-uint32_t vman_allocation_nic_index(const struct VmanAllocation *allocation);
-
-/*
- Compares the store with the running processes and run files, repairs
- what it can, and reports every drift. Also runs at open.
-
- # Safety
- `manager` NULL or live; `out` NULL or writable.
- */
-VmanStatus vman_reconcile(const struct VmanManager *manager, struct VmanReconcileReport **out);
-
-size_t vman_reconcile_report_drift_count(const struct VmanReconcileReport *report);
-
-/*
- The VM of drift `index`; NULL if out of range.
- */
-const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *report, size_t index);
-
-/*
- What drift `index` found, e.g. "recorded running but its QEMU is gone".
- */
-const char *vman_reconcile_report_drift_found(const struct VmanReconcileReport *report,
-                                              size_t index);
-
-/*
- What was done about drift `index`.
- */
-const char *vman_reconcile_report_drift_action(const struct VmanReconcileReport *report,
-                                               size_t index);
-
-size_t vman_reconcile_report_adopted_count(const struct VmanReconcileReport *report);
-
-/*
- The name of adopted VM `index`; NULL if out of range.
- */
-const char *vman_reconcile_report_adopted(const struct VmanReconcileReport *report, size_t index);
-
-/*
- Frees a report; NULL is a no-op.
-
- # Safety
- `report` NULL or live, not used afterwards.
- */
-void vman_reconcile_report_free(struct VmanReconcileReport *report);
-
-/*
- Creates a size template. `description` may be NULL. On success `*out`
- (if `out` is not NULL) owns the new record; free it with
- `vman_template_free`.
-
- # Safety
- Pointers must be NULL or valid: `manager` a live handle, strings
- NUL-terminated, `out` writable.
- */
-VmanStatus vman_template_create(const struct VmanManager *manager,
-                                const char *name,
-                                uint32_t vcpus,
-                                uint64_t memory_mib,
-                                uint64_t disk_gib,
-                                const char *description,
-                                struct VmanTemplate **out);
-
-/*
- Looks a template up by name; `*out` is owned by the caller.
-
- # Safety
- As `vman_template_create`.
- */
-VmanStatus vman_template_get(const struct VmanManager *manager,
-                             const char *name,
-                             struct VmanTemplate **out);
-
-/*
- All templates, by name; `*out` is owned by the caller.
-
- # Safety
- As `vman_template_create`.
- */
-VmanStatus vman_template_list(const struct VmanManager *manager, struct VmanTemplateList **out);
-
-/*
- Deletes a template; `VMAN_STATUS_IN_USE` while a VM was made from it.
-
- # Safety
- As `vman_template_create`.
- */
-VmanStatus vman_template_delete(const struct VmanManager *manager, const char *name);
-
-/*
- Number of templates in a list (0 for NULL).
- */
-size_t vman_template_list_len(const struct VmanTemplateList *list);
-
-/*
- Template `index` of a list, borrowed from the list; NULL if out of range.
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
  */
 const struct VmanTemplate *vman_template_list_get(const struct VmanTemplateList *list,
                                                   size_t index);
 
 /*
- Frees a list and every item in it; NULL is a no-op.
-
- # Safety
- `list` must be NULL or a live list handle, not used afterwards.
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
  */
-void vman_template_list_free(struct VmanTemplateList *list);
+size_t vman_template_list_len(const struct VmanTemplateList *list);
 
 /*
- Frees a template record; NULL is a no-op.
 
- # Safety
- `template` must be NULL or an owned record (not a list item), not used
- afterwards.
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
  */
-void vman_template_free(struct VmanTemplate *template_);
+uint64_t vman_template_memory_mib(const struct VmanTemplate *template_);
 
 /*
- The template's numeric id (0 for NULL).
- */
-int64_t vman_template_id(const struct VmanTemplate *template_);
+ The template's name.
 
-/*
- The template's name, borrowed from the record (NULL for NULL).
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
  */
 const char *vman_template_name(const struct VmanTemplate *template_);
 
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
 uint32_t vman_template_vcpus(const struct VmanTemplate *template_);
 
-uint64_t vman_template_memory_mib(const struct VmanTemplate *template_);
-
-uint64_t vman_template_disk_gib(const struct VmanTemplate *template_);
-
 /*
- The description, borrowed ("" when none was given; NULL for NULL).
+ The library's version, e.g. "0.1.0": static, never free it. Equal to the
+ header's VMAN_VERSION when header and library match. Thread-safe; never
+ fails, and does not change the last error.
  */
-const char *vman_template_description(const struct VmanTemplate *template_);
+const char *vman_version(void);
 
 /*
- Starts a VM definition from a template name.
+ "kvm" or "tcg" once the VM has run; NULL before.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_accel(const struct VmanVm *vm);
+
+/*
+ The kernel command line; NULL if the VM has no kernel.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_cmdline(const struct VmanVm *vm);
+
+/*
+ Copies the last bytes of the VM's console output (at most `capacity`;
+ VMAN_DEFAULT_CONSOLE_TAIL_BYTES is vman's usual size) into `buf` and
+ their number into `*out_len`. The bytes are the guest's own (usually
+ text, not NUL-terminated). Works for a stopped VM too.
+
+ `buf` and `out_len` must not be NULL; they are the caller's, written
+ only on success.
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- Strings NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct VmanVmSpec **out);
+enum VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
+                                     const char *name,
+                                     uint8_t *buf,
+                                     size_t capacity,
+                                     size_t *out_len);
+
+/*
+ Records a VM, allocating all its addresses in one transaction: if one NIC
+ cannot get an address, nothing is recorded. `spec` stays the caller's.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address or MAC),
+ VMAN_STATUS_NOT_FOUND (no such template or network),
+ VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is taken),
+ VMAN_STATUS_EXHAUSTED (a network has no free address),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once; `spec` is
+ only read.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_create(const struct VmanManager *manager,
+                               const struct VmanVmSpec *spec,
+                               struct VmanVm **out);
+
+/*
+ Unix time of the VM's creation in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_vm_created_at_ms(const struct VmanVm *vm);
+
+/*
+ Soft-deletes a VM: frees its name, releases its addresses, keeps its
+ history.
+
+ Fails with VMAN_STATUS_INVALID_STATE (QEMU runs it and `force` is
+ false; with `force` it is stopped first), VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU (stopping it failed),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
+
+/*
+ Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (not running or paused),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_force_stop(const struct VmanManager *manager,
+                                   const char *name,
+                                   struct VmanVm **out);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_vm_free(struct VmanVm *vm);
+
+/*
+ Looks a live VM up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_get(const struct VmanManager *manager,
+                            const char *name,
+                            struct VmanVm **out);
+
+/*
+ The newest `limit` (1–10000; VMAN_DEFAULT_HISTORY_LIMIT is vman's usual
+ number) events of a VM, by live name or by id (for a deleted VM), oldest
+ first.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_event_list_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (`limit` out of range),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_history(const struct VmanManager *manager,
+                                const char *vm,
+                                uint32_t limit,
+                                struct VmanEventList **out);
+
+/*
+ The VM's UUID.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_id(const struct VmanVm *vm);
+
+/*
+ The initrd; NULL if none.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_initrd(const struct VmanVm *vm);
+
+/*
+ The kernel booted directly; NULL if none.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_kernel(const struct VmanVm *vm);
+
+/*
+ Why the last start failed or QEMU died; NULL if it did not.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_last_error(const struct VmanVm *vm);
+
+/*
+ Live VMs, by name. `state` ("running", …) and `name_prefix` filter when
+ not NULL.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_vm_list_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an unknown state),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_list(const struct VmanManager *manager,
+                             const char *state,
+                             const char *name_prefix,
+                             struct VmanVmList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_vm_list_free(struct VmanVmList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanVm *vman_vm_list_get(const struct VmanVmList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_vm_list_len(const struct VmanVmList *list);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_vm_memory_mib(const struct VmanVm *vm);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_name(const struct VmanVm *vm);
+
+/*
+ NIC `index` of the VM, in the order the guest sees them.
+
+ Borrowed from the record (valid until it is freed; never free it); NULL when `index` is
+ out of range or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const struct VmanNic *vman_vm_nic(const struct VmanVm *vm, size_t index);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_vm_nic_count(const struct VmanVm *vm);
+
+/*
+ Halts the guest's vCPUs (QMP stop); QEMU keeps running.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (not running),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_pause(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanVm **out);
+
+/*
+ The QEMU pid while the VM has one, else 0.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_vm_pid(const struct VmanVm *vm);
+
+/*
+ Forward `index` of the VM: the host port on 127.0.0.1 that reaches
+ `*out_guest_port` of NIC `*out_nic_index`.
+
+ `out_nic_index`, `out_guest_port` and `out_host_port` must not be NULL;
+ they are written only on success.
+
+ Fails with VMAN_STATUS_NOT_FOUND (`index` is out of range),
+ VMAN_STATUS_NULL_PARAMETER.
+
+ Thread-safe (the record is immutable).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_port_forward(const struct VmanVm *vm,
+                                     size_t index,
+                                     uint32_t *out_nic_index,
+                                     uint16_t *out_guest_port,
+                                     uint16_t *out_host_port);
+
+/*
+ How many host ports are forwarded to the guest (user-mode networking);
+ see `vman_vm_port_forward`.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_vm_port_forward_count(const struct VmanVm *vm);
+
+/*
+ Stops (gracefully, within `timeout_ms`) and starts the VM again.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with any status of `vman_vm_stop`, then of `vman_vm_start`:
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_PERMISSION_DENIED, VMAN_STATUS_ALREADY_EXISTS,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_restart(const struct VmanManager *manager,
+                                const char *name,
+                                uint64_t timeout_ms,
+                                struct VmanVm **out);
+
+/*
+ Resumes a paused guest (QMP cont).
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (not paused),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_resume(const struct VmanManager *manager,
+                               const char *name,
+                               struct VmanVm **out);
 
 /*
  Adds a NIC on `network`. `ip` and `mac` may be NULL: the address is then
- allocated automatically and the MAC generated under 52:54:00.
+ allocated automatically and the MAC generated under 52:54:00. Checked
+ when the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
 
  # Safety
- `spec` NULL or a live spec; strings NULL or NUL-terminated.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
-                                const char *network,
-                                const char *ip,
-                                const char *mac);
+enum VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
+                                     const char *network,
+                                     const char *ip,
+                                     const char *mac);
 
 /*
- Boots `kernel` directly (an absolute path), with an optional `initrd`
- and kernel command line `cmdline` (both may be NULL).
-
- # Safety
- `spec` NULL or a live spec; strings NULL or NUL-terminated.
- */
-VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
-                                 const char *kernel,
-                                 const char *initrd,
-                                 const char *cmdline);
-
-/*
- Frees a spec; NULL is a no-op.
+ Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+ after the call. Never fails (clears the last error).
 
  # Safety
  `spec` NULL or a live spec, not used afterwards.
@@ -1072,175 +1843,143 @@ VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
 void vman_vm_spec_free(struct VmanVmSpec *spec);
 
 /*
- Records a VM, allocating all its addresses in one transaction: if one NIC
- cannot get an address, nothing is recorded. `out` may be NULL.
+ Starts a VM definition from a template name. Both are checked when the
+ VM is created.
+
+ `out` must not be NULL. On success `*out` is the spec, owned by the
+ caller (free it with `vman_vm_spec_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Thread-safe (it touches no shared state).
 
  # Safety
- `manager`, `spec` NULL or live handles; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_create(const struct VmanManager *manager,
-                          const struct VmanVmSpec *spec,
-                          struct VmanVm **out);
+enum VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct VmanVmSpec **out);
 
 /*
- Looks a live VM up by name; `*out` is owned by the caller.
+ Boots `kernel` directly (an absolute path), with an optional `initrd`
+ and kernel command line `cmdline` (both may be NULL).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a relative path, or a command
+ line too long), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8;
+ `spec` is then unchanged.
+
+ Not thread-safe: no other thread may use `spec` during the call.
 
  # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_get(const struct VmanManager *manager, const char *name, struct VmanVm **out);
+enum VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
+                                      const char *kernel,
+                                      const char *initrd,
+                                      const char *cmdline);
 
 /*
- Live VMs, by name. `state` ("running", …) and `name_prefix` filter when
- not NULL.
+ Starts a created, stopped or failed VM; returns once QEMU answers on QMP
+ (the guest then boots; see `vman_vm_wait_for_console`). On failure the VM
+ is left in state error with QEMU's message.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (not startable, or no boot source),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU (QEMU refused to start),
+ VMAN_STATUS_PERMISSION_DENIED (QEMU's user cannot reach the state
+ directory, or bridged networking without CAP_NET_ADMIN),
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_ALREADY_EXISTS (a host interface vman
+ did not make is in the way), VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
 
  # Safety
- `manager` NULL or live; strings NULL or NUL-terminated; `out` NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_list(const struct VmanManager *manager,
-                        const char *state,
-                        const char *name_prefix,
-                        struct VmanVmList **out);
+enum VmanStatus vman_vm_start(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanVm **out);
 
 /*
- Soft-deletes a VM: frees its name, releases its addresses, keeps its
- history. While QEMU runs it: `VMAN_STATUS_INVALID_STATE`, unless `force`,
- which stops it first.
+ The state when the record was read (0 is VMAN_VM_STATE_CREATED).
 
- # Safety
- `manager` NULL or live; `name` NULL or NUL-terminated.
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
  */
-VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
+enum VmanVmState vman_vm_state(const struct VmanVm *vm);
 
 /*
- Frees a VM record (not a list item); NULL is a no-op.
-
- # Safety
- `vm` NULL or an owned record, not used afterwards.
- */
-void vman_vm_free(struct VmanVm *vm);
-
-size_t vman_vm_list_len(const struct VmanVmList *list);
-
-/*
- VM `index`, borrowed from the list; NULL if out of range.
- */
-const struct VmanVm *vman_vm_list_get(const struct VmanVmList *list, size_t index);
-
-/*
- Frees a list and its items; NULL is a no-op.
-
- # Safety
- `list` NULL or a live list, not used afterwards.
- */
-void vman_vm_list_free(struct VmanVmList *list);
-
-/*
- The VM's UUID, borrowed from the record.
- */
-const char *vman_vm_id(const struct VmanVm *vm);
-
-const char *vman_vm_name(const struct VmanVm *vm);
-
-/*
- The template the VM was made from.
- */
-const char *vman_vm_template(const struct VmanVm *vm);
-
-uint32_t vman_vm_vcpus(const struct VmanVm *vm);
-
-uint64_t vman_vm_memory_mib(const struct VmanVm *vm);
-
-uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
-
-/*
- The state when the record was read (`VMAN_VM_STATE_CREATED` for NULL).
-
- # Safety
- `vm` NULL or a live record.
- */
-VmanVmState vman_vm_state(const struct VmanVm *vm);
-
-/*
- A static name for a state ("running"); "unknown" for other numbers.
+ A static name for a state ("running"); "unknown" for a number that is no
+ state. Never NULL; static, never free it. Thread-safe; never fails, and
+ does not change the last error.
  */
 const char *vman_vm_state_name(uint32_t state);
 
-int64_t vman_vm_created_at_ms(const struct VmanVm *vm);
-
-size_t vman_vm_nic_count(const struct VmanVm *vm);
-
 /*
- NIC `index` of the VM, borrowed from the record; NULL if out of range.
- */
-const struct VmanNic *vman_vm_nic(const struct VmanVm *vm, size_t index);
+ Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
+ the guest to power off (VMAN_DEFAULT_STOP_TIMEOUT_MS is vman's usual
+ wait), then QMP quit, then SIGKILL.
 
-const char *vman_nic_network(const struct VmanNic *nic);
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
 
-uint16_t vman_nic_vlan(const struct VmanNic *nic);
+ Fails with VMAN_STATUS_INVALID_STATE (not running or paused),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_INVALID_ARGUMENT (a timeout beyond
+ range), VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 
-/*
- The NIC's allocated IPv4 address, e.g. "10.0.0.2".
- */
-const char *vman_nic_ip(const struct VmanNic *nic);
-
-uint8_t vman_nic_prefix_len(const struct VmanNic *nic);
-
-const char *vman_nic_gateway(const struct VmanNic *nic);
-
-/*
- The NIC's MAC, "aa:bb:cc:dd:ee:ff".
- */
-const char *vman_nic_mac(const struct VmanNic *nic);
-
-/*
- The QEMU pid while the VM has one, else 0.
- */
-uint32_t vman_vm_pid(const struct VmanVm *vm);
-
-/*
- "kvm" or "tcg" once the VM has run; NULL before.
- */
-const char *vman_vm_accel(const struct VmanVm *vm);
-
-/*
- Why the last start failed or QEMU died; NULL if it did not.
- */
-const char *vman_vm_last_error(const struct VmanVm *vm);
-
-/*
- The kernel booted directly; NULL if none.
- */
-const char *vman_vm_kernel(const struct VmanVm *vm);
-
-const char *vman_vm_initrd(const struct VmanVm *vm);
-
-const char *vman_vm_cmdline(const struct VmanVm *vm);
-
-/*
- The host interface (tap) of this NIC while its VM runs bridged; NULL
- otherwise.
- */
-const char *vman_nic_host_interface(const struct VmanNic *nic);
-
-/*
- How many host ports are forwarded to the guest (user-mode networking).
- */
-size_t vman_vm_port_forward_count(const struct VmanVm *vm);
-
-/*
- Forward `index`: the host port on 127.0.0.1 that reaches `guest_port` of
- NIC `nic_index`. Out-params written only on success;
- `VMAN_STATUS_NOT_FOUND` if `index` is out of range.
+ Thread-safe: `manager` may be used by other threads at once.
 
  # Safety
- `vm` NULL or a live record; the out-params NULL or writable.
+ Every pointer that is not NULL is valid, as the conventions say.
  */
-VmanStatus vman_vm_port_forward(const struct VmanVm *vm,
-                                size_t index,
-                                uint32_t *nic_index,
-                                uint16_t *guest_port,
-                                uint16_t *host_port);
+enum VmanStatus vman_vm_stop(const struct VmanManager *manager,
+                             const char *name,
+                             uint64_t timeout_ms,
+                             struct VmanVm **out);
+
+/*
+ The template the VM was made from.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_template(const struct VmanVm *vm);
+
+/*
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_vm_vcpus(const struct VmanVm *vm);
+
+/*
+ Waits up to `timeout_ms` (VMAN_DEFAULT_CONSOLE_WAIT_TIMEOUT_MS is vman's
+ usual wait) for a console line matching the regular expression `pattern`
+ printed during the current run of the VM's QEMU (output of earlier runs
+ never matches).
+
+ `out_line` may be NULL; otherwise on success `*out_line` is the line,
+ owned by the caller (free it with `vman_string_free`).
+
+ Fails with VMAN_STATUS_TIMEOUT (no such line came),
+ VMAN_STATUS_INVALID_STATE (at once for a VM without a running QEMU, and
+ as soon as its QEMU exits during the wait), VMAN_STATUS_INVALID_ARGUMENT
+ (a bad pattern or timeout), VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
+                                         const char *name,
+                                         const char *pattern,
+                                         uint64_t timeout_ms,
+                                         char **out_line);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -83,6 +83,49 @@ static void test_templates(void) {
   CHECK(strstr(vman_last_error_message(), "large") != NULL);
 }
 
+/* Every call but the static lookups sets the thread's last error: a getter
+ * or a free after a failure clears it, as any success does. */
+static void test_last_error(void) {
+  VmanTemplate *t = NULL;
+  VmanTemplateList *list = NULL;
+  char *none = NULL;
+  OK(vman_template_list(mgr, &list));
+
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  CHECK(vman_last_error_message() != NULL);
+  STREQ(vman_template_name(vman_template_list_get(list, 0)), "small");
+  CHECK(vman_last_error_message() == NULL);
+
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  CHECK(vman_template_vcpus(NULL) == 0); /* a getter on NULL succeeds too */
+  CHECK(vman_last_error_message() == NULL);
+
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  CHECK(vman_template_list_len(list) == 1);
+  CHECK(vman_last_error_message() == NULL);
+
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_default_state_dir(NULL));
+  vman_template_list_free(list);
+  CHECK(vman_last_error_message() == NULL);
+
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  vman_template_free(NULL);
+  CHECK(vman_last_error_message() == NULL);
+
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  vman_string_free(none);
+  CHECK(vman_last_error_message() == NULL);
+
+  /* The static lookups leave the message, so they may share an expression
+   * with vman_last_error_message(). */
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_template_get(mgr, "nope", &t));
+  STREQ(vman_status_name(VMAN_STATUS_NOT_FOUND), "not_found");
+  STREQ(vman_vm_state_name(VMAN_VM_STATE_RUNNING), "running");
+  STREQ(vman_version(), VMAN_VERSION);
+  CHECK(strstr(vman_last_error_message(), "nope") != NULL);
+  CHECK(t == NULL);
+}
+
 static void test_bad_input_changes_nothing(void) {
   size_t events = count_events();
   VmanTemplate *untouched = (VmanTemplate *)&events; /* sentinel: must stay as is */
@@ -258,7 +301,7 @@ static void test_vms_and_history(void) {
 
   EXPECT(VMAN_STATUS_IN_USE, vman_template_delete(mgr, "small"));
   OK(vman_vm_delete(mgr, "multi", false));
-  OK(vman_vm_history(mgr, "holder", 10, &events));
+  OK(vman_vm_history(mgr, "holder", VMAN_DEFAULT_HISTORY_LIMIT, &events));
   CHECK(vman_event_list_len(events) == 1);
   STREQ(vman_event_action(vman_event_list_get(events, 0)), "created");
   STREQ(vman_event_object_kind(vman_event_list_get(events, 0)), "vm");
@@ -372,6 +415,7 @@ int main(int argc, char **argv) {
 
   test_version();
   test_templates();
+  test_last_error();
   test_bad_input_changes_nothing();
   test_allocation();
   test_vms_and_history();

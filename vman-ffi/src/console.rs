@@ -2,17 +2,21 @@
 //! rule (one client per VM, timeouts, what a closed console answers) is
 //! vman-core's `Console`; this file maps it.
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::os::fd::AsRawFd;
+use std::sync::{Mutex, MutexGuard};
 
 use vman_core::Console;
 use vman_core::convert::millis_arg;
 
 use crate::error::{Failure, VmanStatus};
-use crate::guard::{self, call, out_param, write_out};
+use crate::guard::{self, call, new_handle, out_param, write_out};
 use crate::manager::VmanManager;
+use crate::record::cstring;
 
-/// A live connection to a VM's serial console. One thread at a time.
+/// A live connection to a VM's serial console. Reads and writes on one
+/// console are serialized (a second waits for the first); use it from one
+/// thread at a time.
 ///
 /// Freeing the manager that made it does not free it: its reads and writes
 /// then answer `VMAN_STATUS_CLOSED`, its descriptor stays open, and
@@ -20,7 +24,20 @@ use crate::manager::VmanManager;
 /// gone.
 #[derive(Debug)]
 pub struct VmanConsole {
-    inner: Console,
+    /// Behind a mutex so that every function borrows the handle shared and
+    /// `vman_console_fd` may run beside a read.
+    inner: Mutex<Console>,
+    /// The connection's descriptor, open from attach to free (C never
+    /// closes a console but by freeing it).
+    fd: c_int,
+}
+
+impl VmanConsole {
+    fn console(&self) -> MutexGuard<'_, Console> {
+        // A panic in an earlier call leaves the console usable: it holds no
+        // invariant a half-done read or write could break.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Bytes the library allocated for the caller: `len` bytes at `data`
@@ -33,8 +50,9 @@ pub struct VmanBytes {
     pub len: usize,
 }
 
-/// Frees what `bytes` holds and sets it to {NULL, 0}. NULL, and bytes
-/// already freed, are a no-op.
+/// Frees what `bytes` holds and sets it to {NULL, 0}; `bytes` itself is the
+/// caller's. NULL, and bytes already freed, are a no-op. No other thread may
+/// use `bytes` during the call. Never fails (clears the last error).
 ///
 /// # Safety
 /// `bytes` NULL, or filled by this library and not modified since.
@@ -64,13 +82,21 @@ fn bytes_out(bytes: Vec<u8>) -> VmanBytes {
     VmanBytes { data, len }
 }
 
-/// Copies the last bytes of the VM's console output (at most `capacity`)
-/// into `buf` and their number into `*out_len`. The bytes are the guest's
-/// own (usually text, not NUL-terminated).
+/// Copies the last bytes of the VM's console output (at most `capacity`;
+/// VMAN_DEFAULT_CONSOLE_TAIL_BYTES is vman's usual size) into `buf` and
+/// their number into `*out_len`. The bytes are the guest's own (usually
+/// text, not NUL-terminated). Works for a stopped VM too.
+///
+/// `buf` and `out_len` must not be NULL; they are the caller's, written
+/// only on success.
+///
+/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `buf` NULL or
-/// writable for `capacity` bytes; `out_len` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_console_tail(
     manager: *const VmanManager,
@@ -95,17 +121,25 @@ pub unsafe extern "C" fn vman_vm_console_tail(
     })
 }
 
-/// Waits up to `timeout_ms` for a console line matching the regular
-/// expression `pattern` printed during the current run of the VM's QEMU
-/// (output of earlier runs never matches). On success, if `out_line` is
-/// not NULL, `*out_line` is the line (free with `vman_string_free`).
-/// `VMAN_STATUS_TIMEOUT` if none came; `VMAN_STATUS_INVALID_STATE` at once
-/// for a VM without a running QEMU, and as soon as its QEMU exits during
-/// the wait.
+/// Waits up to `timeout_ms` (VMAN_DEFAULT_CONSOLE_WAIT_TIMEOUT_MS is vman's
+/// usual wait) for a console line matching the regular expression `pattern`
+/// printed during the current run of the VM's QEMU (output of earlier runs
+/// never matches).
+///
+/// `out_line` may be NULL; otherwise on success `*out_line` is the line,
+/// owned by the caller (free it with `vman_string_free`).
+///
+/// Fails with VMAN_STATUS_TIMEOUT (no such line came),
+/// VMAN_STATUS_INVALID_STATE (at once for a VM without a running QEMU, and
+/// as soon as its QEMU exits during the wait), VMAN_STATUS_INVALID_ARGUMENT
+/// (a bad pattern or timeout), VMAN_STATUS_NOT_FOUND,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; strings NULL or NUL-terminated; `out_line` NULL or
-/// writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_wait_for_console(
     manager: *const VmanManager,
@@ -120,57 +154,71 @@ pub unsafe extern "C" fn vman_vm_wait_for_console(
             unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?, guard::string(pattern, "pattern")?) };
         let line = manager.inner.wait_for_console(name, pattern, millis_arg("timeout", timeout_ms)?)?;
         if !out_line.is_null() {
-            let line = CString::new(line.replace('\0', "\\0")).unwrap_or_default();
             // SAFETY: non-NULL and writable per this function's contract.
-            unsafe { write_out(out_line, line.into_raw()) };
+            unsafe { write_out(out_line, cstring(line).into_raw()) };
         }
         Ok(())
     })
 }
 
 /// Attaches to a running VM's serial console. One console per VM at a
-/// time, across threads and processes: while one is attached, another
-/// attach answers `VMAN_STATUS_IN_USE`; freeing it (or its process ending)
-/// lets the next one in. `VMAN_STATUS_INVALID_STATE` if the VM has no
-/// running QEMU. Free with `vman_console_free`, also after freeing the
-/// manager (see `VmanConsole`).
+/// time, across threads and processes: freeing it (or its process ending)
+/// lets the next one in.
+///
+/// `out` must not be NULL. On success `*out` is the console, owned by the
+/// caller (free it with `vman_console_free`, also after freeing the
+/// manager).
+///
+/// Fails with VMAN_STATUS_IN_USE (another console is attached),
+/// VMAN_STATUS_INVALID_STATE (the VM has no running QEMU),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_console_attach(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanConsole) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        out_param(out, "out")?;
-        let inner = manager.inner.console(name)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanConsole { inner })) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            let console = manager.inner.console(name)?;
+            let fd = console.fd()?.as_raw_fd();
+            Ok(VmanConsole { inner: Mutex::new(console), fd })
+        })
+    }
 }
 
 /// Reads up to `len` bytes (`len` > 0) the guest printed into `buf`,
 /// waiting up to `timeout_ms` for something to come (0: do not wait).
 /// `*out_n` = 0 means QEMU closed the console (the VM stopped).
-/// `VMAN_STATUS_TIMEOUT` if nothing came; `VMAN_STATUS_CLOSED` once the
-/// manager was freed.
+///
+/// `buf` and `out_n` must not be NULL; they are the caller's, written only
+/// on success.
+///
+/// Fails with VMAN_STATUS_TIMEOUT (nothing came), VMAN_STATUS_CLOSED (the
+/// manager was freed), VMAN_STATUS_INVALID_ARGUMENT (`len` is 0, or a
+/// timeout beyond range), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_IO.
+///
+/// Not thread-safe: one thread at a time per console (a second call waits
+/// for the first); `vman_console_fd` may be called meanwhile.
 ///
 /// # Safety
-/// `console` NULL or live, used by one thread; `buf` NULL or writable for
-/// `len` bytes; `out_n` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_console_read(console: *mut VmanConsole, buf: *mut u8, len: usize, timeout_ms: u64, out_n: *mut usize) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
-        let console = unsafe { guard::handle_mut(console, "console") }?;
+        let console = unsafe { guard::handle(console, "console") }?;
         out_param(buf, "buf")?;
         out_param(out_n, "out_n")?;
         let timeout = millis_arg("timeout", timeout_ms)?;
         // SAFETY: `buf` is non-NULL and writable for `len` bytes per this
         // function's contract.
         let slice = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        let n = console.inner.read(slice, timeout)?;
+        let n = console.console().read(slice, timeout)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_n, n) };
         Ok(())
@@ -178,47 +226,59 @@ pub unsafe extern "C" fn vman_console_read(console: *mut VmanConsole, buf: *mut 
 }
 
 /// Sends all `len` bytes at `buf` to the guest's console (its keyboard),
-/// waiting up to `timeout_ms` for QEMU to take them; on
-/// `VMAN_STATUS_TIMEOUT` part may have been sent. `VMAN_STATUS_CLOSED` if
-/// QEMU closed the console (the VM stopped) or the manager was freed.
+/// waiting up to `timeout_ms` for QEMU to take them. `buf` is only read.
+///
+/// Fails with VMAN_STATUS_TIMEOUT (part may have been sent),
+/// VMAN_STATUS_CLOSED (QEMU closed the console, the VM stopped, or the
+/// manager was freed), VMAN_STATUS_INVALID_ARGUMENT (a timeout beyond
+/// range), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_IO.
+///
+/// Not thread-safe: one thread at a time per console (a second call waits
+/// for the first).
 ///
 /// # Safety
-/// `console` NULL or live, used by one thread; `buf` NULL or readable for
-/// `len` bytes.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_console_write(console: *mut VmanConsole, buf: *const u8, len: usize, timeout_ms: u64) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
-        let console = unsafe { guard::handle_mut(console, "console") }?;
+        let console = unsafe { guard::handle(console, "console") }?;
         if buf.is_null() {
             return Err(Failure::new(VmanStatus::NullParameter, "Parameter buf is NULL"));
         }
         let timeout = millis_arg("timeout", timeout_ms)?;
         // SAFETY: `buf` is readable for `len` bytes per this function's contract.
         let slice = unsafe { std::slice::from_raw_parts(buf, len) };
-        console.inner.write_all(slice, timeout)?;
+        console.console().write_all(slice, timeout)?;
         Ok(())
     })
 }
 
-/// Reads until the output matches the regular expression `pattern` and
-/// puts what was read, ending with the match, in `*out` (free with
-/// `vman_bytes_free`). Output after the match is left for the next read.
-/// `VMAN_STATUS_TIMEOUT` if no match came within `timeout_ms`,
-/// `VMAN_STATUS_CLOSED` if QEMU closed the console first; then the bytes
-/// read are kept and the next read returns them first.
+/// Reads until the output matches the regular expression `pattern`, waiting
+/// up to `timeout_ms`. Output after the match is left for the next read.
+///
+/// `out` must not be NULL; it is the caller's. On success `*out` holds what
+/// was read, ending with the match (free it with `vman_bytes_free`).
+///
+/// Fails with VMAN_STATUS_TIMEOUT (no match came), VMAN_STATUS_CLOSED (QEMU
+/// closed the console first, or the manager was freed; either way the
+/// bytes read are kept and the next read returns them first),
+/// VMAN_STATUS_INVALID_ARGUMENT (a bad pattern or timeout),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_IO.
+///
+/// Not thread-safe: one thread at a time per console (a second call waits
+/// for the first).
 ///
 /// # Safety
-/// `console` NULL or live, used by one thread; `pattern` NULL or
-/// NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_console_read_until(console: *mut VmanConsole, pattern: *const c_char, timeout_ms: u64, out: *mut VmanBytes) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
-        let (console, pattern) = unsafe { (guard::handle_mut(console, "console")?, guard::string(pattern, "pattern")?) };
+        let (console, pattern) = unsafe { (guard::handle(console, "console")?, guard::string(pattern, "pattern")?) };
         out_param(out, "out")?;
         let timeout = millis_arg("timeout", timeout_ms)?;
-        let bytes = console.inner.read_until(pattern, timeout)?;
+        let bytes = console.console().read_until(pattern, timeout)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out, bytes_out(bytes)) };
         Ok(())
@@ -228,20 +288,19 @@ pub unsafe extern "C" fn vman_console_read_until(console: *mut VmanConsole, patt
 /// The console's file descriptor, for the caller's own poll loop (readable
 /// means `vman_console_read` returns at once). -1 for NULL. Owned by the
 /// console and open until `vman_console_free`, also after the manager is
-/// freed: do not close it.
+/// freed: never close it. Thread-safe; never fails (clears the last error).
 ///
 /// # Safety
 /// `console` NULL or a live console.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_console_fd(console: *const VmanConsole) -> c_int {
-    guard::get(-1, || {
-        // SAFETY: NULL or a live console, as documented.
-        unsafe { console.as_ref() }.and_then(|c| c.inner.fd().ok()).map_or(-1, |fd| fd.as_raw_fd())
-    })
+    crate::record::number_or(console, -1, |c| c.fd)
 }
 
 /// Disconnects and frees the console, so another can attach; NULL is a
-/// no-op. Required and safe also after the manager was freed.
+/// no-op. Required and safe also after the manager was freed. No other
+/// thread may use `console` during or after the call. Never fails (clears
+/// the last error).
 ///
 /// # Safety
 /// `console` NULL or live, not used afterwards.

@@ -7,9 +7,14 @@ use vman_core::ErrorKind;
 
 /// The result of every fallible vman call. Numbers are stable: a retired
 /// value stays retired (listed in a comment) and is never reused.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// `repr(C)`, a plain C enum (4 bytes on every ABI vman supports): cbindgen
+// then declares one type as tag and typedef, which C++ accepts; with
+// `repr(u32)` the tag is an enum and the typedef a uint32_t, which
+// `-Wc++-compat` rejects.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VmanStatus {
+    /// Success.
     Ok = 0,
     /// An argument was malformed or out of range; nothing was changed.
     InvalidArgument = 1,
@@ -17,20 +22,29 @@ pub enum VmanStatus {
     NullParameter = 2,
     /// A string argument was not valid UTF-8.
     InvalidUtf8 = 3,
+    /// The named template, network, VM or item does not exist.
     NotFound = 4,
+    /// An object with that name, VLAN id, address or MAC already exists, or
+    /// a subnet overlaps an existing network's.
     AlreadyExists = 5,
-    /// The object is still used and cannot be deleted.
+    /// The object is still used and cannot be deleted, or (a console)
+    /// another client holds it.
     InUse = 6,
     /// A network has no free address left.
     Exhausted = 7,
     /// The operation is not allowed in the object's current state.
     InvalidState = 8,
+    /// The process lacks a privilege the operation needs.
     PermissionDenied = 9,
     /// The host lacks a needed kernel feature or program.
     Unsupported = 10,
+    /// A wait ran out of time.
     Timeout = 11,
+    /// An operating-system call failed.
     Io = 12,
+    /// The state database failed or is corrupt.
     Database = 13,
+    /// QEMU refused or failed an operation.
     Qemu = 14,
     /// A bug in vman.
     Internal = 15,
@@ -40,10 +54,35 @@ pub enum VmanStatus {
     Panic = 99,
 }
 
-impl From<ErrorKind> for VmanStatus {
-    fn from(kind: ErrorKind) -> VmanStatus {
-        // Exhaustive on purpose: a new kind must get a code here.
-        match kind {
+impl VmanStatus {
+    /// Every status, in number order.
+    const ALL: [VmanStatus; 18] = [
+        VmanStatus::Ok,
+        VmanStatus::InvalidArgument,
+        VmanStatus::NullParameter,
+        VmanStatus::InvalidUtf8,
+        VmanStatus::NotFound,
+        VmanStatus::AlreadyExists,
+        VmanStatus::InUse,
+        VmanStatus::Exhausted,
+        VmanStatus::InvalidState,
+        VmanStatus::PermissionDenied,
+        VmanStatus::Unsupported,
+        VmanStatus::Timeout,
+        VmanStatus::Io,
+        VmanStatus::Database,
+        VmanStatus::Qemu,
+        VmanStatus::Internal,
+        VmanStatus::Closed,
+        VmanStatus::Panic,
+    ];
+
+    /// The status of a core error kind. `ErrorKind` is `#[non_exhaustive]`
+    /// in another crate, so this match needs a fallback arm; it answers
+    /// `None` rather than a code, and the test over `ErrorKind::ALL` proves
+    /// that no kind reaches it.
+    fn of_kind(kind: ErrorKind) -> Option<VmanStatus> {
+        Some(match kind {
             ErrorKind::InvalidArgument => VmanStatus::InvalidArgument,
             ErrorKind::NotFound => VmanStatus::NotFound,
             ErrorKind::AlreadyExists => VmanStatus::AlreadyExists,
@@ -58,12 +97,10 @@ impl From<ErrorKind> for VmanStatus {
             ErrorKind::Qemu => VmanStatus::Qemu,
             ErrorKind::Internal => VmanStatus::Internal,
             ErrorKind::Closed => VmanStatus::Closed,
-            _ => VmanStatus::Internal,
-        }
+            _ => return None,
+        })
     }
-}
 
-impl VmanStatus {
     fn name(self) -> &'static std::ffi::CStr {
         match self {
             VmanStatus::Ok => c"ok",
@@ -85,6 +122,14 @@ impl VmanStatus {
             VmanStatus::Closed => c"closed",
             VmanStatus::Panic => c"panic",
         }
+    }
+}
+
+impl From<ErrorKind> for VmanStatus {
+    /// A kind unknown to this crate (impossible while the test over
+    /// `ErrorKind::ALL` passes) would be `Internal`, never a wrong code.
+    fn from(kind: ErrorKind) -> VmanStatus {
+        VmanStatus::of_kind(kind).unwrap_or(VmanStatus::Internal)
     }
 }
 
@@ -122,36 +167,85 @@ pub(crate) fn clear_last_error() {
 }
 
 /// The message of the last failed vman call on this thread, or NULL if the
-/// last call succeeded. Valid until the next vman call on this thread; do not
-/// free it. Messages are sentence-case and include the cause chain.
+/// last call succeeded. Messages are sentence-case and include the cause
+/// chain.
+///
+/// Borrowed from the library: valid until the next vman call on this
+/// thread; never free it. Thread-safe: each thread has its own message.
+/// Never fails, and does not change the last error.
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_last_error_message() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
 }
 
-/// A static lower-case name for a status, e.g. "not_found"; never NULL,
-/// never to be freed. Unknown numbers give "unknown".
+/// A static lower-case name for a status, e.g. "not_found"; "unknown" for
+/// a number that is no status. Never NULL; static, never free it.
+/// Thread-safe; never fails, and does not change the last error (so it
+/// may be called in the same expression as `vman_last_error_message`).
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_status_name(status: u32) -> *const c_char {
-    let all = [
-        VmanStatus::Ok,
-        VmanStatus::InvalidArgument,
-        VmanStatus::NullParameter,
-        VmanStatus::InvalidUtf8,
-        VmanStatus::NotFound,
-        VmanStatus::AlreadyExists,
-        VmanStatus::InUse,
-        VmanStatus::Exhausted,
-        VmanStatus::InvalidState,
-        VmanStatus::PermissionDenied,
-        VmanStatus::Unsupported,
-        VmanStatus::Timeout,
-        VmanStatus::Io,
-        VmanStatus::Database,
-        VmanStatus::Qemu,
-        VmanStatus::Internal,
-        VmanStatus::Closed,
-        VmanStatus::Panic,
-    ];
-    all.into_iter().find(|s| *s as u32 == status).map_or(c"unknown".as_ptr(), |s| s.name().as_ptr())
+    VmanStatus::ALL.into_iter().find(|s| *s as u32 == status).map_or(c"unknown".as_ptr(), |s| s.name().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_status_of_its_own() {
+        let mut seen = HashSet::new();
+        for kind in ErrorKind::ALL {
+            let status = VmanStatus::of_kind(kind).unwrap_or_else(|| panic!("{kind:?} has no VmanStatus: map it in of_kind"));
+            assert!(seen.insert(status), "{kind:?} shares {status:?} with another kind");
+            assert!(kind == ErrorKind::Internal || status != VmanStatus::Internal, "{kind:?} maps to Internal");
+            assert_eq!(VmanStatus::from(kind), status);
+            // The status is named after its kind, in C as in every log.
+            assert_eq!(status.name().to_str().unwrap(), kind.as_str());
+        }
+    }
+
+    #[test]
+    fn status_numbers_are_stable() {
+        let numbers: Vec<(u32, &str)> = VmanStatus::ALL.iter().map(|s| (*s as u32, s.name().to_str().unwrap())).collect();
+        assert_eq!(
+            numbers,
+            [
+                (0, "ok"),
+                (1, "invalid_argument"),
+                (2, "null_parameter"),
+                (3, "invalid_utf8"),
+                (4, "not_found"),
+                (5, "already_exists"),
+                (6, "in_use"),
+                (7, "exhausted"),
+                (8, "invalid_state"),
+                (9, "permission_denied"),
+                (10, "unsupported"),
+                (11, "timeout"),
+                (12, "io"),
+                (13, "database"),
+                (14, "qemu"),
+                (15, "internal"),
+                (16, "closed"),
+                (99, "panic"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_message_and_a_failure_sets_it() {
+        set_last_error("earlier failure");
+        assert!(!vman_last_error_message().is_null());
+        crate::guard::get((), || ());
+        assert!(vman_last_error_message().is_null(), "an infallible call (getter, free) clears it");
+        let status = crate::guard::call(|| Err(Failure::new(VmanStatus::NotFound, "No such thing")));
+        assert_eq!(status, VmanStatus::NotFound);
+        // SAFETY: non-NULL, NUL-terminated, read before the next vman call.
+        let message = unsafe { std::ffi::CStr::from_ptr(vman_last_error_message()) };
+        assert_eq!(message.to_str().unwrap(), "No such thing");
+        let _ = vman_status_name(4);
+        assert!(!vman_last_error_message().is_null(), "status names leave the message");
+    }
 }

@@ -1,50 +1,55 @@
-//! The event history.
+//! The event history and live event streams.
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::os::fd::{AsFd, AsRawFd};
 
 use vman_core::convert::millis_arg;
 use vman_core::{Event, EventStream};
 
 use crate::error::{Failure, VmanStatus};
-use crate::guard::{self, call, out_param, write_out};
+use crate::guard::{self, new_handle};
 use crate::manager::VmanManager;
-use crate::record::{self, cstring};
+use crate::record;
 
-/// One history entry; read-only.
-#[derive(Debug)]
-pub struct VmanEvent {
-    inner: Event,
-    object_kind: CString,
-    object_id: CString,
-    object_name: CString,
-    action: CString,
-    details_json: CString,
-    os_user: CString,
+record! {
+    /// One history entry; immutable, thread-safe.
+    pub struct VmanEvent(event) from Event;
+    /// The event's id: events are numbered in commit order.
+    fn vman_event_id -> number<i64> = |e| e.id;
+    /// Unix time of the event in milliseconds.
+    fn vman_event_at_ms -> number<i64> = |e| e.at_ms;
+    /// "template", "network" or "vm".
+    fn vman_event_object_kind -> text = |e| e.object_kind.as_str();
+    /// The object's id (a number for templates and networks, a UUID for VMs).
+    fn vman_event_object_id -> text = |e| &e.object_id;
+    fn vman_event_object_name -> text = |e| &e.object_name;
+    /// "created", "deleted", "state_changed", …
+    fn vman_event_action -> text = |e| &e.action;
+    /// Action-specific details as a JSON object.
+    fn vman_event_details_json -> text = |e| &e.details;
+    /// The OS user that made the change.
+    fn vman_event_os_user -> text = |e| &e.os_user;
+    /// The process id that made the change.
+    fn vman_event_pid -> number<u32> = |e| e.pid;
+    free vman_event_free;
+    list VmanEventList(vman_event_list_len, vman_event_list_get, vman_event_list_free);
 }
 
-impl From<Event> for VmanEvent {
-    fn from(e: Event) -> Self {
-        VmanEvent {
-            object_kind: cstring(e.object_kind.as_str()),
-            object_id: cstring(&e.object_id),
-            object_name: cstring(&e.object_name),
-            action: cstring(&e.action),
-            details_json: cstring(e.details.to_string()),
-            os_user: cstring(&e.os_user),
-            inner: e,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct VmanEventList(Vec<VmanEvent>);
-
-/// The newest `limit` (1–10000) events of a VM, by live name or by id (for a
-/// deleted VM), oldest first.
+/// The newest `limit` (1–10000; VMAN_DEFAULT_HISTORY_LIMIT is vman's usual
+/// number) events of a VM, by live name or by id (for a deleted VM), oldest
+/// first.
+///
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_event_list_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (`limit` out of range),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `vm` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_history(
     manager: *const VmanManager,
@@ -52,104 +57,31 @@ pub unsafe extern "C" fn vman_vm_history(
     limit: u32,
     out: *mut *mut VmanEventList,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, vm) = unsafe { (guard::handle(manager, "manager")?, guard::string(vm, "vm")?) };
-        out_param(out, "out")?;
-        let list = manager.inner.vm_history(vm, limit)?.into_iter().map(VmanEvent::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEventList(list))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, vm) = (guard::handle(manager, "manager")?, guard::string(vm, "vm")?);
+            Ok(manager.inner.vm_history(vm, limit)?.into_iter().collect())
+        })
+    }
 }
 
 /// The newest `limit` (1–10000) events across the store, oldest first.
 ///
-/// # Safety
-/// `manager` NULL or live; `out` NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_recent_events(manager: *const VmanManager, limit: u32, out: *mut *mut VmanEventList) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let manager = unsafe { guard::handle(manager, "manager") }?;
-        out_param(out, "out")?;
-        let list = manager.inner.recent_events(limit)?.into_iter().map(VmanEvent::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEventList(list))) };
-        Ok(())
-    })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_list_len(list: *const VmanEventList) -> usize {
-    record::number(list, |l| l.0.len())
-}
-
-/// Event `index`, borrowed from the list; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_list_get(list: *const VmanEventList, index: usize) -> *const VmanEvent {
-    record::item(list, |l| l.0.get(index))
-}
-
-/// Frees a list and its items; NULL is a no-op.
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_event_list_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (`limit` out of range),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `list` NULL or a live list, not used afterwards.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_event_list_free(list: *mut VmanEventList) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(list) })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_id(event: *const VmanEvent) -> i64 {
-    record::number(event, |e| e.inner.id)
-}
-
-/// Unix time of the event in milliseconds.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_at_ms(event: *const VmanEvent) -> i64 {
-    record::number(event, |e| e.inner.at_ms)
-}
-
-/// "template", "network" or "vm".
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_object_kind(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.object_kind)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_object_id(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.object_id)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_object_name(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.object_name)
-}
-
-/// "created", "deleted", "state_changed", …
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_action(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.action)
-}
-
-/// Action-specific details as a JSON object.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_details_json(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.details_json)
-}
-
-/// The OS user that made the change.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_os_user(event: *const VmanEvent) -> *const c_char {
-    record::text(event, |e| &e.os_user)
-}
-
-/// The process id that made the change.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_event_pid(event: *const VmanEvent) -> u32 {
-    record::number(event, |e| e.inner.pid)
+pub unsafe extern "C" fn vman_recent_events(manager: *const VmanManager, limit: u32, out: *mut *mut VmanEventList) -> VmanStatus {
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe { new_handle(out, || Ok(guard::handle(manager, "manager")?.inner.recent_events(limit)?.into_iter().collect())) }
 }
 
 /// A live stream of the events committed to a state directory by every
@@ -157,78 +89,91 @@ pub extern "C" fn vman_event_pid(event: *const VmanEvent) -> u32 {
 /// pulled with `vman_event_stream_next`. Nothing is dropped: the stream
 /// reads the event history, so a slow reader only falls behind. It does not
 /// keep its manager alive: once the manager is freed it answers
-/// `VMAN_STATUS_CLOSED`. One thread at a time per stream; open one per
-/// thread that follows events.
+/// `VMAN_STATUS_CLOSED`. One thread at a time calls `vman_event_stream_next`
+/// on a stream; open one per thread that follows events.
 #[derive(Debug)]
 pub struct VmanEventStream {
     inner: EventStream,
 }
 
 /// Subscribes to the events committed from now on (after the newest one).
-/// Free the stream with `vman_event_stream_free`.
+///
+/// `out` must not be NULL. On success `*out` is the stream, owned by the
+/// caller (free it with `vman_event_stream_free`, also after the manager
+/// was freed).
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+/// VMAN_STATUS_IO (no inotify instance left: a per-user limit).
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_event_stream_new(manager: *const VmanManager, out: *mut *mut VmanEventStream) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let manager = unsafe { guard::handle(manager, "manager") }?;
-        out_param(out, "out")?;
-        let stream = manager.inner.subscribe()?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: stream })) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe { new_handle(out, || Ok(VmanEventStream { inner: guard::handle(manager, "manager")?.inner.subscribe()? })) }
 }
 
 /// Subscribes to the events after `after_id`: those already committed
 /// first, then live ones, with no gap and no duplicate. A consumer that
 /// restarts passes the id of the last event it handled; 0 replays the whole
-/// history. An id below 0 or after the newest event is
-/// `VMAN_STATUS_INVALID_ARGUMENT`.
+/// history.
+///
+/// `out` must not be NULL. On success `*out` is the stream, owned by the
+/// caller (free it with `vman_event_stream_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (an id below 0 or after the
+/// newest event), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+/// VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_event_stream_new_after(
     manager: *const VmanManager,
     after_id: i64,
     out: *mut *mut VmanEventStream,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let manager = unsafe { guard::handle(manager, "manager") }?;
-        out_param(out, "out")?;
-        let stream = manager.inner.subscribe_after(after_id)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEventStream { inner: stream })) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let manager = guard::handle(manager, "manager")?;
+            Ok(VmanEventStream { inner: manager.inner.subscribe_after(after_id)? })
+        })
+    }
 }
 
-/// The next event, waiting up to `timeout_ms` (0: do not wait); `*out` is
-/// owned by the caller (free with `vman_event_free`). `VMAN_STATUS_TIMEOUT`
-/// if none came; `VMAN_STATUS_CLOSED` once the stream's manager was freed
-/// (and from then on).
+/// The next event, waiting up to `timeout_ms` (0: do not wait).
+///
+/// `out` must not be NULL. On success `*out` is the event, owned by the
+/// caller (free it with `vman_event_free`).
+///
+/// Fails with VMAN_STATUS_TIMEOUT (no event came), VMAN_STATUS_CLOSED (the
+/// stream's manager was freed; from then on), VMAN_STATUS_INVALID_ARGUMENT
+/// (a timeout beyond range), VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Not thread-safe: one thread at a time per stream (open one per thread
+/// that follows events); `vman_event_stream_fd` may be called meanwhile.
 ///
 /// # Safety
-/// `stream` NULL or live, used by one thread; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_event_stream_next(stream: *mut VmanEventStream, timeout_ms: u64, out: *mut *mut VmanEvent) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let stream = unsafe { guard::handle_mut(stream, "stream") }?;
-        out_param(out, "out")?;
-        let timeout = millis_arg("timeout", timeout_ms)?;
-        let event = stream
-            .inner
-            .next(timeout)?
-            .ok_or_else(|| Failure::new(VmanStatus::Timeout, format!("No event within {timeout_ms} ms")))?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanEvent::from(event))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            // Shared: `EventStream::next` takes `&self`, so the fd getter
+            // may run beside it.
+            let stream = guard::handle(stream, "stream")?;
+            let timeout = millis_arg("timeout", timeout_ms)?;
+            let event = stream.inner.next(timeout)?;
+            Ok(event.ok_or_else(|| Failure::new(VmanStatus::Timeout, format!("No event within {timeout_ms} ms")))?.into())
+        })
+    }
 }
 
 /// A file descriptor to wait on for POLLIN with poll(2), select(2) or epoll
@@ -238,16 +183,19 @@ pub unsafe extern "C" fn vman_event_stream_next(stream: *mut VmanEventStream, ti
 /// manager is freed). It can also be readable with nothing to deliver (a
 /// commit that recorded no event), so treat a wake-up as a hint: call
 /// `vman_event_stream_next(stream, 0, &event)` until it answers
-/// `VMAN_STATUS_TIMEOUT`, then poll again. The descriptor belongs to the
-/// stream: do not read, write or close it; it is valid until
-/// `vman_event_stream_free`. -1 if `stream` is NULL.
+/// `VMAN_STATUS_TIMEOUT`, then poll again.
+///
+/// The descriptor is owned by the stream: do not read, write or close it;
+/// it is valid until `vman_event_stream_free`. -1 if `stream` is NULL.
+/// Thread-safe; never fails (clears the last error).
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_event_stream_fd(stream: *const VmanEventStream) -> c_int {
     record::number_or(stream, -1, |s| s.inner.as_fd().as_raw_fd())
 }
 
 /// Frees a stream (open or closed); NULL is a no-op. A stream must be freed
-/// even after its manager was freed.
+/// even after its manager was freed. No other thread may use `stream`
+/// during or after the call. Never fails (clears the last error).
 ///
 /// # Safety
 /// `stream` NULL or live, not used afterwards.
@@ -255,15 +203,4 @@ pub extern "C" fn vman_event_stream_fd(stream: *const VmanEventStream) -> c_int 
 pub unsafe extern "C" fn vman_event_stream_free(stream: *mut VmanEventStream) {
     // SAFETY: per this function's contract.
     guard::get((), || unsafe { guard::free_handle(stream) })
-}
-
-/// Frees an event from `vman_event_stream_next` (not a list item); NULL is
-/// a no-op.
-///
-/// # Safety
-/// `event` NULL or an owned event, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_event_free(event: *mut VmanEvent) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(event) })
 }

@@ -19,20 +19,34 @@ pub(crate) fn call(body: impl FnOnce() -> Result<(), Failure>) -> VmanStatus {
             failure.status
         }
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("Internal panic in vman: {what}"));
+            set_last_error(&format!("Internal panic in vman: {}", panic_message(payload.as_ref())));
             VmanStatus::Panic
         }
     }
 }
 
-/// Runs an infallible accessor; a panic yields `default`.
+/// Runs an infallible body (a getter, a free): a success clears the last
+/// error, as after any successful call; a panic yields `default` and leaves
+/// its message.
 pub(crate) fn get<T>(default: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(default)
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => {
+            clear_last_error();
+            value
+        }
+        Err(payload) => {
+            set_last_error(&format!("Internal panic in vman: {}", panic_message(payload.as_ref())));
+            default
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn null(name: &str) -> Failure {
@@ -98,6 +112,58 @@ pub(crate) fn out_param<T>(ptr: *mut T, name: &str) -> Result<(), Failure> {
 pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     // SAFETY: per this function's contract.
     unsafe { ptr.write(value) }
+}
+
+/// Runs a body that makes a new handle, written to a required `*out`:
+/// `out` is checked before any work, so a NULL one cannot cause a side
+/// effect whose result is lost.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub(crate) unsafe fn new_handle<T>(out: *mut *mut T, body: impl FnOnce() -> Result<T, Failure>) -> VmanStatus {
+    call(|| {
+        out_param(out, "out")?;
+        let value = body()?;
+        // SAFETY: checked non-NULL above; writable per this function's contract.
+        unsafe { write_out(out, into_handle(value)) };
+        Ok(())
+    })
+}
+
+/// Runs a body that acts and makes a handle of the outcome, written to an
+/// optional `*out` (NULL: the caller does not want it, and it is dropped).
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+pub(crate) unsafe fn optional_handle<T>(out: *mut *mut T, body: impl FnOnce() -> Result<T, Failure>) -> VmanStatus {
+    call(|| {
+        let value = body()?;
+        if !out.is_null() {
+            // SAFETY: non-NULL, and writable per this function's contract.
+            unsafe { write_out(out, into_handle(value)) };
+        }
+        Ok(())
+    })
+}
+
+/// The shape of every builder setter that takes one string: borrow the
+/// builder mutably, read the string, apply it.
+///
+/// # Safety
+/// `handle` must be NULL or a live `T` not used by another thread during
+/// the call; `value` NULL or NUL-terminated.
+pub(crate) unsafe fn set_text<T>(
+    handle: *mut T,
+    handle_name: &str,
+    value: *const c_char,
+    value_name: &str,
+    apply: impl FnOnce(&mut T, &str) -> Result<(), Failure>,
+) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (handle, value) = unsafe { (handle_mut(handle, handle_name)?, string(value, value_name)?) };
+        apply(handle, value)
+    })
 }
 
 /// Moves a Rust value to C as an owned handle.

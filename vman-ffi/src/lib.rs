@@ -3,7 +3,10 @@
 //! follows (status returns, out-params, ownership, thread safety).
 //!
 //! One module per C "class". Every `extern "C"` body runs inside
-//! [`guard::call`] or [`guard::get`], so no panic crosses into C.
+//! `guard::call` or `guard::get`, so no panic crosses into C.
+
+#[macro_use]
+mod record;
 
 mod console;
 mod error;
@@ -13,7 +16,6 @@ mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
-mod record;
 mod template;
 mod vm;
 
@@ -29,8 +31,25 @@ pub use reconcile::*;
 pub use template::*;
 pub use vm::*;
 
-/// The library's version, e.g. "0.1.0": static, never to be freed. Equal to
-/// the header's VMAN_VERSION when header and library match.
+/// The items every `record!` declares, as source text for cbindgen, which
+/// does not expand macros: the header test adds them to the crate's own.
+/// Not part of the C ABI.
+///
+/// cbindgen:ignore
+#[doc(hidden)]
+pub const RECORD_ITEMS: &[&str] = &[
+    template::VmanTemplate::HEADER,
+    network::VmanNetwork::HEADER,
+    network::VmanAllocation::HEADER,
+    vm::VmanVm::HEADER,
+    vm::VmanNic::HEADER,
+    event::VmanEvent::HEADER,
+    reconcile::VmanReconcileReport::HEADER,
+];
+
+/// The library's version, e.g. "0.1.0": static, never free it. Equal to the
+/// header's VMAN_VERSION when header and library match. Thread-safe; never
+/// fails, and does not change the last error.
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {

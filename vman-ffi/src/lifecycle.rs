@@ -9,12 +9,12 @@ use vman_core::Vm;
 use vman_core::convert::millis_arg;
 
 use crate::error::{Failure, VmanStatus};
-use crate::guard::{self, call, write_out};
+use crate::guard::{self, optional_handle};
 use crate::manager::VmanManager;
 use crate::vm::VmanVm;
 
 /// The shape every lifecycle call shares: borrow the manager and name, run
-/// the operation, hand back the VM.
+/// the operation, hand back the VM if asked.
 ///
 /// # Safety
 /// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
@@ -24,24 +24,35 @@ unsafe fn operate(
     out: *mut *mut VmanVm,
     op: impl FnOnce(&vman_core::Manager, &str) -> Result<Vm, Failure>,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        let vm = op(&manager.inner, name)?;
-        if !out.is_null() {
-            // SAFETY: non-NULL and writable per this function's contract.
-            unsafe { write_out(out, guard::into_handle(VmanVm::from(vm))) };
-        }
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        optional_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            Ok(op(&manager.inner, name)?.into())
+        })
+    }
 }
 
 /// Starts a created, stopped or failed VM; returns once QEMU answers on QMP
 /// (the guest then boots; see `vman_vm_wait_for_console`). On failure the VM
 /// is left in state error with QEMU's message.
 ///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (not startable, or no boot source),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU (QEMU refused to start),
+/// VMAN_STATUS_PERMISSION_DENIED (QEMU's user cannot reach the state
+/// directory, or bridged networking without CAP_NET_ADMIN),
+/// VMAN_STATUS_TIMEOUT, VMAN_STATUS_ALREADY_EXISTS (a host interface vman
+/// did not make is in the way), VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once (calls on
+/// one VM wait for each other).
+///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_start(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.
@@ -49,10 +60,22 @@ pub unsafe extern "C" fn vman_vm_start(manager: *const VmanManager, name: *const
 }
 
 /// Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
-/// the guest to power off, then QMP quit, then SIGKILL.
+/// the guest to power off (VMAN_DEFAULT_STOP_TIMEOUT_MS is vman's usual
+/// wait), then QMP quit, then SIGKILL.
+///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (not running or paused),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_INVALID_ARGUMENT (a timeout beyond
+/// range), VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// As `vman_vm_start`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_stop(manager: *const VmanManager, name: *const c_char, timeout_ms: u64, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.
@@ -61,8 +84,18 @@ pub unsafe extern "C" fn vman_vm_stop(manager: *const VmanManager, name: *const 
 
 /// Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
 ///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (not running or paused),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
+///
 /// # Safety
-/// As `vman_vm_start`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_force_stop(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.
@@ -71,18 +104,40 @@ pub unsafe extern "C" fn vman_vm_force_stop(manager: *const VmanManager, name: *
 
 /// Stops (gracefully, within `timeout_ms`) and starts the VM again.
 ///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with any status of `vman_vm_stop`, then of `vman_vm_start`:
+/// VMAN_STATUS_INVALID_STATE, VMAN_STATUS_NOT_FOUND,
+/// VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+/// VMAN_STATUS_PERMISSION_DENIED, VMAN_STATUS_ALREADY_EXISTS,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
+///
 /// # Safety
-/// As `vman_vm_start`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_restart(manager: *const VmanManager, name: *const c_char, timeout_ms: u64, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.
     unsafe { operate(manager, name, out, |m, n| Ok(m.restart(n, millis_arg("timeout", timeout_ms)?)?)) }
 }
 
-/// Halts the guest's vCPUs (QMP stop).
+/// Halts the guest's vCPUs (QMP stop); QEMU keeps running.
+///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (not running),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// As `vman_vm_start`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_pause(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.
@@ -91,8 +146,18 @@ pub unsafe extern "C" fn vman_vm_pause(manager: *const VmanManager, name: *const
 
 /// Resumes a paused guest (QMP cont).
 ///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (not paused),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
+///
 /// # Safety
-/// As `vman_vm_start`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_resume(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanVm) -> VmanStatus {
     // SAFETY: forwarded contract.

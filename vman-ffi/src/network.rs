@@ -1,13 +1,12 @@
 //! VLAN networks and their allocations.
 
-use std::ffi::{CString, c_char};
+use std::ffi::c_char;
 
 use vman_core::{Allocation, Network, NetworkSpec, convert::int_arg};
 
 use crate::error::VmanStatus;
-use crate::guard::{self, call, out_param, write_out};
+use crate::guard::{self, call, new_handle, optional_handle};
 use crate::manager::VmanManager;
-use crate::record::{self, cstring};
 
 /// A network definition being built; create with `vman_network_spec_new`.
 /// Not thread-safe: one thread builds it.
@@ -16,67 +15,58 @@ pub struct VmanNetworkSpec {
     inner: NetworkSpec,
 }
 
-/// A network record; read-only, safe to share between threads.
-#[derive(Debug)]
-pub struct VmanNetwork {
-    inner: Network,
-    name: CString,
-    cidr: CString,
-    gateway: CString,
-    reserved: Vec<CString>,
-    dns: Vec<CString>,
-    uplink: Option<CString>,
+record! {
+    /// A network record; immutable, thread-safe.
+    pub struct VmanNetwork(network) from Network;
+    fn vman_network_id -> number<i64> = |n| n.id;
+    fn vman_network_name -> text = |n| &n.name;
+    fn vman_network_vlan -> number<u16> = |n| n.vlan;
+    /// The subnet, e.g. "10.0.0.0/24".
+    fn vman_network_cidr -> text = |n| n.cidr;
+    /// The gateway address, e.g. "10.0.0.1".
+    fn vman_network_gateway -> text = |n| n.gateway;
+    /// How many reserved ranges the network has.
+    fn vman_network_reserved_count -> number<usize> = |n| n.reserved.len();
+    /// Reserved range `index`: "a.b.c.d" or "a.b.c.d-a.b.c.e".
+    fn vman_network_reserved -> text_at = |n| &n.reserved;
+    /// The uplink interface; NULL if the VLAN stays on this host.
+    fn vman_network_uplink -> optional_text = |n| n.uplink.as_ref();
+    /// How many DNS servers are handed to guests.
+    fn vman_network_dns_count -> number<usize> = |n| n.dns.len();
+    /// DNS server `index`.
+    fn vman_network_dns -> text_at = |n| &n.dns;
+    free vman_network_free;
+    list VmanNetworkList(vman_network_list_len, vman_network_list_get, vman_network_list_free);
 }
 
-impl From<Network> for VmanNetwork {
-    fn from(n: Network) -> Self {
-        VmanNetwork {
-            name: cstring(&n.name),
-            cidr: cstring(n.cidr.to_string()),
-            gateway: cstring(n.gateway.to_string()),
-            reserved: n.reserved.iter().map(|r| cstring(r.to_string())).collect(),
-            dns: n.dns.iter().map(|d| cstring(d.to_string())).collect(),
-            uplink: n.uplink.as_ref().map(cstring),
-            inner: n,
-        }
-    }
+record! {
+    /// Who holds one address of a network; immutable, thread-safe.
+    pub struct VmanAllocation(allocation) from Allocation;
+    /// The network's name.
+    fn vman_allocation_network -> text = |a| &a.network;
+    fn vman_allocation_ip -> text = |a| a.ip;
+    fn vman_allocation_mac -> text = |a| a.mac;
+    /// The holding VM's UUID.
+    fn vman_allocation_vm_id -> text = |a| &a.vm_id;
+    fn vman_allocation_vm_name -> text = |a| &a.vm_name;
+    /// The position of the holding NIC on its VM, from 0.
+    fn vman_allocation_nic_index -> number<u32> = |a| a.nic_index;
+    list VmanAllocationList(vman_allocation_list_len, vman_allocation_list_get, vman_allocation_list_free);
 }
-
-#[derive(Debug)]
-pub struct VmanNetworkList(Vec<VmanNetwork>);
-
-/// Who holds one address; read-only.
-#[derive(Debug)]
-pub struct VmanAllocation {
-    inner: Allocation,
-    network: CString,
-    ip: CString,
-    mac: CString,
-    vm_id: CString,
-    vm_name: CString,
-}
-
-impl From<Allocation> for VmanAllocation {
-    fn from(a: Allocation) -> Self {
-        VmanAllocation {
-            network: cstring(&a.network),
-            ip: cstring(a.ip.to_string()),
-            mac: cstring(a.mac.to_string()),
-            vm_id: cstring(&a.vm_id),
-            vm_name: cstring(&a.vm_name),
-            inner: a,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct VmanAllocationList(Vec<VmanAllocation>);
 
 /// Starts a network definition: `name`, VLAN id 1–4094, IPv4 `cidr` with no
 /// host bits (prefix /8–/30). Checked when the network is created.
 ///
+/// `out` must not be NULL. On success `*out` is the spec, owned by the
+/// caller (free it with `vman_network_spec_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a VLAN id beyond 65535),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Thread-safe (it touches no shared state).
+///
 /// # Safety
-/// Strings NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_spec_new(
     name: *const c_char,
@@ -84,78 +74,98 @@ pub unsafe extern "C" fn vman_network_spec_new(
     cidr: *const c_char,
     out: *mut *mut VmanNetworkSpec,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (name, cidr) = unsafe { (guard::string(name, "name")?, guard::string(cidr, "cidr")?) };
-        out_param(out, "out")?;
-        let vlan = int_arg("VLAN id", i64::from(vlan))?;
-        let spec = NetworkSpec::new(name, vlan, cidr);
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanNetworkSpec { inner: spec })) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (name, cidr) = (guard::string(name, "name")?, guard::string(cidr, "cidr")?);
+            let vlan = int_arg("VLAN id", i64::from(vlan))?;
+            Ok(VmanNetworkSpec { inner: NetworkSpec::new(name, vlan, cidr) })
+        })
+    }
 }
 
-/// Sets the gateway (default: the first host of the subnet).
+/// Sets the gateway (default: the first host of the subnet). Checked when
+/// the network is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
 ///
 /// # Safety
-/// `spec` NULL or a live spec; `gateway` NULL or NUL-terminated.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_spec_set_gateway(spec: *mut VmanNetworkSpec, gateway: *const c_char) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (spec, gateway) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(gateway, "gateway")?) };
-        spec.inner.gateway = Some(gateway.to_string());
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", gateway, "gateway", |s, v| {
+            s.inner.gateway = Some(v.into());
+            Ok(())
+        })
+    }
 }
 
 /// Adds a reserved address or range ("a.b.c.d" or "a.b.c.d-a.b.c.e") that is
-/// never handed out.
+/// never handed out. Checked when the network is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
 ///
 /// # Safety
-/// As `vman_network_spec_set_gateway`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_spec_add_reserved(spec: *mut VmanNetworkSpec, range: *const c_char) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (spec, range) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(range, "range")?) };
-        spec.inner.reserved.push(range.to_string());
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", range, "range", |s, v| {
+            s.inner.reserved.push(v.into());
+            Ok(())
+        })
+    }
 }
 
-/// Adds a DNS server handed to guests.
+/// Adds a DNS server handed to guests. Checked when the network is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
 ///
 /// # Safety
-/// As `vman_network_spec_set_gateway`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_spec_add_dns(spec: *mut VmanNetworkSpec, server: *const c_char) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (spec, server) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(server, "server")?) };
-        spec.inner.dns.push(server.to_string());
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", server, "server", |s, v| {
+            s.inner.dns.push(v.into());
+            Ok(())
+        })
+    }
 }
 
 /// Names a host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
-/// the VLAN's bridge. Checked when the network is created:
-/// `VMAN_STATUS_UNSUPPORTED` on kernels without 802.1Q.
+/// the VLAN's bridge. Checked when the network is created (then
+/// VMAN_STATUS_UNSUPPORTED on kernels without 802.1Q).
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
 ///
 /// # Safety
-/// As `vman_network_spec_set_gateway`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_spec_set_uplink(spec: *mut VmanNetworkSpec, uplink: *const c_char) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (spec, uplink) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(uplink, "uplink")?) };
-        spec.inner.uplink = Some(uplink.to_string());
-        Ok(())
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", uplink, "uplink", |s, v| {
+            s.inner.uplink = Some(v.into());
+            Ok(())
+        })
+    }
 }
 
-/// Frees a spec; NULL is a no-op.
+/// Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+/// after the call. Never fails (clears the last error).
 ///
 /// # Safety
 /// `spec` NULL or a live spec, not used afterwards.
@@ -165,230 +175,120 @@ pub unsafe extern "C" fn vman_network_spec_free(spec: *mut VmanNetworkSpec) {
     guard::get((), || unsafe { guard::free_handle(spec) })
 }
 
-/// Creates a network from `spec` (which stays owned by the caller). `out`
-/// may be NULL; otherwise `*out` owns the new record.
+/// Creates a network from `spec`, which stays the caller's. Nothing is
+/// recorded unless every part of it is valid.
+///
+/// `out` may be NULL; otherwise on success `*out` is the new record, owned
+/// by the caller (free it with `vman_network_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, VLAN id, subnet,
+/// gateway, reservation or DNS server), VMAN_STATUS_ALREADY_EXISTS (the
+/// name or VLAN id is taken, or the subnet overlaps a network's),
+/// VMAN_STATUS_UNSUPPORTED (an uplink on a kernel without 802.1Q),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once; `spec` is
+/// only read.
 ///
 /// # Safety
-/// `manager` and `spec` NULL or live handles; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_create(
     manager: *const VmanManager,
     spec: *const VmanNetworkSpec,
     out: *mut *mut VmanNetwork,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, spec) = unsafe { (guard::handle(manager, "manager")?, guard::handle(spec, "spec")?) };
-        let network = manager.inner.create_network(&spec.inner)?;
-        if !out.is_null() {
-            // SAFETY: non-NULL and writable per this function's contract.
-            unsafe { write_out(out, guard::into_handle(VmanNetwork::from(network))) };
-        }
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        optional_handle(out, || {
+            let (manager, spec) = (guard::handle(manager, "manager")?, guard::handle(spec, "spec")?);
+            Ok(manager.inner.create_network(&spec.inner)?.into())
+        })
+    }
 }
 
-/// Looks a network up by name; `*out` is owned by the caller.
+/// Looks a network up by name.
+///
+/// `out` must not be NULL. On success `*out` is the record, owned by the
+/// caller (free it with `vman_network_free`).
+///
+/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_get(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanNetwork) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        out_param(out, "out")?;
-        let network = manager.inner.network(name)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanNetwork::from(network))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            Ok(manager.inner.network(name)?.into())
+        })
+    }
 }
 
-/// All networks, by VLAN id; `*out` is owned by the caller.
+/// All networks, by VLAN id.
+///
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_network_list_free`).
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_list(manager: *const VmanManager, out: *mut *mut VmanNetworkList) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let manager = unsafe { guard::handle(manager, "manager") }?;
-        out_param(out, "out")?;
-        let list = manager.inner.networks()?.into_iter().map(VmanNetwork::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanNetworkList(list))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe { new_handle(out, || Ok(guard::handle(manager, "manager")?.inner.networks()?.into_iter().collect())) }
 }
 
-/// Deletes a network; `VMAN_STATUS_IN_USE` while any address is allocated.
+/// Deletes a network.
+///
+/// Fails with VMAN_STATUS_IN_USE (an address is allocated),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_delete(manager: *const VmanManager, name: *const c_char) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        manager.inner.delete_network(name)?;
-        Ok(())
+        Ok(manager.inner.delete_network(name)?)
     })
 }
 
 /// Who holds which address of network `name`, in address order.
 ///
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_allocation_list_free`).
+///
+/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
+///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_network_allocations(
     manager: *const VmanManager,
     name: *const c_char,
     out: *mut *mut VmanAllocationList,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        out_param(out, "out")?;
-        let list = manager.inner.allocations(name)?.into_iter().map(VmanAllocation::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanAllocationList(list))) };
-        Ok(())
-    })
-}
-
-/// Frees a network record (not a list item); NULL is a no-op.
-///
-/// # Safety
-/// `network` NULL or an owned record, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_network_free(network: *mut VmanNetwork) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(network) })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_list_len(list: *const VmanNetworkList) -> usize {
-    record::number(list, |l| l.0.len())
-}
-
-/// Network `index`, borrowed from the list; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_list_get(list: *const VmanNetworkList, index: usize) -> *const VmanNetwork {
-    record::item(list, |l| l.0.get(index))
-}
-
-/// Frees a list and its items; NULL is a no-op.
-///
-/// # Safety
-/// `list` NULL or a live list, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_network_list_free(list: *mut VmanNetworkList) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(list) })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_id(network: *const VmanNetwork) -> i64 {
-    record::number(network, |n| n.inner.id)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_name(network: *const VmanNetwork) -> *const c_char {
-    record::text(network, |n| &n.name)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_vlan(network: *const VmanNetwork) -> u16 {
-    record::number(network, |n| n.inner.vlan)
-}
-
-/// The subnet, e.g. "10.0.0.0/24", borrowed from the record.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_cidr(network: *const VmanNetwork) -> *const c_char {
-    record::text(network, |n| &n.cidr)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_gateway(network: *const VmanNetwork) -> *const c_char {
-    record::text(network, |n| &n.gateway)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_reserved_count(network: *const VmanNetwork) -> usize {
-    record::number(network, |n| n.reserved.len())
-}
-
-/// Reserved range `index` ("a.b.c.d" or "a.b.c.d-a.b.c.e"); NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_reserved(network: *const VmanNetwork, index: usize) -> *const c_char {
-    record::text_item(network, |n| n.reserved.get(index))
-}
-
-/// The uplink interface, or NULL if the VLAN stays on this host.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_uplink(network: *const VmanNetwork) -> *const c_char {
-    record::text_item(network, |n| n.uplink.as_ref())
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_dns_count(network: *const VmanNetwork) -> usize {
-    record::number(network, |n| n.dns.len())
-}
-
-/// DNS server `index`; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_network_dns(network: *const VmanNetwork, index: usize) -> *const c_char {
-    record::text_item(network, |n| n.dns.get(index))
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_list_len(list: *const VmanAllocationList) -> usize {
-    record::number(list, |l| l.0.len())
-}
-
-/// Allocation `index`, borrowed from the list; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_list_get(list: *const VmanAllocationList, index: usize) -> *const VmanAllocation {
-    record::item(list, |l| l.0.get(index))
-}
-
-/// Frees a list and its items; NULL is a no-op.
-///
-/// # Safety
-/// `list` NULL or a live list, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_allocation_list_free(list: *mut VmanAllocationList) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(list) })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_network(allocation: *const VmanAllocation) -> *const c_char {
-    record::text(allocation, |a| &a.network)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_ip(allocation: *const VmanAllocation) -> *const c_char {
-    record::text(allocation, |a| &a.ip)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_mac(allocation: *const VmanAllocation) -> *const c_char {
-    record::text(allocation, |a| &a.mac)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_vm_id(allocation: *const VmanAllocation) -> *const c_char {
-    record::text(allocation, |a| &a.vm_id)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_vm_name(allocation: *const VmanAllocation) -> *const c_char {
-    record::text(allocation, |a| &a.vm_name)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_allocation_nic_index(allocation: *const VmanAllocation) -> u32 {
-    record::number(allocation, |a| a.inner.nic_index)
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            Ok(manager.inner.allocations(name)?.into_iter().collect())
+        })
+    }
 }

@@ -1,39 +1,42 @@
 //! Size templates.
 
-use std::ffi::{CString, c_char};
+use std::ffi::c_char;
 
 use vman_core::{Template, TemplateSpec};
 
 use crate::error::VmanStatus;
-use crate::guard::{self, call, out_param, write_out};
+use crate::guard::{self, new_handle, optional_handle};
 use crate::manager::VmanManager;
-use crate::record::{self, cstring};
 
-/// A template record; read-only, safe to share between threads.
-#[derive(Debug)]
-pub struct VmanTemplate {
-    inner: Template,
-    name: CString,
-    description: CString,
+record! {
+    /// A template record; immutable, thread-safe.
+    pub struct VmanTemplate(template) from Template;
+    /// The template's numeric id.
+    fn vman_template_id -> number<i64> = |t| t.id;
+    /// The template's name.
+    fn vman_template_name -> text = |t| &t.name;
+    fn vman_template_vcpus -> number<u32> = |t| t.vcpus;
+    fn vman_template_memory_mib -> number<u64> = |t| t.memory_mib;
+    fn vman_template_disk_gib -> number<u64> = |t| t.disk_gib;
+    /// The description ("" when none was given).
+    fn vman_template_description -> text = |t| &t.description;
+    free vman_template_free;
+    list VmanTemplateList(vman_template_list_len, vman_template_list_get, vman_template_list_free);
 }
 
-impl From<Template> for VmanTemplate {
-    fn from(t: Template) -> Self {
-        VmanTemplate { name: cstring(&t.name), description: cstring(&t.description), inner: t }
-    }
-}
-
-/// A list of templates, owned by the caller; its items are borrowed from it.
-#[derive(Debug)]
-pub struct VmanTemplateList(Vec<VmanTemplate>);
-
-/// Creates a size template. `description` may be NULL. On success `*out`
-/// (if `out` is not NULL) owns the new record; free it with
-/// `vman_template_free`.
+/// Creates a size template. `description` may be NULL (none).
+///
+/// `out` may be NULL; otherwise on success `*out` is the new record, owned
+/// by the caller (free it with `vman_template_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name or size),
+/// VMAN_STATUS_ALREADY_EXISTS, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// Pointers must be NULL or valid: `manager` a live handle, strings
-/// NUL-terminated, `out` writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_template_create(
     manager: *const VmanManager,
@@ -44,135 +47,72 @@ pub unsafe extern "C" fn vman_template_create(
     description: *const c_char,
     out: *mut *mut VmanTemplate,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name, description) = unsafe {
-            (guard::handle(manager, "manager")?, guard::string(name, "name")?, guard::optional_string(description, "description")?)
-        };
-        let spec = TemplateSpec::new(name, vcpus, memory_mib, disk_gib).description(description.unwrap_or(""));
-        let template = manager.inner.create_template(&spec)?;
-        if !out.is_null() {
-            // SAFETY: non-NULL and writable per this function's contract.
-            unsafe { write_out(out, guard::into_handle(VmanTemplate::from(template))) };
-        }
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        optional_handle(out, || {
+            let (manager, name, description) =
+                (guard::handle(manager, "manager")?, guard::string(name, "name")?, guard::optional_string(description, "description")?);
+            let spec = TemplateSpec::new(name, vcpus, memory_mib, disk_gib).description(description.unwrap_or(""));
+            Ok(manager.inner.create_template(&spec)?.into())
+        })
+    }
 }
 
-/// Looks a template up by name; `*out` is owned by the caller.
+/// Looks a template up by name.
+///
+/// `out` must not be NULL. On success `*out` is the record, owned by the
+/// caller (free it with `vman_template_free`).
+///
+/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// As `vman_template_create`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_template_get(
-    manager: *const VmanManager,
-    name: *const c_char,
-    out: *mut *mut VmanTemplate,
-) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        out_param(out, "out")?;
-        let template = manager.inner.template(name)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanTemplate::from(template))) };
-        Ok(())
-    })
+pub unsafe extern "C" fn vman_template_get(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanTemplate) -> VmanStatus {
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            Ok(manager.inner.template(name)?.into())
+        })
+    }
 }
 
-/// All templates, by name; `*out` is owned by the caller.
+/// All templates, by name.
+///
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_template_list_free`).
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// As `vman_template_create`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_template_list(manager: *const VmanManager, out: *mut *mut VmanTemplateList) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let manager = unsafe { guard::handle(manager, "manager") }?;
-        out_param(out, "out")?;
-        let list = manager.inner.templates()?.into_iter().map(VmanTemplate::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanTemplateList(list))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe { new_handle(out, || Ok(guard::handle(manager, "manager")?.inner.templates()?.into_iter().collect())) }
 }
 
-/// Deletes a template; `VMAN_STATUS_IN_USE` while a VM was made from it.
+/// Deletes a template.
+///
+/// Fails with VMAN_STATUS_IN_USE (a VM was made from it),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// As `vman_template_create`.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_template_delete(manager: *const VmanManager, name: *const c_char) -> VmanStatus {
-    call(|| {
+    guard::call(|| {
         // SAFETY: per this function's contract.
         let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        manager.inner.delete_template(name)?;
-        Ok(())
+        Ok(manager.inner.delete_template(name)?)
     })
-}
-
-/// Number of templates in a list (0 for NULL).
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_list_len(list: *const VmanTemplateList) -> usize {
-    record::number(list, |l| l.0.len())
-}
-
-/// Template `index` of a list, borrowed from the list; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_list_get(list: *const VmanTemplateList, index: usize) -> *const VmanTemplate {
-    record::item(list, |l| l.0.get(index))
-}
-
-/// Frees a list and every item in it; NULL is a no-op.
-///
-/// # Safety
-/// `list` must be NULL or a live list handle, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_template_list_free(list: *mut VmanTemplateList) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(list) })
-}
-
-/// Frees a template record; NULL is a no-op.
-///
-/// # Safety
-/// `template` must be NULL or an owned record (not a list item), not used
-/// afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_template_free(template: *mut VmanTemplate) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(template) })
-}
-
-/// The template's numeric id (0 for NULL).
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_id(template: *const VmanTemplate) -> i64 {
-    record::number(template, |t| t.inner.id)
-}
-
-/// The template's name, borrowed from the record (NULL for NULL).
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_name(template: *const VmanTemplate) -> *const c_char {
-    record::text(template, |t| &t.name)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_vcpus(template: *const VmanTemplate) -> u32 {
-    record::number(template, |t| t.inner.vcpus)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_memory_mib(template: *const VmanTemplate) -> u64 {
-    record::number(template, |t| t.inner.memory_mib)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_disk_gib(template: *const VmanTemplate) -> u64 {
-    record::number(template, |t| t.inner.disk_gib)
-}
-
-/// The description, borrowed ("" when none was given; NULL for NULL).
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_template_description(template: *const VmanTemplate) -> *const c_char {
-    record::text(template, |t| &t.description)
 }

@@ -5,14 +5,16 @@ use std::ffi::{CString, c_char};
 use vman_core::{BootSpec, Nic, NicSpec, Vm, VmFilter, VmSpec, VmState};
 
 use crate::error::{Failure, VmanStatus};
-use crate::guard::{self, call, out_param, write_out};
+use crate::guard::{self, call, new_handle, optional_handle, out_param, write_out};
 use crate::manager::VmanManager;
-use crate::record::{self, cstring};
+use crate::record::cstring;
 
 /// The lifecycle state of a VM. Numbers are stable.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// `repr(C)` for the reason given at `VmanStatus`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VmanVmState {
+    #[default]
     Created = 0,
     Starting = 1,
     Running = 2,
@@ -45,85 +47,95 @@ pub struct VmanVmSpec {
     inner: VmSpec,
 }
 
-/// A VM record: a snapshot taken when it was read; read-only, safe to share.
-#[derive(Debug)]
-pub struct VmanVm {
-    pub(crate) inner: Vm,
-    id: CString,
-    name: CString,
-    template: CString,
-    nics: Vec<VmanNic>,
-    kernel: Option<CString>,
-    initrd: Option<CString>,
-    cmdline: Option<CString>,
-    accel: Option<CString>,
-    last_error: Option<CString>,
+record! {
+    /// A VM record: a snapshot taken when it was read; immutable,
+    /// thread-safe.
+    pub struct VmanVm(vm) from Vm;
+    /// The VM's UUID.
+    fn vman_vm_id -> text = |v| &v.id;
+    fn vman_vm_name -> text = |v| &v.name;
+    /// The template the VM was made from.
+    fn vman_vm_template -> text = |v| &v.template;
+    fn vman_vm_vcpus -> number<u32> = |v| v.vcpus;
+    fn vman_vm_memory_mib -> number<u64> = |v| v.memory_mib;
+    fn vman_vm_disk_gib -> number<u64> = |v| v.disk_gib;
+    /// The state when the record was read (0 is VMAN_VM_STATE_CREATED).
+    fn vman_vm_state -> number<VmanVmState> = |v| v.state.into();
+    /// Unix time of the VM's creation in milliseconds.
+    fn vman_vm_created_at_ms -> number<i64> = |v| v.created_at_ms;
+    fn vman_vm_nic_count -> number<usize> = |v| v.nics.len();
+    /// NIC `index` of the VM, in the order the guest sees them.
+    fn vman_vm_nic -> record_at<VmanNic> = |v| v.nics.iter().cloned();
+    /// The QEMU pid while the VM has one, else 0.
+    fn vman_vm_pid -> number<u32> = |v| v.pid.unwrap_or(0);
+    /// "kvm" or "tcg" once the VM has run; NULL before.
+    fn vman_vm_accel -> optional_text = |v| v.accel.as_ref();
+    /// Why the last start failed or QEMU died; NULL if it did not.
+    fn vman_vm_last_error -> optional_text = |v| v.last_error.as_ref();
+    /// The kernel booted directly; NULL if none.
+    fn vman_vm_kernel -> optional_text = |v| v.boot.as_ref().map(|b| &b.kernel);
+    /// The initrd; NULL if none.
+    fn vman_vm_initrd -> optional_text = |v| v.boot.as_ref().and_then(|b| b.initrd.as_ref());
+    /// The kernel command line; NULL if the VM has no kernel.
+    fn vman_vm_cmdline -> optional_text = |v| v.boot.as_ref().map(|b| &b.cmdline);
+    /// How many host ports are forwarded to the guest (user-mode networking);
+    /// see `vman_vm_port_forward`.
+    fn vman_vm_port_forward_count -> number<usize> = |v| v.port_forwards.len();
+    free vman_vm_free;
+    list VmanVmList(vman_vm_list_len, vman_vm_list_get, vman_vm_list_free);
 }
 
-/// A NIC of a VM record, borrowed from it.
-#[derive(Debug)]
-pub struct VmanNic {
-    inner: Nic,
-    network: CString,
-    ip: CString,
-    gateway: CString,
-    mac: CString,
-    host_interface: Option<CString>,
+record! {
+    /// A NIC of a VM record, borrowed from it; immutable, thread-safe.
+    pub struct VmanNic(nic) from Nic;
+    /// The network's name.
+    fn vman_nic_network -> text = |n| &n.network;
+    fn vman_nic_vlan -> number<u16> = |n| n.vlan;
+    /// The NIC's IPv4 address, e.g. "10.0.0.2".
+    fn vman_nic_ip -> text = |n| n.ip;
+    /// The subnet's prefix length, e.g. 24.
+    fn vman_nic_prefix_len -> number<u8> = |n| n.prefix_len;
+    fn vman_nic_gateway -> text = |n| n.gateway;
+    /// The NIC's MAC, "aa:bb:cc:dd:ee:ff".
+    fn vman_nic_mac -> text = |n| n.mac;
+    /// The host interface (tap) of this NIC while its VM runs bridged; NULL
+    /// otherwise.
+    fn vman_nic_host_interface -> optional_text = |n| n.host_interface.as_ref();
 }
 
-impl From<Vm> for VmanVm {
-    fn from(vm: Vm) -> Self {
-        let boot = vm.boot.as_ref();
-        VmanVm {
-            kernel: boot.map(|b| cstring(&b.kernel)),
-            initrd: boot.and_then(|b| b.initrd.as_ref()).map(cstring),
-            cmdline: boot.map(|b| cstring(&b.cmdline)),
-            accel: vm.accel.as_ref().map(cstring),
-            last_error: vm.last_error.as_ref().map(cstring),
-            id: cstring(&vm.id),
-            name: cstring(&vm.name),
-            template: cstring(&vm.template),
-            nics: vm
-                .nics
-                .iter()
-                .map(|n| VmanNic {
-                    network: cstring(&n.network),
-                    ip: cstring(n.ip.to_string()),
-                    gateway: cstring(n.gateway.to_string()),
-                    mac: cstring(n.mac.to_string()),
-                    host_interface: n.host_interface.as_ref().map(cstring),
-                    inner: n.clone(),
-                })
-                .collect(),
-            inner: vm,
-        }
+/// Starts a VM definition from a template name. Both are checked when the
+/// VM is created.
+///
+/// `out` must not be NULL. On success `*out` is the spec, owned by the
+/// caller (free it with `vman_vm_spec_free`).
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Thread-safe (it touches no shared state).
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_new(name: *const c_char, template: *const c_char, out: *mut *mut VmanVmSpec) -> VmanStatus {
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (name, template) = (guard::string(name, "name")?, guard::string(template, "template")?);
+            Ok(VmanVmSpec { inner: VmSpec::new(name, template) })
+        })
     }
 }
 
-#[derive(Debug)]
-pub struct VmanVmList(Vec<VmanVm>);
-
-/// Starts a VM definition from a template name.
-///
-/// # Safety
-/// Strings NULL or NUL-terminated; `out` NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_spec_new(name: *const c_char, template: *const c_char, out: *mut *mut VmanVmSpec) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (name, template) = unsafe { (guard::string(name, "name")?, guard::string(template, "template")?) };
-        out_param(out, "out")?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanVmSpec { inner: VmSpec::new(name, template) })) };
-        Ok(())
-    })
-}
-
 /// Adds a NIC on `network`. `ip` and `mac` may be NULL: the address is then
-/// allocated automatically and the MAC generated under 52:54:00.
+/// allocated automatically and the MAC generated under 52:54:00. Checked
+/// when the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
 ///
 /// # Safety
-/// `spec` NULL or a live spec; strings NULL or NUL-terminated.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_spec_add_nic(
     spec: *mut VmanVmSpec,
@@ -152,8 +164,14 @@ pub unsafe extern "C" fn vman_vm_spec_add_nic(
 /// Boots `kernel` directly (an absolute path), with an optional `initrd`
 /// and kernel command line `cmdline` (both may be NULL).
 ///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a relative path, or a command
+/// line too long), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8;
+/// `spec` is then unchanged.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
 /// # Safety
-/// `spec` NULL or a live spec; strings NULL or NUL-terminated.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_spec_set_boot(
     spec: *mut VmanVmSpec,
@@ -176,7 +194,8 @@ pub unsafe extern "C" fn vman_vm_spec_set_boot(
     })
 }
 
-/// Frees a spec; NULL is a no-op.
+/// Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+/// after the call. Never fails (clears the last error).
 ///
 /// # Safety
 /// `spec` NULL or a live spec, not used afterwards.
@@ -187,46 +206,70 @@ pub unsafe extern "C" fn vman_vm_spec_free(spec: *mut VmanVmSpec) {
 }
 
 /// Records a VM, allocating all its addresses in one transaction: if one NIC
-/// cannot get an address, nothing is recorded. `out` may be NULL.
+/// cannot get an address, nothing is recorded. `spec` stays the caller's.
+///
+/// `out` may be NULL; otherwise on success `*out` is the new record, owned
+/// by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address or MAC),
+/// VMAN_STATUS_NOT_FOUND (no such template or network),
+/// VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is taken),
+/// VMAN_STATUS_EXHAUSTED (a network has no free address),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once; `spec` is
+/// only read.
 ///
 /// # Safety
-/// `manager`, `spec` NULL or live handles; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_create(manager: *const VmanManager, spec: *const VmanVmSpec, out: *mut *mut VmanVm) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, spec) = unsafe { (guard::handle(manager, "manager")?, guard::handle(spec, "spec")?) };
-        let vm = manager.inner.create_vm(&spec.inner)?;
-        if !out.is_null() {
-            // SAFETY: non-NULL and writable per this function's contract.
-            unsafe { write_out(out, guard::into_handle(VmanVm::from(vm))) };
-        }
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        optional_handle(out, || {
+            let (manager, spec) = (guard::handle(manager, "manager")?, guard::handle(spec, "spec")?);
+            Ok(manager.inner.create_vm(&spec.inner)?.into())
+        })
+    }
 }
 
-/// Looks a live VM up by name; `*out` is owned by the caller.
+/// Looks a live VM up by name.
+///
+/// `out` must not be NULL. On success `*out` is the record, owned by the
+/// caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_get(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanVm) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        out_param(out, "out")?;
-        let vm = manager.inner.vm(name)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanVm::from(vm))) };
-        Ok(())
-    })
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
+            Ok(manager.inner.vm(name)?.into())
+        })
+    }
 }
 
 /// Live VMs, by name. `state` ("running", …) and `name_prefix` filter when
 /// not NULL.
 ///
+/// `out` must not be NULL. On success `*out` is the list, owned by the
+/// caller (free it with `vman_vm_list_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (an unknown state),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
+///
 /// # Safety
-/// `manager` NULL or live; strings NULL or NUL-terminated; `out` NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_list(
     manager: *const VmanManager,
@@ -234,119 +277,48 @@ pub unsafe extern "C" fn vman_vm_list(
     name_prefix: *const c_char,
     out: *mut *mut VmanVmList,
 ) -> VmanStatus {
-    call(|| {
-        // SAFETY: per this function's contract.
-        let (manager, state, name_prefix) = unsafe {
-            (
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        new_handle(out, || {
+            let (manager, state, name_prefix) = (
                 guard::handle(manager, "manager")?,
                 guard::optional_string(state, "state")?,
                 guard::optional_string(name_prefix, "name_prefix")?,
-            )
-        };
-        out_param(out, "out")?;
-        let filter = VmFilter {
-            state: state.map(str::parse::<VmState>).transpose().map_err(Failure::from)?,
-            name_prefix: name_prefix.map(str::to_string),
-        };
-        let list = manager.inner.vms(&filter)?.into_iter().map(VmanVm::from).collect();
-        // SAFETY: checked non-NULL above.
-        unsafe { write_out(out, guard::into_handle(VmanVmList(list))) };
-        Ok(())
-    })
+            );
+            let filter = VmFilter {
+                state: state.map(str::parse::<VmState>).transpose().map_err(Failure::from)?,
+                name_prefix: name_prefix.map(str::to_string),
+            };
+            Ok(manager.inner.vms(&filter)?.into_iter().collect())
+        })
+    }
 }
 
 /// Soft-deletes a VM: frees its name, releases its addresses, keeps its
-/// history. While QEMU runs it: `VMAN_STATUS_INVALID_STATE`, unless `force`,
-/// which stops it first.
+/// history.
+///
+/// Fails with VMAN_STATUS_INVALID_STATE (QEMU runs it and `force` is
+/// false; with `force` it is stopped first), VMAN_STATUS_NOT_FOUND,
+/// VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU (stopping it failed),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once.
 ///
 /// # Safety
-/// `manager` NULL or live; `name` NULL or NUL-terminated.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_delete(manager: *const VmanManager, name: *const c_char, force: bool) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let (manager, name) = unsafe { (guard::handle(manager, "manager")?, guard::string(name, "name")?) };
-        manager.inner.delete_vm(name, force)?;
-        Ok(())
+        Ok(manager.inner.delete_vm(name, force)?)
     })
 }
 
-/// Frees a VM record (not a list item); NULL is a no-op.
-///
-/// # Safety
-/// `vm` NULL or an owned record, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_free(vm: *mut VmanVm) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(vm) })
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_list_len(list: *const VmanVmList) -> usize {
-    record::number(list, |l| l.0.len())
-}
-
-/// VM `index`, borrowed from the list; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_list_get(list: *const VmanVmList, index: usize) -> *const VmanVm {
-    record::item(list, |l| l.0.get(index))
-}
-
-/// Frees a list and its items; NULL is a no-op.
-///
-/// # Safety
-/// `list` NULL or a live list, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_list_free(list: *mut VmanVmList) {
-    // SAFETY: per this function's contract.
-    guard::get((), || unsafe { guard::free_handle(list) })
-}
-
-/// The VM's UUID, borrowed from the record.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_id(vm: *const VmanVm) -> *const c_char {
-    record::text(vm, |v| &v.id)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_name(vm: *const VmanVm) -> *const c_char {
-    record::text(vm, |v| &v.name)
-}
-
-/// The template the VM was made from.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_template(vm: *const VmanVm) -> *const c_char {
-    record::text(vm, |v| &v.template)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_vcpus(vm: *const VmanVm) -> u32 {
-    record::number(vm, |v| v.inner.vcpus)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_memory_mib(vm: *const VmanVm) -> u64 {
-    record::number(vm, |v| v.inner.memory_mib)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_disk_gib(vm: *const VmanVm) -> u64 {
-    record::number(vm, |v| v.inner.disk_gib)
-}
-
-/// The state when the record was read (`VMAN_VM_STATE_CREATED` for NULL).
-///
-/// # Safety
-/// `vm` NULL or a live record.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_state(vm: *const VmanVm) -> VmanVmState {
-    guard::get(VmanVmState::Created, || {
-        // SAFETY: NULL or a live record, as every getter documents.
-        unsafe { vm.as_ref() }.map_or(VmanVmState::Created, |v| v.inner.state.into())
-    })
-}
-
-/// A static name for a state ("running"); "unknown" for other numbers.
+/// A static name for a state ("running"); "unknown" for a number that is no
+/// state. Never NULL; static, never free it. Thread-safe; never fails, and
+/// does not change the last error.
 #[unsafe(no_mangle)]
 pub extern "C" fn vman_vm_state_name(state: u32) -> *const c_char {
     // The names are core's (VmState::as_str), made C strings once; the
@@ -356,129 +328,41 @@ pub extern "C" fn vman_vm_state_name(state: u32) -> *const c_char {
     names.get(state as usize).map_or(c"unknown".as_ptr(), |n| n.as_ptr())
 }
 
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_created_at_ms(vm: *const VmanVm) -> i64 {
-    record::number(vm, |v| v.inner.created_at_ms)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_nic_count(vm: *const VmanVm) -> usize {
-    record::number(vm, |v| v.nics.len())
-}
-
-/// NIC `index` of the VM, borrowed from the record; NULL if out of range.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_nic(vm: *const VmanVm, index: usize) -> *const VmanNic {
-    record::item(vm, |v| v.nics.get(index))
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_network(nic: *const VmanNic) -> *const c_char {
-    record::text(nic, |n| &n.network)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_vlan(nic: *const VmanNic) -> u16 {
-    record::number(nic, |n| n.inner.vlan)
-}
-
-/// The NIC's allocated IPv4 address, e.g. "10.0.0.2".
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_ip(nic: *const VmanNic) -> *const c_char {
-    record::text(nic, |n| &n.ip)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_prefix_len(nic: *const VmanNic) -> u8 {
-    record::number(nic, |n| n.inner.prefix_len)
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_gateway(nic: *const VmanNic) -> *const c_char {
-    record::text(nic, |n| &n.gateway)
-}
-
-/// The NIC's MAC, "aa:bb:cc:dd:ee:ff".
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_mac(nic: *const VmanNic) -> *const c_char {
-    record::text(nic, |n| &n.mac)
-}
-
-/// The QEMU pid while the VM has one, else 0.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_pid(vm: *const VmanVm) -> u32 {
-    record::number(vm, |v| v.inner.pid.unwrap_or(0))
-}
-
-/// "kvm" or "tcg" once the VM has run; NULL before.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_accel(vm: *const VmanVm) -> *const c_char {
-    record::text_item(vm, |v| v.accel.as_ref())
-}
-
-/// Why the last start failed or QEMU died; NULL if it did not.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_last_error(vm: *const VmanVm) -> *const c_char {
-    record::text_item(vm, |v| v.last_error.as_ref())
-}
-
-/// The kernel booted directly; NULL if none.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_kernel(vm: *const VmanVm) -> *const c_char {
-    record::text_item(vm, |v| v.kernel.as_ref())
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_initrd(vm: *const VmanVm) -> *const c_char {
-    record::text_item(vm, |v| v.initrd.as_ref())
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_cmdline(vm: *const VmanVm) -> *const c_char {
-    record::text_item(vm, |v| v.cmdline.as_ref())
-}
-
-/// The host interface (tap) of this NIC while its VM runs bridged; NULL
-/// otherwise.
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_nic_host_interface(nic: *const VmanNic) -> *const c_char {
-    record::text_item(nic, |n| n.host_interface.as_ref())
-}
-
-/// How many host ports are forwarded to the guest (user-mode networking).
-#[unsafe(no_mangle)]
-pub extern "C" fn vman_vm_port_forward_count(vm: *const VmanVm) -> usize {
-    record::number(vm, |v| v.inner.port_forwards.len())
-}
-
-/// Forward `index`: the host port on 127.0.0.1 that reaches `guest_port` of
-/// NIC `nic_index`. Out-params written only on success;
-/// `VMAN_STATUS_NOT_FOUND` if `index` is out of range.
+/// Forward `index` of the VM: the host port on 127.0.0.1 that reaches
+/// `*out_guest_port` of NIC `*out_nic_index`.
+///
+/// `out_nic_index`, `out_guest_port` and `out_host_port` must not be NULL;
+/// they are written only on success.
+///
+/// Fails with VMAN_STATUS_NOT_FOUND (`index` is out of range),
+/// VMAN_STATUS_NULL_PARAMETER.
+///
+/// Thread-safe (the record is immutable).
 ///
 /// # Safety
-/// `vm` NULL or a live record; the out-params NULL or writable.
+/// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vman_vm_port_forward(
     vm: *const VmanVm,
     index: usize,
-    nic_index: *mut u32,
-    guest_port: *mut u16,
-    host_port: *mut u16,
+    out_nic_index: *mut u32,
+    out_guest_port: *mut u16,
+    out_host_port: *mut u16,
 ) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let vm = unsafe { guard::handle(vm, "vm") }?;
-        out_param(nic_index, "nic_index")?;
-        out_param(guest_port, "guest_port")?;
-        out_param(host_port, "host_port")?;
+        out_param(out_nic_index, "out_nic_index")?;
+        out_param(out_guest_port, "out_guest_port")?;
+        out_param(out_host_port, "out_host_port")?;
         let f = vm.inner.port_forwards.get(index).ok_or_else(|| {
             Failure::new(VmanStatus::NotFound, format!("VM {} has no port forward {index}", vm.inner.name))
         })?;
         // SAFETY: all three checked non-NULL above.
         unsafe {
-            write_out(nic_index, f.nic_index);
-            write_out(guest_port, f.guest_port);
-            write_out(host_port, f.host_port);
+            write_out(out_nic_index, f.nic_index);
+            write_out(out_guest_port, f.guest_port);
+            write_out(out_host_port, f.host_port);
         }
         Ok(())
     })

@@ -1,6 +1,8 @@
 //! Builds the C and C++ programs under tests/c against include/vman.h with
-//! strict warnings, links them to the freshly built libvman.so, and runs them
-//! (the C one under valgrind, which must find no error and no leak).
+//! strict warnings (C also with -Wc++-compat), links them to the freshly
+//! built libvman.so, and runs them (under valgrind or ASan, which must find
+//! no error and no leak). Also checks that the header declares exactly the
+//! functions the library exports.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -82,9 +84,12 @@ fn compile(compiler: &str, std: &str, source: &str, out: &Path) {
 
 fn compile_with(compiler: &str, flags: &[&str], source: &str, out: &Path) {
     let lib = fresh_library().parent().expect("lib dir").to_path_buf();
+    // The header must also be valid C++ when read as C (one type per name).
+    let cxx_compat: &[&str] = if compiler == "gcc" { &["-Wc++-compat"] } else { &[] };
     let status = Command::new(compiler)
         .args(flags)
         .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .args(cxx_compat)
         .arg("-I")
         .arg(repo().join("include"))
         .arg(repo().join("tests/c").join(source))
@@ -242,4 +247,44 @@ fn header_compiles_and_runs_as_cpp() {
     compile("g++", "-std=c++17", "header.cpp", &exe);
     let out = Command::new(&exe).output().expect("run header_cpp");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// cbindgen reads the crate's source and the texts `record!` keeps; the
+/// library is what the compiler made of the macros. They must agree: every
+/// exported `vman_*` symbol is declared, and every declared function exists.
+#[test]
+fn header_declares_exactly_the_exported_functions() {
+    if !require("nm") {
+        return;
+    }
+    let lib = fresh_library();
+    let out = Command::new("nm").args(["-D", "--defined-only"]).arg(&lib).output().expect("run nm");
+    assert!(out.status.success(), "nm failed: {}", String::from_utf8_lossy(&out.stderr));
+    let exported: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let (kind, name) = (parts.nth(1)?, parts.next()?);
+            (kind == "T" && name.starts_with("vman_")).then(|| name.to_string())
+        })
+        .collect();
+    let header = std::fs::read_to_string(repo().join("include/vman.h")).unwrap();
+    // Every identifier called or declared: `vman_x(`.
+    let declared: std::collections::BTreeSet<String> = header
+        .match_indices('(')
+        .map(|(at, _)| {
+            let before = &header[..at];
+            let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+            before[start..].to_string()
+        })
+        .filter(|w| w.starts_with("vman_"))
+        .collect();
+    let undeclared: Vec<_> = exported.difference(&declared).collect();
+    let missing: Vec<_> = declared.difference(&exported).collect();
+    assert!(
+        undeclared.is_empty(),
+        "exported but not in include/vman.h (a record! missing from RECORD_ITEMS, or a stale header?): {undeclared:?}"
+    );
+    assert!(missing.is_empty(), "declared in include/vman.h but not exported: {missing:?}");
+    assert!(exported.len() > 100, "{} functions exported", exported.len());
 }
