@@ -279,16 +279,21 @@ fn user_mode_needs_no_privilege_and_forwards_ssh() {
 const WRITER_DB: &str = "VMAN_TEST_WRITER_DB";
 
 /// Not a test on its own: another process that writes to a state database
-/// once, as any process sharing the directory may, and says how long the
-/// write took.
+/// once, as any process sharing the directory may. It gets ready first
+/// (started, database open) and writes when told to on stdin, so its own
+/// start-up is not part of what the test times.
 #[test]
 fn barrier_writer() {
     let Ok(db) = std::env::var(WRITER_DB) else { return };
     let mut conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    println!("WRITER-READY");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
     tx.execute("UPDATE templates SET description = 'written meanwhile'", []).unwrap();
     tx.commit().unwrap();
+    println!("WRITER-DONE");
 }
 
 #[test]
@@ -312,6 +317,22 @@ fn host_work_holds_no_store_lock_so_other_writers_go_on_meanwhile() {
         .into_iter()
         .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|a0| a0.ends_with(b"dnsmasq"))))
         .expect("the VLAN's dnsmasq");
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "barrier_writer", "--nocapture", "--test-threads=1"])
+        .env(WRITER_DB, dir.path().join("vman.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer_out = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let wait_for = |out: &mut std::io::BufReader<std::process::ChildStdout>, word: &str| loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(out, &mut line).unwrap() > 0, "the writer died before {word}");
+        if line.contains(word) {
+            break;
+        }
+    };
+    wait_for(&mut writer_out, "WRITER-READY");
     // SAFETY: kill(2) on this test's own dnsmasq.
     assert_eq!(unsafe { libc::kill(dnsmasq as i32, libc::SIGSTOP) }, 0);
     let stopper = {
@@ -330,13 +351,10 @@ fn host_work_holds_no_store_lock_so_other_writers_go_on_meanwhile() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // While that host work waits, another process's write completes.
-    let writer = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "barrier_writer", "--nocapture", "--test-threads=1"])
-        .env(WRITER_DB, dir.path().join("vman.db"))
-        .output()
-        .unwrap();
-    assert!(writer.status.success(), "{}", String::from_utf8_lossy(&writer.stderr));
+    std::io::Write::write_all(writer.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    wait_for(&mut writer_out, "WRITER-DONE");
     assert!(!stopper.is_finished(), "the teardown was still waiting on the host when the other write committed");
+    assert!(writer.wait().unwrap().success());
     assert_eq!(vman.template("tiny").unwrap().description, "written meanwhile");
     assert_eq!(stopper.join().unwrap().unwrap(), VmState::Stopped);
     assert_eq!(dnsmasq_count(dir.path()), 0, "the stopped DHCP server was killed after its grace time");

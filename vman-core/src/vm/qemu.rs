@@ -84,14 +84,18 @@ impl Inner {
             self.runtime().paths(vm_id).clean();
             Ok(Some(to))
         })?;
-        if settled.is_some() {
-            if let Ok(w) = self.runtime().watcher() {
-                w.forget(vm_id);
-            }
-            // The outcome is recorded; the network teardown is host work,
-            // done outside any transaction (see `unplug_nics`).
-            self.unplug_nics(vm_id);
+        if settled.is_some()
+            && let Ok(w) = self.runtime().watcher()
+        {
+            w.forget(vm_id);
         }
+        // The outcome is recorded; the network teardown is host work, done
+        // outside any transaction (see `unplug_nics`). Also by a caller that
+        // found the exit already settled (the watcher won the race): the
+        // teardown is idempotent and serialized per network, so this returns
+        // only once whoever settled has finished it, and a `stop` that
+        // returns has its VM's network down.
+        self.unplug_nics(vm_id);
         Ok(settled)
     }
 
