@@ -15,7 +15,9 @@ pub fn int_arg<T: TryFrom<i64>>(what: &'static str, value: i64) -> Result<T> {
 /// to spare, else only that it is huge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WideInt {
+    /// The value itself.
     Fits(i128),
+    /// A value beyond `i128`, of either sign: out of range for every field.
     Huge,
 }
 

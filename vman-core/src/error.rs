@@ -131,74 +131,216 @@ impl std::fmt::Display for ErrorKind {
 pub enum Error {
     /// A caller-supplied value was rejected; `what` names the field.
     #[error("Invalid {what}: {reason}")]
-    InvalidArgument { what: &'static str, reason: String },
+    InvalidArgument {
+        /// The value, as the message names it: `VLAN id`, `CIDR`, `QEMU user`…
+        what: &'static str,
+        /// Why it was refused, with the accepted range where there is one.
+        reason: String,
+    },
 
+    /// No live object of that kind has that name (a deleted VM counts as
+    /// absent, except to its history).
     #[error("No {kind} named {name:?}")]
-    NotFound { kind: &'static str, name: String },
+    NotFound {
+        /// What was looked up: `template`, `network`, `VM` or
+        /// `uplink interface` (a host interface).
+        kind: &'static str,
+        /// The name (or, for a VM's history, the name or id) looked up.
+        name: String,
+    },
 
+    /// Another object already holds a value that must be unique: a name, a
+    /// VLAN id, a MAC, or an address asked for explicitly. Nothing was changed.
     #[error("A {kind} with {field} {value:?} already exists")]
-    AlreadyExists { kind: &'static str, field: &'static str, value: String },
+    AlreadyExists {
+        /// The kind of the object holding it: `template`, `network`, `VM`,
+        /// `NIC` or `allocation`.
+        kind: &'static str,
+        /// Which of its values collides: `name`, `VLAN id`, `MAC` or `address`.
+        field: &'static str,
+        /// The colliding value, sometimes with its holder
+        /// (`100 (network lan)`, `10.0.0.5 on network lan`).
+        value: String,
+    },
 
-    /// A new network's subnet shares addresses with a live network's.
+    /// A new network's subnet shares addresses with a live network's; its
+    /// kind is [`ErrorKind::AlreadyExists`].
     #[error("CIDR {cidr} overlaps {other_cidr} of network {other:?}")]
-    Overlap { cidr: String, other: String, other_cidr: String },
+    Overlap {
+        /// The new network's subnet, e.g. `10.0.0.0/16`.
+        cidr: String,
+        /// The name of the existing network it overlaps.
+        other: String,
+        /// That network's subnet.
+        other_cidr: String,
+    },
 
+    /// The object is still used and cannot be deleted (a template by live
+    /// VMs, a network by its VMs' addresses) or taken (a console by
+    /// another client).
     #[error("{kind} {name:?} is in use by {user}")]
-    InUse { kind: &'static str, name: String, user: String },
+    InUse {
+        /// What is in use, capitalized to start the message: `Template`,
+        /// `Network` or `Console of VM`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Who uses it, e.g. `VM a, b, c and others` (at most three names)
+        /// or `another client`.
+        user: String,
+    },
 
+    /// Every assignable address of the network is taken: an automatic
+    /// allocation found nothing free.
     #[error("Network {network:?} has no free address")]
-    Exhausted { network: String },
+    Exhausted {
+        /// The network's name.
+        network: String,
+    },
 
+    /// The state machine has no step from the VM's state to the one asked
+    /// for; usually another thread or process changed the VM first (see
+    /// [`VmState`](crate::VmState)).
     #[error("VM {vm:?} cannot go from {from} to {to}")]
-    InvalidTransition { vm: String, from: crate::VmState, to: crate::VmState },
+    InvalidTransition {
+        /// The VM's name.
+        vm: String,
+        /// The state the VM is in, as the store has it now.
+        from: crate::VmState,
+        /// The state that was asked for.
+        to: crate::VmState,
+    },
 
+    /// The operation needs the VM in another state, e.g. a console on a VM
+    /// that does not run, or deleting a running VM without force.
     #[error("VM {vm:?} is {state}; {action} needs {needs}")]
-    InvalidState { vm: String, state: crate::VmState, action: &'static str, needs: &'static str },
+    InvalidState {
+        /// The VM's name.
+        vm: String,
+        /// The state the VM is in.
+        state: crate::VmState,
+        /// What was attempted: `start`, `delete`, `reach QEMU`…
+        action: &'static str,
+        /// What it needs, in words: `a running VM`, `a stopped VM (or force)`…
+        needs: &'static str,
+    },
 
+    /// This process lacks a privilege or access right the operation needs,
+    /// e.g. CAP_NET_ADMIN for bridged networking.
     #[error("Permission denied: {what}")]
-    PermissionDenied { what: String, #[source] source: Option<io::Error> },
+    PermissionDenied {
+        /// What was denied and how to get it, in words for an operator.
+        what: String,
+        /// The OS's error; `None` when vman refused on its own check.
+        #[source]
+        source: Option<io::Error>,
+    },
 
+    /// The host cannot do this: a missing program or kernel feature, or a
+    /// state database written by a newer vman.
     #[error("Unsupported on this host: {what}")]
-    Unsupported { what: String },
+    Unsupported {
+        /// What is missing, and what to install or change.
+        what: String,
+    },
 
+    /// A bounded wait ran out: for another operation's lock on the same
+    /// object, or for output on a console.
     #[error("Timed out after {waited_ms} ms waiting for {what}")]
-    Timeout { what: String, waited_ms: u64 },
+    Timeout {
+        /// What was waited for, e.g. `another operation on VM "web1" to finish`.
+        what: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
 
+    /// An OS call on a file or directory failed; its kind is
+    /// [`ErrorKind::PermissionDenied`] when the OS said EACCES or EPERM,
+    /// else [`ErrorKind::Io`].
     #[error("Cannot {action} {}", path.display())]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        /// What failed, as a verb phrase that `path` completes:
+        /// `create state directory`, `lock`, `run`…
+        action: &'static str,
+        /// The file, directory or program it was done to.
+        path: PathBuf,
+        /// The OS's error.
+        #[source]
+        source: io::Error,
+    },
 
+    /// The state database failed a query or transaction; the engine's error
+    /// is the source.
     #[error("State database error")]
     Database(#[source] DatabaseError),
 
     /// QEMU failed to start or refused a request; `message` is QEMU's own.
     #[error("QEMU failed: {message}")]
-    Qemu { message: String },
+    Qemu {
+        /// The last lines of QEMU's stderr, `; `-joined, or how it ended
+        /// when it said nothing.
+        message: String,
+    },
 
+    /// Making or removing a bridge, tap or VLAN link on the host failed;
+    /// its kind is [`ErrorKind::Io`].
     #[error("Host networking failed")]
     HostNet(#[source] crate::net::linux::HostNetError),
 
+    /// The DHCP server (dnsmasq) of a bridged network failed to start, stop
+    /// or report its leases; its kind is [`ErrorKind::Io`].
     #[error("DHCP server failed")]
     Dhcp(#[source] crate::net::dhcp::DhcpError),
 
+    /// A QMP request to a VM's QEMU failed; its kind is
+    /// [`ErrorKind::Timeout`] when QEMU did not answer in time, else
+    /// [`ErrorKind::Qemu`].
     #[error("QMP request {command} to VM {vm:?} failed")]
-    Qmp { vm: String, command: &'static str, #[source] source: crate::runtime::qmp::QmpError },
+    Qmp {
+        /// The VM's name.
+        vm: String,
+        /// The QMP command, e.g. `query-status`, or `connect` for the
+        /// connection itself.
+        command: &'static str,
+        /// What went wrong on the QMP connection.
+        #[source]
+        source: crate::runtime::qmp::QmpError,
+    },
 
     /// A VM's console or serial log failed at the OS level. The message
     /// names the VM, never a path inside the state directory.
     #[error("Cannot {action} of VM {vm:?}")]
-    Console { action: &'static str, vm: String, #[source] source: io::Error },
+    Console {
+        /// What failed, as a verb phrase: `connect to the console`,
+        /// `read the serial log`…
+        action: &'static str,
+        /// The VM's name.
+        vm: String,
+        /// The OS's error.
+        #[source]
+        source: io::Error,
+    },
 
     /// QEMU closed the VM's console (its QEMU exited): nothing more will
     /// come from it.
     #[error("QEMU closed the console of VM {vm:?}")]
-    ConsoleEnded { vm: String },
+    ConsoleEnded {
+        /// The VM's name.
+        vm: String,
+    },
 
+    /// An invariant of vman broke (a bug, or a state database edited by
+    /// hand); the text says which.
     #[error("Internal error: {0}")]
     Internal(String),
 
     /// The manager, stream or console named by `what` was closed.
     #[error("{what} is closed")]
-    Closed { what: &'static str },
+    Closed {
+        /// Which handle, capitalized to start the message: `Manager`,
+        /// `Event stream`, `Console`…
+        what: &'static str,
+    },
 }
 
 impl Error {

@@ -1,5 +1,5 @@
 //! The event history: every mutation appends one, in the same transaction;
-//! and [`EventStream`], the live view of that same history.
+//! and [`EventStream`](crate::EventStream), the live view of that same history.
 
 use std::sync::Arc;
 
@@ -11,12 +11,17 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
+    /// A size template ([`Template`](crate::Template)).
     Template,
+    /// A VLAN network ([`Network`](crate::Network)).
     Network,
+    /// A VM ([`Vm`](crate::Vm)).
     Vm,
 }
 
 impl ObjectKind {
+    /// The kind's lower-case name, as the store and serde write it:
+    /// `template`, `network` or `vm`.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Template => "template",
@@ -37,9 +42,12 @@ pub struct Event {
     pub id: i64,
     /// Unix time in milliseconds.
     pub at_ms: i64,
+    /// What kind of object the event is about.
     pub object_kind: ObjectKind,
     /// The template's or network's numeric id as text, or the VM's UUID.
     pub object_id: String,
+    /// The object's name when the event was written (a deleted VM's name
+    /// may since belong to another VM).
     pub object_name: String,
     /// `created`, `deleted`, `state_changed`, …
     pub action: String,
@@ -47,6 +55,7 @@ pub struct Event {
     pub details: serde_json::Value,
     /// The OS user and process that made the change.
     pub os_user: String,
+    /// That process's id.
     pub pid: u32,
 }
 

@@ -113,10 +113,12 @@ impl Manager {
         })
     }
 
+    /// The template named `name`.
     pub fn template(&self, name: &str) -> Result<Template> {
         self.inner.store().read(|tx| store::template_by_name(tx, name)?.ok_or_else(|| Error::not_found("template", name)))
     }
 
+    /// All templates, by name.
     pub fn templates(&self) -> Result<Vec<Template>> {
         self.inner.store().read(|tx| store::list_templates(tx))
     }
@@ -148,6 +150,7 @@ impl Manager {
         })
     }
 
+    /// The network named `name`.
     pub fn network(&self, name: &str) -> Result<Network> {
         self.inner.store().read(|tx| store::network_by_name(tx, name)?.ok_or_else(|| Error::not_found("network", name)))
     }

@@ -59,9 +59,10 @@ pub const MAX_SERIAL_LOG_CAP_BYTES: u64 = 1 << 40;
 pub const MAX_BUSY_TIMEOUT_MS: u64 = 3_600_000;
 
 impl OpenOptions {
-    /// Checks every field, as [`Manager::open`] does before it touches the
-    /// disk. The `set_*` methods check one field each, so a bad value is
-    /// refused where it is given (the C option setters use them).
+    /// Checks every field, as [`Manager::open`](crate::Manager::open) does
+    /// before it touches the disk. The `set_*` methods check one field each,
+    /// so a bad value is refused where it is given (the C option setters use
+    /// them).
     pub fn validate(&self) -> Result<()> {
         check_busy_timeout_ms(self.busy_timeout_ms)?;
         check_binary("QEMU binary", &self.qemu_binary)?;

@@ -49,8 +49,9 @@ pub struct EventStream {
     /// Readable while `cursor` holds undelivered events (or may, when a full
     /// batch was read), or once the stream is closed.
     pending: EventFd,
-    /// The manager's [`Closing`], in `epoll`. Only held: epoll forgets a
-    /// descriptor once it is closed, and this one must outlive the manager.
+    /// The manager's [`Closing`](crate::event::Closing), in `epoll`. Only
+    /// held: epoll forgets a descriptor once it is closed, and this one must
+    /// outlive the manager.
     _manager_closed: Arc<EventFd>,
     /// What callers poll: readable when any of the three is.
     epoll: Epoll,

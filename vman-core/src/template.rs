@@ -20,20 +20,28 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSpec {
+    /// The template's name, unique in the store (see [`validate_name`]).
     pub name: String,
+    /// Virtual CPUs of each VM, 1..=255.
     pub vcpus: u32,
+    /// Guest memory in MiB, 16..=4 Mi (4 TiB).
     pub memory_mib: u64,
-    /// Size of a VM's root disk when none is given, in GiB.
+    /// Size of a VM's root disk when none is given, in GiB, 1..=64 Ki
+    /// (64 TiB).
     pub disk_gib: u64,
+    /// Free text for people: at most 1024 bytes, no NUL; empty by default.
     #[serde(default)]
     pub description: String,
 }
 
 impl TemplateSpec {
+    /// A template `name` of `vcpus` CPUs, `memory_mib` MiB of memory and a
+    /// `disk_gib` GiB disk, with no description.
     pub fn new(name: impl Into<String>, vcpus: u32, memory_mib: u64, disk_gib: u64) -> TemplateSpec {
         TemplateSpec { name: name.into(), vcpus, memory_mib, disk_gib, description: String::new() }
     }
 
+    /// Sets the description (at most 1024 bytes, no NUL).
     pub fn description(mut self, text: impl Into<String>) -> TemplateSpec {
         self.description = text.into();
         self
@@ -63,12 +71,19 @@ impl TemplateSpec {
 /// A stored template.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Template {
+    /// The store's id for it, never reused after a delete.
     pub id: i64,
+    /// The template's name, unique in the store.
     pub name: String,
+    /// Virtual CPUs of each VM, 1..=255.
     pub vcpus: u32,
+    /// Guest memory in MiB, 16..=4 Mi (4 TiB).
     pub memory_mib: u64,
+    /// Root disk size in GiB, 1..=64 Ki (64 TiB).
     pub disk_gib: u64,
+    /// Free text for people; may be empty.
     pub description: String,
+    /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
 }
 

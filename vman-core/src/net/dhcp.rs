@@ -225,7 +225,7 @@ impl DhcpServer {
         self.dir.join(name)
     }
 
-    /// The whole command line, argv[0] included. Hosts are not on it: they
+    /// The whole command line, `argv[0]` included. Hosts are not on it: they
     /// are in the conf-file (no ARG_MAX limit, not shown by `ps`).
     fn argv(&self, cfg: &DhcpConfig) -> Vec<OsString> {
         let opt = |name: &str, value: &OsStr| {
@@ -502,7 +502,7 @@ fn prefixed(option: &str, path: &Path) -> Vec<u8> {
     v
 }
 
-/// Whether `args` run dnsmasq (argv[0] named like `binary` or `dnsmasq*`)
+/// Whether `args` run dnsmasq (`argv[0]` named like `binary` or `dnsmasq*`)
 /// with exactly our pid-file and conf-file options.
 fn is_dnsmasq_with(args: &[OsString], binary: &Path, pid_arg: &[u8], conf_arg: &[u8]) -> bool {
     let Some(arg0) = args.first() else { return false };

@@ -25,6 +25,8 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
+    /// The mode's lower-case name, as serde writes it: `auto`, `bridged`,
+    /// `user` or `isolated`.
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkMode::Auto => "auto",

@@ -13,6 +13,7 @@ use crate::name::validate_name;
 /// Prefixes outside this range are refused: a /8 is the largest pool worth
 /// managing per VLAN, and a /31 or /32 leaves no host once the gateway is set.
 pub const MIN_PREFIX: u8 = 8;
+/// The longest prefix accepted; see [`MIN_PREFIX`].
 pub const MAX_PREFIX: u8 = 30;
 /// Resolvers handed to guests (resolv.conf honours three; leave headroom).
 pub const MAX_DNS_SERVERS: usize = 8;
@@ -22,6 +23,7 @@ pub const MAX_DNS_SERVERS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
+    /// The network's name, unique in the store (see [`validate_name`]).
     pub name: String,
     /// 802.1Q VLAN id, 1–4094, unique per store.
     pub vlan: u16,
@@ -33,6 +35,8 @@ pub struct NetworkSpec {
     /// Addresses never handed out: `a.b.c.d` or `a.b.c.d-a.b.c.e`.
     #[serde(default)]
     pub reserved: Vec<String>,
+    /// DNS servers, dotted quads, at most 8; the DHCP server of a bridged
+    /// network offers them to guests (none: no DNS option).
     #[serde(default)]
     pub dns: Vec<String>,
     /// A host interface whose 802.1Q sub-interface `<uplink>.<vid>` joins
@@ -43,25 +47,33 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
+    /// A network `name` on VLAN `vlan` (1..=4094) with subnet `cidr`; its
+    /// gateway is the subnet's first host.
     pub fn new(name: impl Into<String>, vlan: u16, cidr: impl Into<String>) -> NetworkSpec {
         NetworkSpec { name: name.into(), vlan, cidr: cidr.into(), ..NetworkSpec::default() }
     }
 
+    /// Sets the gateway: a host address of the subnet, never handed to a VM.
     pub fn gateway(mut self, gateway: impl Into<String>) -> NetworkSpec {
         self.gateway = Some(gateway.into());
         self
     }
 
+    /// Keeps an address or range (`a.b.c.d` or `a.b.c.d-a.b.c.e`, inside the
+    /// subnet) from ever being handed out; ranges may overlap.
     pub fn reserve(mut self, range: impl Into<String>) -> NetworkSpec {
         self.reserved.push(range.into());
         self
     }
 
+    /// Takes the VLAN beyond this host through `interface`'s 802.1Q
+    /// sub-interface `<interface>.<vid>`.
     pub fn uplink(mut self, interface: impl Into<String>) -> NetworkSpec {
         self.uplink = Some(interface.into());
         self
     }
 
+    /// Adds a DNS server (a dotted quad) to offer to guests.
     pub fn dns(mut self, server: impl Into<String>) -> NetworkSpec {
         self.dns.push(server.into());
         self
@@ -133,15 +145,25 @@ pub(crate) struct NetworkPlan {
 /// A stored network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Network {
+    /// The store's id for it, never reused after a delete.
     pub id: i64,
+    /// The network's name, unique in the store.
     pub name: String,
+    /// Its 802.1Q VLAN id, 1..=4094, unique in the store.
     pub vlan: u16,
+    /// Its subnet, /8 to /30, overlapping no other network's.
     pub cidr: Ipv4Net,
+    /// Its gateway: a host of `cidr` never handed to a VM.
     pub gateway: Ipv4Addr,
+    /// Addresses never handed out: disjoint ranges inside `cidr`, sorted,
+    /// adjacent ones merged.
     pub reserved: Vec<AddrRange>,
+    /// DNS servers, in the order given, that the DHCP server of a bridged
+    /// network offers guests.
     pub dns: Vec<Ipv4Addr>,
     /// The host interface whose `<uplink>.<vid>` joins the bridge, if any.
     pub uplink: Option<String>,
+    /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
 }
 
@@ -167,11 +189,14 @@ impl Network {
 /// An inclusive range of IPv4 addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct AddrRange {
+    /// The lowest address in the range.
     pub first: Ipv4Addr,
+    /// The highest address in the range, never below `first`.
     pub last: Ipv4Addr,
 }
 
 impl AddrRange {
+    /// Whether `ip` lies in the range, both ends included.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         self.first <= ip && ip <= self.last
     }

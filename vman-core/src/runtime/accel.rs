@@ -27,12 +27,16 @@ pub enum Accel {
     /// KVM if a probe proves it runs guests here, else TCG.
     #[default]
     Auto,
+    /// Hardware virtualization through `/dev/kvm`, taken as asked, without
+    /// the probe.
     Kvm,
     /// Software emulation: slow, works everywhere.
     Tcg,
 }
 
 impl Accel {
+    /// The accelerator's lower-case name, as serde writes it and (for `kvm`
+    /// and `tcg`) QEMU's `-accel` takes it: `auto`, `kvm` or `tcg`.
     pub fn as_str(self) -> &'static str {
         match self {
             Accel::Auto => "auto",

@@ -17,9 +17,11 @@ pub const MAX_NICS: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmSpec {
+    /// The VM's name, unique among live VMs (see [`validate_name`]).
     pub name: String,
     /// Name of the size template.
     pub template: String,
+    /// Its NICs, at most [`MAX_NICS`]; the first gets slot 0.
     #[serde(default)]
     pub nics: Vec<NicSpec>,
     /// What the VM boots. Without one, QEMU's firmware looks for a disk.
@@ -28,6 +30,8 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// A VM named `name` with the sizes of template `template`, no NIC and
+    /// no boot source.
     pub fn new(name: impl Into<String>, template: impl Into<String>) -> VmSpec {
         VmSpec { name: name.into(), template: template.into(), nics: Vec::new(), boot: None }
     }
@@ -45,6 +49,7 @@ impl VmSpec {
         self
     }
 
+    /// Adds a NIC as `nic` describes it (e.g. with a fixed address or MAC).
     pub fn with_nic(mut self, nic: NicSpec) -> VmSpec {
         self.nics.push(nic);
         self
@@ -86,12 +91,14 @@ pub struct BootSpec {
     /// Absolute path of the initial ramdisk, if any.
     #[serde(default)]
     pub initrd: Option<String>,
-    /// The kernel command line.
+    /// The kernel command line: at most [`MAX_CMDLINE_LEN`] bytes, no NUL.
     #[serde(default)]
     pub cmdline: String,
 }
 
 impl BootSpec {
+    /// Boots the kernel image at `kernel` (an absolute host path), with no
+    /// initrd and an empty command line.
     pub fn kernel(kernel: impl Into<String>) -> BootSpec {
         BootSpec { kernel: kernel.into(), initrd: None, cmdline: String::new() }
     }
@@ -107,11 +114,13 @@ impl BootSpec {
         }
     }
 
+    /// Adds the initial ramdisk at `initrd` (an absolute host path).
     pub fn initrd(mut self, initrd: impl Into<String>) -> BootSpec {
         self.initrd = Some(initrd.into());
         self
     }
 
+    /// Sets the kernel command line (at most [`MAX_CMDLINE_LEN`] bytes, no NUL).
     pub fn cmdline(mut self, cmdline: impl Into<String>) -> BootSpec {
         self.cmdline = cmdline.into();
         self
@@ -145,6 +154,7 @@ fn check_boot_file(what: &'static str, path: &str) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NicSpec {
+    /// The name of the network the NIC joins.
     pub network: String,
     /// A fixed address; allocated automatically when absent.
     #[serde(default)]
@@ -155,15 +165,20 @@ pub struct NicSpec {
 }
 
 impl NicSpec {
+    /// A NIC on network `network`, its address and MAC chosen by vman.
     pub fn on(network: impl Into<String>) -> NicSpec {
         NicSpec { network: network.into(), ip: None, mac: None }
     }
 
+    /// Asks for address `ip` (a dotted quad): a free host of the network
+    /// that is neither its gateway nor reserved.
     pub fn ip(mut self, ip: impl Into<String>) -> NicSpec {
         self.ip = Some(ip.into());
         self
     }
 
+    /// Asks for MAC `mac` (`aa:bb:cc:dd:ee:ff`, unicast, not zero), which no
+    /// other NIC in the store may have.
     pub fn mac(mut self, mac: impl Into<String>) -> NicSpec {
         self.mac = Some(mac.into());
         self
@@ -190,8 +205,11 @@ pub(crate) struct ParsedNic {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmFilter {
+    /// Only VMs in this state; `None` for any. Deleted VMs are never listed.
     #[serde(default)]
     pub state: Option<VmState>,
+    /// Only VMs whose name starts with this, compared byte for byte
+    /// (case-sensitive); `None` for any name.
     #[serde(default)]
     pub name_prefix: Option<String>,
 }
@@ -201,15 +219,22 @@ pub struct VmFilter {
 pub struct Vm {
     /// A UUIDv7: unique forever, sorts by creation time.
     pub id: String,
+    /// The VM's name, unique among live VMs; freed when it is deleted.
     pub name: String,
     /// The template it was made from; its sizes are copied into the VM, so a
     /// later template change does not resize a VM behind its back.
     pub template: String,
+    /// Virtual CPUs, 1..=255, copied from the template.
     pub vcpus: u32,
+    /// Guest memory in MiB, 16..=4 Mi (4 TiB), copied from the template.
     pub memory_mib: u64,
+    /// Root disk size in GiB, 1..=64 Ki (64 TiB), copied from the template.
     pub disk_gib: u64,
+    /// Where the VM is in its lifecycle.
     pub state: VmState,
+    /// Its NICs in slot order: `nics[i].index == i`.
     pub nics: Vec<Nic>,
+    /// What QEMU boots directly; `None`: its firmware looks for a disk.
     pub boot: Option<BootSpec>,
     /// The QEMU process id while the VM has one.
     pub pid: Option<u32>,
@@ -219,7 +244,10 @@ pub struct Vm {
     pub last_error: Option<String>,
     /// Host ports forwarded to the guest (user-mode networking), while it runs.
     pub port_forwards: Vec<PortForward>,
+    /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
+    /// When its state last changed (at first, when it was created), in
+    /// Unix milliseconds.
     pub updated_at_ms: i64,
 }
 
@@ -228,11 +256,17 @@ pub struct Vm {
 pub struct Nic {
     /// Position on the VM, from 0; the guest sees NICs in this order.
     pub index: u32,
+    /// The name of its network.
     pub network: String,
+    /// The network's 802.1Q VLAN id, 1..=4094.
     pub vlan: u16,
+    /// Its address, held on the network until the VM is deleted.
     pub ip: Ipv4Addr,
+    /// The network's prefix length, 8..=30: the guest's netmask.
     pub prefix_len: u8,
+    /// The network's gateway: the guest's default route.
     pub gateway: Ipv4Addr,
+    /// Its MAC address, unique in the store.
     pub mac: MacAddr,
     /// The host interface (tap) of this NIC while the VM runs bridged.
     pub host_interface: Option<String>,
@@ -241,21 +275,32 @@ pub struct Nic {
 /// A host port that reaches a guest port (user-mode networking).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct PortForward {
+    /// The [`index`](Nic::index) of the NIC whose user-mode network
+    /// carries the forward.
     pub nic_index: u32,
+    /// The TCP port in the guest ([`SSH_PORT`](crate::SSH_PORT)).
     pub guest_port: u16,
     /// Always 127.0.0.1: forwards are reachable from this host only.
     pub host_address: Ipv4Addr,
+    /// The TCP port on `host_address`, picked from the free ones at each
+    /// start; no two forwards share one.
     pub host_port: u16,
 }
 
 /// Who holds an address of a network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Allocation {
+    /// The network's name.
     pub network: String,
+    /// The address held.
     pub ip: Ipv4Addr,
+    /// The MAC of the NIC that holds it.
     pub mac: MacAddr,
+    /// The holding VM's id (see [`Vm::id`]).
     pub vm_id: String,
+    /// The holding VM's name.
     pub vm_name: String,
+    /// The holding NIC's [`index`](Nic::index) on its VM.
     pub nic_index: u32,
 }
 

@@ -50,6 +50,8 @@ impl VmState {
         VmState::Deleted,
     ];
 
+    /// The state's lower-case name, as the store and serde write it:
+    /// `created`, `running`…
     pub fn as_str(self) -> &'static str {
         match self {
             VmState::Created => "created",

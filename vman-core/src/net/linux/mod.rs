@@ -36,57 +36,89 @@ pub enum HostNetError {
     /// EPERM/EACCES from the kernel.
     #[error("Permission denied to {op}: CAP_NET_ADMIN or root is needed")]
     PermissionDenied {
+        /// What was attempted, as a verb phrase: `create bridge`, `open tap`…
         op: &'static str,
+        /// The kernel's EPERM or EACCES.
         #[source]
         source: io::Error,
     },
     /// The interface (or the address, for non-idempotent calls) already exists.
     #[error("Interface {link} already exists")]
-    AlreadyExists { link: String },
+    AlreadyExists {
+        /// The interface: its name, or `with ifindex N`.
+        link: String,
+    },
     /// No interface with that name or index.
     #[error("Interface {link} not found")]
-    NotFound { link: String },
+    NotFound {
+        /// The interface: its name, or `with ifindex N`.
+        link: String,
+    },
     /// An interface with that name exists but is not of the kind we manage;
     /// it was left untouched.
     #[error("Interface {name} exists and is not a {expected} (found {found})")]
     NotOurs {
+        /// The interface name asked for.
         name: String,
+        /// The kind vman manages under that name: `bridge` or `tap`.
         expected: &'static str,
+        /// What is there instead: `kind veth`, `a tun device in layer-3
+        /// mode`, `an alternative name of eth0`…
         found: String,
     },
     /// The tap is attached to a running process (EBUSY), e.g. a QEMU.
     #[error("Tap {name} is in use by another process")]
-    Busy { name: String },
+    Busy {
+        /// The tap's name.
+        name: String,
+    },
     /// The kernel lacks the feature (e.g. no 8021q module for vlan links).
     #[error("Not supported by this kernel: {feature}{}", extack_suffix(.extack))]
     Unsupported {
+        /// The missing feature, e.g. `802.1Q vlan interfaces`.
         feature: &'static str,
+        /// The kernel's extended-ack text, if it sent one.
         extack: Option<String>,
+        /// The errno the kernel answered with (EOPNOTSUPP).
         #[source]
         source: io::Error,
     },
     /// The interface name cannot be used (see [`validate_ifname`]).
     #[error("Invalid interface name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it, e.g. `longer than 15 bytes`.
+        reason: &'static str,
+    },
     /// Some other argument is out of range (vlan id, prefix length, MAC).
     #[error("Invalid {what} {value}: {expected}")]
     InvalidArgument {
+        /// Which argument: `vlan id`, `IPv4 prefix length`, `MAC address`.
         what: &'static str,
+        /// The value as given, as text.
         value: String,
+        /// What is accepted, e.g. `must be 1 to 4094`.
         expected: &'static str,
     },
     /// A system call outside netlink failed (opening /dev/net/tun, an ioctl).
     #[error("Cannot {op}")]
     Io {
+        /// The call, as a verb phrase: `open /dev/net/tun`,
+        /// `set tap owner (TUNSETOWNER)`…
         op: &'static str,
+        /// The OS's error.
         #[source]
         source: io::Error,
     },
     /// A netlink request failed; `extack` is the kernel's extended-ack text.
     #[error("Netlink request to {op} failed{}", extack_suffix(.extack))]
     Netlink {
+        /// The request, as a verb phrase: `create vlan`, `add address`…
         op: &'static str,
+        /// The kernel's extended-ack text, if it sent one.
         extack: Option<String>,
+        /// The errno the kernel answered with.
         #[source]
         source: io::Error,
     },
@@ -126,7 +158,9 @@ pub(crate) fn map_errno(
 /// An interface named or numbered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkRef<'a> {
+    /// By name, at most [`IFNAME_MAX`] bytes.
     Name(&'a str),
+    /// By interface index (ifindex).
     Index(u32),
 }
 
@@ -160,7 +194,9 @@ impl fmt::Display for LinkRef<'_> {
 /// What the kernel reports about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// Its interface index (ifindex), unique in the namespace while it exists.
     pub index: u32,
+    /// Its name, at most [`IFNAME_MAX`] bytes.
     pub name: String,
     /// `IFLA_INFO_KIND`: "bridge", "tun", "veth", "vlan"…; `None` for
     /// physical devices and loopback.
@@ -171,12 +207,15 @@ pub struct LinkInfo {
     pub up: bool,
     /// Carrier (IFF_LOWER_UP); for a tap this means a process has it open.
     pub lower_up: bool,
+    /// Its Ethernet address (`IFLA_ADDRESS`); `None` without one, e.g. for
+    /// a tun device in layer-3 mode.
     pub mac: Option<[u8; 6]>,
     /// Details of a tun/tap device (`IFLA_TUN_*`); `None` for other kinds.
     pub tun: Option<TunInfo>,
 }
 
 impl LinkInfo {
+    /// A Linux bridge (link kind `bridge`).
     pub fn is_bridge(&self) -> bool {
         self.kind.as_deref() == Some("bridge")
     }
@@ -201,10 +240,17 @@ impl LinkInfo {
 pub struct TunInfo {
     /// IFF_TAP (layer 2) rather than IFF_TUN.
     pub tap: bool,
+    /// IFF_PERSIST: the device outlives the last descriptor open on it.
     pub persist: bool,
+    /// IFF_VNET_HDR: frames carry a virtio-net header (for offloads).
     pub vnet_hdr: bool,
+    /// IFF_MULTI_QUEUE: the device can be opened as several queues.
     pub multi_queue: bool,
+    /// The uid that may attach without CAP_NET_ADMIN (`TUNSETOWNER`);
+    /// `None` if unset.
     pub owner: Option<u32>,
+    /// The gid that may attach without CAP_NET_ADMIN (`TUNSETGROUP`);
+    /// `None` if unset.
     pub group: Option<u32>,
 }
 
