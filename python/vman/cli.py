@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "reconcile":
             report = m.reconcile()
-            for d in report.drifts:
-                print(f"{d.vm}: {d.found}; {d.action}")
+            for drift in report.drifts:
+                print(f"{drift.vm}: {drift.found}; {drift.action}")
             print(f"adopted: {', '.join(report.adopted) or '-'}")
             return 0
         if args.command == "ls":
