@@ -1,6 +1,8 @@
 //! The Python module `vman._vman` over `vman-core`. It maps; it never
 //! decides: validation and every rule live in vman-core.
 
+#![warn(missing_docs)]
+
 mod args;
 mod console;
 mod errors;
