@@ -51,4 +51,5 @@ __all__ = [
     "Drift",
     "PortForward",
     "ReconcileReport",
-] + list(_errors.__all__)
+]
+__all__ += _errors.__all__

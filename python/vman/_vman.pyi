@@ -2,12 +2,23 @@
 # test suite, so they cannot drift.
 import os
 import pathlib
-from typing import Any, Iterator, Literal, Optional, Sequence, Union, final
+from typing import Any, Iterator, Literal, Optional, Sequence, TypedDict, Union, final
 
-__all__ = ["default_state_dir", "Console", "EventStream", "Manager", "NicSpec", "Allocation", "Drift", "PortForward", "Event", "Network", "Nic", "ReconcileReport", "Template", "Vm", "__version__", "VM_STATES"]
+__all__ = ["default_state_dir", "Console", "EventStream", "Manager", "NicSpec", "Allocation", "Drift", "PortForward", "Event", "Network", "Nic", "ReconcileReport", "Template", "Vm", "__version__", "VM_STATES", "DEFAULTS", "_error_classes"]
 
 __version__: str
 VM_STATES: list[str]
+
+class _Defaults(TypedDict):
+    stop_timeout: float
+    console_tail_bytes: int
+    console_wait_timeout: float
+    history_limit: int
+
+# vman-core's defaults (vman_core::defaults), which the signatures below show.
+DEFAULTS: _Defaults
+
+def _error_classes() -> list[tuple[str, str]]: ...
 
 def default_state_dir() -> pathlib.Path: ...
 

@@ -96,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=None, help=f"default: {vman.default_state_dir()}")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="record a template, a network and three VMs; boot one real guest")
-    d.add_argument("--kernel", required=True, help="guest kernel (tests/guest/build.sh makes one)")
-    d.add_argument("--initrd", required=True, help="guest initrd")
+    d.add_argument("--kernel", required=True, help="kernel of a guest that prints VMAN-GUEST-READY on ttyS0 when up")
+    d.add_argument("--initrd", required=True, help="that guest's initrd")
     sub.add_parser("ls", help="list templates, networks and VMs")
     for verb in ("start", "stop", "tail"):
         sub.add_parser(verb).add_argument("vm")
@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "reconcile":
             report = m.reconcile()
-            for d in report.drifts:
-                print(f"{d.vm}: {d.found}; {d.action}")
+            for drift in report.drifts:
+                print(f"{drift.vm}: {drift.found}; {drift.action}")
             print(f"adopted: {', '.join(report.adopted) or '-'}")
             return 0
         if args.command == "ls":

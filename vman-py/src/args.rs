@@ -18,6 +18,12 @@ impl IntArg {
         IntArg(WideInt::Fits(value as i128))
     }
 
+    /// A `usize` default (a size constant of core's) in a `#[pyo3(signature)]`.
+    pub(crate) const fn of_usize(value: usize) -> IntArg {
+        // Lossless: no target Rust supports has a usize wider than 64 bits.
+        IntArg(WideInt::Fits(value as i128))
+    }
+
     /// The value as the field's type, or InvalidArgument naming `what`.
     pub(crate) fn get<T: TryFrom<i128>>(self, what: &'static str) -> vman_core::Result<T> {
         wide_int_arg(what, self.0)

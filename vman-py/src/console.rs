@@ -14,6 +14,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use vman_core::convert::{int_arg, seconds_arg};
+use vman_core::defaults::CONSOLE_WAIT_TIMEOUT;
 use vman_core::{CONSOLE_READ_MAX, Console};
 
 use crate::errors::{Interrupted, PyVmanError, PyVmanResult, check_signals};
@@ -97,7 +98,7 @@ impl PyConsole {
     /// the match; what follows stays for the next read. Raises
     /// :class:`vman.TimeoutError` if no match came in ``timeout`` seconds,
     /// :class:`vman.ClosedError` if QEMU closed the console first.
-    #[pyo3(signature = (pattern, timeout=60.0))]
+    #[pyo3(signature = (pattern, timeout=Some(CONSOLE_WAIT_TIMEOUT.as_secs_f64())), text_signature = "($self, pattern, timeout=60.0)")]
     fn read_until<'py>(&self, py: Python<'py>, pattern: &str, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         let timeout = timeout_arg(timeout)?;
         let bytes = py.detach(|| self.console().read_until_with(pattern, timeout, || self.check()))?;

@@ -1,6 +1,8 @@
 //! The Python module `vman._vman` over `vman-core`. It maps; it never
 //! decides: validation and every rule live in vman-core.
 
+#![warn(missing_docs)]
+
 mod args;
 mod console;
 mod errors;
@@ -9,6 +11,19 @@ mod manager;
 mod records;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
+
+/// `vman._vman.DEFAULTS`: core's defaults as Python sees them (seconds as
+/// float), so a test can hold the signatures' shown defaults to them.
+fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("stop_timeout", STOP_TIMEOUT.as_secs_f64())?;
+    d.set_item("console_tail_bytes", CONSOLE_TAIL_BYTES)?;
+    d.set_item("console_wait_timeout", CONSOLE_WAIT_TIMEOUT.as_secs_f64())?;
+    d.set_item("history_limit", HISTORY_LIMIT)?;
+    Ok(d)
+}
 
 #[pymodule(gil_used = false)]
 mod _vman {
@@ -29,6 +44,14 @@ mod _vman {
         vman_core::default_state_dir()
     }
 
+    /// ``(kind, class name)`` for every error kind of vman-core: the map
+    /// from core's errors to the classes of :mod:`vman._errors`, for the
+    /// test that proves it complete.
+    #[pyfunction]
+    fn _error_classes() -> Vec<(&'static str, &'static str)> {
+        crate::errors::error_classes()
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         // vman-core logs through `log`; route it into Python's logging,
@@ -37,6 +60,7 @@ mod _vman {
         crate::logging::install(m.py())?;
         m.add("__version__", vman_core::VERSION)?;
         m.add("VM_STATES", vman_core::VmState::ALL.map(|s| s.as_str()).to_vec())?;
+        m.add("DEFAULTS", defaults(m.py())?)?;
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
+use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
 use crate::args::IntArg;
@@ -303,7 +304,7 @@ impl PyManager {
     }
 
     /// ACPI power button, up to ``timeout`` seconds, then forced.
-    #[pyo3(signature = (name, timeout=30.0))]
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
     fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
         Ok(self.call(py, |m| m.stop(name, timeout))?.into())
@@ -314,7 +315,8 @@ impl PyManager {
         Ok(self.call(py, |m| m.force_stop(name))?.into())
     }
 
-    #[pyo3(signature = (name, timeout=30.0))]
+    /// Stops the VM as :meth:`stop` does, then starts it.
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
     fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
         let timeout = seconds_arg("timeout", timeout)?;
         Ok(self.call(py, |m| m.restart(name, timeout))?.into())
@@ -329,9 +331,7 @@ impl PyManager {
     }
 
     /// The last ``max_bytes`` of the VM's serial console output.
-    // The default goes through IntArg, which a literal is not; the text
-    // signature shows it as the number it is.
-    #[pyo3(signature = (name, max_bytes=IntArg::of(vman_core::defaults::CONSOLE_TAIL_BYTES as i64)), text_signature = "($self, name, max_bytes=65536)")]
+    #[pyo3(signature = (name, max_bytes=IntArg::of_usize(CONSOLE_TAIL_BYTES)), text_signature = "($self, name, max_bytes=65536)")]
     fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: IntArg) -> PyVmanResult<Bound<'py, PyBytes>> {
         let max_bytes = max_bytes.get("max_bytes")?;
         let bytes = self.call(py, |m| m.console_tail(name, max_bytes))?;
@@ -343,7 +343,7 @@ impl PyManager {
     /// :class:`vman.InvalidStateError` for a VM without a running QEMU (also
     /// when it exits during the wait), :class:`vman.TimeoutError` if no line
     /// came. Ctrl-C interrupts it.
-    #[pyo3(signature = (name, pattern, timeout=60.0))]
+    #[pyo3(signature = (name, pattern, timeout=CONSOLE_WAIT_TIMEOUT.as_secs_f64()), text_signature = "($self, name, pattern, timeout=60.0)")]
     fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyResult<String> {
         let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
         self.with_manager(py, |m| crate::console::wait_for_console(m, name, pattern, timeout))
@@ -374,14 +374,14 @@ impl PyManager {
 
     /// The newest ``limit`` events of a VM (live name, or id of a deleted
     /// one), oldest first.
-    #[pyo3(signature = (vm, limit=IntArg::of(vman_core::defaults::HISTORY_LIMIT.into())), text_signature = "($self, vm, limit=100)")]
+    #[pyo3(signature = (vm, limit=IntArg::of(HISTORY_LIMIT.into())), text_signature = "($self, vm, limit=100)")]
     fn vm_history(&self, py: Python<'_>, vm: &str, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
         Ok(self.call(py, |m| m.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
     }
 
     /// The newest ``limit`` events across the store, oldest first.
-    #[pyo3(signature = (limit=IntArg::of(vman_core::defaults::HISTORY_LIMIT.into())), text_signature = "($self, limit=100)")]
+    #[pyo3(signature = (limit=IntArg::of(HISTORY_LIMIT.into())), text_signature = "($self, limit=100)")]
     fn recent_events(&self, py: Python<'_>, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
         Ok(self.call(py, |m| m.recent_events(limit))?.into_iter().map(Into::into).collect())

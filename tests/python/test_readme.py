@@ -1,0 +1,178 @@
+"""README.md's examples, run as written, so they cannot rot.
+
+The Python example boots the test guest (TCG, isolated NICs: the tests'
+rules, applied by a prelude rather than by editing the example); its
+placeholders (kernel, initrd, the login prompt) are replaced, each found
+exactly once. A `print(...)  # expected` line must print what its comment
+says (``…`` stands for anything). The C snippet is compiled against
+include/vman.h with strict warnings and run under valgrind; the Rust lines
+must be lines of the quickstart example, which is run.
+(scripts/test also runs `mypy --strict` over the Python blocks.)
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import vman
+from conftest import READY, REPO, _skip_or_fail
+from readme import blocks
+
+# The tests' rules for any manager the examples open (see conftest.tcg).
+PRELUDE = """\
+import functools
+import vman
+vman.Manager = functools.partial(vman.Manager, accel="tcg", network="isolated")
+"""
+
+
+def substitute(text: str, replacements: dict[str, str]) -> str:
+    for placeholder, value in replacements.items():
+        assert text.count(placeholder) == 1, f"the README example should contain {placeholder} once"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def expected_prints(block: str) -> list[re.Pattern[str]]:
+    """For each `print(...)  # comment` line, the comment as a pattern."""
+    patterns = []
+    for line in block.splitlines():
+        m = re.match(r"\s*print\(.*\)\s+#\s(.*)$", line)
+        if m:
+            parts = [re.escape(p) for p in m.group(1).split("…")]
+            patterns.append(re.compile(".*".join(parts) + "$"))
+    return patterns
+
+
+@pytest.mark.timeout(600)
+def test_the_python_examples_run_as_the_readme_says(tmp_path: Path, guest: dict) -> None:
+    example, follow = blocks("python")
+    state = tmp_path / "state"
+    program = PRELUDE + substitute(example, {
+        '"/path/vmlinuz"': repr(guest["kernel"]),
+        '"/path/initrd.img"': repr(guest["initrd"]),
+        'r"login:"': repr(READY),
+    })
+    env = {**os.environ, "VMAN_STATE_DIR": str(state)}  # vman.default_state_dir()
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    printed = out.stdout.splitlines()
+    patterns = expected_prints(example)
+    assert len(patterns) == 2 and len(printed) == len(patterns), printed
+    for line, pattern in zip(printed, patterns):
+        assert pattern.match(line), f"printed {line!r}, the README says {pattern.pattern!r}"
+
+    with vman.Manager(state, accel="tcg", network="isolated") as m:
+        assert m.vms() == [], "web1 was deleted"
+        assert m.allocations("lan") == [], "both addresses were released"
+        history = [(e.id, e.object_name, e.action) for e in m.recent_events(1000)]
+    assert ("web1", "deleted") in [(name, action) for _, name, action in history]
+
+    # The follower: the whole history first (after=0), then what another
+    # writer commits, live; Ctrl-C ends it.
+    program = PRELUDE + follow + "\nimport sys\nfollow(sys.argv[1])\n"
+    child = subprocess.Popen([sys.executable, "-u", "-c", program, str(state)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = Lines(child)
+    try:
+        seen = lines.read(len(history))
+        assert seen == [f"{i} {name} {action}" for i, name, action in history]
+        with vman.Manager(state, accel="tcg", network="isolated") as m:
+            m.create_template("later", vcpus=1, memory_mib=256, disk_gib=1)
+        (line,) = lines.read(1)
+        assert line == f"{history[-1][0] + 1} later created", line
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        assert child.returncode != 0 and b"KeyboardInterrupt" in err, err
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+class Lines:
+    """A child's stdout, line by line, with a deadline (select sees only the
+    pipe, so the buffering is done here)."""
+
+    def __init__(self, child: subprocess.Popen) -> None:
+        self.child, self.pending = child, b""
+
+    def read(self, count: int, timeout: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while self.pending.count(b"\n") < count:
+            fd = self.child.stdout.fileno()
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"only {self.pending!r} after {timeout} s"
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the follower exited: {self.child.stderr.read()}"
+            self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n", count)
+        return [line.decode() for line in lines]
+
+
+def cargo_artifact(package: str, target: str) -> Path:
+    """Builds `package` (a no-op when fresh) and returns `target`'s library."""
+    out = subprocess.run(["cargo", "build", "-q", "-p", package, "--message-format=json"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == target:
+            for f in msg["filenames"]:
+                if f.endswith(".so"):
+                    return Path(f)
+    raise AssertionError(f"cargo built no {target} library")
+
+
+@pytest.mark.timeout(900)
+def test_the_c_example_compiles_strictly_and_runs(tmp_path: Path) -> None:
+    for tool in ("gcc", "valgrind", "cargo"):
+        if shutil.which(tool) is None:
+            _skip_or_fail(f"{tool} is not installed")
+    (snippet,) = blocks("c")
+    state = tmp_path / "state"
+    source = tmp_path / "example.c"
+    source.write_text(substitute(snippet, {'"/var/lib/vman"': json.dumps(str(state))}))
+    lib = cargo_artifact("vman-ffi", "vman").parent
+    exe = tmp_path / "example"
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", str(REPO / "include"),
+                    str(source), "-o", str(exe), "-L", str(lib), f"-Wl,-rpath,{lib}", "-lvman"], check=True)
+    valgrind = ["valgrind", "--quiet", "--error-exitcode=97", "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect"]
+    out = subprocess.run([*valgrind, str(exe)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout == "small: 1 vCPU\n", out.stdout + out.stderr
+    # Its error path: the template exists now, and the message says so.
+    out = subprocess.run([*valgrind, str(exe)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr.startswith("vman: ") and '"small"' in out.stderr, out.stderr
+
+
+@pytest.mark.timeout(900)
+def test_the_rust_example_is_the_quickstart_and_runs(tmp_path: Path) -> None:
+    if shutil.which("cargo") is None:
+        _skip_or_fail("cargo is not installed")
+    (snippet,) = blocks("rust")
+    example = (REPO / "vman-core" / "examples" / "quickstart.rs").read_text().splitlines()
+    # Every line the README shows is a line of the example, in order (the
+    # README leaves out what makes the example re-runnable).
+    position = 0
+    for line in filter(None, (l.strip() for l in snippet.splitlines())):
+        stripped = [l.strip() for l in example[position:]]
+        assert line in stripped, f"quickstart.rs has no line {line!r} (after line {position})"
+        position += stripped.index(line) + 1
+    out = subprocess.run(["cargo", "run", "-q", "-p", "vman-core", "--example", "quickstart", "--", str(tmp_path / "state")],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    mac = r"52:54:00(:[0-9a-f]{2}){3}"
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(rf"qs-web created 10\.32\.0\.\d+ {mac}", lines[0]), lines
+    assert re.fullmatch(rf"qs-db created 10\.32\.0\.100 {mac}", lines[1]), lines
