@@ -69,7 +69,10 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
             assert!(err.to_string().contains(&v.to_string()), "{err}");
         }
-        assert_eq!(wide_int_arg::<i64>("id", WideInt::Fits(i128::from(i64::MAX) + 1)).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        assert_eq!(
+            wide_int_arg::<i64>("id", WideInt::Fits(i128::from(i64::MAX) + 1)).unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
         assert_eq!(wide_int_arg::<u16>("VLAN id", WideInt::Huge).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
     }
 

@@ -400,7 +400,6 @@ fn is_permission(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::PermissionDenied
 }
 
-
 /// The state database failed: the database engine's own error, kept as the
 /// cause without naming the engine (the store may change engines).
 #[derive(Debug)]

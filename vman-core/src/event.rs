@@ -6,7 +6,6 @@ use std::sync::Arc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde::Serialize;
 
-
 /// What kind of object an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

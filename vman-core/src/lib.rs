@@ -50,19 +50,19 @@ pub use net::linux as hostnet;
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
-pub use subscription::EventStream;
+pub use manager::{MAX_EVENT_LIMIT, Manager};
+pub use name::{MAX_NAME_LEN, validate_name};
+pub use net::mac::MacAddr;
 pub use net::mode::NetworkMode;
 pub use net::mode::SSH_PORT;
-pub use net::mac::MacAddr;
-pub use manager::{MAX_EVENT_LIMIT, Manager};
-pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
-pub use name::{MAX_NAME_LEN, validate_name};
 pub use net::model::{AddrRange, Network, NetworkSpec};
+pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
-pub use vm::state::VmState;
+pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
 pub use vm::model::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
+pub use vm::state::VmState;
 
 /// The values an API call takes when its caller does not say, the same in
 /// every language: the C and Python façades read them from here.

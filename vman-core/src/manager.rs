@@ -11,7 +11,6 @@ use serde_json::json;
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::{Closing, Event, ObjectKind};
-use crate::subscription::EventStream;
 use crate::net::mac::MacAddr;
 use crate::net::mode::resolve_mode;
 use crate::net::model::{Network, NetworkSpec};
@@ -19,6 +18,7 @@ use crate::options::OpenOptions;
 use crate::runtime::paths::RunPaths;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{self, Store};
+use crate::subscription::EventStream;
 use crate::template::{Template, TemplateSpec};
 use crate::vm::model::{Allocation, Vm, VmFilter, VmSpec};
 
@@ -45,11 +45,7 @@ impl Manager {
         // Everything a caller can get wrong is refused before the disk is touched.
         options.validate()?;
         RunPaths::check_state_dir(state_dir)?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(|e| Error::io("create state directory", state_dir, e))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(|e| Error::io("create state directory", state_dir, e))?;
         warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
         let network_mode = resolve_mode(options.network)?;
@@ -80,7 +76,7 @@ impl Manager {
 
     /// The state directory this manager works in.
     pub fn state_dir(&self) -> &Path {
-        &self.inner.state_dir()
+        self.inner.state_dir()
     }
 
     /// A live stream of the events committed to this state directory from
@@ -265,7 +261,10 @@ fn warn_if_writable_by_others(state_dir: &Path) {
     if let Ok(meta) = std::fs::metadata(state_dir) {
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o022 != 0 {
-            log::warn!("state directory {} is writable by other users (mode {mode:o}); they could tamper with its VMs", state_dir.display());
+            log::warn!(
+                "state directory {} is writable by other users (mode {mode:o}); they could tamper with its VMs",
+                state_dir.display()
+            );
         }
     }
 }

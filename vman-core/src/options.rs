@@ -158,4 +158,3 @@ pub fn default_state_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/state/vman")
 }
-

@@ -12,8 +12,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
 use crate::context::Inner;
+use crate::error::{Error, Result};
 use crate::store::{self, CommitWatch};
 
 use crate::event::Event;
@@ -85,7 +85,7 @@ impl EventStream {
             }
             Some(id) => id,
         };
-        let io = |e: nix::Error| Error::io("create an event stream for", &inner.state_dir(), e.into());
+        let io = |e: nix::Error| Error::io("create an event stream for", inner.state_dir(), e.into());
         let stale = last_id < newest;
         let pending = EventFd::from_value_and_flags(u32::from(stale), EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(io)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
@@ -215,4 +215,3 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> nix::Result<(
         Err(e) => Err(e),
     }
 }
-

@@ -53,10 +53,7 @@ impl TemplateSpec {
             return Err(Error::invalid("vcpus", format!("{} is outside 1..={MAX_VCPUS}", self.vcpus)));
         }
         if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&self.memory_mib) {
-            return Err(Error::invalid(
-                "memory",
-                format!("{} MiB is outside {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB", self.memory_mib),
-            ));
+            return Err(Error::invalid("memory", format!("{} MiB is outside {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB", self.memory_mib)));
         }
         if !(1..=MAX_DISK_GIB).contains(&self.disk_gib) {
             return Err(Error::invalid("disk size", format!("{} GiB is outside 1..={MAX_DISK_GIB} GiB", self.disk_gib)));

@@ -211,10 +211,7 @@ fn slow_qemu() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let script = dir.path().join("slow-qemu");
     std::fs::write(
         &script,
-        format!(
-            "#!/bin/sh\necho wrapper >> {m}\nsleep 1\necho exec >> {m}\nexec qemu-system-x86_64 \"$@\"\n",
-            m = marker.display()
-        ),
+        format!("#!/bin/sh\necho wrapper >> {m}\nsleep 1\necho exec >> {m}\nexec qemu-system-x86_64 \"$@\"\n", m = marker.display()),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -303,9 +300,10 @@ fn thirty_kills_at_random_instants_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = support::Cleanup(dir.path().to_path_buf());
     setup(dir.path(), &["r0", "r1"]);
-    let seed = std::env::var("VMAN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = std::env::var("VMAN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     let mut rng = Rng(seed | 1);
     let mut interrupted: std::collections::BTreeMap<String, u32> = Default::default();
     for round in 0..30 {

@@ -21,9 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vman_core::hostnet::{
-    HostNetError, Netlink, create_persistent_tap, delete_persistent_tap, validate_ifname,
-};
+use vman_core::hostnet::{HostNetError, Netlink, create_persistent_tap, delete_persistent_tap, validate_ifname};
 
 // ----- harness ---------------------------------------------------------------
 
@@ -35,10 +33,7 @@ fn under_ci() -> bool {
 /// handle directly: libtest captures `eprintln!` of passing tests.
 fn skip(test: &str, reason: &str) {
     use std::io::Write as _;
-    assert!(
-        !under_ci(),
-        "{test}: {reason} (CI=true: failing instead of skipping)"
-    );
+    assert!(!under_ci(), "{test}: {reason} (CI=true: failing instead of skipping)");
     let line = format!("skipping {test}: {reason}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
@@ -59,10 +54,7 @@ fn in_netns<R: Send>(test: &str, body: impl FnOnce() -> R + Send) -> Option<R> {
                 }
                 let ours = std::fs::read_link("/proc/thread-self/ns/net").expect("own netns");
                 let process = std::fs::read_link("/proc/self/ns/net").expect("process netns");
-                assert_ne!(
-                    ours, process,
-                    "the test thread must not share the process's netns"
-                );
+                assert_ne!(ours, process, "the test thread must not share the process's netns");
                 Some(body())
             })
             .join()
@@ -77,20 +69,13 @@ fn netlink() -> Netlink {
 /// Runs `ip ARGS`; panics with its stderr if it fails.
 fn ip(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ip -d -j link show dev NAME` as JSON, or `None` if there is no such link.
 fn ip_link(name: &str) -> Option<Value> {
-    let out = Command::new("ip")
-        .args(["-d", "-j", "link", "show", "dev", name])
-        .output()
-        .expect("run ip");
+    let out = Command::new("ip").args(["-d", "-j", "link", "show", "dev", name]).output().expect("run ip");
     if !out.status.success() {
         return None;
     }
@@ -101,30 +86,19 @@ fn ip_link(name: &str) -> Option<Value> {
 /// `link` without the bridge's running timers (gc_timer, hello_timer…),
 /// which change between two reads of an untouched interface.
 fn without_timers(mut link: Value) -> Value {
-    if let Some(data) = link
-        .pointer_mut("/linkinfo/info_data")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(data) = link.pointer_mut("/linkinfo/info_data").and_then(Value::as_object_mut) {
         data.retain(|key, _| !key.ends_with("_timer"));
     }
     link
 }
 
 fn ip_flags(link: &Value) -> Vec<String> {
-    link["flags"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    link["flags"].as_array().map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
 }
 
 /// IPv4 addresses of `name` as ("a.b.c.d", prefix, broadcast) per `ip -j addr`.
 fn ip_ipv4_addrs(name: &str) -> Vec<(String, u64, Option<String>)> {
-    let json: Value =
-        serde_json::from_str(&ip(&["-j", "-4", "addr", "show", "dev", name])).expect("JSON");
+    let json: Value = serde_json::from_str(&ip(&["-j", "-4", "addr", "show", "dev", name])).expect("JSON");
     json[0]["addr_info"]
         .as_array()
         .map(|infos| {
@@ -143,12 +117,7 @@ fn ip_ipv4_addrs(name: &str) -> Vec<(String, u64, Option<String>)> {
 }
 
 fn link_names(nl: &mut Netlink) -> Vec<String> {
-    let mut names: Vec<String> = nl
-        .list_links()
-        .expect("list links")
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    let mut names: Vec<String> = nl.list_links().expect("list links").into_iter().map(|l| l.name).collect();
     names.sort();
     names
 }
@@ -164,17 +133,8 @@ fn each_test_runs_in_an_empty_namespace_of_its_own() {
         let mut nl = netlink();
         assert_eq!(link_names(&mut nl), ["lo"]);
         let oracle: Value = serde_json::from_str(&ip(&["-j", "link", "show"])).expect("JSON");
-        let names: Vec<&str> = oracle
-            .as_array()
-            .expect("array")
-            .iter()
-            .filter_map(|l| l["ifname"].as_str())
-            .collect();
-        assert_eq!(
-            names,
-            ["lo"],
-            "ip must see the test's namespace, not the host's"
-        );
+        let names: Vec<&str> = oracle.as_array().expect("array").iter().filter_map(|l| l["ifname"].as_str()).collect();
+        assert_eq!(names, ["lo"], "ip must see the test's namespace, not the host's");
     });
 }
 
@@ -184,13 +144,9 @@ fn each_test_runs_in_an_empty_namespace_of_its_own() {
 fn bridge_create_duplicate_and_delete() {
     in_netns("bridge_create_duplicate_and_delete", || {
         let mut nl = netlink();
-        nl.create_bridge("vmbr10", Some(MAC_A))
-            .expect("create bridge");
+        nl.create_bridge("vmbr10", Some(MAC_A)).expect("create bridge");
 
-        let info = nl
-            .link_by_name("vmbr10")
-            .expect("lookup")
-            .expect("bridge exists");
+        let info = nl.link_by_name("vmbr10").expect("lookup").expect("bridge exists");
         assert!(info.is_bridge(), "{info:?}");
         assert_eq!(info.kind.as_deref(), Some("bridge"));
         assert_eq!(info.mac, Some(MAC_A));
@@ -208,23 +164,12 @@ fn bridge_create_duplicate_and_delete() {
         nl.delete_link("vmbr10").expect("delete by name");
         assert!(nl.link_by_name("vmbr10").expect("lookup").is_none());
         assert!(ip_link("vmbr10").is_none());
-        assert!(matches!(
-            nl.delete_link("vmbr10"),
-            Err(HostNetError::NotFound { .. })
-        ));
+        assert!(matches!(nl.delete_link("vmbr10"), Err(HostNetError::NotFound { .. })));
 
-        nl.create_bridge("vmbr11", None)
-            .expect("create without MAC");
-        let index = nl
-            .link_by_name("vmbr11")
-            .expect("lookup")
-            .expect("exists")
-            .index;
+        nl.create_bridge("vmbr11", None).expect("create without MAC");
+        let index = nl.link_by_name("vmbr11").expect("lookup").expect("exists").index;
         nl.delete_link(index).expect("delete by index");
-        assert!(matches!(
-            nl.delete_link(index),
-            Err(HostNetError::NotFound { .. })
-        ));
+        assert!(matches!(nl.delete_link(index), Err(HostNetError::NotFound { .. })));
         assert!(nl.link_by_index(index).expect("lookup").is_none());
     });
 }
@@ -234,46 +179,21 @@ fn ensure_bridge_is_idempotent_and_converges() {
     in_netns("ensure_bridge_is_idempotent_and_converges", || {
         let mut nl = netlink();
         let addr = Some((Ipv4Addr::new(10, 10, 0, 1), 24));
-        let index = nl
-            .ensure_bridge("vmbr10", Some(MAC_A), addr)
-            .expect("ensure (create)");
+        let index = nl.ensure_bridge("vmbr10", Some(MAC_A), addr).expect("ensure (create)");
         for _ in 0..3 {
-            assert_eq!(
-                nl.ensure_bridge("vmbr10", Some(MAC_A), addr)
-                    .expect("ensure again"),
-                index
-            );
+            assert_eq!(nl.ensure_bridge("vmbr10", Some(MAC_A), addr).expect("ensure again"), index);
         }
         let info = nl.link_by_index(index).expect("lookup").expect("exists");
-        assert!(
-            info.is_bridge() && info.up && info.mac == Some(MAC_A),
-            "{info:?}"
-        );
+        assert!(info.is_bridge() && info.up && info.mac == Some(MAC_A), "{info:?}");
         let oracle = ip_link("vmbr10").expect("ip sees it");
         assert!(ip_flags(&oracle).contains(&"UP".to_owned()), "{oracle}");
-        assert_eq!(
-            ip_ipv4_addrs("vmbr10"),
-            [("10.10.0.1".to_owned(), 24, Some("10.10.0.255".to_owned()))]
-        );
+        assert_eq!(ip_ipv4_addrs("vmbr10"), [("10.10.0.1".to_owned(), 24, Some("10.10.0.255".to_owned()))]);
 
         // A different MAC is applied; without MAC or address nothing changes.
-        assert_eq!(
-            nl.ensure_bridge("vmbr10", Some(MAC_B), None)
-                .expect("new MAC"),
-            index
-        );
-        assert_eq!(
-            ip_link("vmbr10").expect("exists")["address"],
-            "02:76:6d:00:00:0b"
-        );
-        assert_eq!(
-            nl.ensure_bridge("vmbr10", None, None).expect("bare ensure"),
-            index
-        );
-        assert_eq!(
-            ip_link("vmbr10").expect("exists")["address"],
-            "02:76:6d:00:00:0b"
-        );
+        assert_eq!(nl.ensure_bridge("vmbr10", Some(MAC_B), None).expect("new MAC"), index);
+        assert_eq!(ip_link("vmbr10").expect("exists")["address"], "02:76:6d:00:00:0b");
+        assert_eq!(nl.ensure_bridge("vmbr10", None, None).expect("bare ensure"), index);
+        assert_eq!(ip_link("vmbr10").expect("exists")["address"], "02:76:6d:00:00:0b");
 
         assert!(nl.ensure_bridge_absent("vmbr10").expect("remove"));
         assert!(!nl.ensure_bridge_absent("vmbr10").expect("remove again"));
@@ -286,32 +206,15 @@ fn adding_the_same_address_twice_is_ok() {
     in_netns("adding_the_same_address_twice_is_ok", || {
         let mut nl = netlink();
         nl.create_bridge("vmbr20", None).expect("create");
-        let index = nl
-            .link_by_name("vmbr20")
-            .expect("lookup")
-            .expect("exists")
-            .index;
+        let index = nl.link_by_name("vmbr20").expect("lookup").expect("exists").index;
         let a = Ipv4Addr::new(10, 20, 0, 1);
         nl.add_ipv4_address(index, a, 24).expect("add");
         nl.add_ipv4_address(index, a, 24).expect("add again is ok");
-        assert_eq!(
-            ip_ipv4_addrs("vmbr20"),
-            [("10.20.0.1".to_owned(), 24, Some("10.20.0.255".to_owned()))]
-        );
-        nl.add_ipv4_address(index, Ipv4Addr::new(10, 21, 0, 1), 32)
-            .expect("second address");
+        assert_eq!(ip_ipv4_addrs("vmbr20"), [("10.20.0.1".to_owned(), 24, Some("10.20.0.255".to_owned()))]);
+        nl.add_ipv4_address(index, Ipv4Addr::new(10, 21, 0, 1), 32).expect("second address");
         assert_eq!(ip_ipv4_addrs("vmbr20").len(), 2);
-        assert!(matches!(
-            nl.add_ipv4_address(index, a, 33),
-            Err(HostNetError::InvalidArgument {
-                what: "IPv4 prefix length",
-                ..
-            })
-        ));
-        assert!(matches!(
-            nl.add_ipv4_address(999_999, a, 24),
-            Err(HostNetError::NotFound { .. })
-        ));
+        assert!(matches!(nl.add_ipv4_address(index, a, 33), Err(HostNetError::InvalidArgument { what: "IPv4 prefix length", .. })));
+        assert!(matches!(nl.add_ipv4_address(999_999, a, 24), Err(HostNetError::NotFound { .. })));
     });
 }
 
@@ -319,79 +222,62 @@ fn adding_the_same_address_twice_is_ok() {
 
 #[test]
 fn tap_is_created_persistent_and_attached_to_the_bridge() {
-    in_netns(
-        "tap_is_created_persistent_and_attached_to_the_bridge",
-        || {
-            let mut nl = netlink();
-            let br = nl
-                .ensure_bridge("vmbr30", Some(MAC_A), None)
-                .expect("bridge");
-            let tap = nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("tap");
+    in_netns("tap_is_created_persistent_and_attached_to_the_bridge", || {
+        let mut nl = netlink();
+        let br = nl.ensure_bridge("vmbr30", Some(MAC_A), None).expect("bridge");
+        let tap = nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("tap");
 
-            let oracle = ip_link("vt30a").expect("ip sees the tap");
-            assert_eq!(oracle["master"], "vmbr30", "{oracle}");
-            assert_eq!(oracle["linkinfo"]["info_kind"], "tun");
-            let data = &oracle["linkinfo"]["info_data"];
-            assert_eq!(data["type"], "tap", "{oracle}");
-            assert_eq!(data["persist"], true, "{oracle}");
-            assert_eq!(data["pi"], false, "{oracle}");
-            assert_eq!(data["vnet_hdr"], true, "{oracle}");
-            assert!(ip_flags(&oracle).contains(&"UP".to_owned()), "{oracle}");
+        let oracle = ip_link("vt30a").expect("ip sees the tap");
+        assert_eq!(oracle["master"], "vmbr30", "{oracle}");
+        assert_eq!(oracle["linkinfo"]["info_kind"], "tun");
+        let data = &oracle["linkinfo"]["info_data"];
+        assert_eq!(data["type"], "tap", "{oracle}");
+        assert_eq!(data["persist"], true, "{oracle}");
+        assert_eq!(data["pi"], false, "{oracle}");
+        assert_eq!(data["vnet_hdr"], true, "{oracle}");
+        assert!(ip_flags(&oracle).contains(&"UP".to_owned()), "{oracle}");
 
-            let info = nl.link_by_index(tap).expect("lookup").expect("exists");
-            assert!(info.is_tap() && info.up, "{info:?}");
-            assert_eq!(info.controller_index, Some(br));
-            let tun = info.tun.expect("tun details");
-            assert!(tun.persist && tun.vnet_hdr && !tun.multi_queue, "{tun:?}");
-            assert!(!info.lower_up, "no process holds the tap, so no carrier");
+        let info = nl.link_by_index(tap).expect("lookup").expect("exists");
+        assert!(info.is_tap() && info.up, "{info:?}");
+        assert_eq!(info.controller_index, Some(br));
+        let tun = info.tun.expect("tun details");
+        assert!(tun.persist && tun.vnet_hdr && !tun.multi_queue, "{tun:?}");
+        assert!(!info.lower_up, "no process holds the tap, so no carrier");
 
-            // Idempotent, and a second creation is refused.
-            assert_eq!(
-                nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("again"),
-                tap
-            );
-            assert!(matches!(
-                nl.create_persistent_tap("vt30a", None),
-                Err(HostNetError::AlreadyExists { .. })
-            ));
+        // Idempotent, and a second creation is refused.
+        assert_eq!(nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("again"), tap);
+        assert!(matches!(nl.create_persistent_tap("vt30a", None), Err(HostNetError::AlreadyExists { .. })));
 
-            // A detached tap is re-attached; one on another bridge is moved.
-            nl.set_nocontroller(tap).expect("detach");
-            assert!(ip_link("vt30a").expect("exists").get("master").is_none());
-            nl.ensure_tap_on_bridge("vt30a", "vmbr30", None)
-                .expect("re-attach");
-            assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr30");
-            nl.ensure_bridge("vmbr31", None, None)
-                .expect("second bridge");
-            nl.ensure_tap_on_bridge("vt30a", "vmbr31", None).expect("move");
-            assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr31");
+        // A detached tap is re-attached; one on another bridge is moved.
+        nl.set_nocontroller(tap).expect("detach");
+        assert!(ip_link("vt30a").expect("exists").get("master").is_none());
+        nl.ensure_tap_on_bridge("vt30a", "vmbr30", None).expect("re-attach");
+        assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr30");
+        nl.ensure_bridge("vmbr31", None, None).expect("second bridge");
+        nl.ensure_tap_on_bridge("vt30a", "vmbr31", None).expect("move");
+        assert_eq!(ip_link("vt30a").expect("exists")["master"], "vmbr31");
 
-            nl.delete_persistent_tap("vt30a").expect("delete");
-            assert!(ip_link("vt30a").is_none());
-            assert!(matches!(
-                nl.delete_persistent_tap("vt30a"),
-                Err(HostNetError::NotFound { .. })
-            ));
-            assert!(!nl.ensure_tap_absent("vt30a").expect("absent already"));
+        nl.delete_persistent_tap("vt30a").expect("delete");
+        assert!(ip_link("vt30a").is_none());
+        assert!(matches!(nl.delete_persistent_tap("vt30a"), Err(HostNetError::NotFound { .. })));
+        assert!(!nl.ensure_tap_absent("vt30a").expect("absent already"));
 
-            // Free functions, and the bridge must exist for ensure_tap_on_bridge.
-            create_persistent_tap("vt30b", None).expect("create");
-            delete_persistent_tap("vt30b").expect("delete");
-            assert!(matches!(
-                nl.ensure_tap_on_bridge("vt30c", "vmbr39", None),
-                Err(HostNetError::NotFound { link }) if link == "vmbr39"
-            ));
-            assert!(ip_link("vt30c").is_none(), "no tap without its bridge");
-        },
-    );
+        // Free functions, and the bridge must exist for ensure_tap_on_bridge.
+        create_persistent_tap("vt30b", None).expect("create");
+        delete_persistent_tap("vt30b").expect("delete");
+        assert!(matches!(
+            nl.ensure_tap_on_bridge("vt30c", "vmbr39", None),
+            Err(HostNetError::NotFound { link }) if link == "vmbr39"
+        ));
+        assert!(ip_link("vt30c").is_none(), "no tap without its bridge");
+    });
 }
 
 #[test]
 fn tap_owner_is_recorded() {
     in_netns("tap_owner_is_recorded", || {
         let mut nl = netlink();
-        nl.create_persistent_tap("vt31", Some(4242))
-            .expect("create owned tap");
+        nl.create_persistent_tap("vt31", Some(4242)).expect("create owned tap");
         let info = nl.link_by_name("vt31").expect("lookup").expect("exists");
         assert_eq!(info.tun.expect("tun details").owner, Some(4242));
         let oracle = ip_link("vt31").expect("exists");
@@ -404,106 +290,51 @@ fn tap_owner_is_recorded() {
 
 #[test]
 fn names_taken_by_other_kinds_are_not_ours_and_left_untouched() {
-    in_netns(
-        "names_taken_by_other_kinds_are_not_ours_and_left_untouched",
-        || {
-            let mut nl = netlink();
-            ip(&["link", "add", "vx0", "type", "veth", "peer", "name", "vx1"]);
-            ip(&["tuntap", "add", "dev", "tn0", "mode", "tun"]);
-            nl.ensure_bridge("vmbr40", None, None).expect("bridge");
-            let before: Vec<Value> = ["vx0", "tn0", "vmbr40"]
-                .iter()
-                .map(|n| without_timers(ip_link(n).expect("exists")))
-                .collect();
+    in_netns("names_taken_by_other_kinds_are_not_ours_and_left_untouched", || {
+        let mut nl = netlink();
+        ip(&["link", "add", "vx0", "type", "veth", "peer", "name", "vx1"]);
+        ip(&["tuntap", "add", "dev", "tn0", "mode", "tun"]);
+        nl.ensure_bridge("vmbr40", None, None).expect("bridge");
+        let before: Vec<Value> = ["vx0", "tn0", "vmbr40"].iter().map(|n| without_timers(ip_link(n).expect("exists"))).collect();
 
-            let not_ours = |r: Result<_, HostNetError>, name: &str, expected: &str| match r {
-                Err(HostNetError::NotOurs {
-                    name: n,
-                    expected: e,
-                    found,
-                }) => {
-                    assert_eq!((n.as_str(), e), (name, expected), "found {found}");
-                    found
-                }
-                other => panic!("{name}: expected NotOurs, got {other:?}"),
-            };
+        let not_ours = |r: Result<_, HostNetError>, name: &str, expected: &str| match r {
+            Err(HostNetError::NotOurs { name: n, expected: e, found }) => {
+                assert_eq!((n.as_str(), e), (name, expected), "found {found}");
+                found
+            }
+            other => panic!("{name}: expected NotOurs, got {other:?}"),
+        };
 
-            // Taps over a veth, a layer-3 tun and a bridge.
-            assert_eq!(
-                not_ours(
-                    nl.create_persistent_tap("vx0", None).map(|_| ()),
-                    "vx0",
-                    "tap"
-                ),
-                "kind veth"
-            );
-            not_ours(create_persistent_tap("vx0", Some(1000)), "vx0", "tap");
-            not_ours(
-                nl.ensure_tap_on_bridge("vx0", "vmbr40", None).map(|_| ()),
-                "vx0",
-                "tap",
-            );
-            not_ours(nl.delete_persistent_tap("vx0"), "vx0", "tap");
-            not_ours(nl.ensure_tap_absent("vx0").map(|_| ()), "vx0", "tap");
-            assert_eq!(
-                not_ours(
-                    nl.ensure_tap_on_bridge("tn0", "vmbr40", None).map(|_| ()),
-                    "tn0",
-                    "tap"
-                ),
-                "a tun device in layer-3 mode"
-            );
-            not_ours(nl.delete_persistent_tap("tn0"), "tn0", "tap");
-            not_ours(nl.create_persistent_tap("vmbr40", None), "vmbr40", "tap");
+        // Taps over a veth, a layer-3 tun and a bridge.
+        assert_eq!(not_ours(nl.create_persistent_tap("vx0", None).map(|_| ()), "vx0", "tap"), "kind veth");
+        not_ours(create_persistent_tap("vx0", Some(1000)), "vx0", "tap");
+        not_ours(nl.ensure_tap_on_bridge("vx0", "vmbr40", None).map(|_| ()), "vx0", "tap");
+        not_ours(nl.delete_persistent_tap("vx0"), "vx0", "tap");
+        not_ours(nl.ensure_tap_absent("vx0").map(|_| ()), "vx0", "tap");
+        assert_eq!(not_ours(nl.ensure_tap_on_bridge("tn0", "vmbr40", None).map(|_| ()), "tn0", "tap"), "a tun device in layer-3 mode");
+        not_ours(nl.delete_persistent_tap("tn0"), "tn0", "tap");
+        not_ours(nl.create_persistent_tap("vmbr40", None), "vmbr40", "tap");
 
-            // Bridges over a veth and a tun; a veth is no bridge to attach to.
-            not_ours(
-                nl.ensure_bridge("vx0", Some(MAC_A), Some((Ipv4Addr::new(10, 40, 0, 1), 24)))
-                    .map(|_| ()),
-                "vx0",
-                "bridge",
-            );
-            not_ours(nl.ensure_bridge_absent("vx0").map(|_| ()), "vx0", "bridge");
-            not_ours(
-                nl.ensure_bridge("tn0", None, None).map(|_| ()),
-                "tn0",
-                "bridge",
-            );
-            not_ours(
-                nl.ensure_tap_on_bridge("vt40", "vx0", None).map(|_| ()),
-                "vx0",
-                "bridge",
-            );
-            assert!(ip_link("vt40").is_none());
+        // Bridges over a veth and a tun; a veth is no bridge to attach to.
+        not_ours(nl.ensure_bridge("vx0", Some(MAC_A), Some((Ipv4Addr::new(10, 40, 0, 1), 24))).map(|_| ()), "vx0", "bridge");
+        not_ours(nl.ensure_bridge_absent("vx0").map(|_| ()), "vx0", "bridge");
+        not_ours(nl.ensure_bridge("tn0", None, None).map(|_| ()), "tn0", "bridge");
+        not_ours(nl.ensure_tap_on_bridge("vt40", "vx0", None).map(|_| ()), "vx0", "bridge");
+        assert!(ip_link("vt40").is_none());
 
-            // An alternative name counts as taken, and is not mistaken for
-            // the interface it belongs to.
-            ip(&["link", "property", "add", "dev", "vx1", "altname", "vmbr41"]);
-            let found = not_ours(
-                nl.ensure_bridge("vmbr41", None, None).map(|_| ()),
-                "vmbr41",
-                "bridge",
-            );
-            assert_eq!(found, "an alternative name of vx1");
-            not_ours(
-                nl.ensure_tap_on_bridge("vmbr41", "vmbr40", None).map(|_| ()),
-                "vmbr41",
-                "tap",
-            );
-            assert!(matches!(
-                nl.create_bridge("vmbr41", None),
-                Err(HostNetError::AlreadyExists { .. })
-            ));
+        // An alternative name counts as taken, and is not mistaken for
+        // the interface it belongs to.
+        ip(&["link", "property", "add", "dev", "vx1", "altname", "vmbr41"]);
+        let found = not_ours(nl.ensure_bridge("vmbr41", None, None).map(|_| ()), "vmbr41", "bridge");
+        assert_eq!(found, "an alternative name of vx1");
+        not_ours(nl.ensure_tap_on_bridge("vmbr41", "vmbr40", None).map(|_| ()), "vmbr41", "tap");
+        assert!(matches!(nl.create_bridge("vmbr41", None), Err(HostNetError::AlreadyExists { .. })));
 
-            let after: Vec<Value> = ["vx0", "tn0", "vmbr40"]
-                .iter()
-                .map(|n| without_timers(ip_link(n).expect("still exists")))
-                .collect();
-            assert_eq!(before, after, "the other interfaces must be untouched");
-            assert!(ip_ipv4_addrs("vx0").is_empty());
-            assert!(nl.create_bridge("vx1", None).is_err());
-        },
-    );
+        let after: Vec<Value> = ["vx0", "tn0", "vmbr40"].iter().map(|n| without_timers(ip_link(n).expect("still exists"))).collect();
+        assert_eq!(before, after, "the other interfaces must be untouched");
+        assert!(ip_ipv4_addrs("vx0").is_empty());
+        assert!(nl.create_bridge("vx1", None).is_err());
+    });
 }
 
 #[test]
@@ -529,9 +360,7 @@ fn vlan_support_is_probed_without_side_effects() {
         let mut nl = netlink();
         ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
         let kernel_has_vlan = Command::new("ip")
-            .args([
-                "link", "add", "link", "up0", "name", "up0.7", "type", "vlan", "id", "7",
-            ])
+            .args(["link", "add", "link", "up0", "name", "up0.7", "type", "vlan", "id", "7"])
             .output()
             .expect("run ip")
             .status
@@ -542,25 +371,12 @@ fn vlan_support_is_probed_without_side_effects() {
         let before = link_names(&mut nl);
         assert_eq!(nl.vlan_supported(), kernel_has_vlan);
         assert_eq!(nl.vlan_supported(), kernel_has_vlan, "probe is repeatable");
-        assert_eq!(
-            link_names(&mut nl),
-            before,
-            "the probe leaves nothing behind"
-        );
+        assert_eq!(link_names(&mut nl), before, "the probe leaves nothing behind");
 
         for vid in [0, 4095] {
-            assert!(matches!(
-                nl.create_vlan("up0", vid, "up0.x"),
-                Err(HostNetError::InvalidArgument {
-                    what: "vlan id",
-                    ..
-                })
-            ));
+            assert!(matches!(nl.create_vlan("up0", vid, "up0.x"), Err(HostNetError::InvalidArgument { what: "vlan id", .. })));
         }
-        assert!(matches!(
-            nl.create_vlan("nope0", 7, "nope0.7"),
-            Err(HostNetError::NotFound { .. })
-        ));
+        assert!(matches!(nl.create_vlan("nope0", 7, "nope0.7"), Err(HostNetError::NotFound { .. })));
 
         let result = nl.create_vlan("up0", 7, "up0.7");
         if kernel_has_vlan {
@@ -584,91 +400,54 @@ fn vlan_support_is_probed_without_side_effects() {
 
 #[test]
 fn invalid_names_are_refused_before_reaching_the_kernel() {
-    in_netns(
-        "invalid_names_are_refused_before_reaching_the_kernel",
-        || {
-            let mut nl = netlink();
-            let bad = [
-                "",
-                "abcdefghijklmnop",
-                "a/b",
-                "a b",
-                "a\0b",
-                "a:0",
-                "tap%d",
-                "..",
-            ];
-            for name in bad {
-                assert!(validate_ifname(name).is_err(), "{name:?}");
-                let invalid = |r: Result<(), HostNetError>, what: &str| {
-                    assert!(
-                        matches!(r, Err(HostNetError::InvalidName { .. })),
-                        "{what}({name:?}): {r:?}"
-                    );
-                };
-                invalid(nl.create_bridge(name, None), "create_bridge");
-                invalid(
-                    nl.ensure_bridge(name, None, None).map(|_| ()),
-                    "ensure_bridge",
-                );
-                invalid(
-                    nl.ensure_bridge_absent(name).map(|_| ()),
-                    "ensure_bridge_absent",
-                );
-                invalid(nl.link_by_name(name).map(|_| ()), "link_by_name");
-                invalid(nl.delete_link(name), "delete_link");
-                invalid(
-                    nl.create_persistent_tap(name, None),
-                    "create_persistent_tap",
-                );
-                invalid(nl.delete_persistent_tap(name), "delete_persistent_tap");
-                invalid(
-                    nl.ensure_tap_on_bridge(name, "lo", None).map(|_| ()),
-                    "ensure_tap_on_bridge",
-                );
-                invalid(
-                    nl.ensure_tap_on_bridge("vt0", name, None).map(|_| ()),
-                    "ensure_tap_on_bridge",
-                );
-                invalid(nl.create_vlan("lo", 5, name), "create_vlan");
-            }
-            assert_eq!(link_names(&mut nl), ["lo"], "nothing was created");
-        },
-    );
+    in_netns("invalid_names_are_refused_before_reaching_the_kernel", || {
+        let mut nl = netlink();
+        let bad = ["", "abcdefghijklmnop", "a/b", "a b", "a\0b", "a:0", "tap%d", ".."];
+        for name in bad {
+            assert!(validate_ifname(name).is_err(), "{name:?}");
+            let invalid = |r: Result<(), HostNetError>, what: &str| {
+                assert!(matches!(r, Err(HostNetError::InvalidName { .. })), "{what}({name:?}): {r:?}");
+            };
+            invalid(nl.create_bridge(name, None), "create_bridge");
+            invalid(nl.ensure_bridge(name, None, None).map(|_| ()), "ensure_bridge");
+            invalid(nl.ensure_bridge_absent(name).map(|_| ()), "ensure_bridge_absent");
+            invalid(nl.link_by_name(name).map(|_| ()), "link_by_name");
+            invalid(nl.delete_link(name), "delete_link");
+            invalid(nl.create_persistent_tap(name, None), "create_persistent_tap");
+            invalid(nl.delete_persistent_tap(name), "delete_persistent_tap");
+            invalid(nl.ensure_tap_on_bridge(name, "lo", None).map(|_| ()), "ensure_tap_on_bridge");
+            invalid(nl.ensure_tap_on_bridge("vt0", name, None).map(|_| ()), "ensure_tap_on_bridge");
+            invalid(nl.create_vlan("lo", 5, name), "create_vlan");
+        }
+        assert_eq!(link_names(&mut nl), ["lo"], "nothing was created");
+    });
 }
 
 #[test]
 fn without_cap_net_admin_changes_fail_with_permission_denied() {
-    in_netns(
-        "without_cap_net_admin_changes_fail_with_permission_denied",
-        || {
-            let mut nl = netlink();
-            nl.ensure_bridge("vmbr50", None, None)
-                .expect("bridge, as root");
-            // Drop to nobody on this thread only (the raw syscall, unlike libc's
-            // setresuid, does not propagate to the process's other threads).
-            // SAFETY: setresuid takes three integers and touches no memory.
-            let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
-            assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+    in_netns("without_cap_net_admin_changes_fail_with_permission_denied", || {
+        let mut nl = netlink();
+        nl.ensure_bridge("vmbr50", None, None).expect("bridge, as root");
+        // Drop to nobody on this thread only (the raw syscall, unlike libc's
+        // setresuid, does not propagate to the process's other threads).
+        // SAFETY: setresuid takes three integers and touches no memory.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
 
-            let check = |r: Result<(), HostNetError>| match r {
-                Err(e @ HostNetError::PermissionDenied { .. }) => {
-                    assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
-                }
-                other => panic!("expected PermissionDenied, got {other:?}"),
-            };
-            check(nl.create_bridge("vmbr51", None));
-            check(
-                nl.ensure_bridge("vmbr50", None, Some((Ipv4Addr::new(10, 50, 0, 1), 24)))
-                    .map(|_| ()),
-            );
-            check(nl.create_persistent_tap("vt50", None));
-            check(nl.ensure_tap_on_bridge("vt50", "vmbr50", None).map(|_| ()));
-            check(nl.delete_link("vmbr50"));
-            // Reading needs no privilege.
-            assert!(nl.link_by_name("vmbr50").expect("lookup").is_some());
-        },
-    );
+        let check = |r: Result<(), HostNetError>| match r {
+            Err(e @ HostNetError::PermissionDenied { .. }) => {
+                assert!(e.to_string().contains("CAP_NET_ADMIN"), "{e}");
+            }
+            other => panic!("expected PermissionDenied, got {other:?}"),
+        };
+        check(nl.create_bridge("vmbr51", None));
+        check(nl.ensure_bridge("vmbr50", None, Some((Ipv4Addr::new(10, 50, 0, 1), 24))).map(|_| ()));
+        check(nl.create_persistent_tap("vt50", None));
+        check(nl.ensure_tap_on_bridge("vt50", "vmbr50", None).map(|_| ()));
+        check(nl.delete_link("vmbr50"));
+        // Reading needs no privilege.
+        assert!(nl.link_by_name("vmbr50").expect("lookup").is_some());
+    });
 }
 
 // ----- QEMU on a persistent tap ------------------------------------------------
@@ -684,39 +463,22 @@ impl Qemu {
     fn start(tap: &str, pidfile: &Path) -> Qemu {
         let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off");
         let out = Command::new(QEMU)
-            .args([
-                "-accel",
-                "tcg",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-S",
-                "-daemonize",
-            ])
+            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-S", "-daemonize"])
             .arg("-pidfile")
             .arg(pidfile)
             .args(["-netdev", &netdev])
             .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"])
             .output()
             .expect("run qemu");
-        assert!(
-            out.status.success(),
-            "qemu failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "qemu failed: {}", String::from_utf8_lossy(&out.stderr));
         let pid = std::fs::read_to_string(pidfile).expect("pidfile");
-        Qemu {
-            pid: pid.trim().parse().expect("pid"),
-        }
+        Qemu { pid: pid.trim().parse().expect("pid") }
     }
 
     fn alive(&self) -> bool {
         // A killed daemon may linger as a zombie until init reaps it.
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-        })
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
     }
 
     fn kill_and_wait(&self) {
@@ -754,20 +516,9 @@ fn qemu_opens_the_persistent_tap_and_gives_it_carrier() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile: PathBuf = dir.path().join("qemu.pid");
         let mut nl = netlink();
-        let br = nl
-            .ensure_bridge(
-                "vmbr60",
-                Some(MAC_A),
-                Some((Ipv4Addr::new(10, 60, 0, 1), 24)),
-            )
-            .expect("bridge");
+        let br = nl.ensure_bridge("vmbr60", Some(MAC_A), Some((Ipv4Addr::new(10, 60, 0, 1), 24))).expect("bridge");
         let tap = nl.ensure_tap_on_bridge("vt60", "vmbr60", None).expect("tap");
-        assert!(
-            !nl.link_by_index(tap)
-                .expect("lookup")
-                .expect("exists")
-                .lower_up
-        );
+        assert!(!nl.link_by_index(tap).expect("lookup").expect("exists").lower_up);
 
         let qemu = Qemu::start("vt60", &pidfile);
         let mut info = None;
@@ -776,15 +527,9 @@ fn qemu_opens_the_persistent_tap_and_gives_it_carrier() {
             info.as_ref().is_some_and(|i| i.lower_up)
         });
         let info = info.expect("tap exists");
-        assert!(
-            info.lower_up && info.up,
-            "tap must have carrier while QEMU runs: {info:?}"
-        );
+        assert!(info.lower_up && info.up, "tap must have carrier while QEMU runs: {info:?}");
         let oracle = ip_link("vt60").expect("exists");
-        assert!(
-            ip_flags(&oracle).contains(&"LOWER_UP".to_owned()),
-            "{oracle}"
-        );
+        assert!(ip_flags(&oracle).contains(&"LOWER_UP".to_owned()), "{oracle}");
         assert_eq!(oracle["operstate"], "UP", "{oracle}");
         assert_eq!(oracle["master"], "vmbr60");
 
@@ -795,11 +540,7 @@ fn qemu_opens_the_persistent_tap_and_gives_it_carrier() {
             }
             other => panic!("expected Busy, got {other:?}"),
         }
-        assert_eq!(
-            nl.ensure_tap_on_bridge("vt60", "vmbr60", None)
-                .expect("ensure while in use"),
-            tap
-        );
+        assert_eq!(nl.ensure_tap_on_bridge("vt60", "vmbr60", None).expect("ensure while in use"), tap);
 
         qemu.kill_and_wait();
         let mut info = None;
@@ -821,11 +562,7 @@ fn mean_ms(samples: &[Duration]) -> f64 {
 }
 
 fn max_ms(samples: &[Duration]) -> f64 {
-    samples
-        .iter()
-        .map(Duration::as_secs_f64)
-        .fold(0.0, f64::max)
-        * 1e3
+    samples.iter().map(Duration::as_secs_f64).fold(0.0, f64::max) * 1e3
 }
 
 #[test]
@@ -834,8 +571,7 @@ fn measure_hostnet_latencies() {
     in_netns("measure_hostnet_latencies", || {
         const N: usize = 50;
         let mut nl = netlink();
-        let (mut open, mut bridge, mut tap, mut del_tap, mut del_br, mut again) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut open, mut bridge, mut tap, mut del_tap, mut del_br, mut again) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         for i in 0..N {
             let (b, t) = (format!("mbr{i}"), format!("mtp{i}"));
             let mac = [0x02, 0, 0, 0, 0, i as u8 + 1];
@@ -891,11 +627,7 @@ fn measure_hostnet_latencies() {
         ];
         println!("hostnet latencies over {N} iterations (mean / max, ms):");
         for (what, samples) in rows {
-            println!(
-                "  {what:<34} {:>8.3} / {:>8.3}",
-                mean_ms(samples),
-                max_ms(samples)
-            );
+            println!("  {what:<34} {:>8.3} / {:>8.3}", mean_ms(samples), max_ms(samples));
         }
     });
 }

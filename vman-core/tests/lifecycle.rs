@@ -176,7 +176,9 @@ fn qemu_runs_as_an_unprivileged_user_under_a_seccomp_filter() {
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = support::Cleanup(dir.path().to_path_buf());
-    let vman = vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { network: vman_core::NetworkMode::Isolated, ..support::options() }).unwrap();
+    let vman =
+        vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { network: vman_core::NetworkMode::Isolated, ..support::options() })
+            .unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
     vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();

@@ -66,9 +66,8 @@ fn dnsmasq_count(state: &std::path::Path) -> usize {
         .unwrap()
         .flatten()
         .filter(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                c.windows(7).any(|w| w == b"dnsmasq") && c.windows(state.len()).any(|w| w == state.as_slice())
-            })
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.windows(7).any(|w| w == b"dnsmasq") && c.windows(state.len()).any(|w| w == state.as_slice()))
         })
         .count()
 }
@@ -132,7 +131,12 @@ fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
         }
     }
     let ping = |from: &str, to: String| {
-        run_in_guest(&vman, from, &format!("ping -c 2 -W 2 {to} >/dev/null 2>&1 && echo PING-OK || echo PING-FAIL"), &["PING-OK", "PING-FAIL"])
+        run_in_guest(
+            &vman,
+            from,
+            &format!("ping -c 2 -W 2 {to} >/dev/null 2>&1 && echo PING-OK || echo PING-FAIL"),
+            &["PING-OK", "PING-FAIL"],
+        )
     };
     assert_eq!(ping("a", ip("b", 0)), "PING-OK", "same VLAN");
     assert_eq!(ping("b", ip("a", 0)), "PING-OK", "same VLAN");
@@ -315,7 +319,10 @@ fn host_work_holds_no_store_lock_so_other_writers_go_on_meanwhile() {
     let state = dir.path().to_string_lossy().into_owned();
     let dnsmasq = support::processes_mentioning(&state)
         .into_iter()
-        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|a0| a0.ends_with(b"dnsmasq"))))
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).next().is_some_and(|a0| a0.ends_with(b"dnsmasq")))
+        })
         .expect("the VLAN's dnsmasq");
     let mut writer = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "barrier_writer", "--nocapture", "--test-threads=1"])

@@ -22,11 +22,8 @@ fn snapshot(vman: &Manager) -> String {
     for table in ["templates", "networks", "network_reserved", "free_ranges", "vms", "nics", "events"] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY rowid")).unwrap();
         let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
-            })
-            .unwrap();
+        let rows =
+            stmt.query_map([], |r| Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))).unwrap();
         for row in rows {
             out.push_str(table);
             out.push(':');
@@ -102,22 +99,36 @@ fn bad_input_is_a_typed_error_that_changes_nothing() {
     for (vcpus, mem, disk) in [(0, 512, 1), (1, 0, 1), (1, 512, 0), (1, 1 << 40, 1), (100_000, 512, 1)] {
         assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_template(&TemplateSpec::new("t", vcpus, mem, disk)));
     }
-    for (vlan, cidr) in [(0, "10.9.0.0/24"), (4095, "10.9.0.0/24"), (9, "10.9.0.1/24"), (9, "10.9.0.0/31"), (9, "10.9.0.0/32"), (9, "fd00::/64")] {
+    for (vlan, cidr) in
+        [(0, "10.9.0.0/24"), (4095, "10.9.0.0/24"), (9, "10.9.0.1/24"), (9, "10.9.0.0/31"), (9, "10.9.0.0/32"), (9, "fd00::/64")]
+    {
         assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&NetworkSpec::new("n9", vlan, cidr)));
     }
-    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.8.0.1")));
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_network(&NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.8.0.1"))
+    });
     assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_network(&NetworkSpec::new("lan", 9, "10.9.0.0/24")));
     assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_network(&NetworkSpec::new("other", 100, "10.9.0.0/24")));
     assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_template(&TemplateSpec::new("small", 2, 512, 1)));
     assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_vm(&VmSpec::new("web1", "small")));
     assert_unchanged_by(&vman, ErrorKind::NotFound, |v| v.create_vm(&VmSpec::new("web2", "nope")));
     assert_unchanged_by(&vman, ErrorKind::NotFound, |v| v.create_vm(&VmSpec::new("web2", "small").nic("lan").nic("nope")));
-    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").mac("01:00:5e:00:00:01"))));
-    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.1"))));
-    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.255"))));
-    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.200.0.5"))));
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").mac("01:00:5e:00:00:01")))
+    });
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.1")))
+    });
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.255")))
+    });
+    assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| {
+        v.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.200.0.5")))
+    });
     let taken_mac = vman.vm("web1").unwrap().nics[0].mac.to_string();
-    assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_vm(&VmSpec::new("web2", "small").nic("lan").with_nic(NicSpec::on("lan").mac(taken_mac.clone()))));
+    assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| {
+        v.create_vm(&VmSpec::new("web2", "small").nic("lan").with_nic(NicSpec::on("lan").mac(taken_mac.clone())))
+    });
     assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.recent_events(0));
 }
 
@@ -134,14 +145,24 @@ fn allocation_automatic_fixed_exhaustion_and_release() {
     assert!(a.nics[0].mac.to_string().starts_with("52:54:00:"));
     let b = vman.create_vm(&VmSpec::new("b", "small").with_nic(NicSpec::on("tiny").ip("10.7.0.4").mac("52:54:00:aa:bb:cc"))).unwrap();
     assert_eq!((b.nics[0].ip.to_string(), b.nics[0].mac.to_string()), ("10.7.0.4".into(), "52:54:00:aa:bb:cc".into()));
-    assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| v.create_vm(&VmSpec::new("c", "small").with_nic(NicSpec::on("tiny").ip("10.7.0.4"))));
+    assert_unchanged_by(&vman, ErrorKind::AlreadyExists, |v| {
+        v.create_vm(&VmSpec::new("c", "small").with_nic(NicSpec::on("tiny").ip("10.7.0.4")))
+    });
     assert_eq!(vman.create_vm(&VmSpec::new("c", "small").nic("tiny")).unwrap().nics[0].ip.to_string(), "10.7.0.3");
     assert_eq!(vman.create_vm(&VmSpec::new("d", "small").nic("tiny")).unwrap().nics[0].ip.to_string(), "10.7.0.5");
     assert_unchanged_by(&vman, ErrorKind::Exhausted, |v| v.create_vm(&VmSpec::new("e", "small").nic("tiny")));
 
     let held: Vec<(String, String, u32)> =
         vman.allocations("tiny").unwrap().into_iter().map(|a| (a.ip.to_string(), a.vm_name, a.nic_index)).collect();
-    assert_eq!(held, [("10.7.0.2".into(), "a".into(), 0), ("10.7.0.3".into(), "c".into(), 0), ("10.7.0.4".into(), "b".into(), 0), ("10.7.0.5".into(), "d".into(), 0)]);
+    assert_eq!(
+        held,
+        [
+            ("10.7.0.2".into(), "a".into(), 0),
+            ("10.7.0.3".into(), "c".into(), 0),
+            ("10.7.0.4".into(), "b".into(), 0),
+            ("10.7.0.5".into(), "d".into(), 0)
+        ]
+    );
 
     assert_unchanged_by(&vman, ErrorKind::InUse, |v| v.delete_network("tiny"));
     vman.delete_vm("b", false).unwrap();
@@ -207,13 +228,17 @@ fn history_records_every_mutation_with_the_actor() {
     vman.create_vm(&VmSpec::new("web1", "small").nic("lan")).unwrap();
     vman.delete_vm("web1", false).unwrap();
     let events = vman.recent_events(100).unwrap();
-    let summary: Vec<(ObjectKind, &str, &str)> = events.iter().map(|e| (e.object_kind, e.object_name.as_str(), e.action.as_str())).collect();
-    assert_eq!(summary, [
-        (ObjectKind::Template, "small", "created"),
-        (ObjectKind::Network, "lan", "created"),
-        (ObjectKind::Vm, "web1", "created"),
-        (ObjectKind::Vm, "web1", "deleted"),
-    ]);
+    let summary: Vec<(ObjectKind, &str, &str)> =
+        events.iter().map(|e| (e.object_kind, e.object_name.as_str(), e.action.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            (ObjectKind::Template, "small", "created"),
+            (ObjectKind::Network, "lan", "created"),
+            (ObjectKind::Vm, "web1", "created"),
+            (ObjectKind::Vm, "web1", "deleted"),
+        ]
+    );
     assert!(events.windows(2).all(|w| w[0].id < w[1].id && w[0].at_ms <= w[1].at_ms));
     for e in &events {
         assert_eq!(e.pid, std::process::id());
@@ -301,9 +326,8 @@ fn two_processes_racing_for_addresses_never_duplicate_one() {
                 .unwrap()
         })
         .collect();
-    let ready = || {
-        std::fs::read_dir(vman.state_dir()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("ready-")).count()
-    };
+    let ready =
+        || std::fs::read_dir(vman.state_dir()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("ready-")).count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while ready() < 2 {
         assert!(std::time::Instant::now() < deadline, "children never opened the store");
@@ -316,10 +340,8 @@ fn two_processes_racing_for_addresses_never_duplicate_one() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find_map(|l| l.split_once("RACE-RESULT ").map(|(_, rest)| rest))
-            .unwrap_or_else(|| panic!("child said: {text}"));
+        let line =
+            text.lines().find_map(|l| l.split_once("RACE-RESULT ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child said: {text}"));
         assert!(line.ends_with("exhausted=yes"), "each process ends on a clean exhaustion error");
         let got = line.split("got=").nth(1).unwrap().split(' ').next().unwrap().parse::<usize>().unwrap();
         eprintln!("child: {line}");
@@ -342,7 +364,10 @@ fn an_uplink_needs_802_1q_and_is_refused_clearly_without_it() {
     });
     // This kernel has no 8021q; where it does, the network is recorded.
     if std::path::Path::new("/proc/net/vlan").exists() {
-        assert_eq!(vman.create_network(&NetworkSpec::new("up", 100, "10.9.0.0/24").uplink("eth0")).unwrap().uplink.as_deref(), Some("eth0"));
+        assert_eq!(
+            vman.create_network(&NetworkSpec::new("up", 100, "10.9.0.0/24").uplink("eth0")).unwrap().uplink.as_deref(),
+            Some("eth0")
+        );
         return;
     }
     let before = snapshot(&vman);
@@ -356,7 +381,18 @@ fn an_uplink_needs_802_1q_and_is_refused_clearly_without_it() {
 fn unusable_subnets_and_leading_zeros_are_refused_and_change_nothing() {
     let (_dir, vman) = open();
     base(&vman);
-    for cidr in ["127.0.0.0/8", "127.0.0.0/24", "0.0.0.0/8", "169.254.0.0/16", "169.254.3.0/24", "224.0.0.0/8", "239.1.0.0/16", "240.0.0.0/8", "255.255.255.0/24", "96.0.0.0/3"] {
+    for cidr in [
+        "127.0.0.0/8",
+        "127.0.0.0/24",
+        "0.0.0.0/8",
+        "169.254.0.0/16",
+        "169.254.3.0/24",
+        "224.0.0.0/8",
+        "239.1.0.0/16",
+        "240.0.0.0/8",
+        "255.255.255.0/24",
+        "96.0.0.0/3",
+    ] {
         let err = vman.create_network(&NetworkSpec::new("n9", 9, cidr)).unwrap_err();
         assert!(err.to_string().contains("overlaps"), "{cidr}: {err}");
         assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_network(&NetworkSpec::new("n9", 9, cidr)));
@@ -377,7 +413,10 @@ fn unusable_subnets_and_leading_zeros_are_refused_and_change_nothing() {
     assert_unchanged_by(&vman, ErrorKind::InvalidArgument, |v| v.create_vm(&nic));
     // The same addresses written plainly are fine.
     vman.create_network(&NetworkSpec::new("n9", 9, "10.9.0.0/24").gateway("10.9.0.1").reserve("10.9.0.2-10.9.0.9").dns("1.1.1.1")).unwrap();
-    assert_eq!(vman.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.50"))).unwrap().nics[0].ip.to_string(), "10.100.0.50");
+    assert_eq!(
+        vman.create_vm(&VmSpec::new("web2", "small").with_nic(NicSpec::on("lan").ip("10.100.0.50"))).unwrap().nics[0].ip.to_string(),
+        "10.100.0.50"
+    );
 }
 
 #[test]

@@ -208,7 +208,13 @@ pub unsafe extern "C" fn vman_console_attach(manager: *const VmanManager, name: 
 /// # Safety
 /// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_console_read(console: *mut VmanConsole, buf: *mut u8, len: usize, timeout_ms: u64, out_n: *mut usize) -> VmanStatus {
+pub unsafe extern "C" fn vman_console_read(
+    console: *mut VmanConsole,
+    buf: *mut u8,
+    len: usize,
+    timeout_ms: u64,
+    out_n: *mut usize,
+) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let console = unsafe { guard::handle(console, "console") }?;
@@ -272,7 +278,12 @@ pub unsafe extern "C" fn vman_console_write(console: *mut VmanConsole, buf: *con
 /// # Safety
 /// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_console_read_until(console: *mut VmanConsole, pattern: *const c_char, timeout_ms: u64, out: *mut VmanBytes) -> VmanStatus {
+pub unsafe extern "C" fn vman_console_read_until(
+    console: *mut VmanConsole,
+    pattern: *const c_char,
+    timeout_ms: u64,
+    out: *mut VmanBytes,
+) -> VmanStatus {
     call(|| {
         // SAFETY: per this function's contract.
         let (console, pattern) = unsafe { (guard::handle(console, "console")?, guard::string(pattern, "pattern")?) };

@@ -82,9 +82,7 @@ pub(crate) unsafe fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a st
     }
     // SAFETY: non-NULL and NUL-terminated per this function's contract.
     let bytes = unsafe { CStr::from_ptr(ptr) };
-    bytes
-        .to_str()
-        .map_err(|e| Failure::new(VmanStatus::InvalidUtf8, format!("Parameter {name} is not UTF-8 (byte {})", e.valid_up_to())))
+    bytes.to_str().map_err(|e| Failure::new(VmanStatus::InvalidUtf8, format!("Parameter {name} is not UTF-8 (byte {})", e.valid_up_to())))
 }
 
 /// Reads an optional string argument: NULL means absent.

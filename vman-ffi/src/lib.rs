@@ -21,8 +21,8 @@ mod vm;
 
 use std::ffi::c_char;
 
-pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
 pub use console::*;
+pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
 pub use event::*;
 pub use lifecycle::*;
 pub use manager::*;

@@ -77,7 +77,12 @@ pub unsafe extern "C" fn vman_vm_start(manager: *const VmanManager, name: *const
 /// # Safety
 /// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_stop(manager: *const VmanManager, name: *const c_char, timeout_ms: u64, out: *mut *mut VmanVm) -> VmanStatus {
+pub unsafe extern "C" fn vman_vm_stop(
+    manager: *const VmanManager,
+    name: *const c_char,
+    timeout_ms: u64,
+    out: *mut *mut VmanVm,
+) -> VmanStatus {
     // SAFETY: forwarded contract.
     unsafe { operate(manager, name, out, |m, n| Ok(m.stop(n, millis_arg("timeout", timeout_ms)?)?)) }
 }
@@ -119,7 +124,12 @@ pub unsafe extern "C" fn vman_vm_force_stop(manager: *const VmanManager, name: *
 /// # Safety
 /// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_vm_restart(manager: *const VmanManager, name: *const c_char, timeout_ms: u64, out: *mut *mut VmanVm) -> VmanStatus {
+pub unsafe extern "C" fn vman_vm_restart(
+    manager: *const VmanManager,
+    name: *const c_char,
+    timeout_ms: u64,
+    out: *mut *mut VmanVm,
+) -> VmanStatus {
     // SAFETY: forwarded contract.
     unsafe { operate(manager, name, out, |m, n| Ok(m.restart(n, millis_arg("timeout", timeout_ms)?)?)) }
 }

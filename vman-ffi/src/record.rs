@@ -95,11 +95,21 @@ macro_rules! record_slot {
 
 /// Fills a field's slot from the value of its expression.
 macro_rules! record_fill {
-    (number<$t:ty>, $v:expr) => { () };
-    (text, $v:expr) => { crate::record::c_text($v) };
-    (optional_text, $v:expr) => { $v.map(crate::record::c_text) };
-    (text_at, $v:expr) => { $v.into_iter().map(crate::record::c_text).collect() };
-    (record_at<$h:ty>, $v:expr) => { $v.into_iter().map(<$h>::from).collect() };
+    (number<$t:ty>, $v:expr) => {
+        ()
+    };
+    (text, $v:expr) => {
+        crate::record::c_text($v)
+    };
+    (optional_text, $v:expr) => {
+        $v.map(crate::record::c_text)
+    };
+    (text_at, $v:expr) => {
+        $v.into_iter().map(crate::record::c_text).collect()
+    };
+    (record_at<$h:ty>, $v:expr) => {
+        $v.into_iter().map(<$h>::from).collect()
+    };
 }
 
 /// One getter, handed to `$out` (`emit` or `stringify`).

@@ -355,9 +355,11 @@ pub unsafe extern "C" fn vman_vm_port_forward(
         out_param(out_nic_index, "out_nic_index")?;
         out_param(out_guest_port, "out_guest_port")?;
         out_param(out_host_port, "out_host_port")?;
-        let f = vm.inner.port_forwards.get(index).ok_or_else(|| {
-            Failure::new(VmanStatus::NotFound, format!("VM {} has no port forward {index}", vm.inner.name))
-        })?;
+        let f = vm
+            .inner
+            .port_forwards
+            .get(index)
+            .ok_or_else(|| Failure::new(VmanStatus::NotFound, format!("VM {} has no port forward {index}", vm.inner.name)))?;
         // SAFETY: all three checked non-NULL above.
         unsafe {
             write_out(out_nic_index, f.nic_index);

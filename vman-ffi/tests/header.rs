@@ -15,8 +15,16 @@ use vman_core::defaults;
 /// share one set of defaults: (name, value, what it is).
 fn default_constants() -> Vec<(&'static str, u128, &'static str)> {
     vec![
-        ("VMAN_DEFAULT_STOP_TIMEOUT_MS", defaults::STOP_TIMEOUT.as_millis(), "How long vman_vm_stop usually waits for the guest to power off."),
-        ("VMAN_DEFAULT_CONSOLE_TAIL_BYTES", defaults::CONSOLE_TAIL_BYTES as u128, "How many bytes of console output a tail usually returns."),
+        (
+            "VMAN_DEFAULT_STOP_TIMEOUT_MS",
+            defaults::STOP_TIMEOUT.as_millis(),
+            "How long vman_vm_stop usually waits for the guest to power off.",
+        ),
+        (
+            "VMAN_DEFAULT_CONSOLE_TAIL_BYTES",
+            defaults::CONSOLE_TAIL_BYTES as u128,
+            "How many bytes of console output a tail usually returns.",
+        ),
         (
             "VMAN_DEFAULT_CONSOLE_WAIT_TIMEOUT_MS",
             defaults::CONSOLE_WAIT_TIMEOUT.as_millis(),
@@ -68,10 +76,7 @@ fn committed_header_matches_the_crate() {
         std::fs::write(&path, &fresh).expect("write include/vman.h");
         return;
     }
-    assert!(
-        committed_header() == fresh,
-        "include/vman.h is stale; regenerate it with: VMAN_BLESS=1 cargo test -p vman-ffi --test header"
-    );
+    assert!(committed_header() == fresh, "include/vman.h is stale; regenerate it with: VMAN_BLESS=1 cargo test -p vman-ffi --test header");
 }
 
 #[test]
@@ -264,5 +269,8 @@ enum VmanStatus vman_vague(uint8_t *buf);\n";
     assert!(states_optionality(&functions[2].doc, "out"));
     assert!(is_out_param("uint8_t *", "buf") && !states_optionality(&functions[3].doc, "buf"));
     assert!(!is_out_param("const struct VmanManager *", "manager") && !is_out_param("struct VmanConsole *", "console"));
-    assert_eq!(functions[0].params, [("const struct VmanManager *".into(), "manager".into()), ("struct VmanTemplate **".into(), "out".into())]);
+    assert_eq!(
+        functions[0].params,
+        [("const struct VmanManager *".into(), "manager".into()), ("struct VmanTemplate **".into(), "out".into())]
+    );
 }

@@ -34,12 +34,7 @@ struct VmanLogger(pyo3_log::Logger);
 impl Log for VmanLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         let target = vman_target(metadata.target());
-        self.0.enabled(
-            &Metadata::builder()
-                .level(metadata.level())
-                .target(&target)
-                .build(),
-        )
+        self.0.enabled(&Metadata::builder().level(metadata.level()).target(&target).build())
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -82,10 +77,7 @@ mod tests {
     fn every_target_lands_under_vman() {
         assert_eq!(vman_target("vman_core"), "vman");
         assert_eq!(vman_target("vman_core::reconcile"), "vman::reconcile");
-        assert_eq!(
-            vman_target("vman_core::runtime::watcher"),
-            "vman::runtime::watcher"
-        );
+        assert_eq!(vman_target("vman_core::runtime::watcher"), "vman::runtime::watcher");
         assert_eq!(vman_target("_vman::manager"), "vman::manager");
         assert_eq!(vman_target("rusqlite"), "vman::rusqlite");
         assert_eq!(vman_target("vman_core_extra"), "vman::vman_core_extra");

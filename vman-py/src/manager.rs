@@ -12,11 +12,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
 use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
-use vman_core::{Accel, BootSpec, NetworkMode, EventStream, Manager, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
+use vman_core::{
+    Accel, BootSpec, EventStream, Manager, NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
+};
 
 use crate::args::IntArg;
-use crate::errors::{PyVmanError, PyVmanResult};
 use crate::console::PyConsole;
+use crate::errors::{PyVmanError, PyVmanResult};
 use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if

@@ -42,10 +42,7 @@ impl From<vman_core::Template> for PyTemplate {
 #[pymethods]
 impl PyTemplate {
     fn __repr__(&self) -> String {
-        format!(
-            "Template(name={:?}, vcpus={}, memory_mib={}, disk_gib={})",
-            self.name, self.vcpus, self.memory_mib, self.disk_gib
-        )
+        format!("Template(name={:?}, vcpus={}, memory_mib={}, disk_gib={})", self.name, self.vcpus, self.memory_mib, self.disk_gib)
     }
 }
 
@@ -206,7 +203,12 @@ impl From<vman_core::Vm> for PyVm {
             port_forwards: v
                 .port_forwards
                 .iter()
-                .map(|f| PyPortForward { nic_index: f.nic_index, guest_port: f.guest_port, host_address: f.host_address.to_string(), host_port: f.host_port })
+                .map(|f| PyPortForward {
+                    nic_index: f.nic_index,
+                    guest_port: f.guest_port,
+                    host_address: f.host_address.to_string(),
+                    host_port: f.host_port,
+                })
                 .collect(),
             state: v.state.as_str(),
             kernel: v.boot.as_ref().map(|b| b.kernel.clone()),

@@ -84,10 +84,7 @@ impl SerialLog {
     /// once it grows past `cap_bytes` (0 rotates any non-empty log and keeps
     /// nothing).
     pub fn new(run_dir: &Path, cap_bytes: u64) -> Self {
-        Self {
-            path: run_dir.join(LOG_FILE_NAME),
-            cap_bytes,
-        }
+        Self { path: run_dir.join(LOG_FILE_NAME), cap_bytes }
     }
 
     /// `<run_dir>/serial.log`.
@@ -164,10 +161,7 @@ impl SerialLog {
         if file.read_at(&mut head, 0).is_ok_and(|n| n == head.len()) && head == [0u8; 16] {
             // A writer without O_APPEND kept its offset across an earlier
             // truncation and left a hole: rotating cannot bound this file.
-            log::warn!(
-                "{} starts with a hole; its writer does not append (QEMU needs logappend=on)",
-                self.path.display()
-            );
+            log::warn!("{} starts with a hole; its writer does not append (QEMU needs logappend=on)", self.path.display());
         }
         let temp_path = self.temp_path();
         let result = self.rotate_locked(&file, size, &temp_path);
@@ -183,11 +177,7 @@ impl SerialLog {
         // QEMU may append while we copy, so copy on to end of file rather than
         // to `size`; bounded so that a runaway writer cannot keep us here.
         let limit = start.saturating_add(keep).saturating_add(self.cap_bytes);
-        let mut temp = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(temp_path)?;
+        let mut temp = OpenOptions::new().write(true).create(true).truncate(true).open(temp_path)?;
         let mut buf = vec![0u8; CHUNK_BYTES];
         let mut offset = start;
         while offset < limit {
@@ -205,12 +195,7 @@ impl SerialLog {
         file.set_len(0)?;
         drop(temp);
         fs::rename(temp_path, self.rotated_path())?;
-        log::debug!(
-            "rotated {} at {} bytes, kept {} bytes",
-            self.path.display(),
-            size,
-            offset - start
-        );
+        log::debug!("rotated {} at {} bytes, kept {} bytes", self.path.display(), size, offset - start);
         Ok(())
     }
 
@@ -288,12 +273,7 @@ impl SerialLog {
     /// The run directory must exist. To wait on more than the log (a
     /// QEMU's exit, an interrupt), drive a [`LineFollower`] instead.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub fn wait_for_line(
-        &self,
-        pattern: &Regex,
-        timeout: Duration,
-        from_offset: Option<u64>,
-    ) -> io::Result<Option<String>> {
+    pub fn wait_for_line(&self, pattern: &Regex, timeout: Duration, from_offset: Option<u64>) -> io::Result<Option<String>> {
         let deadline = Instant::now().checked_add(timeout);
         let mut follower = LineFollower::new(self, from_offset)?;
         loop {
@@ -338,15 +318,8 @@ impl LineFollower {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         // Watch the directory before the first look at the file, so a log
         // created in between is not missed.
-        inotify.add_watch(
-            log.run_dir(),
-            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
-        )?;
-        Ok(Self {
-            path: log.path.clone(),
-            inotify,
-            follower: Follower::new(from_offset.unwrap_or(0)),
-        })
+        inotify.add_watch(log.run_dir(), AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR)?;
+        Ok(Self { path: log.path.clone(), inotify, follower: Follower::new(from_offset.unwrap_or(0)) })
     }
 
     /// Reads what the log gained since the last call and returns the first
@@ -383,13 +356,7 @@ struct Follower {
 
 impl Follower {
     fn new(first_offset: u64) -> Self {
-        Self {
-            file: None,
-            first_offset: Some(first_offset),
-            offset: 0,
-            partial: Vec::new(),
-            buf: vec![0u8; CHUNK_BYTES],
-        }
+        Self { file: None, first_offset: Some(first_offset), offset: 0, partial: Vec::new(), buf: vec![0u8; CHUNK_BYTES] }
     }
 
     /// Catch up with the log: notice a new or replaced file and a truncation,
@@ -576,15 +543,7 @@ impl CapWatch {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
         epoll.add(timer.0.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
-        Ok(Self {
-            epoll,
-            inotify,
-            timer,
-            interval,
-            next_id: 0,
-            entries: HashMap::new(),
-            by_wd: HashMap::new(),
-        })
+        Ok(Self { epoll, inotify, timer, interval, next_id: 0, entries: HashMap::new(), by_wd: HashMap::new() })
     }
 
     /// Cap `<run_dir>/serial.log` at `cap_bytes` (see [`SerialLog::new`]).
@@ -592,28 +551,14 @@ impl CapWatch {
     /// it is rotated now. Fails with `AlreadyExists` if `run_dir` is already
     /// watched, and with `NotFound` if it does not exist.
     pub fn add(&mut self, run_dir: &Path, cap_bytes: u64) -> io::Result<WatchId> {
-        let dir_wd = self.inotify.add_watch(
-            run_dir,
-            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
-        )?;
+        let dir_wd = self.inotify.add_watch(run_dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR)?;
         if self.by_wd.contains_key(&dir_wd) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} is already watched", run_dir.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} is already watched", run_dir.display())));
         }
         let id = WatchId(self.next_id);
         self.next_id += 1;
         self.by_wd.insert(dir_wd, id);
-        self.entries.insert(
-            id,
-            CapEntry {
-                log: SerialLog::new(run_dir, cap_bytes),
-                dir_wd,
-                file_wd: None,
-                quiet_until: None,
-            },
-        );
+        self.entries.insert(id, CapEntry { log: SerialLog::new(run_dir, cap_bytes), dir_wd, file_wd: None, quiet_until: None });
         self.arm_file(id);
         self.check(id);
         Ok(id)
@@ -720,11 +665,7 @@ impl CapWatch {
         // With a quiet interval the first write ends the watch anyway; a
         // one-shot watch ends it in the kernel, so its IN_IGNORED arrives
         // with the event instead of waking the thread again after rm_watch.
-        let mask = if self.interval.is_zero() {
-            AddWatchFlags::IN_MODIFY
-        } else {
-            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_ONESHOT
-        };
+        let mask = if self.interval.is_zero() { AddWatchFlags::IN_MODIFY } else { AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_ONESHOT };
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -777,10 +718,7 @@ impl CapWatch {
             if entry.file_wd == Some(wd) {
                 entry.file_wd = None;
             } else if entry.dir_wd == wd {
-                log::warn!(
-                    "run directory of {} went away; its log is no longer capped",
-                    entry.log.path().display()
-                );
+                log::warn!("run directory of {} went away; its log is no longer capped", entry.log.path().display());
             }
         }
     }
@@ -837,10 +775,7 @@ impl Timer {
             }
             None => zero,
         };
-        let spec = libc::itimerspec {
-            it_interval: zero,
-            it_value: value,
-        };
+        let spec = libc::itimerspec { it_interval: zero, it_value: value };
         // SAFETY: `spec` is a valid itimerspec for the call's duration and
         // the old-value pointer may be null.
         let rc = unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
@@ -1056,9 +991,7 @@ mod tests {
                 append(&path, format!("VMAN-GUEST-READY {round}\r\n").as_bytes());
                 Instant::now()
             });
-            let line = log
-                .wait_for_line(&re("^VMAN-GUEST-READY [0-9]$"), Duration::from_secs(10), Some(from))
-                .unwrap();
+            let line = log.wait_for_line(&re("^VMAN-GUEST-READY [0-9]$"), Duration::from_secs(10), Some(from)).unwrap();
             let returned = Instant::now();
             let written = writer.join().unwrap();
             assert_eq!(line, Some(format!("VMAN-GUEST-READY {round}")));
@@ -1087,9 +1020,7 @@ mod tests {
         append(log.path(), b"nothing here\nREADY without newline");
         let started = Instant::now();
         let cpu = thread_cpu_time();
-        let line = log
-            .wait_for_line(&re("READY"), Duration::from_millis(300), None)
-            .unwrap();
+        let line = log.wait_for_line(&re("READY"), Duration::from_millis(300), None).unwrap();
         let (took, cpu) = (started.elapsed(), thread_cpu_time() - cpu);
         assert_eq!(line, None, "an incomplete line must not match");
         assert!(took >= Duration::from_millis(300), "{took:?}");
@@ -1181,10 +1112,7 @@ mod tests {
         // Not complete yet: the first 64 KiB piece has no MARK.
         assert_eq!(feed_lines(&mut partial, &data, &re("MARK")), None);
         assert_eq!(partial.len(), 14);
-        assert_eq!(
-            feed_lines(&mut partial, b"\n", &re("MARK")).as_deref(),
-            Some("aaaaaaaaaaMARK")
-        );
+        assert_eq!(feed_lines(&mut partial, b"\n", &re("MARK")).as_deref(), Some("aaaaaaaaaaMARK"));
         assert!(partial.is_empty());
         // A long line's head is matchable on its own.
         let mut head = b"HEAD".to_vec();
@@ -1323,11 +1251,7 @@ mod tests {
         let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
         assert_eq!(poll(&mut fds, PollTimeout::from(1000u16)).unwrap(), 1);
         assert_eq!(watch.on_readable(), vec![log.path().to_path_buf()]);
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
         // Re-armed: the next write past the cap is seen as it happens.
         append(log.path(), &[b'r'; 2000]);
         let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];

@@ -31,11 +31,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv, send};
 
 pub(crate) use self::log::LineFollower;
-use crate::error::{Error, Result};
 use crate::context::Inner;
+use crate::error::{Error, Result};
 use crate::manager::Manager;
-use crate::vm::state::VmState;
 use crate::vm::model::Vm;
+use crate::vm::state::VmState;
 
 /// The most bytes one [`Console::read`] returns, whatever the buffer size
 /// (a socket read never returns more than this at once anyway).
@@ -335,7 +335,12 @@ impl Console {
         Ok(())
     }
 
-    fn read_until_inner<E: From<Error>>(&mut self, pattern: &str, timeout: Duration, mut check: Check<'_, E>) -> std::result::Result<Vec<u8>, E> {
+    fn read_until_inner<E: From<Error>>(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+        mut check: Check<'_, E>,
+    ) -> std::result::Result<Vec<u8>, E> {
         let regex = regex::bytes::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
         self.stream()?;
         let deadline = Deadline::after(timeout);
@@ -505,7 +510,13 @@ impl Manager {
         self.wait_for_console_inner(name, pattern, timeout, Some(&mut check))
     }
 
-    fn wait_for_console_inner<E: From<Error>>(&self, name: &str, pattern: &str, timeout: Duration, mut check: Check<'_, E>) -> std::result::Result<String, E> {
+    fn wait_for_console_inner<E: From<Error>>(
+        &self,
+        name: &str,
+        pattern: &str,
+        timeout: Duration,
+        mut check: Check<'_, E>,
+    ) -> std::result::Result<String, E> {
         const ACTION: &str = "wait for console output";
         let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
         let inner = &self.inner;

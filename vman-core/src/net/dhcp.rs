@@ -54,7 +54,6 @@ use std::time::Duration;
 
 use crate::sys::{Pidfd, proc};
 
-
 const HOSTS_FILE: &str = "hosts.conf";
 const PID_FILE: &str = "dnsmasq.pid";
 const LEASE_FILE: &str = "leases";
@@ -327,16 +326,13 @@ impl DhcpServer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(DhcpError::io("remove stale", pid_path, e)),
         }
-        let mut child = Command::new(&self.binary)
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => DhcpError::Missing { binary: self.binary.clone() },
-                _ => DhcpError::io("run", &self.binary, e),
-            })?;
+        let mut child =
+            Command::new(&self.binary).args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(
+                |e| match e.kind() {
+                    io::ErrorKind::NotFound => DhcpError::Missing { binary: self.binary.clone() },
+                    _ => DhcpError::io("run", &self.binary, e),
+                },
+            )?;
         let launcher = Pidfd::open(child.id()).map_err(|e| DhcpError::io("watch", &self.binary, e));
         let finished = launcher.and_then(|fd| fd.wait(START_TIMEOUT).map_err(|e| DhcpError::io("wait for", &self.binary, e)));
         if !matches!(finished, Ok(true)) {
@@ -353,7 +349,11 @@ impl DhcpServer {
         match self.find_running() {
             Some(running) => Ok(running.pid),
             None => Err(DhcpError::Start {
-                message: format!("it reported success but no dnsmasq runs for {}; see {}", pid_path.display(), self.path(LOG_FILE).display()),
+                message: format!(
+                    "it reported success but no dnsmasq runs for {}; see {}",
+                    pid_path.display(),
+                    self.path(LOG_FILE).display()
+                ),
             }),
         }
     }
@@ -417,10 +417,7 @@ impl DhcpConfig {
             return Err(DhcpError::invalid(format!("gateway {} is not a host of {}/{}", self.gateway, self.network, self.prefix_len)));
         }
         if !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&self.lease_secs) {
-            return Err(DhcpError::invalid(format!(
-                "lease time {} s is outside {MIN_LEASE_SECS}..={MAX_LEASE_SECS} s",
-                self.lease_secs
-            )));
+            return Err(DhcpError::invalid(format!("lease time {} s is outside {MIN_LEASE_SECS}..={MAX_LEASE_SECS} s", self.lease_secs)));
         }
         for (i, (mac, ip)) in self.hosts.iter().enumerate() {
             let mac_text = format_mac(mac);
@@ -716,7 +713,12 @@ mod tests {
     fn a_renamed_binary_is_recognised_by_its_configured_name() {
         let s = DhcpServer::new(PathBuf::from("/d"), PathBuf::from("/opt/bin/dhcpd-x"));
         let args = split_cmdline(b"/opt/bin/dhcpd-x\0--conf-file=/d/hosts.conf\0--pid-file=/d/dnsmasq.pid\0");
-        assert!(is_dnsmasq_with(&args, &s.binary, &prefixed("--pid-file=", &s.path(PID_FILE)), &prefixed("--conf-file=", &s.path(HOSTS_FILE))));
+        assert!(is_dnsmasq_with(
+            &args,
+            &s.binary,
+            &prefixed("--pid-file=", &s.path(PID_FILE)),
+            &prefixed("--conf-file=", &s.path(HOSTS_FILE))
+        ));
     }
 
     #[test]
@@ -755,7 +757,6 @@ mod tests {
         }
         assert!(DhcpError::Missing { binary: "dnsmasq".into() }.to_string().contains("dnsmasq-base"));
     }
-
 
     #[test]
     fn stop_without_a_server_is_a_no_op_and_a_missing_binary_is_typed() {

@@ -16,8 +16,7 @@ impl MacAddr {
     /// A random address under QEMU's 52:54:00 prefix.
     pub fn random_qemu() -> Result<MacAddr> {
         let mut tail = [0u8; 3];
-        getrandom::fill(&mut tail)
-            .map_err(|e| Error::Internal(format!("random source failed: {e}")))?;
+        getrandom::fill(&mut tail).map_err(|e| Error::Internal(format!("random source failed: {e}")))?;
         Ok(MacAddr([QEMU_OUI[0], QEMU_OUI[1], QEMU_OUI[2], tail[0], tail[1], tail[2]]))
     }
 
@@ -89,7 +88,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_and_multicast() {
-        for bad in ["", "52:54:00:12:34", "52:54:00:12:34:56:78", "52-54-00-12-34-56", "5:54:00:12:34:56", "zz:54:00:12:34:56", "+1:54:00:12:34:56"] {
+        for bad in [
+            "",
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52-54-00-12-34-56",
+            "5:54:00:12:34:56",
+            "zz:54:00:12:34:56",
+            "+1:54:00:12:34:56",
+        ] {
             assert!(MacAddr::parse_unicast(bad).is_err(), "{bad:?} accepted");
         }
         assert!(MacAddr::parse_unicast("01:00:5e:00:00:01").is_err());

@@ -88,4 +88,3 @@ pub(crate) fn check_uplink_support(uplink: &str, vlan: u16) -> Result<()> {
         ),
     })
 }
-

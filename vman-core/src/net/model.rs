@@ -91,10 +91,7 @@ impl NetworkSpec {
             Some(text) => {
                 let gw = parse_ipv4("gateway", text)?;
                 if !cidr.contains(&gw) || gw == cidr.network() || gw == cidr.broadcast() {
-                    return Err(Error::invalid(
-                        "gateway",
-                        format!("{gw} is not a host address of {cidr}"),
-                    ));
+                    return Err(Error::invalid("gateway", format!("{gw} is not a host address of {cidr}")));
                 }
                 gw
             }
@@ -366,7 +363,13 @@ mod tests {
 
     #[test]
     fn reservations_and_a_middle_gateway_split_the_pool() {
-        let plan = spec("10.0.0.0/24").gateway("10.0.0.100").reserve("10.0.0.1-10.0.0.9").reserve("10.0.0.250-10.0.0.254").reserve("10.0.0.5").plan().unwrap();
+        let plan = spec("10.0.0.0/24")
+            .gateway("10.0.0.100")
+            .reserve("10.0.0.1-10.0.0.9")
+            .reserve("10.0.0.250-10.0.0.254")
+            .reserve("10.0.0.5")
+            .plan()
+            .unwrap();
         assert_eq!(
             plan.free,
             vec![AddrRange::from_str("10.0.0.10-10.0.0.99").unwrap(), AddrRange::from_str("10.0.0.101-10.0.0.249").unwrap()]
@@ -456,7 +459,19 @@ mod tests {
 
     #[test]
     fn malformed_cidrs_are_refused() {
-        for text in ["10.0.0.0/", "/24", "10.0.0.0/+24", "10.0.0.0/ 24", " 10.0.0.0/24", "10.0.0.0/24 ", "10.0.0.0/33", "10.0.0.0/1x", "10.0.0/24", "10.0.0.0.0/24", "10.0.0.256/24"] {
+        for text in [
+            "10.0.0.0/",
+            "/24",
+            "10.0.0.0/+24",
+            "10.0.0.0/ 24",
+            " 10.0.0.0/24",
+            "10.0.0.0/24 ",
+            "10.0.0.0/33",
+            "10.0.0.0/1x",
+            "10.0.0/24",
+            "10.0.0.0.0/24",
+            "10.0.0.256/24",
+        ] {
             assert_eq!(parse_cidr(text).unwrap_err().kind(), ErrorKind::InvalidArgument, "{text:?}");
         }
     }

@@ -21,11 +21,10 @@ use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
-
-use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
 use crate::error::{Error, Result};
-use crate::net::mode::{NetworkMode, SSH_PORT};
+use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
 use crate::net::linux::{HostNetError, Netlink};
+use crate::net::mode::{NetworkMode, SSH_PORT};
 use crate::net::model::Network;
 use crate::runtime::argv::NicBackend;
 use crate::store::{self, ForwardRow, HostLink};
@@ -57,9 +56,7 @@ impl From<HostNetError> for Error {
                 value: format!("{name} (not made by vman: remove or rename it, or use another VLAN id)"),
             },
             HostNetError::Unsupported { .. } => Error::Unsupported { what: e.to_string() },
-            HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => {
-                Error::invalid("host interface", e.to_string())
-            }
+            HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => Error::invalid("host interface", e.to_string()),
             _ => Error::HostNet(e),
         }
     }
@@ -125,7 +122,11 @@ impl crate::context::Inner {
         let mut networks: Vec<Network> = Vec::new();
         for nic in &vm.nics {
             if !networks.iter().any(|n| n.name == nic.network) {
-                networks.push(self.store().read(|tx| store::network_by_name(tx, &nic.network))?.ok_or_else(|| Error::not_found("network", &nic.network))?);
+                networks.push(
+                    self.store()
+                        .read(|tx| store::network_by_name(tx, &nic.network))?
+                        .ok_or_else(|| Error::not_found("network", &nic.network))?,
+                );
             }
         }
         let owner = self.runtime().qemu_creds.as_ref().map(|c| c.uid);
@@ -140,7 +141,17 @@ impl crate::context::Inner {
                 let tap = tap_name(&vm.id, nic.index);
                 // Intent first: a tap is recorded before it exists.
                 self.write(|w| {
-                    store::record_link(w.tx, &HostLink { name: tap.clone(), is_bridge: false, network_id: network.id, vm_id: Some(vm.id.clone()), slot: Some(nic.index) }, w.now)
+                    store::record_link(
+                        w.tx,
+                        &HostLink {
+                            name: tap.clone(),
+                            is_bridge: false,
+                            network_id: network.id,
+                            vm_id: Some(vm.id.clone()),
+                            slot: Some(nic.index),
+                        },
+                        w.now,
+                    )
                 })?;
                 nl.ensure_tap_on_bridge(&tap, &bridge_name(nic.vlan), owner)?;
                 taps[i] = tap;
@@ -162,9 +173,20 @@ impl crate::context::Inner {
         let ours = self.store().read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
         if !ours && nl.link_by_name(&name)?.is_some() {
             // An interface of that name that vman did not record: not ours.
-            return Err(HostNetError::NotOurs { name: name.clone(), expected: "vman bridge", found: "an interface vman did not make".into() }.into());
+            return Err(HostNetError::NotOurs {
+                name: name.clone(),
+                expected: "vman bridge",
+                found: "an interface vman did not make".into(),
+            }
+            .into());
         }
-        self.write(|w| store::record_link(w.tx, &HostLink { name: name.clone(), is_bridge: true, network_id: network.id, vm_id: None, slot: None }, w.now))?;
+        self.write(|w| {
+            store::record_link(
+                w.tx,
+                &HostLink { name: name.clone(), is_bridge: true, network_id: network.id, vm_id: None, slot: None },
+                w.now,
+            )
+        })?;
         let bridge = nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
         if let Some(uplink) = &network.uplink {
             // The VLAN leaves the host through <uplink>.<vid>, a port of the bridge.
@@ -185,10 +207,8 @@ impl crate::context::Inner {
     /// Starts or reloads the network's DHCP server with every allocation.
     fn ensure_dhcp(&self, network: &Network) -> Result<()> {
         let leases = self.store().read(|tx| store::leases_of(tx, network.id))?;
-        let hosts = leases
-            .into_iter()
-            .map(|(mac, ip)| Ok((mac.parse::<crate::MacAddr>()?.0, Ipv4Addr::from(ip))))
-            .collect::<Result<Vec<_>>>()?;
+        let hosts =
+            leases.into_iter().map(|(mac, ip)| Ok((mac.parse::<crate::MacAddr>()?.0, Ipv4Addr::from(ip)))).collect::<Result<Vec<_>>>()?;
         let config = DhcpConfig {
             bridge: bridge_name(network.vlan),
             network: network.cidr.network(),
@@ -256,7 +276,10 @@ impl crate::context::Inner {
     pub(crate) fn release_network_if_idle(&self, nl: &mut Netlink, network_id: i64) -> Result<bool> {
         let (running, bridges, uplink) = self.store().read(|tx| {
             let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
-            let uplink = store::list_networks(tx)?.into_iter().find(|n| n.id == network_id).and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
+            let uplink = store::list_networks(tx)?
+                .into_iter()
+                .find(|n| n.id == network_id)
+                .and_then(|n| n.uplink.map(|u| format!("{u}.{}", n.vlan)));
             Ok((store::running_vms_on(tx, network_id)?, bridges, uplink))
         })?;
         if running > 0 {

@@ -9,14 +9,13 @@ pub(crate) mod report;
 use std::collections::HashMap;
 use std::fs;
 
-
-use crate::error::Result;
-pub use report::{Drift, ReconcileReport};
-use crate::runtime::process::Lineage;
 use crate::context::Inner;
+use crate::error::Result;
 use crate::manager::Manager;
+use crate::runtime::process::Lineage;
 use crate::runtime::process::RunPaths;
 use crate::store::{self};
+pub use report::{Drift, ReconcileReport};
 
 impl Manager {
     /// Compares the store with the processes and run files, repairs what
@@ -105,7 +104,11 @@ impl Inner {
         for network_id in networks {
             let _net_lock = self.runtime().lock_network(network_id)?;
             if self.release_network_if_idle(&mut nl, network_id)? {
-                drifts.push(Drift { vm: "-".into(), found: format!("bridge and DHCP of network {network_id} with no running VM"), action: "removed them".into() });
+                drifts.push(Drift {
+                    vm: "-".into(),
+                    found: format!("bridge and DHCP of network {network_id} with no running VM"),
+                    action: "removed them".into(),
+                });
             }
         }
         // Networks with running VMs: bridge and DHCP server present.
@@ -121,7 +124,11 @@ impl Inner {
             if nl.link_by_name(&bridge)?.is_none() || self.dhcp(network.id).running_pid().is_none() {
                 let _lock = self.runtime().lock_network(network.id)?;
                 self.ensure_network_up(&mut nl, &network)?;
-                drifts.push(Drift { vm: "-".into(), found: format!("bridge or DHCP of network {} missing", network.name), action: "made them again".into() });
+                drifts.push(Drift {
+                    vm: "-".into(),
+                    found: format!("bridge or DHCP of network {} missing", network.name),
+                    action: "made them again".into(),
+                });
             }
         }
         report.drifts.extend(drifts);
@@ -163,10 +170,18 @@ impl Inner {
                     let paths = self.runtime().paths(id);
                     if Lineage::is_held(&self.runtime().lineage_path(id))? && self.open_qemu(&vm).is_none() {
                         let ended = self.end_lineage(&vm);
-                        report.drifts.push(Drift { vm: vm.name.clone(), found: format!("recorded {} but a launch of it runs", vm.state), action: format!("ended {ended} process(es)") });
+                        report.drifts.push(Drift {
+                            vm: vm.name.clone(),
+                            found: format!("recorded {} but a launch of it runs", vm.state),
+                            action: format!("ended {ended} process(es)"),
+                        });
                         paths.clean();
                     } else if let Some((pid, pidfd)) = self.open_qemu(&vm) {
-                        report.drifts.push(Drift { vm: vm.name.clone(), found: format!("recorded {} but QEMU {pid} runs", vm.state), action: "stopped it".into() });
+                        report.drifts.push(Drift {
+                            vm: vm.name.clone(),
+                            found: format!("recorded {} but QEMU {pid} runs", vm.state),
+                            action: "stopped it".into(),
+                        });
                         let _ = self.qmp(&vm).map(|mut q| q.quit());
                         if !pidfd.wait(std::time::Duration::from_secs(2)).unwrap_or(false) {
                             let _ = pidfd.kill(libc::SIGKILL);
@@ -181,7 +196,11 @@ impl Inner {
                     }
                 }
                 Some((_, true)) | None => {
-                    report.drifts.push(Drift { vm: dir_name, found: "run directory of a deleted or unknown VM".into(), action: "removed it".into() });
+                    report.drifts.push(Drift {
+                        vm: dir_name,
+                        found: "run directory of a deleted or unknown VM".into(),
+                        action: "removed it".into(),
+                    });
                     let _ = fs::remove_dir_all(&dir);
                 }
             }

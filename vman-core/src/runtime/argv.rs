@@ -56,7 +56,14 @@ pub(crate) fn fd_path(fd: i32) -> String {
 pub(crate) const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// The arguments after the binary name.
-pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, fds: &QemuFds, serial_log: &std::path::Path, nics: &[NicBackend]) -> Vec<OsString> {
+pub(crate) fn qemu_argv(
+    vm: &Vm,
+    accel: Accel,
+    paths: &RunPaths,
+    fds: &QemuFds,
+    serial_log: &std::path::Path,
+    nics: &[NicBackend],
+) -> Vec<OsString> {
     let mut a: Vec<String> = vec![
         "-name".into(),
         format!("guest={},debug-threads=on", vm.name),
@@ -125,8 +132,8 @@ pub(crate) fn qemu_argv(vm: &Vm, accel: Accel, paths: &RunPaths, fds: &QemuFds, 
 mod tests {
     use super::*;
     use crate::net::mac::MacAddr;
-    use crate::vm::state::VmState;
     use crate::vm::model::{BootSpec, Nic};
+    use crate::vm::state::VmState;
     use std::path::Path;
 
     fn vm() -> Vm {
@@ -163,10 +170,7 @@ mod tests {
     fn argv(state: &str) -> Vec<String> {
         let paths = RunPaths::new(Path::new(state), &vm().id);
         let log = paths.dir.join("serial.log");
-        qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Isolated])
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect()
+        qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Isolated]).into_iter().map(|s| s.into_string().unwrap()).collect()
     }
 
     fn after<'a>(argv: &'a [String], flag: &str) -> &'a str {
@@ -227,7 +231,8 @@ mod tests {
             dns: "10.0.0.254".parse().unwrap(),
             forwards: vec![(2222, 22)],
         };
-        let user: Vec<String> = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
+        let user: Vec<String> =
+            qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(
             after(&user, "-netdev"),
             "user,id=net0,net=10.0.0.0/24,host=10.0.0.1,dhcpstart=10.0.0.2,dns=10.0.0.254,hostfwd=tcp:127.0.0.1:2222-:22"

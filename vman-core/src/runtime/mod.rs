@@ -99,11 +99,7 @@ impl Runtime {
         let run_root = state_dir.join("run");
         let locks_dir = state_dir.join("locks");
         for dir in [&run_root, &locks_dir] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io("create", dir, e))?;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
         }
         let qemu_creds = qemu_credentials(options.qemu_user.as_deref())?;
         if let Some(creds) = &qemu_creds {
@@ -157,7 +153,8 @@ impl Runtime {
         let deadline = Instant::now() + VM_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
+            let file =
+                File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(lock),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
@@ -231,7 +228,8 @@ impl Runtime {
         paths.prepare()?;
         if let Some(creds) = &self.qemu_creds {
             let (uid, gid) = (nix::unistd::Uid::from_raw(creds.uid), nix::unistd::Gid::from_raw(creds.gid));
-            nix::unistd::chown(&paths.dir, Some(uid), Some(gid)).map_err(|e| Error::io("hand the run directory to the QEMU user:", &paths.dir, e.into()))?;
+            nix::unistd::chown(&paths.dir, Some(uid), Some(gid))
+                .map_err(|e| Error::io("hand the run directory to the QEMU user:", &paths.dir, e.into()))?;
             // The serial log of an earlier run belongs to whoever made it.
             for log in [paths.dir.join("serial.log"), paths.dir.join("serial.log.1")] {
                 let _ = nix::unistd::chown(&log, Some(uid), Some(gid));

@@ -67,14 +67,12 @@ impl RunPaths {
         if longest > MAX_SOCKET_PATH {
             return Err(Error::invalid(
                 "state directory",
-                format!("its socket paths are {longest} bytes, over the {MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter state directory"),
+                format!(
+                    "its socket paths are {longest} bytes, over the {MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter state directory"
+                ),
             ));
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| Error::io("create run directory", &self.dir, e))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|e| Error::io("create run directory", &self.dir, e))?;
         // Leftovers of an earlier run would confuse the launch below.
         for stale in [&self.pidfile, &self.qmp, &self.serial_sock, &self.stderr] {
             match fs::remove_file(stale) {
@@ -99,7 +97,6 @@ impl RunPaths {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

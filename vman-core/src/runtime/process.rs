@@ -4,11 +4,10 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
 
 use crate::error::{Error, Result};
 pub(crate) use crate::runtime::paths::RunPaths;
@@ -62,22 +61,14 @@ pub(crate) struct Lineage {
 impl Lineage {
     /// Takes the lock, or `None` if a process of a launch still holds it.
     pub fn try_take(path: &Path) -> Result<Option<Lineage>> {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("open the QEMU lock", path, e))?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io("open the QEMU lock", path, e))?;
         // SAFETY: flock on a descriptor we own; no memory is passed.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(Some(Lineage { fd: file.into() }));
         }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Ok(None)
-        } else {
-            Err(Error::io("lock", path, e))
-        }
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(Error::io("lock", path, e)) }
     }
 
     /// Whether a process of a launch for this VM is alive (see the type).
@@ -116,7 +107,12 @@ pub(crate) struct Inherited {
 
 impl Inherited {
     /// Makes the sockets and opens the boot files of one launch.
-    pub fn prepare(paths: &RunPaths, boot: Option<&crate::vm::model::BootSpec>, nics: &[crate::runtime::argv::NicBackend], lineage: &Lineage) -> Result<Inherited> {
+    pub fn prepare(
+        paths: &RunPaths,
+        boot: Option<&crate::vm::model::BootSpec>,
+        nics: &[crate::runtime::argv::NicBackend],
+        lineage: &Lineage,
+    ) -> Result<Inherited> {
         let listen = |path: &Path| -> Result<UnixListener> {
             let listener = UnixListener::bind(path).map_err(|e| Error::io("make socket", path, e))?;
             fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io("restrict socket", path, e))?;
@@ -173,7 +169,13 @@ impl Inherited {
 /// QEMU is not asked to `-daemonize`: its seccomp sandbox would then forbid
 /// the fork and `setsid` it needs (`spawn=deny`, `elevateprivileges=deny`);
 /// vman does both for it, the way libvirt does.
-pub(crate) fn spawn(binary: &Path, argv: &[std::ffi::OsString], inherited: &Inherited, stderr: File, creds: Option<&Credentials>) -> Result<u32> {
+pub(crate) fn spawn(
+    binary: &Path,
+    argv: &[std::ffi::OsString],
+    inherited: &Inherited,
+    stderr: File,
+    creds: Option<&Credentials>,
+) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let keep = inherited.raw_fds();
     let ids = creds.map(|c| (c.uid, c.gid, c.groups.clone()));
@@ -192,18 +194,18 @@ pub(crate) fn spawn(binary: &Path, argv: &[std::ffi::OsString], inherited: &Inhe
                     return Err(io::Error::last_os_error());
                 }
             }
-            if let Some((uid, gid, groups)) = &ids {
-                if libc::setgroups(groups.len(), groups.as_ptr()) < 0 || libc::setgid(*gid) < 0 || libc::setuid(*uid) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+            if let Some((uid, gid, groups)) = &ids
+                && (libc::setgroups(groups.len(), groups.as_ptr()) < 0 || libc::setgid(*gid) < 0 || libc::setuid(*uid) < 0)
+            {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
     }
     let child = command.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::Unsupported {
-            what: format!("{} not found; install qemu-system-x86 (scripts/setup does)", binary.display()),
-        },
+        io::ErrorKind::NotFound => {
+            Error::Unsupported { what: format!("QEMU binary {} not found", binary.display()) }
+        }
         _ => Error::io("run", binary, e),
     })?;
     // Not waited for here: the watcher reaps it through its pidfd.
@@ -211,7 +213,12 @@ pub(crate) fn spawn(binary: &Path, argv: &[std::ffi::OsString], inherited: &Inhe
 }
 
 /// QEMU's stderr of this run, as an error: its own words, or how it ended.
-pub(crate) fn qemu_failure(paths: &RunPaths, fds: &crate::runtime::argv::QemuFds, boot: Option<&crate::vm::model::BootSpec>, status: Option<i32>) -> Error {
+pub(crate) fn qemu_failure(
+    paths: &RunPaths,
+    fds: &crate::runtime::argv::QemuFds,
+    boot: Option<&crate::vm::model::BootSpec>,
+    status: Option<i32>,
+) -> Error {
     let mut text = fs::read_to_string(&paths.stderr).unwrap_or_default();
     // QEMU names the boot files by the descriptors vman gave it; say which.
     if let (Some(fd), Some(b)) = (fds.kernel, boot) {
@@ -236,10 +243,7 @@ fn qemu_message(stderr: &str, code: Option<i32>) -> String {
 
 /// Whether `args` run a qemu-system binary with `-uuid <vm_id>`.
 fn is_qemu_args(args: &[std::ffi::OsString], vm_id: &str) -> bool {
-    let is_qemu = args
-        .first()
-        .and_then(|a0| Path::new(a0).file_name()?.to_str().map(|n| n.starts_with("qemu-system")))
-        .unwrap_or(false);
+    let is_qemu = args.first().and_then(|a0| Path::new(a0).file_name()?.to_str().map(|n| n.starts_with("qemu-system"))).unwrap_or(false);
     is_qemu && args.windows(2).any(|w| w[0] == "-uuid" && w[1] == vm_id)
 }
 
@@ -258,9 +262,6 @@ pub(crate) fn prove_qemu(pid: u32, vm_id: &str) -> Option<Pidfd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-
-
 
     #[test]
     fn a_process_that_is_not_qemu_is_never_taken_for_one() {

@@ -159,28 +159,15 @@ impl QmpClient {
         Self::handshake(stream, timeout, deadline_after(timeout))
     }
 
-    fn handshake(
-        stream: UnixStream,
-        timeout: Duration,
-        deadline: Option<Instant>,
-    ) -> Result<Self, QmpError> {
+    fn handshake(stream: UnixStream, timeout: Duration, deadline: Option<Instant>) -> Result<Self, QmpError> {
         // A zero timeout is rejected here by std (InvalidInput).
-        stream
-            .set_write_timeout(Some(timeout))
-            .map_err(QmpError::Io)?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(QmpError::Io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(QmpError::Io)?;
+        stream.set_read_timeout(Some(timeout)).map_err(QmpError::Io)?;
         let mut client = QmpClient {
             reader: BufReader::new(stream),
             timeout,
             next_id: 1,
-            version: QemuVersion {
-                major: 0,
-                minor: 0,
-                micro: 0,
-                package: String::new(),
-            },
+            version: QemuVersion { major: 0, minor: 0, micro: 0, package: String::new() },
             events: VecDeque::new(),
             partial: Vec::new(),
             skipping: false,
@@ -203,10 +190,7 @@ impl QmpClient {
 
     /// Changes the deadline applied to each later command; must be non-zero.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), QmpError> {
-        self.reader
-            .get_ref()
-            .set_write_timeout(Some(timeout))
-            .map_err(QmpError::Io)?;
+        self.reader.get_ref().set_write_timeout(Some(timeout)).map_err(QmpError::Io)?;
         self.timeout = timeout;
         Ok(())
     }
@@ -225,12 +209,8 @@ impl QmpClient {
     /// `query-status`: QEMU's run state.
     pub fn query_status(&mut self) -> Result<QmpStatus, QmpError> {
         let value = self.execute("query-status", None)?;
-        serde_json::from_value(value.clone()).map_err(|e| {
-            QmpError::Protocol(format!(
-                "unexpected query-status reply ({e}): {}",
-                excerpt(value.to_string().as_bytes())
-            ))
-        })
+        serde_json::from_value(value.clone())
+            .map_err(|e| QmpError::Protocol(format!("unexpected query-status reply ({e}): {}", excerpt(value.to_string().as_bytes()))))
     }
 
     /// `stop`: pauses the vCPUs (QEMU emits `STOP`).
@@ -279,11 +259,7 @@ impl QmpClient {
     /// An already queued event of that name is returned at once (QEMU often
     /// sends e.g. `STOP` before the reply to `stop`). Other events are queued;
     /// stray replies are discarded with a warning.
-    pub fn wait_event(
-        &mut self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Option<QmpEvent>, QmpError> {
+    pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Option<QmpEvent>, QmpError> {
         if let Some(pos) = self.events.iter().position(|e| e.name == name) {
             return Ok(self.events.remove(pos));
         }
@@ -293,10 +269,7 @@ impl QmpClient {
                 Ok(Message::Event(event)) if event.name == name => return Ok(Some(event)),
                 Ok(Message::Event(event)) => self.queue_event(event),
                 Ok(Message::Reply { id, .. }) => {
-                    log::warn!(
-                        "Discarding QMP reply with id {} while waiting for event {name}",
-                        show_id(&id)
-                    );
+                    log::warn!("Discarding QMP reply with id {} while waiting for event {name}", show_id(&id));
                 }
                 Ok(Message::Greeting) => {
                     return Err(QmpError::Protocol("unexpected greeting mid-session".into()));
@@ -336,26 +309,15 @@ impl QmpClient {
                 break line;
             }
         };
-        let greeting: Greeting = serde_json::from_slice(&line).map_err(|e| {
-            QmpError::Protocol(format!("expected a QMP greeting ({e}): {}", excerpt(&line)))
-        })?;
+        let greeting: Greeting =
+            serde_json::from_slice(&line).map_err(|e| QmpError::Protocol(format!("expected a QMP greeting ({e}): {}", excerpt(&line))))?;
         let VersionInfo { qemu, package } = greeting.qmp.version;
-        let version = QemuVersion {
-            major: qemu.major,
-            minor: qemu.minor,
-            micro: qemu.micro,
-            package,
-        };
+        let version = QemuVersion { major: qemu.major, minor: qemu.minor, micro: qemu.micro, package };
         log::debug!("QMP greeting from QEMU {version}");
         Ok(version)
     }
 
-    fn execute_until(
-        &mut self,
-        command: &str,
-        arguments: Option<&Value>,
-        deadline: Option<Instant>,
-    ) -> Result<Value, QmpError> {
+    fn execute_until(&mut self, command: &str, arguments: Option<&Value>, deadline: Option<Instant>) -> Result<Value, QmpError> {
         let id = self.send(command, arguments)?;
         self.wait_reply(id, deadline)
     }
@@ -376,12 +338,8 @@ impl QmpClient {
         let id = self.next_id;
         // Wrapping, not `+=`, so even 2^64 commands cannot panic in debug builds.
         self.next_id = self.next_id.wrapping_add(1);
-        let mut frame = serde_json::to_vec(&Request {
-            execute: command,
-            arguments,
-            id,
-        })
-        .map_err(|e| QmpError::Protocol(format!("cannot encode command {command}: {e}")))?;
+        let mut frame = serde_json::to_vec(&Request { execute: command, arguments, id })
+            .map_err(|e| QmpError::Protocol(format!("cannot encode command {command}: {e}")))?;
         frame.push(b'\n');
         log::debug!("QMP -> {command} (id {id})");
         // One write_all of the whole frame: QEMU sees either all of it or,
@@ -403,16 +361,11 @@ impl QmpClient {
         loop {
             match self.read_message(deadline)? {
                 Message::Event(event) => self.queue_event(event),
-                Message::Reply { id: got, result }
-                    if got.as_ref().and_then(Value::as_u64) == Some(id) =>
-                {
+                Message::Reply { id: got, result } if got.as_ref().and_then(Value::as_u64) == Some(id) => {
                     return result;
                 }
                 Message::Reply { id: got, .. } => {
-                    log::warn!(
-                        "Discarding QMP reply with id {} while waiting for id {id}",
-                        show_id(&got)
-                    );
+                    log::warn!("Discarding QMP reply with id {} while waiting for id {id}", show_id(&got));
                 }
                 Message::Greeting => {
                     return Err(QmpError::Protocol("unexpected greeting mid-session".into()));
@@ -461,10 +414,7 @@ impl QmpClient {
                     }
                     None => None,
                 };
-                self.reader
-                    .get_ref()
-                    .set_read_timeout(left)
-                    .map_err(QmpError::Io)?;
+                self.reader.get_ref().set_read_timeout(left).map_err(QmpError::Io)?;
             }
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
@@ -502,9 +452,7 @@ impl QmpClient {
                 let head = excerpt(&self.partial);
                 self.partial = Vec::new();
                 self.skipping = true;
-                return Err(QmpError::Protocol(format!(
-                    "line longer than {MAX_LINE_BYTES} bytes: {head}"
-                )));
+                return Err(QmpError::Protocol(format!("line longer than {MAX_LINE_BYTES} bytes: {head}")));
             }
         }
     }
@@ -525,8 +473,7 @@ enum Message {
 
 fn parse_message(line: &[u8]) -> Result<Message, QmpError> {
     let protocol = |what: &str| QmpError::Protocol(format!("{what}: {}", excerpt(line)));
-    let value: Value =
-        serde_json::from_slice(line).map_err(|e| protocol(&format!("malformed JSON ({e})")))?;
+    let value: Value = serde_json::from_slice(line).map_err(|e| protocol(&format!("malformed JSON ({e})")))?;
     let Value::Object(mut object) = value else {
         return Err(protocol("message is not a JSON object"));
     };
@@ -539,28 +486,18 @@ fn parse_message(line: &[u8]) -> Result<Message, QmpError> {
         };
         let timestamp_us = object.get("timestamp").and_then(timestamp_us);
         let data = object.remove("data").unwrap_or(Value::Null);
-        return Ok(Message::Event(QmpEvent {
-            name,
-            data,
-            timestamp_us,
-        }));
+        return Ok(Message::Event(QmpEvent { name, data, timestamp_us }));
     }
     let id = object.remove("id");
     if let Some(value) = object.remove("return") {
-        return Ok(Message::Reply {
-            id,
-            result: Ok(value),
-        });
+        return Ok(Message::Reply { id, result: Ok(value) });
     }
     if let Some(error) = object.get("error") {
         let field = |name| error.get(name).and_then(Value::as_str).map(str::to_owned);
         let (Some(class), Some(desc)) = (field("class"), field("desc")) else {
             return Err(protocol("error reply without class and desc"));
         };
-        return Ok(Message::Reply {
-            id,
-            result: Err(QmpError::Command { class, desc }),
-        });
+        return Ok(Message::Reply { id, result: Err(QmpError::Command { class, desc }) });
     }
     Err(protocol("unknown message"))
 }
@@ -576,10 +513,7 @@ fn parse_message(line: &[u8]) -> Result<Message, QmpError> {
 /// may then get is dropped, which closes it.
 fn connect_bounded(path: &Path, timeout: Duration) -> Result<UnixStream, QmpError> {
     if timeout.is_zero() {
-        return Err(QmpError::Connect(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "QMP timeout must be non-zero",
-        )));
+        return Err(QmpError::Connect(io::Error::new(io::ErrorKind::InvalidInput, "QMP timeout must be non-zero")));
     }
     // Capacity 1 so the thread's send never blocks, even after we gave up.
     let (tx, rx) = mpsc::sync_channel(1);
@@ -594,9 +528,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> Result<UnixStream, QmpErro
         Ok(result) => result.map_err(QmpError::Connect),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(QmpError::Timeout),
         // Only if the thread died without sending, i.e. panicked.
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(QmpError::Connect(io::Error::other(
-            "connect thread ended without a result",
-        ))),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(QmpError::Connect(io::Error::other("connect thread ended without a result"))),
     }
 }
 
@@ -614,8 +546,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 fn show_id(id: &Option<Value>) -> String {
-    id.as_ref()
-        .map_or_else(|| "(none)".to_owned(), Value::to_string)
+    id.as_ref().map_or_else(|| "(none)".to_owned(), Value::to_string)
 }
 
 /// The start of `bytes` as text, for error messages.
@@ -646,10 +577,7 @@ mod tests {
     impl FakeQemu {
         fn send(&mut self, line: &str) {
             // Ignore errors: some tests close the client early on purpose.
-            let _ = self
-                .reader
-                .get_mut()
-                .write_all(format!("{line}\r\n").as_bytes());
+            let _ = self.reader.get_mut().write_all(format!("{line}\r\n").as_bytes());
         }
 
         fn send_raw(&mut self, bytes: &[u8]) {
@@ -677,16 +605,9 @@ mod tests {
     }
 
     /// Starts `script` as the server and connects a client to it.
-    fn start(
-        timeout: Duration,
-        script: impl FnOnce(&mut FakeQemu) + Send + 'static,
-    ) -> (Result<QmpClient, QmpError>, JoinHandle<()>) {
+    fn start(timeout: Duration, script: impl FnOnce(&mut FakeQemu) + Send + 'static) -> (Result<QmpClient, QmpError>, JoinHandle<()>) {
         let (client, server) = UnixStream::pair().unwrap();
-        let handle = thread::spawn(move || {
-            script(&mut FakeQemu {
-                reader: BufReader::new(server),
-            })
-        });
+        let handle = thread::spawn(move || script(&mut FakeQemu { reader: BufReader::new(server) }));
         (QmpClient::from_stream(client, timeout), handle)
     }
 
@@ -697,10 +618,7 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
-            FakeQemu {
-                reader: BufReader::new(stream),
-            }
-            .handshake();
+            FakeQemu { reader: BufReader::new(stream) }.handshake();
         });
         let client = QmpClient::connect(&path, SHORT).unwrap();
         assert_eq!(client.qemu_version().major, 10);
@@ -748,15 +666,7 @@ mod tests {
             q.reply(&id, json!({}));
         });
         let client = client.unwrap();
-        assert_eq!(
-            client.qemu_version(),
-            &QemuVersion {
-                major: 10,
-                minor: 0,
-                micro: 2,
-                package: "Debian 1:10.0.2+ds-2".into()
-            }
-        );
+        assert_eq!(client.qemu_version(), &QemuVersion { major: 10, minor: 0, micro: 2, package: "Debian 1:10.0.2+ds-2".into() });
         assert_eq!(client.qemu_version().to_string(), "10.0.2");
         server.join().unwrap();
     }
@@ -770,23 +680,14 @@ mod tests {
             q.send(r#"{"timestamp": {"seconds": 1700000000, "microseconds": 123456}, "event": "NETDEV_VHOST_USER_CONNECTED", "data": {"netdev-id": "n0", "chardev-id": "c0"}}"#);
             q.send(r#"{"return": {"status": "stale"}, "id": 999}"#);
             q.send(r#"{"return": {"status": "stale"}}"#);
-            q.reply(
-                &id,
-                json!({"status": "running", "singlestep": false, "running": true}),
-            );
+            q.reply(&id, json!({"status": "running", "singlestep": false, "running": true}));
             let (cmd, id) = q.recv();
             assert_eq!(cmd, "query-version");
             q.reply(&id, json!({"qemu": {"major": 10}}));
         });
         let mut client = client.unwrap();
         let status = client.query_status().unwrap();
-        assert_eq!(
-            status,
-            QmpStatus {
-                status: "running".into(),
-                running: true
-            }
-        );
+        assert_eq!(status, QmpStatus { status: "running".into(), running: true });
         let events = client.take_events();
         assert_eq!(
             events,
@@ -821,9 +722,7 @@ mod tests {
         });
         let mut client = client.unwrap();
         for _ in 0..3 {
-            client
-                .execute("eject", Some(json!({"device": "virtio0"})))
-                .unwrap();
+            client.execute("eject", Some(json!({"device": "virtio0"}))).unwrap();
         }
         server.join().unwrap();
     }
@@ -833,10 +732,7 @@ mod tests {
         let (client, server) = start(SHORT, |q| {
             q.handshake();
             let (_, id) = q.recv();
-            q.send(
-                &json!({"id": id, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})
-                    .to_string(),
-            );
+            q.send(&json!({"id": id, "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}).to_string());
         });
         let err = client.unwrap().execute("nope", None).unwrap_err();
         match &err {
@@ -846,10 +742,7 @@ mod tests {
             }
             other => panic!("expected Command, got {other:?}"),
         }
-        assert_eq!(
-            err.to_string(),
-            "QEMU rejected the command (CommandNotFound): The command nope has not been found"
-        );
+        assert_eq!(err.to_string(), "QEMU rejected the command (CommandNotFound): The command nope has not been found");
         server.join().unwrap();
     }
 
@@ -913,10 +806,7 @@ mod tests {
             let (_, id) = q.recv();
             q.reply(&id, json!({"status": 7}));
         });
-        assert!(matches!(
-            client.unwrap().query_status(),
-            Err(QmpError::Protocol(_))
-        ));
+        assert!(matches!(client.unwrap().query_status(), Err(QmpError::Protocol(_))));
         server.join().unwrap();
     }
 
@@ -965,10 +855,7 @@ mod tests {
         let took = start.elapsed();
         // Unbounded, it would last the server's 2 s of chatter.
         assert!(took < Duration::from_millis(1500), "took {took:?}");
-        assert!(
-            !client.take_events().is_empty(),
-            "events were queued meanwhile"
-        );
+        assert!(!client.take_events().is_empty(), "events were queued meanwhile");
         drop(client);
         server.join().unwrap();
     }
@@ -989,10 +876,7 @@ mod tests {
         assert!(matches!(client.query_status(), Err(QmpError::Timeout)));
         // A per-read timeout would end at 250 + 300 ms.
         let took = start.elapsed();
-        assert!(
-            took >= timeout && took < Duration::from_millis(500),
-            "took {took:?}"
-        );
+        assert!(took >= timeout && took < Duration::from_millis(500), "took {took:?}");
         drop(done_tx);
         server.join().unwrap();
     }
@@ -1032,14 +916,9 @@ mod tests {
         let (client, server) = start(SHORT, |q| {
             q.handshake();
             let (_, id) = q.recv();
-            q.send(
-                &json!({"id": id, "error": {"class": "GenericError", "desc": "no"}}).to_string(),
-            );
+            q.send(&json!({"id": id, "error": {"class": "GenericError", "desc": "no"}}).to_string());
         });
-        assert!(matches!(
-            client.unwrap().quit(),
-            Err(QmpError::Command { .. })
-        ));
+        assert!(matches!(client.unwrap().quit(), Err(QmpError::Command { .. })));
         server.join().unwrap();
     }
 
@@ -1052,14 +931,7 @@ mod tests {
         });
         let mut client = client.unwrap();
         let stop = client.wait_event("STOP", SHORT).unwrap().unwrap();
-        assert_eq!(
-            stop,
-            QmpEvent {
-                name: "STOP".into(),
-                data: Value::Null,
-                timestamp_us: None
-            }
-        );
+        assert_eq!(stop, QmpEvent { name: "STOP".into(), data: Value::Null, timestamp_us: None });
         let queued = client.take_events();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].name, "RESET");
@@ -1079,12 +951,7 @@ mod tests {
         let mut client = client.unwrap();
         client.stop().unwrap();
         let start = Instant::now();
-        assert!(
-            client
-                .wait_event("STOP", Duration::from_secs(5))
-                .unwrap()
-                .is_some()
-        );
+        assert!(client.wait_event("STOP", Duration::from_secs(5)).unwrap().is_some());
         assert!(start.elapsed() < Duration::from_secs(1));
         drop(done_tx);
         server.join().unwrap();
@@ -1101,12 +968,7 @@ mod tests {
         });
         let mut client = client.unwrap();
         let start = Instant::now();
-        assert_eq!(
-            client
-                .wait_event("SHUTDOWN", Duration::from_millis(100))
-                .unwrap(),
-            None
-        );
+        assert_eq!(client.wait_event("SHUTDOWN", Duration::from_millis(100)).unwrap(), None);
         assert!(start.elapsed() >= Duration::from_millis(100));
         step_tx.send(()).unwrap();
         let event = client.wait_event("SHUTDOWN", SHORT).unwrap().unwrap();
@@ -1119,9 +981,7 @@ mod tests {
         let (client, server) = start(SHORT, |q| {
             q.handshake();
             let (_, id) = q.recv();
-            let schema: Vec<Value> = (0..5000)
-                .map(|i| json!({"name": format!("type-{i}"), "meta-type": "object"}))
-                .collect();
+            let schema: Vec<Value> = (0..5000).map(|i| json!({"name": format!("type-{i}"), "meta-type": "object"})).collect();
             let line = json!({"return": schema, "id": id}).to_string();
             assert!(line.len() > 200_000);
             q.send(&line);
@@ -1153,37 +1013,15 @@ mod tests {
 
     #[test]
     fn parse_message_classifies_lines() {
-        assert!(matches!(
-            parse_message(GREETING.as_bytes()),
-            Ok(Message::Greeting)
-        ));
-        assert!(matches!(
-            parse_message(br#"{"return": {}, "id": 3}"#),
-            Ok(Message::Reply {
-                id: Some(Value::Number(_)),
-                result: Ok(_)
-            })
-        ));
-        assert!(matches!(
-            parse_message(br#"{"error": {"class": "X"}}"#),
-            Err(QmpError::Protocol(_))
-        ));
-        assert!(matches!(
-            parse_message(br#"{"event": 5}"#),
-            Err(QmpError::Protocol(_))
-        ));
-        assert!(matches!(
-            parse_message(br#"[1, 2]"#),
-            Err(QmpError::Protocol(_))
-        ));
-        assert!(matches!(
-            parse_message(br#"{"surprise": 1}"#),
-            Err(QmpError::Protocol(_))
-        ));
+        assert!(matches!(parse_message(GREETING.as_bytes()), Ok(Message::Greeting)));
+        assert!(matches!(parse_message(br#"{"return": {}, "id": 3}"#), Ok(Message::Reply { id: Some(Value::Number(_)), result: Ok(_) })));
+        assert!(matches!(parse_message(br#"{"error": {"class": "X"}}"#), Err(QmpError::Protocol(_))));
+        assert!(matches!(parse_message(br#"{"event": 5}"#), Err(QmpError::Protocol(_))));
+        assert!(matches!(parse_message(br#"[1, 2]"#), Err(QmpError::Protocol(_))));
+        assert!(matches!(parse_message(br#"{"surprise": 1}"#), Err(QmpError::Protocol(_))));
         // An absurd timestamp is dropped, not overflowed.
-        let Ok(Message::Event(e)) = parse_message(
-            br#"{"event": "X", "timestamp": {"seconds": 9223372036854775807, "microseconds": 1}}"#,
-        ) else {
+        let Ok(Message::Event(e)) = parse_message(br#"{"event": "X", "timestamp": {"seconds": 9223372036854775807, "microseconds": 1}}"#)
+        else {
             panic!("event expected");
         };
         assert_eq!(e.timestamp_us, None);
@@ -1280,10 +1118,7 @@ mod tests {
     #[test]
     fn zero_timeout_is_rejected_not_a_panic() {
         let (client, server) = UnixStream::pair().unwrap();
-        assert!(matches!(
-            QmpClient::from_stream(client, Duration::ZERO),
-            Err(QmpError::Io(_))
-        ));
+        assert!(matches!(QmpClient::from_stream(client, Duration::ZERO), Err(QmpError::Io(_))));
         drop(server);
     }
 
@@ -1295,10 +1130,7 @@ mod tests {
             QmpError::Timeout,
             QmpError::Closed,
             QmpError::Protocol("x".into()),
-            QmpError::Command {
-                class: "C".into(),
-                desc: "d".into(),
-            },
+            QmpError::Command { class: "C".into(), desc: "d".into() },
         ];
         for e in errors {
             let text = e.to_string();

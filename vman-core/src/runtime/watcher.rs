@@ -78,9 +78,7 @@ impl Watcher {
         let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
         let control = Arc::new(Control { wake, commands: Mutex::new(Vec::new()), watched: Mutex::new(HashMap::new()) });
         let thread_control = control.clone();
-        let thread = std::thread::Builder::new()
-            .name("vman-watcher".into())
-            .spawn(move || run(&thread_control, &on_exit))?;
+        let thread = std::thread::Builder::new().name("vman-watcher".into()).spawn(move || run(&thread_control, &on_exit))?;
         Ok(Watcher { control, thread: Some(thread) })
     }
 
@@ -140,8 +138,7 @@ fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
             let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
             let woken = ready(&fds[0]);
             let logs_grew = first_pid == 2 && ready(&fds[1]);
-            let exited: Vec<String> =
-                ids.iter().zip(&fds[first_pid..]).filter(|(_, fd)| ready(fd)).map(|(id, _)| (*id).clone()).collect();
+            let exited: Vec<String> = ids.iter().zip(&fds[first_pid..]).filter(|(_, fd)| ready(fd)).map(|(id, _)| (*id).clone()).collect();
             (woken, exited, logs_grew)
         };
         if logs_grew && let Some(caps) = &mut caps {
@@ -203,7 +200,12 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn watched(child: &std::process::Child) -> Watched {
-        Watched { pid: child.id(), pidfd: Pidfd::open(child.id()).unwrap(), run_dir: std::env::temp_dir().join("vman-watcher-test"), log_cap: 1 << 20 }
+        Watched {
+            pid: child.id(),
+            pidfd: Pidfd::open(child.id()).unwrap(),
+            run_dir: std::env::temp_dir().join("vman-watcher-test"),
+            log_cap: 1 << 20,
+        }
     }
 
     #[test]

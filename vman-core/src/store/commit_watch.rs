@@ -80,8 +80,7 @@ impl Bell {
     }
 
     fn create(&self) -> nix::Result<()> {
-        openat(&self.dir, BELL_FILE, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-            .map(drop)
+        openat(&self.dir, BELL_FILE, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600)).map(drop)
     }
 
     fn touch(&self) -> nix::Result<()> {
@@ -116,7 +115,10 @@ impl CommitWatch {
     pub fn new(dir: &Path) -> Result<CommitWatch> {
         let watch = || -> nix::Result<Inotify> {
             let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-            inotify.add_watch(dir, AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR)?;
+            inotify.add_watch(
+                dir,
+                AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
+            )?;
             Ok(inotify)
         };
         let inotify = watch().map_err(|e| Error::io("watch for commits in", dir, e.into()))?;
@@ -136,9 +138,9 @@ impl CommitWatch {
         for _ in 0..MAX_READS_PER_DRAIN {
             match self.inotify.read_events() {
                 Ok(events) => {
-                    rang |= events.iter().any(|e| {
-                        e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) || e.name.as_deref().is_some_and(|n| n == BELL_FILE)
-                    })
+                    rang |= events
+                        .iter()
+                        .any(|e| e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) || e.name.as_deref().is_some_and(|n| n == BELL_FILE))
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return Ok(rang),

@@ -42,13 +42,11 @@ fn collect(stmt: &mut rusqlite::Statement<'_>, params: impl rusqlite::Params) ->
         Ok(Event {
             id,
             at_ms,
-            object_kind: ObjectKind::parse(&kind)
-                .ok_or_else(|| Error::Internal(format!("event {id} has unknown object kind {kind:?}")))?,
+            object_kind: ObjectKind::parse(&kind).ok_or_else(|| Error::Internal(format!("event {id} has unknown object kind {kind:?}")))?,
             object_id,
             object_name,
             action,
-            details: serde_json::from_str(&details)
-                .map_err(|e| Error::Internal(format!("event {id} has invalid details: {e}")))?,
+            details: serde_json::from_str(&details).map_err(|e| Error::Internal(format!("event {id} has invalid details: {e}")))?,
             os_user,
             pid,
         })
@@ -67,9 +65,7 @@ pub(crate) fn history_of(conn: &Connection, kind: ObjectKind, object_id: &str, l
 
 /// The newest `limit` events across the store, oldest first.
 pub(crate) fn recent_events(conn: &Connection, limit: u32) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT * FROM (SELECT {COLUMNS} FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id"
-    ))?;
+    let mut stmt = conn.prepare(&format!("SELECT * FROM (SELECT {COLUMNS} FROM events ORDER BY id DESC LIMIT ?1) ORDER BY id"))?;
     collect(&mut stmt, params![limit])
 }
 

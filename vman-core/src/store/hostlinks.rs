@@ -82,8 +82,7 @@ pub(crate) struct ForwardRow {
 
 pub(crate) fn set_forwards(tx: &Connection, vm_id: &str, forwards: &[ForwardRow]) -> Result<()> {
     tx.prepare_cached("DELETE FROM port_forwards WHERE vm_id = ?1")?.execute([vm_id])?;
-    let mut insert =
-        tx.prepare_cached("INSERT INTO port_forwards (vm_id, slot, guest_port, host_port) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut insert = tx.prepare_cached("INSERT INTO port_forwards (vm_id, slot, guest_port, host_port) VALUES (?1, ?2, ?3, ?4)")?;
     for f in forwards {
         insert.execute(params![vm_id, f.slot, f.guest_port, f.host_port])?;
     }
@@ -91,7 +90,8 @@ pub(crate) fn set_forwards(tx: &Connection, vm_id: &str, forwards: &[ForwardRow]
 }
 
 pub(crate) fn forwards_of(conn: &Connection, vm_id: &str) -> Result<Vec<ForwardRow>> {
-    let mut stmt = conn.prepare_cached("SELECT slot, guest_port, host_port FROM port_forwards WHERE vm_id = ?1 ORDER BY slot, guest_port")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT slot, guest_port, host_port FROM port_forwards WHERE vm_id = ?1 ORDER BY slot, guest_port")?;
     Ok(stmt
         .query_map([vm_id], |r| Ok(ForwardRow { slot: r.get(0)?, guest_port: r.get(1)?, host_port: r.get(2)? }))?
         .collect::<rusqlite::Result<_>>()?)

@@ -33,11 +33,13 @@ fn allocate_lowest(tx: &Connection, network: &Network) -> Result<Ipv4Addr> {
         .optional()?;
     let (first, last) = lowest.ok_or_else(|| Error::Exhausted { network: network.name.clone() })?;
     if first == last {
-        tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?
-            .execute(params![network.id, first])?;
+        tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?.execute(params![network.id, first])?;
     } else {
-        tx.prepare_cached("UPDATE free_ranges SET first = ?3 WHERE network_id = ?1 AND first = ?2")?
-            .execute(params![network.id, first, first + 1])?;
+        tx.prepare_cached("UPDATE free_ranges SET first = ?3 WHERE network_id = ?1 AND first = ?2")?.execute(params![
+            network.id,
+            first,
+            first + 1
+        ])?;
     }
     Ok(Ipv4Addr::from(first))
 }
@@ -57,25 +59,26 @@ fn allocate_exact(tx: &Connection, network: &Network, ip: Ipv4Addr) -> Result<()
     let (first, last) = match extent {
         Some((first, last)) if last >= wanted => (first, last),
         _ => {
-            return Err(Error::AlreadyExists {
-                kind: "allocation",
-                field: "address",
-                value: format!("{ip} on network {}", network.name),
-            });
+            return Err(Error::AlreadyExists { kind: "allocation", field: "address", value: format!("{ip} on network {}", network.name) });
         }
     };
     // Carve `wanted` out of [first, last]: keep the left part under its key,
     // add the right part as a new extent.
     if first == wanted {
-        tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?
-            .execute(params![network.id, first])?;
+        tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?.execute(params![network.id, first])?;
     } else {
-        tx.prepare_cached("UPDATE free_ranges SET last = ?3 WHERE network_id = ?1 AND first = ?2")?
-            .execute(params![network.id, first, wanted - 1])?;
+        tx.prepare_cached("UPDATE free_ranges SET last = ?3 WHERE network_id = ?1 AND first = ?2")?.execute(params![
+            network.id,
+            first,
+            wanted - 1
+        ])?;
     }
     if wanted < last {
-        tx.prepare_cached("INSERT INTO free_ranges (network_id, first, last) VALUES (?1, ?2, ?3)")?
-            .execute(params![network.id, wanted + 1, last])?;
+        tx.prepare_cached("INSERT INTO free_ranges (network_id, first, last) VALUES (?1, ?2, ?3)")?.execute(params![
+            network.id,
+            wanted + 1,
+            last
+        ])?;
     }
     Ok(())
 }
@@ -99,8 +102,7 @@ pub(crate) fn release(tx: &Connection, network_id: i64, ip: Ipv4Addr) -> Result<
     };
     match (left, right) {
         (Some(left_first), Some(right_last)) => {
-            tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?
-                .execute(params![network_id, ip + 1])?;
+            tx.prepare_cached("DELETE FROM free_ranges WHERE network_id = ?1 AND first = ?2")?.execute(params![network_id, ip + 1])?;
             tx.prepare_cached("UPDATE free_ranges SET last = ?3 WHERE network_id = ?1 AND first = ?2")?
                 .execute(params![network_id, left_first, right_last])?;
         }
@@ -109,12 +111,14 @@ pub(crate) fn release(tx: &Connection, network_id: i64, ip: Ipv4Addr) -> Result<
                 .execute(params![network_id, left_first, ip])?;
         }
         (None, Some(_)) => {
-            tx.prepare_cached("UPDATE free_ranges SET first = ?2 WHERE network_id = ?1 AND first = ?3")?
-                .execute(params![network_id, ip, ip + 1])?;
+            tx.prepare_cached("UPDATE free_ranges SET first = ?2 WHERE network_id = ?1 AND first = ?3")?.execute(params![
+                network_id,
+                ip,
+                ip + 1
+            ])?;
         }
         (None, None) => {
-            tx.prepare_cached("INSERT INTO free_ranges (network_id, first, last) VALUES (?1, ?2, ?2)")?
-                .execute(params![network_id, ip])?;
+            tx.prepare_cached("INSERT INTO free_ranges (network_id, first, last) VALUES (?1, ?2, ?2)")?.execute(params![network_id, ip])?;
         }
     }
     Ok(())
@@ -126,19 +130,10 @@ pub(crate) fn allocations(conn: &Connection, network: &Network) -> Result<Vec<Al
         "SELECT n.ip, n.mac, n.vm_id, v.name, n.slot FROM nics n JOIN vms v ON v.id = n.vm_id
          WHERE n.network_id = ?1 ORDER BY n.ip",
     )?;
-    let rows = stmt.query_map([network.id], |r| {
-        Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })?;
+    let rows = stmt.query_map([network.id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
     rows.map(|row| {
         let (ip, mac, vm_id, vm_name, nic_index) = row?;
-        Ok(Allocation {
-            network: network.name.clone(),
-            ip: Ipv4Addr::from(ip),
-            mac: mac.parse::<MacAddr>()?,
-            vm_id,
-            vm_name,
-            nic_index,
-        })
+        Ok(Allocation { network: network.name.clone(), ip: Ipv4Addr::from(ip), mac: mac.parse::<MacAddr>()?, vm_id, vm_name, nic_index })
     })
     .collect()
 }

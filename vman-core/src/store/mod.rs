@@ -191,7 +191,8 @@ fn set_busy_deadline(timeout: Duration) {
 pub(crate) fn process_states_sql() -> &'static str {
     static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     LIST.get_or_init(|| {
-        let states: Vec<String> = crate::VmState::ALL.into_iter().filter(|s| s.has_process()).map(|s| format!("'{}'", s.as_str())).collect();
+        let states: Vec<String> =
+            crate::VmState::ALL.into_iter().filter(|s| s.has_process()).map(|s| format!("'{}'", s.as_str())).collect();
         format!("({})", states.join(","))
     })
 }

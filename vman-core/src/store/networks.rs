@@ -10,14 +10,9 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
     if network_by_name(tx, &plan.name)?.is_some() {
         return Err(Error::AlreadyExists { kind: "network", field: "name", value: plan.name.clone() });
     }
-    let vlan_owner: Option<String> =
-        tx.query_row("SELECT name FROM networks WHERE vlan = ?1", [plan.vlan], |r| r.get(0)).optional()?;
+    let vlan_owner: Option<String> = tx.query_row("SELECT name FROM networks WHERE vlan = ?1", [plan.vlan], |r| r.get(0)).optional()?;
     if let Some(owner) = vlan_owner {
-        return Err(Error::AlreadyExists {
-            kind: "network",
-            field: "VLAN id",
-            value: format!("{} (network {owner})", plan.vlan),
-        });
+        return Err(Error::AlreadyExists { kind: "network", field: "VLAN id", value: format!("{} (network {owner})", plan.vlan) });
     }
     // Under the write lock (the caller's immediate transaction), so two
     // overlapping creates racing in two processes cannot both pass.
@@ -33,11 +28,7 @@ pub(crate) fn insert_network(tx: &Connection, plan: &NetworkPlan, now_ms: i64) -
         )
         .optional()?;
     if let Some((other, addr, prefix)) = overlapping {
-        return Err(Error::Overlap {
-            cidr: plan.cidr.to_string(),
-            other,
-            other_cidr: format!("{}/{prefix}", Ipv4Addr::from(addr)),
-        });
+        return Err(Error::Overlap { cidr: plan.cidr.to_string(), other, other_cidr: format!("{}/{prefix}", Ipv4Addr::from(addr)) });
     }
     let dns = serde_json::to_string(&plan.dns.iter().map(|ip| ip.to_string()).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("cannot encode DNS list: {e}")))?;
@@ -108,17 +99,15 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
 fn complete(conn: &Connection, n: NetworkRow) -> Result<Network> {
     let cidr = Ipv4Net::new(Ipv4Addr::from(n.network_addr), n.prefix_len)
         .map_err(|_| Error::Internal(format!("stored prefix /{} of network {} is invalid", n.prefix_len, n.name)))?;
-    let dns_text: Vec<String> = serde_json::from_str(&n.dns)
-        .map_err(|e| Error::Internal(format!("stored DNS list of network {} is invalid: {e}", n.name)))?;
+    let dns_text: Vec<String> =
+        serde_json::from_str(&n.dns).map_err(|e| Error::Internal(format!("stored DNS list of network {} is invalid: {e}", n.name)))?;
     let dns = dns_text
         .iter()
         .map(|s| s.parse::<Ipv4Addr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Internal(format!("stored DNS server of network {} is invalid: {e}", n.name)))?;
     let mut stmt = conn.prepare_cached("SELECT first, last FROM network_reserved WHERE network_id = ?1 ORDER BY first")?;
-    let reserved = stmt
-        .query_map([n.id], |r| Ok(AddrRange::from_u32(r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let reserved = stmt.query_map([n.id], |r| Ok(AddrRange::from_u32(r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     Ok(Network {
         id: n.id,
         name: n.name,
@@ -133,10 +122,7 @@ fn complete(conn: &Connection, n: NetworkRow) -> Result<Network> {
 }
 
 pub(crate) fn network_by_name(conn: &Connection, name: &str) -> Result<Option<Network>> {
-    let found = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM networks WHERE name = ?1"))?
-        .query_row([name], row)
-        .optional()?;
+    let found = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM networks WHERE name = ?1"))?.query_row([name], row).optional()?;
     found.map(|n| complete(conn, n)).transpose()
 }
 

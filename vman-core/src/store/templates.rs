@@ -38,9 +38,7 @@ pub(crate) fn insert_template(tx: &Connection, spec: &TemplateSpec, now_ms: i64)
 }
 
 pub(crate) fn template_by_name(conn: &Connection, name: &str) -> Result<Option<Template>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM templates WHERE name = ?1"), [name], from_row)
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM templates WHERE name = ?1"), [name], from_row).optional()?)
 }
 
 pub(crate) fn list_templates(conn: &Connection) -> Result<Vec<Template>> {
@@ -53,9 +51,7 @@ pub(crate) fn list_templates(conn: &Connection) -> Result<Vec<Template>> {
 pub(crate) fn delete_template(tx: &Connection, name: &str) -> Result<Template> {
     let template = template_by_name(tx, name)?.ok_or_else(|| Error::not_found("template", name))?;
     let users: Vec<String> = {
-        let mut stmt = tx.prepare(
-            "SELECT name FROM vms WHERE template_id = ?1 AND deleted_at_ms IS NULL ORDER BY name LIMIT 4",
-        )?;
+        let mut stmt = tx.prepare("SELECT name FROM vms WHERE template_id = ?1 AND deleted_at_ms IS NULL ORDER BY name LIMIT 4")?;
         stmt.query_map([template.id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     if !users.is_empty() {

@@ -4,22 +4,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::net::mac::MacAddr;
-use crate::vm::state::VmState;
 use crate::template::Template;
 use crate::vm::model::{BootSpec, Nic, PortForward, Vm, VmFilter};
+use crate::vm::state::VmState;
 
 const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
                        v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error";
 const FROM: &str = "vms v LEFT JOIN templates t ON t.id = v.template_id";
 
-pub(crate) fn insert_vm(
-    tx: &Connection,
-    id: &str,
-    name: &str,
-    template: &Template,
-    boot: Option<&BootSpec>,
-    now_ms: i64,
-) -> Result<()> {
+pub(crate) fn insert_vm(tx: &Connection, id: &str, name: &str, template: &Template, boot: Option<&BootSpec>, now_ms: i64) -> Result<()> {
     if live_vm_id(tx, name)?.is_some() {
         return Err(Error::AlreadyExists { kind: "VM", field: "name", value: name.to_string() });
     }
@@ -37,11 +30,7 @@ pub(crate) fn insert_vm(
 }
 
 pub(crate) fn mac_in_use(tx: &Connection, mac: MacAddr) -> Result<bool> {
-    Ok(tx
-        .prepare_cached("SELECT 1 FROM nics WHERE mac = ?1")?
-        .query_row([mac.to_string()], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(tx.prepare_cached("SELECT 1 FROM nics WHERE mac = ?1")?.query_row([mac.to_string()], |_| Ok(())).optional()?.is_some())
 }
 
 pub(crate) fn insert_nic(tx: &Connection, vm_id: &str, slot: u32, network_id: i64, ip: Ipv4Addr, mac: MacAddr) -> Result<()> {
@@ -103,11 +92,7 @@ fn non_empty(s: String) -> Option<String> {
 
 fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
     let VmRow { id, name, template, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms, .. } = row;
-    let boot = (!row.kernel.is_empty()).then(|| BootSpec {
-        kernel: row.kernel,
-        initrd: non_empty(row.initrd),
-        cmdline: row.cmdline,
-    });
+    let boot = (!row.kernel.is_empty()).then(|| BootSpec { kernel: row.kernel, initrd: non_empty(row.initrd), cmdline: row.cmdline });
     Ok(Vm {
         nics: nics_of(conn, &id)?,
         state: state.parse::<VmState>()?,
@@ -167,10 +152,7 @@ fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
 
 /// The id of the live VM named `name`.
 pub(crate) fn live_vm_id(conn: &Connection, name: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM vms WHERE name = ?1 AND deleted_at_ms IS NULL")?
-        .query_row([name], |r| r.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached("SELECT id FROM vms WHERE name = ?1 AND deleted_at_ms IS NULL")?.query_row([name], |r| r.get(0)).optional()?)
 }
 
 /// A live VM's name first, else any VM's id (deleted ones keep history).
@@ -178,10 +160,7 @@ pub(crate) fn vm_id_any(conn: &Connection, name_or_id: &str) -> Result<Option<St
     if let Some(id) = live_vm_id(conn, name_or_id)? {
         return Ok(Some(id));
     }
-    Ok(conn
-        .prepare_cached("SELECT id FROM vms WHERE id = ?1")?
-        .query_row([name_or_id], |r| r.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached("SELECT id FROM vms WHERE id = ?1")?.query_row([name_or_id], |r| r.get(0)).optional()?)
 }
 
 pub(crate) fn vm_by_name(conn: &Connection, name: &str) -> Result<Option<Vm>> {
@@ -202,10 +181,8 @@ pub(crate) fn vm_by_id(conn: &Connection, id: &str) -> Result<Option<Vm>> {
 
 /// Live VMs that have (or should have) a QEMU process.
 pub(crate) fn vms_with_process(conn: &Connection) -> Result<Vec<Vm>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE v.state IN {} ORDER BY v.name",
-        super::process_states_sql()
-    ))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE v.state IN {} ORDER BY v.name", super::process_states_sql()))?;
     let rows = stmt.query_map([], vm_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter().map(|r| complete(conn, r)).collect()
 }
@@ -248,14 +225,7 @@ pub(crate) struct ProcessFacts<'a> {
 
 /// Moves a VM from `from` to `to` only if it is still in `from`: a lost race
 /// with another thread or process answers the state it really is in.
-pub(crate) fn set_state(
-    tx: &Connection,
-    vm: &Vm,
-    from: VmState,
-    to: VmState,
-    facts: &ProcessFacts<'_>,
-    now_ms: i64,
-) -> Result<()> {
+pub(crate) fn set_state(tx: &Connection, vm: &Vm, from: VmState, to: VmState, facts: &ProcessFacts<'_>, now_ms: i64) -> Result<()> {
     from.check_transition(to, &vm.name)?;
     let changed = tx
         .prepare_cached(
@@ -267,8 +237,7 @@ pub(crate) fn set_state(
     if changed == 1 {
         return Ok(());
     }
-    let actual: Option<String> =
-        tx.query_row("SELECT state FROM vms WHERE id = ?1", [&vm.id], |r| r.get(0)).optional()?;
+    let actual: Option<String> = tx.query_row("SELECT state FROM vms WHERE id = ?1", [&vm.id], |r| r.get(0)).optional()?;
     match actual {
         Some(state) => Err(Error::InvalidTransition { vm: vm.name.clone(), from: state.parse()?, to }),
         None => Err(Error::not_found("VM", &vm.name)),
@@ -278,9 +247,11 @@ pub(crate) fn set_state(
 /// Records the pid of the QEMU just spawned for a VM still in `state`
 /// (`starting`): from now on a crash leaves a process the next opener knows.
 pub(crate) fn record_pid(tx: &Connection, vm_id: &str, state: VmState, pid: u32) -> Result<()> {
-    let changed = tx
-        .prepare_cached("UPDATE vms SET pid = ?3 WHERE id = ?1 AND state = ?2 AND deleted_at_ms IS NULL")?
-        .execute(params![vm_id, state.as_str(), pid])?;
+    let changed = tx.prepare_cached("UPDATE vms SET pid = ?3 WHERE id = ?1 AND state = ?2 AND deleted_at_ms IS NULL")?.execute(params![
+        vm_id,
+        state.as_str(),
+        pid
+    ])?;
     if changed == 1 { Ok(()) } else { Err(Error::Internal(format!("VM {vm_id} left {state} while its QEMU was launched"))) }
 }
 
@@ -288,17 +259,13 @@ pub(crate) fn record_pid(tx: &Connection, vm_id: &str, state: VmState, pid: u32)
 pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()> {
     vm.state.check_transition(VmState::Deleted, &vm.name)?;
     let mut stmt = tx.prepare_cached("SELECT network_id, ip FROM nics WHERE vm_id = ?1")?;
-    let held = stmt
-        .query_map([&vm.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let held = stmt.query_map([&vm.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
     for (network_id, ip) in held {
         super::release(tx, network_id, Ipv4Addr::from(ip))?;
     }
     tx.prepare_cached("DELETE FROM nics WHERE vm_id = ?1")?.execute([&vm.id])?;
     let changed = tx
-        .prepare_cached(
-            "UPDATE vms SET state = 'deleted', deleted_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1 AND state = ?2",
-        )?
+        .prepare_cached("UPDATE vms SET state = 'deleted', deleted_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1 AND state = ?2")?
         .execute(params![vm.id, vm.state.as_str(), now_ms])?;
     if changed != 1 {
         return Err(Error::Internal(format!("VM {} changed state during delete", vm.name)));

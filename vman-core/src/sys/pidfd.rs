@@ -68,9 +68,7 @@ impl Pidfd {
     pub fn kill(&self, signal: libc::c_int) -> io::Result<()> {
         // SAFETY: pidfd_send_signal with a NULL siginfo and flags 0 reads no
         // memory of ours; the fd is valid for the life of `self`.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
-        };
+        let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0) };
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 

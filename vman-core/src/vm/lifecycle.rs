@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
-use crate::context::Inner;
 use crate::manager::Manager;
-use crate::runtime::qmp::{QmpClient, QmpError};
 use crate::runtime::process::Pidfd;
-use crate::vm::state::VmState;
+use crate::runtime::qmp::{QmpClient, QmpError};
 use crate::store::{self, ProcessFacts};
 use crate::vm::model::Vm;
+use crate::vm::state::VmState;
 
 use crate::vm::qemu::ExitCause;
 
@@ -47,11 +47,7 @@ impl Inner {
     }
 
     fn require(&self, vm: &Vm, action: &'static str, allowed: &[VmState], needs: &'static str) -> Result<()> {
-        if allowed.contains(&vm.state) {
-            Ok(())
-        } else {
-            Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action, needs })
-        }
+        if allowed.contains(&vm.state) { Ok(()) } else { Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action, needs }) }
     }
 
     /// For operations that need QEMU: its pidfd, or — if it is gone — the
@@ -77,7 +73,8 @@ impl Inner {
         let mut powered_off = false;
         if let Some(timeout) = graceful {
             let asked = self.qmp(vm).and_then(|mut qmp| {
-                let call = |r: std::result::Result<(), QmpError>, command| r.map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source });
+                let call =
+                    |r: std::result::Result<(), QmpError>, command| r.map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source });
                 // ACPI needs running vCPUs to be seen by the guest.
                 if vm.state == VmState::Paused {
                     call(qmp.cont(), "cont")?;
@@ -110,7 +107,7 @@ impl Manager {
         if vm.boot.is_none() {
             return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "start", needs: "a boot source (a kernel)" });
         }
-        inner.runtime().check_qemu_can_reach(&inner.state_dir())?;
+        inner.runtime().check_qemu_can_reach(inner.state_dir())?;
         let lineage = inner.take_lineage(&vm)?;
         let accel = inner.runtime().accel();
         let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
@@ -118,14 +115,11 @@ impl Manager {
         let starting = Vm { state: VmState::Starting, ..vm };
         match inner.launch(&starting, &lineage) {
             Ok((pid, pidfd)) => {
-                let recorded = pidfd
-                    .try_clone()
-                    .map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e))
-                    .and_then(|watch| {
-                        let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
-                        inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
-                        inner.watch(&starting, pid, watch)
-                    });
+                let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
+                    let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
+                    inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
+                    inner.watch(&starting, pid, watch)
+                });
                 if let Err(e) = recorded {
                     // QEMU runs but the store cannot say so: end it rather
                     // than leave a process nobody knows about.
@@ -206,7 +200,12 @@ impl Manager {
         let (_lock, vm) = inner.lock_vm(name)?;
         if vm.state.has_process() {
             if !force {
-                return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM (or force)" });
+                return Err(Error::InvalidState {
+                    vm: vm.name.clone(),
+                    state: vm.state,
+                    action: "delete",
+                    needs: "a stopped VM (or force)",
+                });
             }
             if matches!(vm.state, VmState::Running | VmState::Paused) {
                 inner.stop_locked(&vm, None)?;
@@ -219,7 +218,13 @@ impl Manager {
         let vm = inner.vm_by_id(&vm.id, name)?;
         if vm.state.has_process() {
             // Stuck with no QEMU at all (a crash mid-operation).
-            inner.transition(&vm, vm.state, VmState::Error, &ProcessFacts { pid: Some(0), ..Default::default() }, json!({"reason": "no QEMU found during forced delete"}))?;
+            inner.transition(
+                &vm,
+                vm.state,
+                VmState::Error,
+                &ProcessFacts { pid: Some(0), ..Default::default() },
+                json!({"reason": "no QEMU found during forced delete"}),
+            )?;
         }
         let vm = inner.vm_by_id(&vm.id, name)?;
         inner.write(|w| {

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::net::mac::MacAddr;
 use crate::name::validate_name;
+use crate::net::mac::MacAddr;
 use crate::net::model::parse_ipv4;
 use crate::vm::state::VmState;
 
@@ -309,11 +309,7 @@ pub struct Allocation {
 impl crate::vm::state::VmState {
     /// The check every state change in vman goes through.
     pub(crate) fn check_transition(self, to: VmState, vm: &str) -> Result<()> {
-        if self.can_become(to) {
-            Ok(())
-        } else {
-            Err(Error::InvalidTransition { vm: vm.to_string(), from: self, to })
-        }
+        if self.can_become(to) { Ok(()) } else { Err(Error::InvalidTransition { vm: vm.to_string(), from: self, to }) }
     }
 }
 
@@ -321,10 +317,8 @@ impl std::str::FromStr for crate::vm::state::VmState {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<crate::vm::state::VmState> {
-        crate::vm::state::VmState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| Error::invalid("VM state", format!("{s:?} is not one of created, starting, running, paused, stopping, stopped, error, deleted")))
+        crate::vm::state::VmState::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            Error::invalid("VM state", format!("{s:?} is not one of created, starting, running, paused, stopping, stopped, error, deleted"))
+        })
     }
 }
-

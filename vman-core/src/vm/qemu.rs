@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
-use crate::context::Inner;
-use crate::runtime::qmp::QmpClient;
 use crate::runtime::argv::{QemuFds, qemu_argv};
 use crate::runtime::process::{self, Inherited, Lineage, Pidfd, Reaped};
+use crate::runtime::qmp::QmpClient;
 use crate::runtime::watcher::{Exit, Watched};
-use crate::vm::state::VmState;
 use crate::store::{self, ProcessFacts};
 use crate::vm::model::Vm;
+use crate::vm::state::VmState;
 
 /// How long QMP gets to answer one command.
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,7 +75,13 @@ impl Inner {
             };
             let last_error = if to == VmState::Error { reason } else { "" };
             store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}))?;
+            w.record(
+                ObjectKind::Vm,
+                &vm.id,
+                &vm.name,
+                "state_changed",
+                json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}),
+            )?;
             store::set_forwards(w.tx, vm_id, &[])?;
             // Only the caller that settles the run removes its files (they
             // may otherwise belong to the next run). Unlinking a few files
@@ -106,7 +112,13 @@ impl Inner {
         self.write(|w| {
             let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
             store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}))?;
+            w.record(
+                ObjectKind::Vm,
+                &vm.id,
+                &vm.name,
+                "state_changed",
+                json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}),
+            )?;
             store::set_forwards(w.tx, &vm.id, &[])
         })?;
         self.unplug_nics(&vm.id);

@@ -130,7 +130,8 @@ mod tests {
 
     #[test]
     fn the_lifecycle_the_runtime_needs_is_allowed() {
-        let path = [Created, Starting, Running, Paused, Running, Stopping, Stopped, Starting, Running, Error, Starting, Running, Stopped, Deleted];
+        let path =
+            [Created, Starting, Running, Paused, Running, Stopping, Stopped, Starting, Running, Error, Starting, Running, Stopped, Deleted];
         for pair in path.windows(2) {
             pair[0].check_transition(pair[1], "vm").unwrap();
         }
@@ -138,7 +139,9 @@ mod tests {
 
     #[test]
     fn illegal_transitions_are_typed_errors() {
-        for (from, to) in [(Created, Running), (Stopped, Running), (Running, Starting), (Running, Deleted), (Stopping, Running), (Deleted, Created)] {
+        for (from, to) in
+            [(Created, Running), (Stopped, Running), (Running, Starting), (Running, Deleted), (Stopping, Running), (Deleted, Created)]
+        {
             let err = from.check_transition(to, "web1").unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidState);
             assert!(err.to_string().contains("web1"));

@@ -2,7 +2,6 @@
 //! it under TCG (KVM cannot run guests on these machines).
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
 #![allow(dead_code)]
 
 use std::path::PathBuf;

@@ -136,21 +136,12 @@ fn extack_suffix(extack: &Option<String>) -> String {
 /// `link` names the interface the request was about; it is used for
 /// `AlreadyExists`/`NotFound`. Errors with no dedicated variant become
 /// [`HostNetError::Netlink`].
-pub(crate) fn map_errno(
-    op: &'static str,
-    link: &dyn fmt::Display,
-    errno: i32,
-    extack: Option<String>,
-) -> HostNetError {
+pub(crate) fn map_errno(op: &'static str, link: &dyn fmt::Display, errno: i32, extack: Option<String>) -> HostNetError {
     let source = io::Error::from_raw_os_error(errno);
     match errno {
         libc::EPERM | libc::EACCES => HostNetError::PermissionDenied { op, source },
-        libc::EEXIST => HostNetError::AlreadyExists {
-            link: link.to_string(),
-        },
-        libc::ENODEV => HostNetError::NotFound {
-            link: link.to_string(),
-        },
+        libc::EEXIST => HostNetError::AlreadyExists { link: link.to_string() },
+        libc::ENODEV => HostNetError::NotFound { link: link.to_string() },
         _ => HostNetError::Netlink { op, extack, source },
     }
 }
@@ -258,12 +249,7 @@ pub struct TunInfo {
 /// `dev_valid_name` would, but stricter: only printable ASCII, and no `%`
 /// (the kernel would treat `tap%d` as a template and pick a name itself).
 pub fn validate_ifname(name: &str) -> Result<()> {
-    let invalid = |reason| {
-        Err(HostNetError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
+    let invalid = |reason| Err(HostNetError::InvalidName { name: name.to_owned(), reason });
     if name.is_empty() {
         return invalid("empty");
     }
@@ -299,11 +285,7 @@ pub(crate) fn validate_mac(mac: &[u8; 6]) -> Result<()> {
         None
     };
     match expected {
-        Some(expected) => Err(HostNetError::InvalidArgument {
-            what: "MAC address",
-            value: format_mac(mac),
-            expected,
-        }),
+        Some(expected) => Err(HostNetError::InvalidArgument { what: "MAC address", value: format_mac(mac), expected }),
         None => Ok(()),
     }
 }
@@ -328,14 +310,7 @@ mod tests {
 
     #[test]
     fn ifname_accepts_usual_names_up_to_15_bytes() {
-        for name in [
-            "vmbr10",
-            "vt0123abcd",
-            "eth0.100",
-            "a",
-            "abcdefghijklmno",
-            "br-lan_1",
-        ] {
+        for name in ["vmbr10", "vt0123abcd", "eth0.100", "a", "abcdefghijklmno", "br-lan_1"] {
             assert!(validate_ifname(name).is_ok(), "{name}");
         }
     }
@@ -357,14 +332,8 @@ mod tests {
     #[test]
     fn ifname_rejects_templates_and_non_ascii() {
         assert_eq!(reason("tap%d"), "contains '%'");
-        assert_eq!(
-            reason("brü"),
-            "contains a non-printable or non-ASCII character"
-        );
-        assert_eq!(
-            reason("br\u{7f}"),
-            "contains a non-printable or non-ASCII character"
-        );
+        assert_eq!(reason("brü"), "contains a non-printable or non-ASCII character");
+        assert_eq!(reason("br\u{7f}"), "contains a non-printable or non-ASCII character");
         // 15 bytes but 8 characters: the byte count is what matters.
         assert_eq!(reason("ééééééééé"), "longer than 15 bytes");
     }
@@ -373,42 +342,21 @@ mod tests {
     fn mac_validation_rejects_multicast_and_zero() {
         assert!(validate_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]).is_ok());
         assert!(validate_mac(&[0x02, 0, 0, 0, 0, 1]).is_ok());
-        assert!(matches!(
-            validate_mac(&[0; 6]),
-            Err(HostNetError::InvalidArgument {
-                what: "MAC address",
-                ..
-            })
-        ));
+        assert!(matches!(validate_mac(&[0; 6]), Err(HostNetError::InvalidArgument { what: "MAC address", .. })));
         let err = validate_mac(&[0x01, 0, 0x5e, 0, 0, 1]).expect_err("multicast MAC accepted");
-        assert_eq!(
-            err.to_string(),
-            "Invalid MAC address 01:00:5e:00:00:01: must be unicast (lowest bit of the first octet clear)"
-        );
+        assert_eq!(err.to_string(), "Invalid MAC address 01:00:5e:00:00:01: must be unicast (lowest bit of the first octet clear)");
     }
 
     #[test]
     fn format_mac_is_lowercase_colon_separated() {
-        assert_eq!(
-            format_mac(&[0x52, 0x54, 0, 0xAB, 0xcd, 0x0f]),
-            "52:54:00:ab:cd:0f"
-        );
+        assert_eq!(format_mac(&[0x52, 0x54, 0, 0xAB, 0xcd, 0x0f]), "52:54:00:ab:cd:0f");
     }
 
     #[test]
     fn errno_mapping_distinguishes_the_cases_callers_act_on() {
         let link = LinkRef::Name("vmbr10");
-        assert!(matches!(
-            map_errno("create bridge", &link, libc::EPERM, None),
-            HostNetError::PermissionDenied {
-                op: "create bridge",
-                ..
-            }
-        ));
-        assert!(matches!(
-            map_errno("create bridge", &link, libc::EACCES, None),
-            HostNetError::PermissionDenied { .. }
-        ));
+        assert!(matches!(map_errno("create bridge", &link, libc::EPERM, None), HostNetError::PermissionDenied { op: "create bridge", .. }));
+        assert!(matches!(map_errno("create bridge", &link, libc::EACCES, None), HostNetError::PermissionDenied { .. }));
         match map_errno("create bridge", &link, libc::EEXIST, None) {
             HostNetError::AlreadyExists { link } => assert_eq!(link, "vmbr10"),
             other => panic!("{other:?}"),
@@ -430,45 +378,16 @@ mod tests {
     fn all_variants() -> Vec<HostNetError> {
         let e = || io::Error::from_raw_os_error(libc::EPERM);
         vec![
-            HostNetError::PermissionDenied {
-                op: "create tap",
-                source: e(),
-            },
-            HostNetError::AlreadyExists {
-                link: "vmbr10".into(),
-            },
-            HostNetError::NotFound {
-                link: "with ifindex 3".into(),
-            },
-            HostNetError::NotOurs {
-                name: "vt1".into(),
-                expected: "tap",
-                found: "kind veth".into(),
-            },
+            HostNetError::PermissionDenied { op: "create tap", source: e() },
+            HostNetError::AlreadyExists { link: "vmbr10".into() },
+            HostNetError::NotFound { link: "with ifindex 3".into() },
+            HostNetError::NotOurs { name: "vt1".into(), expected: "tap", found: "kind veth".into() },
             HostNetError::Busy { name: "vt1".into() },
-            HostNetError::Unsupported {
-                feature: "802.1Q vlan interfaces",
-                extack: Some("Unknown device type".into()),
-                source: e(),
-            },
-            HostNetError::InvalidName {
-                name: "a b".into(),
-                reason: "contains whitespace",
-            },
-            HostNetError::InvalidArgument {
-                what: "vlan id",
-                value: "0".into(),
-                expected: "must be 1 to 4094",
-            },
-            HostNetError::Io {
-                op: "open /dev/net/tun",
-                source: e(),
-            },
-            HostNetError::Netlink {
-                op: "add address",
-                extack: None,
-                source: e(),
-            },
+            HostNetError::Unsupported { feature: "802.1Q vlan interfaces", extack: Some("Unknown device type".into()), source: e() },
+            HostNetError::InvalidName { name: "a b".into(), reason: "contains whitespace" },
+            HostNetError::InvalidArgument { what: "vlan id", value: "0".into(), expected: "must be 1 to 4094" },
+            HostNetError::Io { op: "open /dev/net/tun", source: e() },
+            HostNetError::Netlink { op: "add address", extack: None, source: e() },
         ]
     }
 
@@ -534,16 +453,10 @@ mod tests {
         assert_eq!(info.kind_description(), "kind veth");
         assert!(!info.is_tap() && !info.is_bridge());
         info.kind = Some("tun".into());
-        info.tun = Some(TunInfo {
-            tap: false,
-            ..TunInfo::default()
-        });
+        info.tun = Some(TunInfo { tap: false, ..TunInfo::default() });
         assert_eq!(info.kind_description(), "a tun device in layer-3 mode");
         assert!(!info.is_tap());
-        info.tun = Some(TunInfo {
-            tap: true,
-            ..TunInfo::default()
-        });
+        info.tun = Some(TunInfo { tap: true, ..TunInfo::default() });
         assert!(info.is_tap());
         info.kind = None;
         info.tun = None;

@@ -6,20 +6,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
-    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoTun, InfoVlan, LinkAttribute, LinkExtentMask, LinkFlags,
-    LinkInfo as NlLinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoTun, InfoVlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::{
-    HostNetError, LinkInfo, LinkRef, Result, TunInfo, map_errno, validate_ifname, validate_mac,
-};
+use super::{HostNetError, LinkInfo, LinkRef, Result, TunInfo, map_errno, validate_ifname, validate_mac};
 
 /// Receive buffer size. The kernel caps one dump datagram at 32 KiB, and
 /// `recv` is told `MSG_TRUNC` so a larger datagram is detected, not cut.
@@ -65,11 +62,7 @@ impl ReqError {
     pub(super) fn into_error(self, op: &'static str, link: &dyn fmt::Display) -> HostNetError {
         match self {
             ReqError::Kernel { errno, extack } => map_errno(op, link, errno, extack),
-            ReqError::Transport(source) => HostNetError::Netlink {
-                op,
-                extack: None,
-                source,
-            },
+            ReqError::Transport(source) => HostNetError::Netlink { op, extack: None, source },
         }
     }
 }
@@ -100,9 +93,7 @@ pub struct Netlink {
 
 impl fmt::Debug for Netlink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Netlink")
-            .field("seq", &self.seq)
-            .finish_non_exhaustive()
+        f.debug_struct("Netlink").field("seq", &self.seq).finish_non_exhaustive()
     }
 }
 
@@ -110,11 +101,7 @@ impl Netlink {
     /// Opens a rtnetlink socket, with extended acks and a receive timeout.
     pub fn open() -> Result<Self> {
         let op = "open a netlink socket";
-        let wrap = |source| HostNetError::Netlink {
-            op,
-            extack: None,
-            source,
-        };
+        let wrap = |source| HostNetError::Netlink { op, extack: None, source };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(wrap)?;
         socket.bind_auto().map_err(wrap)?;
         socket.connect(&SocketAddr::new(0, 0)).map_err(wrap)?;
@@ -126,13 +113,8 @@ impl Netlink {
             log::debug!("netlink capped ack unavailable: {e}");
         }
         let timeout = nix::sys::time::TimeVal::new(RECV_TIMEOUT_SECS, 0);
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
-            .map_err(|e| wrap(io::Error::from(e)))?;
-        Ok(Netlink {
-            socket,
-            seq: std::process::id().wrapping_shl(16),
-            buf: Vec::with_capacity(RECV_BUF),
-        })
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout).map_err(|e| wrap(io::Error::from(e)))?;
+        Ok(Netlink { socket, seq: std::process::id().wrapping_shl(16), buf: Vec::with_capacity(RECV_BUF) })
     }
 
     // ----- links -------------------------------------------------------
@@ -151,8 +133,7 @@ impl Netlink {
 
     fn get_link(&mut self, link: LinkRef<'_>) -> Result<Option<LinkInfo>> {
         let mut msg = link_message(link);
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(link_info_from(l)),
@@ -166,11 +147,8 @@ impl Netlink {
     /// Every interface in the namespace.
     pub fn list_links(&mut self) -> Result<Vec<LinkInfo>> {
         let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let replies = self
-            .request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)
-            .map_err(|e| e.into_error("list links", &"(all)"))?;
+        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP).map_err(|e| e.into_error("list links", &"(all)"))?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -193,12 +171,8 @@ impl Netlink {
         if let Some(mac) = mac {
             msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
-        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map_err(|e| e.into_error("create bridge", &name))?;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL).map_err(|e| e.into_error("create bridge", &name))?;
         log::debug!("created bridge {name}");
         Ok(())
     }
@@ -211,8 +185,7 @@ impl Netlink {
         if let LinkRef::Name(name) = link {
             validate_ifname(name)?;
         }
-        self.request(RouteNetlinkMessage::DelLink(link_message(link)), 0)
-            .map_err(|e| e.into_error("delete link", &link))?;
+        self.request(RouteNetlinkMessage::DelLink(link_message(link)), 0).map_err(|e| e.into_error("delete link", &link))?;
         log::debug!("deleted link {link}");
         Ok(())
     }
@@ -222,8 +195,7 @@ impl Netlink {
         let mut msg = link_message(LinkRef::Index(index));
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)
-            .map_err(|e| e.into_error("set link up", &LinkRef::Index(index)))?;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map_err(|e| e.into_error("set link up", &LinkRef::Index(index)))?;
         Ok(())
     }
 
@@ -232,8 +204,7 @@ impl Netlink {
         validate_mac(&mac)?;
         let mut msg = link_message(LinkRef::Index(index));
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)
-            .map_err(|e| e.into_error("set MAC address", &LinkRef::Index(index)))?;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map_err(|e| e.into_error("set MAC address", &LinkRef::Index(index)))?;
         Ok(())
     }
 
@@ -241,12 +212,10 @@ impl Netlink {
     pub fn set_controller(&mut self, port_index: u32, bridge_index: u32) -> Result<()> {
         let mut msg = link_message(LinkRef::Index(port_index));
         msg.attributes.push(LinkAttribute::Controller(bridge_index));
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)
-            .map_err(|e| {
-                let what =
-                    format!("with ifindex {port_index} or bridge with ifindex {bridge_index}");
-                e.into_error("attach port to bridge", &what)
-            })?;
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map_err(|e| {
+            let what = format!("with ifindex {port_index} or bridge with ifindex {bridge_index}");
+            e.into_error("attach port to bridge", &what)
+        })?;
         Ok(())
     }
 
@@ -273,17 +242,12 @@ impl Netlink {
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes
-            .push(AddressAttribute::Local(IpAddr::V4(addr)));
-        msg.attributes
-            .push(AddressAttribute::Address(IpAddr::V4(addr)));
+        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
+        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(addr)));
         if let Some(brd) = ipv4_broadcast(addr, prefix) {
             msg.attributes.push(AddressAttribute::Broadcast(brd));
         }
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
+        match self.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL) {
             Ok(_) => Ok(()),
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(e.into_error("add address", &LinkRef::Index(index))),
@@ -294,28 +258,15 @@ impl Netlink {
 
     /// Creates `name`, an 802.1Q link on `uplink` for `vid`. Fails with
     /// `Unsupported` where the kernel has no 8021q.
-    pub fn create_vlan<'a>(
-        &mut self,
-        uplink: impl Into<LinkRef<'a>>,
-        vid: u16,
-        name: &str,
-    ) -> Result<()> {
+    pub fn create_vlan<'a>(&mut self, uplink: impl Into<LinkRef<'a>>, vid: u16, name: &str) -> Result<()> {
         validate_ifname(name)?;
         if !(1..=4094).contains(&vid) {
-            return Err(HostNetError::InvalidArgument {
-                what: "vlan id",
-                value: vid.to_string(),
-                expected: "must be 1 to 4094",
-            });
+            return Err(HostNetError::InvalidArgument { what: "vlan id", value: vid.to_string(), expected: "must be 1 to 4094" });
         }
         let uplink = uplink.into();
         let uplink_index = match uplink {
             LinkRef::Index(index) => index,
-            LinkRef::Name(n) => {
-                self.link_by_name(n)?
-                    .ok_or_else(|| HostNetError::NotFound { link: n.to_owned() })?
-                    .index
-            }
+            LinkRef::Name(n) => self.link_by_name(n)?.ok_or_else(|| HostNetError::NotFound { link: n.to_owned() })?.index,
         };
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
@@ -329,17 +280,10 @@ impl Netlink {
                 log::debug!("created vlan {name} (id {vid}) on {uplink}");
                 Ok(())
             }
-            Err(ReqError::Kernel {
-                errno: libc::EOPNOTSUPP,
-                extack,
-            }) => Err(HostNetError::Unsupported {
-                feature: VLAN_FEATURE,
-                extack,
-                source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
-            }),
-            Err(e) if e.errno() == Some(libc::ENODEV) => Err(HostNetError::NotFound {
-                link: uplink.to_string(),
-            }),
+            Err(ReqError::Kernel { errno: libc::EOPNOTSUPP, extack }) => {
+                Err(HostNetError::Unsupported { feature: VLAN_FEATURE, extack, source: io::Error::from_raw_os_error(libc::EOPNOTSUPP) })
+            }
+            Err(e) if e.errno() == Some(libc::ENODEV) => Err(HostNetError::NotFound { link: uplink.to_string() }),
             Err(e) => Err(e.into_error("create vlan", &name)),
         }
     }
@@ -353,22 +297,12 @@ impl Netlink {
             return true;
         }
         let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::IfName(VLAN_PROBE_NAME.to_owned()));
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(
-                InfoKind::Vlan,
-            )]));
+        msg.attributes.push(LinkAttribute::IfName(VLAN_PROBE_NAME.to_owned()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Vlan)]));
         let fallback = || Path::new("/sys/module/8021q").exists();
         match self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL) {
-            Err(ReqError::Kernel {
-                errno: libc::EOPNOTSUPP,
-                ..
-            }) => false,
-            Err(ReqError::Kernel {
-                errno: libc::EINVAL,
-                ..
-            }) => true,
+            Err(ReqError::Kernel { errno: libc::EOPNOTSUPP, .. }) => false,
+            Err(ReqError::Kernel { errno: libc::EINVAL, .. }) => true,
             Ok(_) => {
                 // Cannot happen with a kernel that validates vlan requests;
                 // roll back rather than leave a link behind.
@@ -390,12 +324,7 @@ impl Netlink {
     /// Makes sure bridge `name` exists, is up, has `mac` (if given) and
     /// `ipv4` (if given). Returns its index. Fails with `NotOurs` if `name`
     /// belongs to an interface that is not a bridge.
-    pub fn ensure_bridge(
-        &mut self,
-        name: &str,
-        mac: Option<[u8; 6]>,
-        ipv4: Option<(Ipv4Addr, u8)>,
-    ) -> Result<u32> {
+    pub fn ensure_bridge(&mut self, name: &str, mac: Option<[u8; 6]>, ipv4: Option<(Ipv4Addr, u8)>) -> Result<u32> {
         validate_ifname(name)?;
         if let Some(mac) = &mac {
             validate_mac(mac)?;
@@ -407,10 +336,7 @@ impl Netlink {
                     Ok(()) | Err(HostNetError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                self.link_by_name(name)?
-                    .ok_or_else(|| HostNetError::NotFound {
-                        link: name.to_owned(),
-                    })?
+                self.link_by_name(name)?.ok_or_else(|| HostNetError::NotFound { link: name.to_owned() })?
             }
         };
         expect_kind(name, &info, "bridge", LinkInfo::is_bridge)?;
@@ -448,11 +374,7 @@ impl Netlink {
     /// up to NLMSG_DONE (restarting if the dump was interrupted), otherwise
     /// every message up to the ack. Only answers carrying our sequence
     /// number count; stale ones (from a request that timed out) are dropped.
-    pub(super) fn request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> std::result::Result<Vec<RouteNetlinkMessage>, ReqError> {
+    pub(super) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> std::result::Result<Vec<RouteNetlinkMessage>, ReqError> {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
         for _ in 0..DUMP_ATTEMPTS {
@@ -477,10 +399,7 @@ impl Netlink {
                 Collected::Interrupted => log::debug!("netlink dump interrupted; restarting"),
             }
         }
-        Err(ReqError::Transport(io::Error::new(
-            io::ErrorKind::Interrupted,
-            "netlink dump kept being interrupted by concurrent changes",
-        )))
+        Err(ReqError::Transport(io::Error::new(io::ErrorKind::Interrupted, "netlink dump kept being interrupted by concurrent changes")))
     }
 
     fn collect(&mut self, seq: u32, dump: bool) -> std::result::Result<Collected, ReqError> {
@@ -491,23 +410,15 @@ impl Netlink {
             let mut offset = 0;
             while offset < len {
                 let bytes = &self.buf[offset..len];
-                let msg_len = NetlinkBuffer::new_checked(bytes)
-                    .map_err(decode_error)?
-                    .length() as usize;
+                let msg_len = NetlinkBuffer::new_checked(bytes).map_err(decode_error)?.length() as usize;
                 if msg_len < NLMSG_HDRLEN || msg_len > bytes.len() {
-                    return Err(decode_error(format!(
-                        "bad netlink message length {msg_len}"
-                    )));
+                    return Err(decode_error(format!("bad netlink message length {msg_len}")));
                 }
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..msg_len])
-                    .map_err(decode_error)?;
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..msg_len]).map_err(decode_error)?;
                 offset += align4(msg_len);
                 let header = msg.header;
                 if header.sequence_number != seq {
-                    log::debug!(
-                        "dropping stale netlink message (seq {} while waiting for {seq})",
-                        header.sequence_number
-                    );
+                    log::debug!("dropping stale netlink message (seq {} while waiting for {seq})", header.sequence_number);
                     continue;
                 }
                 if header.flags & NLM_F_DUMP_INTR != 0 {
@@ -527,21 +438,10 @@ impl Netlink {
                     },
                     NetlinkPayload::Done(done) => {
                         if done.code != 0 {
-                            let extack = if header.flags & NLM_F_ACK_TLVS != 0 {
-                                extack_message(&done.extended_ack)
-                            } else {
-                                None
-                            };
-                            return Err(ReqError::Kernel {
-                                errno: done.code.saturating_abs(),
-                                extack,
-                            });
+                            let extack = if header.flags & NLM_F_ACK_TLVS != 0 { extack_message(&done.extended_ack) } else { None };
+                            return Err(ReqError::Kernel { errno: done.code.saturating_abs(), extack });
                         }
-                        return Ok(if interrupted {
-                            Collected::Interrupted
-                        } else {
-                            Collected::Complete(replies)
-                        });
+                        return Ok(if interrupted { Collected::Interrupted } else { Collected::Complete(replies) });
                     }
                     NetlinkPayload::Overrun(_) => {
                         return Err(decode_error("netlink overrun"));
@@ -558,9 +458,7 @@ impl Netlink {
             self.buf.clear();
             match self.socket.recv(&mut self.buf, libc::MSG_TRUNC) {
                 Ok(len) if len > self.buf.len() => {
-                    return Err(decode_error(format!(
-                        "netlink datagram of {len} bytes exceeds the {RECV_BUF}-byte buffer"
-                    )));
+                    return Err(decode_error(format!("netlink datagram of {len} bytes exceeds the {RECV_BUF}-byte buffer")));
                 }
                 Ok(len) => return Ok(len),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -578,12 +476,7 @@ impl Netlink {
 
 /// Fails with `NotOurs` unless `info` is the interface called `name` and
 /// passes `is_kind`.
-pub(super) fn expect_kind(
-    name: &str,
-    info: &LinkInfo,
-    expected: &'static str,
-    is_kind: fn(&LinkInfo) -> bool,
-) -> Result<()> {
+pub(super) fn expect_kind(name: &str, info: &LinkInfo, expected: &'static str, is_kind: fn(&LinkInfo) -> bool) -> Result<()> {
     let found = if info.name != name {
         format!("an alternative name of {}", info.name)
     } else if !is_kind(info) {
@@ -591,11 +484,7 @@ pub(super) fn expect_kind(
     } else {
         return Ok(());
     };
-    Err(HostNetError::NotOurs {
-        name: name.to_owned(),
-        expected,
-        found,
-    })
+    Err(HostNetError::NotOurs { name: name.to_owned(), expected, found })
 }
 
 fn link_message(link: LinkRef<'_>) -> LinkMessage {
@@ -628,9 +517,7 @@ fn link_info_from(msg: LinkMessage) -> LinkInfo {
                 for item in infos {
                     match item {
                         NlLinkInfo::Kind(kind) => info.kind = Some(kind.to_string()),
-                        NlLinkInfo::Data(InfoData::Tun(attrs)) => {
-                            info.tun = Some(tun_info_from(&attrs))
-                        }
+                        NlLinkInfo::Data(InfoData::Tun(attrs)) => info.tun = Some(tun_info_from(&attrs)),
                         _ => {}
                     }
                 }
@@ -641,10 +528,7 @@ fn link_info_from(msg: LinkMessage) -> LinkInfo {
     if info.kind.as_deref() == Some("tun") && info.tun.is_none() {
         // Kernels before 4.15 send no IFLA_TUN_* data; a tun-kind link
         // with an Ethernet address is then a tap.
-        info.tun = Some(TunInfo {
-            tap: info.mac.is_some(),
-            ..TunInfo::default()
-        });
+        info.tun = Some(TunInfo { tap: info.mac.is_some(), ..TunInfo::default() });
     }
     info
 }
@@ -656,9 +540,7 @@ fn tun_info_from(attrs: &[InfoTun]) -> TunInfo {
         let mut value = vec![0u8; attr.value_len()];
         attr.emit_value(&mut value);
         let flag = value.first().is_some_and(|b| *b != 0);
-        let word = <[u8; 4]>::try_from(value.as_slice())
-            .ok()
-            .map(u32::from_ne_bytes);
+        let word = <[u8; 4]>::try_from(value.as_slice()).ok().map(u32::from_ne_bytes);
         match attr.kind() {
             IFLA_TUN_TYPE => tun.tap = value.first() == Some(&(libc::IFF_TAP as u8)),
             IFLA_TUN_PERSIST => tun.persist = flag,
@@ -740,10 +622,7 @@ mod tests {
     fn extack_text_is_read_after_a_capped_echo() {
         let mut body = nlmsghdr(40);
         body.extend(nla(NLMSGERR_ATTR_MSG, b"Unknown device type\0"));
-        assert_eq!(
-            error_extack(NLM_F_CAPPED | NLM_F_ACK_TLVS, &body).as_deref(),
-            Some("Unknown device type")
-        );
+        assert_eq!(error_extack(NLM_F_CAPPED | NLM_F_ACK_TLVS, &body).as_deref(), Some("Unknown device type"));
     }
 
     #[test]
@@ -752,10 +631,7 @@ mod tests {
         body.extend_from_slice(&[0xaa; 8]);
         body.extend(nla(2, &7u32.to_ne_bytes())); // NLMSGERR_ATTR_OFFS first
         body.extend(nla(NLMSGERR_ATTR_MSG, b"ipv4: Address already assigned\0"));
-        assert_eq!(
-            error_extack(NLM_F_ACK_TLVS, &body).as_deref(),
-            Some("ipv4: Address already assigned")
-        );
+        assert_eq!(error_extack(NLM_F_ACK_TLVS, &body).as_deref(), Some("ipv4: Address already assigned"));
     }
 
     #[test]
@@ -786,26 +662,13 @@ mod tests {
             InfoTun::Other(DefaultNla::new(IFLA_TUN_PERSIST, vec![1])),
             InfoTun::Other(DefaultNla::new(IFLA_TUN_VNET_HDR, vec![1])),
             InfoTun::Other(DefaultNla::new(IFLA_TUN_MULTI_QUEUE, vec![0])),
-            InfoTun::Other(DefaultNla::new(
-                IFLA_TUN_OWNER,
-                1000u32.to_ne_bytes().to_vec(),
-            )),
+            InfoTun::Other(DefaultNla::new(IFLA_TUN_OWNER, 1000u32.to_ne_bytes().to_vec())),
         ];
         assert_eq!(
             tun_info_from(&attrs),
-            TunInfo {
-                tap: true,
-                persist: true,
-                vnet_hdr: true,
-                multi_queue: false,
-                owner: Some(1000),
-                group: None,
-            }
+            TunInfo { tap: true, persist: true, vnet_hdr: true, multi_queue: false, owner: Some(1000), group: None }
         );
-        let tun = [InfoTun::Other(DefaultNla::new(
-            IFLA_TUN_TYPE,
-            vec![libc::IFF_TUN as u8],
-        ))];
+        let tun = [InfoTun::Other(DefaultNla::new(IFLA_TUN_TYPE, vec![libc::IFF_TUN as u8]))];
         assert!(!tun_info_from(&tun).tap);
     }
 
@@ -831,10 +694,7 @@ mod tests {
         }
         match expect_kind("eth0", &info, "tap", LinkInfo::is_tap) {
             Err(e @ HostNetError::NotOurs { .. }) => {
-                assert_eq!(
-                    e.to_string(),
-                    "Interface eth0 exists and is not a tap (found kind bridge)"
-                )
+                assert_eq!(e.to_string(), "Interface eth0 exists and is not a tap (found kind bridge)")
             }
             other => panic!("{other:?}"),
         }

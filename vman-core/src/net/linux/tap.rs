@@ -18,8 +18,7 @@ const TUN_PATH: &str = "/dev/net/tun";
 /// header support (what QEMU asks for with vhost or virtio-net offloads).
 /// `ifr_flags` is a `c_short`; the casts keep the bit patterns (0x8000
 /// becomes the sign bit, as in C).
-const TAP_FLAGS: libc::c_short =
-    (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+const TAP_FLAGS: libc::c_short = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
 /// TUNSETIFF fails with EBUSY rather than attach to an existing device.
 const TUN_EXCL: libc::c_short = libc::IFF_TUN_EXCL as libc::c_short;
 const MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc::c_short;
@@ -70,38 +69,22 @@ impl Netlink {
                 // IFF_TUN_EXCL: a device with this name exists.
                 Some(libc::EBUSY) => match self.link_by_name(name)? {
                     Some(info) => match expect_kind(name, &info, "tap", LinkInfo::is_tap) {
-                        Ok(()) => HostNetError::AlreadyExists {
-                            link: name.to_owned(),
-                        },
+                        Ok(()) => HostNetError::AlreadyExists { link: name.to_owned() },
                         Err(not_ours) => not_ours,
                     },
                     // Gone again in between: report the collision anyway.
-                    None => HostNetError::AlreadyExists {
-                        link: name.to_owned(),
-                    },
+                    None => HostNetError::AlreadyExists { link: name.to_owned() },
                 },
-                Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied {
-                    op: "create tap",
-                    source: e,
-                },
-                _ => HostNetError::Io {
-                    op: "create tap (TUNSETIFF)",
-                    source: e,
-                },
+                Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied { op: "create tap", source: e },
+                _ => HostNetError::Io { op: "create tap (TUNSETIFF)", source: e },
             });
         }
         if let Some(uid) = owner_uid {
-            tun_ioctl_int(&file, libc::TUNSETOWNER, libc::c_ulong::from(uid)).map_err(
-                |source| HostNetError::Io {
-                    op: "set tap owner (TUNSETOWNER)",
-                    source,
-                },
-            )?;
+            tun_ioctl_int(&file, libc::TUNSETOWNER, libc::c_ulong::from(uid))
+                .map_err(|source| HostNetError::Io { op: "set tap owner (TUNSETOWNER)", source })?;
         }
-        tun_ioctl_int(&file, libc::TUNSETPERSIST, 1).map_err(|source| HostNetError::Io {
-            op: "make tap persistent (TUNSETPERSIST)",
-            source,
-        })?;
+        tun_ioctl_int(&file, libc::TUNSETPERSIST, 1)
+            .map_err(|source| HostNetError::Io { op: "make tap persistent (TUNSETPERSIST)", source })?;
         drop(file);
         log::debug!("created persistent tap {name}");
         Ok(())
@@ -114,11 +97,7 @@ impl Netlink {
     /// is not a tap, and `Busy` while a process (QEMU) holds it.
     pub fn delete_persistent_tap(&mut self, name: &str) -> Result<()> {
         validate_ifname(name)?;
-        let info = self
-            .link_by_name(name)?
-            .ok_or_else(|| HostNetError::NotFound {
-                link: name.to_owned(),
-            })?;
+        let info = self.link_by_name(name)?.ok_or_else(|| HostNetError::NotFound { link: name.to_owned() })?;
         expect_kind(name, &info, "tap", LinkInfo::is_tap)?;
         let multi_queue = info.tun.is_some_and(|t| t.multi_queue);
         let file = open_tun()?;
@@ -127,22 +106,12 @@ impl Netlink {
         // tap vanished since the lookup, it would create a fresh one, which
         // the close below destroys again.)
         tun_set_iff(&file, &mut ifr).map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => HostNetError::Busy {
-                name: name.to_owned(),
-            },
-            Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied {
-                op: "delete tap",
-                source: e,
-            },
-            _ => HostNetError::Io {
-                op: "attach to tap (TUNSETIFF)",
-                source: e,
-            },
+            Some(libc::EBUSY) => HostNetError::Busy { name: name.to_owned() },
+            Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied { op: "delete tap", source: e },
+            _ => HostNetError::Io { op: "attach to tap (TUNSETIFF)", source: e },
         })?;
-        tun_ioctl_int(&file, libc::TUNSETPERSIST, 0).map_err(|source| HostNetError::Io {
-            op: "clear tap persistence (TUNSETPERSIST)",
-            source,
-        })?;
+        tun_ioctl_int(&file, libc::TUNSETPERSIST, 0)
+            .map_err(|source| HostNetError::Io { op: "clear tap persistence (TUNSETPERSIST)", source })?;
         drop(file);
         log::debug!("deleted persistent tap {name}");
         Ok(())
@@ -158,11 +127,7 @@ impl Netlink {
     /// with the right owner is kept as it is, only attached and set up.
     pub fn ensure_tap_on_bridge(&mut self, tap: &str, bridge: &str, owner: Option<u32>) -> Result<u32> {
         validate_ifname(tap)?;
-        let br = self
-            .link_by_name(bridge)?
-            .ok_or_else(|| HostNetError::NotFound {
-                link: bridge.to_owned(),
-            })?;
+        let br = self.link_by_name(bridge)?.ok_or_else(|| HostNetError::NotFound { link: bridge.to_owned() })?;
         expect_kind(bridge, &br, "bridge", LinkInfo::is_bridge)?;
         let existing = self.link_by_name(tap)?;
         if let Some(info) = &existing {
@@ -178,10 +143,7 @@ impl Netlink {
                     Ok(()) | Err(HostNetError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                self.link_by_name(tap)?
-                    .ok_or_else(|| HostNetError::NotFound {
-                        link: tap.to_owned(),
-                    })?
+                self.link_by_name(tap)?.ok_or_else(|| HostNetError::NotFound { link: tap.to_owned() })?
             }
         };
         expect_kind(tap, &info, "tap", LinkInfo::is_tap)?;
@@ -207,25 +169,13 @@ impl Netlink {
 }
 
 fn open_tun() -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(TUN_PATH)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => HostNetError::Unsupported {
-                feature: "tun/tap devices (/dev/net/tun)",
-                extack: None,
-                source,
-            },
-            Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied {
-                op: "open /dev/net/tun",
-                source,
-            },
-            _ => HostNetError::Io {
-                op: "open /dev/net/tun",
-                source,
-            },
-        })
+    OpenOptions::new().read(true).write(true).open(TUN_PATH).map_err(|source| match source.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
+            HostNetError::Unsupported { feature: "tun/tap devices (/dev/net/tun)", extack: None, source }
+        }
+        Some(libc::EPERM | libc::EACCES) => HostNetError::PermissionDenied { op: "open /dev/net/tun", source },
+        _ => HostNetError::Io { op: "open /dev/net/tun", source },
+    })
 }
 
 /// A `struct ifreq` naming `name` with `ifr_flags = flags`. `name` must have
@@ -252,11 +202,7 @@ fn tun_set_iff(file: &File, ifr: &mut libc::ifreq) -> io::Result<()> {
     // libc's TUNSETIFF, the value the kernel expects (it is declared with
     // `int` as size, so a size-derived `ioctl_write_ptr!` number would differ).
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, std::ptr::from_mut(ifr)) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// A tun ioctl whose argument is an integer passed by value
@@ -266,11 +212,7 @@ fn tun_ioctl_int(file: &File, request: libc::Ioctl, value: libc::c_ulong) -> io:
     // call, and the callers pass only requests that use the argument as a
     // plain integer: the kernel dereferences no pointer for them.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request, value) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 #[cfg(test)]
@@ -291,10 +233,7 @@ mod tests {
 
     #[test]
     fn tap_flags_are_what_qemu_expects() {
-        assert_eq!(
-            TAP_FLAGS & libc::IFF_TAP as libc::c_short,
-            libc::IFF_TAP as libc::c_short
-        );
+        assert_eq!(TAP_FLAGS & libc::IFF_TAP as libc::c_short, libc::IFF_TAP as libc::c_short);
         assert_eq!(TAP_FLAGS & libc::IFF_TUN as libc::c_short, 0);
         assert_eq!(TUN_EXCL as u16, 0x8000);
     }
