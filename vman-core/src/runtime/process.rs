@@ -203,9 +203,7 @@ pub(crate) fn spawn(
         });
     }
     let child = command.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            Error::Unsupported { what: format!("QEMU binary {} not found", binary.display()) }
-        }
+        io::ErrorKind::NotFound => Error::Unsupported { what: format!("QEMU binary {} not found", binary.display()) },
         _ => Error::io("run", binary, e),
     })?;
     // Not waited for here: the watcher reaps it through its pidfd.
