@@ -282,6 +282,16 @@ pub enum Error {
         message: String,
     },
 
+    /// QEMU could not bind a host port forwarded to a guest (user mode): the
+    /// port was free when vman chose it and taken before QEMU bound it. A
+    /// start retries with another port before answering this; its kind is
+    /// [`ErrorKind::Qemu`].
+    #[error("QEMU could not forward a host port: {message}")]
+    HostPortTaken {
+        /// QEMU's own words.
+        message: String,
+    },
+
     /// Making or removing a bridge, tap or VLAN link on the host failed;
     /// its kind is [`ErrorKind::Io`].
     #[error("Host networking failed")]
@@ -362,7 +372,7 @@ impl Error {
             Error::Console { .. } => ErrorKind::Io,
             Error::ConsoleEnded { .. } => ErrorKind::Closed,
             Error::Database(_) => ErrorKind::Database,
-            Error::Qemu { .. } => ErrorKind::Qemu,
+            Error::Qemu { .. } | Error::HostPortTaken { .. } => ErrorKind::Qemu,
             Error::HostNet(_) | Error::Dhcp(_) => ErrorKind::Io,
             Error::Qmp { source: crate::runtime::qmp::QmpError::Timeout, .. } => ErrorKind::Timeout,
             Error::Qmp { .. } => ErrorKind::Qemu,

@@ -225,7 +225,13 @@ pub(crate) fn qemu_failure(
     if let (Some(fd), Some(initrd)) = (fds.initrd, boot.and_then(|b| b.initrd.as_deref())) {
         text = text.replace(&crate::runtime::argv::fd_path(fd), initrd);
     }
-    Error::Qemu { message: qemu_message(&text, status) }
+    let message = qemu_message(&text, status);
+    // QEMU tells why only in words; they are read here, once, into a type,
+    // so callers decide on the type (a start retries a taken port).
+    if text.contains("Could not set up host forwarding rule") || text.contains("host forwarding") {
+        return Error::HostPortTaken { message };
+    }
+    Error::Qemu { message }
 }
 
 /// QEMU's own words, trimmed to the lines that matter.
@@ -268,6 +274,25 @@ mod tests {
         assert!(!is_qemu_of(&fd, child.id(), "abc"));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_taken_forwarded_port_is_its_own_error_and_other_failures_are_qemus() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = RunPaths::new(dir.path(), "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e");
+        fs::create_dir_all(&paths.dir).unwrap();
+        let fds = crate::runtime::argv::QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, taps: Vec::new() };
+        let boot = crate::vm::model::BootSpec::kernel("/boot/vmlinuz");
+        fs::write(
+            &paths.stderr,
+            "qemu-system-x86_64: -netdev user,id=net0: Could not set up host forwarding rule 'tcp:127.0.0.1:2222-:22'\n",
+        )
+        .unwrap();
+        assert!(matches!(qemu_failure(&paths, &fds, Some(&boot), Some(1)), Error::HostPortTaken { .. }));
+        // QEMU's words name the kernel by the descriptor; the error names the file.
+        fs::write(&paths.stderr, "qemu-system-x86_64: could not load kernel '/proc/self/fd/7'\n").unwrap();
+        let err = qemu_failure(&paths, &fds, Some(&boot), Some(1));
+        assert!(matches!(&err, Error::Qemu { message } if message.contains("'/boot/vmlinuz'")), "{err}");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Inner {
                     let _ = pidfd.wait(QUIT_GRACE);
                     pidfd.reap();
                     paths.clean();
-                    let port_taken = matches!(&e, Error::Qemu { message } if message.contains("host forwarding"));
+                    let port_taken = matches!(e, Error::HostPortTaken { .. });
                     if !(port_taken && attempt < 3) {
                         return Err(e);
                     }
