@@ -136,6 +136,9 @@ pub enum Error {
         what: &'static str,
         /// Why it was refused, with the accepted range where there is one.
         reason: String,
+        /// The parser's or the OS's own error, when one said why.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// No live object of that kind has that name (a deleted VM counts as
@@ -233,7 +236,7 @@ pub enum Error {
         what: String,
         /// The OS's error; `None` when vman refused on its own check.
         #[source]
-        source: Option<io::Error>,
+        source: Option<Cause>,
     },
 
     /// The host cannot do this: a missing program or kernel feature, or a
@@ -242,6 +245,9 @@ pub enum Error {
     Unsupported {
         /// What is missing, and what to install or change.
         what: String,
+        /// The failure that showed it, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// A bounded wait ran out: for another operation's lock on the same
@@ -252,6 +258,9 @@ pub enum Error {
         what: String,
         /// How long it waited, in milliseconds.
         waited_ms: u64,
+        /// The failure behind the timeout, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// An OS call on a file or directory failed; its kind is
@@ -280,6 +289,9 @@ pub enum Error {
         /// The last lines of QEMU's stderr, `; `-joined, or how it ended
         /// when it said nothing.
         message: String,
+        /// The failure that stopped vman from reaching QEMU, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// QEMU could not bind a host port forwarded to a guest (user mode): the
@@ -394,7 +406,17 @@ impl Error {
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
-        Error::InvalidArgument { what, reason: reason.into() }
+        Error::InvalidArgument { what, reason: reason.into(), source: None }
+    }
+
+    /// An invalid argument whose reason a parser or the OS gave: kept as
+    /// the cause, not flattened into the message.
+    pub(crate) fn invalid_because(
+        what: &'static str,
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::InvalidArgument { what, reason: reason.into(), source: Some(Box::new(source)) }
     }
 
     pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Error {
@@ -432,6 +454,9 @@ impl std::error::Error for DatabaseError {
         self.0.source()
     }
 }
+
+/// A lower-level error kept as an [`Error`]'s cause.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Shorthand used throughout vman-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

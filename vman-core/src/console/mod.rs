@@ -110,7 +110,7 @@ impl Deadline {
     }
 
     fn expired(&self, what: String) -> Error {
-        Error::Timeout { what, waited_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX) }
+        Error::Timeout { what, waited_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX), source: None }
     }
 }
 
@@ -341,7 +341,7 @@ impl Console {
         timeout: Duration,
         mut check: Check<'_, E>,
     ) -> std::result::Result<Vec<u8>, E> {
-        let regex = regex::bytes::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
+        let regex = regex::bytes::Regex::new(pattern).map_err(|e| Error::invalid_because("pattern", "not a regular expression", e))?;
         self.stream()?;
         let deadline = Deadline::after(timeout);
         // Bytes an earlier read_until kept may hold the match already.
@@ -518,7 +518,7 @@ impl Manager {
         mut check: Check<'_, E>,
     ) -> std::result::Result<String, E> {
         const ACTION: &str = "wait for console output";
-        let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid("pattern", e.to_string()))?;
+        let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid_because("pattern", "not a regular expression", e))?;
         let inner = &self.inner;
         let vm = inner.running_vm(name, ACTION)?;
         // This run's QEMU: its exit ends the wait. Its log holds only this

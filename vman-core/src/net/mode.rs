@@ -86,5 +86,6 @@ pub(crate) fn check_uplink_support(uplink: &str, vlan: u16) -> Result<()> {
             "this kernel has no 802.1Q VLAN support, so {uplink}.{vlan} cannot join the bridge; \
              leave out the uplink (the VLAN then stays on this host) or load the 8021q module"
         ),
+        source: None,
     })
 }

@@ -114,7 +114,7 @@ impl NetworkSpec {
             let vlan_if = format!("{uplink}.{}", self.vlan);
             crate::net::linux::validate_ifname(uplink)
                 .and_then(|()| crate::net::linux::validate_ifname(&vlan_if))
-                .map_err(|e| Error::invalid("uplink", e.to_string()))?;
+                .map_err(|e| Error::invalid_because("uplink", format!("{uplink} cannot carry VLAN {}", self.vlan), e))?;
         }
         let free = free_extents(cidr, gateway, &reserved);
         if free.is_empty() {

@@ -49,14 +49,18 @@ fn bridge_mac(vlan: u16) -> [u8; 6] {
 impl From<HostNetError> for Error {
     fn from(e: HostNetError) -> Error {
         match e {
-            HostNetError::PermissionDenied { .. } => Error::PermissionDenied { what: e.to_string(), source: None },
+            HostNetError::PermissionDenied { .. } => {
+                Error::PermissionDenied { what: "host networking needs root or CAP_NET_ADMIN".into(), source: Some(Box::new(e)) }
+            }
             HostNetError::NotOurs { ref name, .. } | HostNetError::AlreadyExists { link: ref name } => Error::AlreadyExists {
                 kind: "host interface",
                 field: "name",
                 value: format!("{name} (not made by vman: remove or rename it, or use another VLAN id)"),
             },
-            HostNetError::Unsupported { .. } => Error::Unsupported { what: e.to_string() },
-            HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => Error::invalid("host interface", e.to_string()),
+            HostNetError::Unsupported { .. } => Error::Unsupported { what: "a host networking feature".into(), source: Some(Box::new(e)) },
+            HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => {
+                Error::InvalidArgument { what: "host interface", reason: "refused by the host".into(), source: Some(Box::new(e)) }
+            }
             _ => Error::HostNet(e),
         }
     }
@@ -65,8 +69,12 @@ impl From<HostNetError> for Error {
 impl From<DhcpError> for Error {
     fn from(e: DhcpError) -> Error {
         match e {
-            DhcpError::Missing { .. } => Error::Unsupported { what: e.to_string() },
-            DhcpError::Invalid { .. } => Error::invalid("DHCP configuration", e.to_string()),
+            DhcpError::Missing { .. } => {
+                Error::Unsupported { what: "the DHCP server of bridged networks".into(), source: Some(Box::new(e)) }
+            }
+            DhcpError::Invalid { .. } => {
+                Error::InvalidArgument { what: "DHCP configuration", reason: "refused".into(), source: Some(Box::new(e)) }
+            }
             _ => Error::Dhcp(e),
         }
     }

@@ -165,6 +165,7 @@ impl Runtime {
                     return Err(Error::Timeout {
                         what: format!("another operation on {what} to finish"),
                         waited_ms: VM_LOCK_WAIT.as_millis() as u64,
+                        source: None,
                     });
                 }
                 Err((_, errno)) => return Err(Error::io("lock", &path, errno.into())),

@@ -203,7 +203,7 @@ pub(crate) fn spawn(
         });
     }
     let child = command.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::Unsupported { what: format!("QEMU binary {} not found", binary.display()) },
+        io::ErrorKind::NotFound => Error::Unsupported { what: format!("QEMU binary {}", binary.display()), source: Some(Box::new(e)) },
         _ => Error::io("run", binary, e),
     })?;
     // Not waited for here: the watcher reaps it through its pidfd.
@@ -231,7 +231,7 @@ pub(crate) fn qemu_failure(
     if text.contains("Could not set up host forwarding rule") || text.contains("host forwarding") {
         return Error::HostPortTaken { message };
     }
-    Error::Qemu { message }
+    Error::Qemu { message, source: None }
 }
 
 /// QEMU's own words, trimmed to the lines that matter.
@@ -292,7 +292,7 @@ mod tests {
         // QEMU's words name the kernel by the descriptor; the error names the file.
         fs::write(&paths.stderr, "qemu-system-x86_64: could not load kernel '/proc/self/fd/7'\n").unwrap();
         let err = qemu_failure(&paths, &fds, Some(&boot), Some(1));
-        assert!(matches!(&err, Error::Qemu { message } if message.contains("'/boot/vmlinuz'")), "{err}");
+        assert!(matches!(&err, Error::Qemu { message, .. } if message.contains("'/boot/vmlinuz'")), "{err}");
     }
 
     #[test]

@@ -164,6 +164,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if current > schema::MIGRATIONS.len() as i64 {
             return Err(Error::Unsupported {
                 what: format!("state database schema version {current} is newer than this vman ({})", schema::MIGRATIONS.len()),
+                source: None,
             });
         }
         if current >= version {

@@ -146,7 +146,7 @@ fn check_boot_file(what: &'static str, path: &str) -> Result<()> {
     match std::fs::metadata(p) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(Error::invalid(what, format!("{path} is not a regular file"))),
-        Err(e) => Err(Error::invalid(what, format!("{path}: {e}"))),
+        Err(e) => Err(Error::invalid_because(what, format!("{path} cannot be read"), e)),
     }
 }
 

@@ -171,7 +171,10 @@ impl Inner {
             // QEMU that dies during startup resets the QMP connection below.
             drop(inherited);
             let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOSYS) => Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into() },
+                Some(libc::ENOSYS) => Error::Unsupported {
+                    what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into(),
+                    source: Some(Box::new(e)),
+                },
                 // Our unreaped child: its pid cannot have been reused.
                 _ => Error::io("open a pidfd on QEMU of", &vm.name, e),
             })?;
@@ -206,10 +209,10 @@ impl Inner {
             Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
         };
         if !process::is_qemu_of(pidfd, pid, &vm.id) {
-            return Err(Error::Qemu { message: format!("process {pid} is not this VM's QEMU") });
+            return Err(Error::Qemu { message: format!("process {pid} is not this VM's QEMU"), source: None });
         }
         if !status.running {
-            return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status) });
+            return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status), source: None });
         }
         Ok(())
     }

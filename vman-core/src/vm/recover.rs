@@ -40,10 +40,10 @@ impl Inner {
             let pid = vm
                 .pid
                 .or_else(|| paths.read_pid())
-                .ok_or_else(|| crate::Error::Qemu { message: "QEMU answered but its pid is unknown".into() })?;
+                .ok_or_else(|| crate::Error::Qemu { message: "QEMU answered but its pid is unknown".into(), source: None })?;
             let pidfd = Pidfd::open(pid).map_err(|e| crate::Error::io("open a pidfd on QEMU of", &vm.name, e))?;
             if !process::is_qemu_of(&pidfd, pid, &vm.id) {
-                return Err(crate::Error::Qemu { message: format!("process {pid} is not this VM's QEMU") });
+                return Err(crate::Error::Qemu { message: format!("process {pid} is not this VM's QEMU"), source: None });
             }
             Ok((pid, pidfd, status.running))
         })();
