@@ -104,26 +104,33 @@ fn compile_with(compiler: &str, flags: &[&str], source: &str, out: &Path) {
     assert!(status.success(), "{compiler} failed on {source}");
 }
 
-#[test]
-fn c_records_program_passes_under_valgrind() {
+/// Compiles `tests/c/<name>.c` and runs it under valgrind (leaks are
+/// errors) with its state directory as the argument; it must print "all
+/// checks passed".
+fn passes_under_valgrind(name: &str, env: &[(&str, &str)]) {
     if !require("gcc") || !require("valgrind") {
         return;
     }
     let work = work_dir();
-    let exe = work.path().join("records");
-    compile("gcc", "-std=c11", "records.c", &exe);
+    let exe = work.path().join(name);
+    compile("gcc", "-std=c11", &format!("{name}.c"), &exe);
     let out = Command::new("valgrind")
         .args(["--quiet", "--error-exitcode=97", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect"])
         .arg(&exe)
         .arg(work.path().join("state"))
-        .env("VMAN_STATE_DIR", "/tmp/vman-c-default")
+        .envs(env.iter().copied())
         .output()
         .expect("run valgrind");
     reap(work.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "records.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
+    assert!(out.status.success(), "{name}.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn c_records_program_passes_under_valgrind() {
+    passes_under_valgrind("records", &[("VMAN_STATE_DIR", "/tmp/vman-c-default")]);
 }
 
 /// A scratch directory holding a program and its state directory. As root,
@@ -140,22 +147,7 @@ fn work_dir() -> tempfile::TempDir {
 /// after an id, and CLOSED after the manager is freed (no QEMU, so valgrind).
 #[test]
 fn c_events_program_passes_under_valgrind() {
-    if !require("gcc") || !require("valgrind") {
-        return;
-    }
-    let work = work_dir();
-    let exe = work.path().join("events");
-    compile("gcc", "-std=c11", "events.c", &exe);
-    let out = Command::new("valgrind")
-        .args(["--quiet", "--error-exitcode=97", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect"])
-        .arg(&exe)
-        .arg(work.path().join("state"))
-        .output()
-        .expect("run valgrind");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "events.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    passes_under_valgrind("events", &[]);
 }
 
 /// The test guest (tests/guest/build.sh, cached): (kernel, initrd).
