@@ -67,8 +67,9 @@ impl Inner {
         &self.state_dir
     }
 
-    pub fn network_mode(&self) -> NetworkMode {
-        self.network_mode
+    /// The host side of VM networking, borrowing the store and runtime.
+    pub fn net(&self) -> crate::net::plumbing::HostNet<'_> {
+        crate::net::plumbing::HostNet { store: &self.store, runtime: &self.runtime, mode: self.network_mode }
     }
 
     /// Set when the manager is dropped, so its streams and consoles end.

@@ -26,8 +26,9 @@ use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
 use crate::net::linux::{HostNetError, Netlink};
 use crate::net::mode::{NetworkMode, SSH_PORT};
 use crate::net::model::Network;
+use crate::runtime::Runtime;
 use crate::runtime::argv::NicBackend;
-use crate::store::{self, ForwardRow, HostLink};
+use crate::store::{self, ForwardRow, HostLink, Store, now_ms};
 use crate::vm::model::Vm;
 
 pub(crate) fn bridge_name(vlan: u16) -> String {
@@ -101,11 +102,21 @@ pub(crate) fn user_backend(nic_ip: Ipv4Addr, network: &ipnet::Ipv4Net, gateway: 
     NicBackend::User { net: *network, host: gateway, guest: nic_ip, dns, forwards: vec![(host_port, SSH_PORT)] }
 }
 
-impl crate::context::Inner {
+/// The host side of VM networking, with what it works with named: the
+/// store (links, forwards, leases), the runtime (locks, paths, binaries,
+/// QEMU's user) and the mode this directory's NICs use. Borrowed from the
+/// manager's context for one call.
+pub(crate) struct HostNet<'a> {
+    pub store: &'a Store,
+    pub runtime: &'a Runtime,
+    pub mode: NetworkMode,
+}
+
+impl HostNet<'_> {
     /// Makes the host side of every NIC of `vm` (in `starting`), returning
     /// QEMU's backends.
     pub(crate) fn plug_nics(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
-        match self.network_mode() {
+        match self.mode {
             NetworkMode::Isolated => Ok(vec![NicBackend::Isolated; vm.nics.len()]),
             NetworkMode::User => {
                 let mut backends = Vec::new();
@@ -116,7 +127,7 @@ impl crate::context::Inner {
                     backends.push(user_backend(nic.ip, &net, nic.gateway, port));
                     forwards.push(ForwardRow { slot: nic.index, guest_port: SSH_PORT, host_port: port });
                 }
-                self.write(|w| store::set_forwards(w.tx, &vm.id, &forwards))?;
+                self.store.write(|tx| store::set_forwards(tx, &vm.id, &forwards))?;
                 Ok(backends)
             }
             // A failure part-way is undone by the caller recording the
@@ -131,26 +142,26 @@ impl crate::context::Inner {
         for nic in &vm.nics {
             if !networks.iter().any(|n| n.name == nic.network) {
                 networks.push(
-                    self.store()
+                    self.store
                         .read(|tx| store::network_by_name(tx, &nic.network))?
                         .ok_or_else(|| Error::not_found("network", &nic.network))?,
                 );
             }
         }
-        let owner = self.runtime().qemu_creds.as_ref().map(|c| c.uid);
+        let owner = self.runtime.qemu_creds.as_ref().map(|c| c.uid);
         let mut taps = vec![String::new(); vm.nics.len()];
         // Per network, under its lock: the bridge, its DHCP server and this
         // VM's taps on it. A teardown of the network takes the same lock, so
         // it can never remove what a start is plugging in.
         for network in &networks {
-            let _net_lock = self.runtime().lock_network(network.id)?;
+            let _net_lock = self.runtime.lock_network(network.id)?;
             self.ensure_network_up(&mut nl, network)?;
             for (i, nic) in vm.nics.iter().enumerate().filter(|(_, nic)| nic.network == network.name) {
                 let tap = tap_name(&vm.id, nic.index);
                 // Intent first: a tap is recorded before it exists.
-                self.write(|w| {
+                self.store.write(|tx| {
                     store::record_link(
-                        w.tx,
+                        tx,
                         &HostLink {
                             name: tap.clone(),
                             is_bridge: false,
@@ -158,7 +169,7 @@ impl crate::context::Inner {
                             vm_id: Some(vm.id.clone()),
                             slot: Some(nic.index),
                         },
-                        w.now,
+                        now_ms(),
                     )
                 })?;
                 nl.ensure_tap_on_bridge(&tap, &bridge_name(nic.vlan), owner)?;
@@ -178,7 +189,7 @@ impl crate::context::Inner {
     /// The network's bridge, with the gateway address, up, not forwarding.
     fn ensure_bridge(&self, nl: &mut Netlink, network: &Network) -> Result<()> {
         let name = bridge_name(network.vlan);
-        let ours = self.store().read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
+        let ours = self.store.read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
         if !ours && nl.link_by_name(&name)?.is_some() {
             // An interface of that name that vman did not record: not ours.
             return Err(HostNetError::NotOurs {
@@ -188,11 +199,11 @@ impl crate::context::Inner {
             }
             .into());
         }
-        self.write(|w| {
+        self.store.write(|tx| {
             store::record_link(
-                w.tx,
+                tx,
                 &HostLink { name: name.clone(), is_bridge: true, network_id: network.id, vm_id: None, slot: None },
-                w.now,
+                now_ms(),
             )
         })?;
         let bridge = nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
@@ -214,7 +225,7 @@ impl crate::context::Inner {
 
     /// Starts or reloads the network's DHCP server with every allocation.
     fn ensure_dhcp(&self, network: &Network) -> Result<()> {
-        let leases = self.store().read(|tx| store::leases_of(tx, network.id))?;
+        let leases = self.store.read(|tx| store::leases_of(tx, network.id))?;
         let hosts =
             leases.into_iter().map(|(mac, ip)| Ok((mac.parse::<crate::MacAddr>()?.0, Ipv4Addr::from(ip)))).collect::<Result<Vec<_>>>()?;
         let config = DhcpConfig {
@@ -231,7 +242,7 @@ impl crate::context::Inner {
     }
 
     pub(crate) fn dhcp(&self, network_id: i64) -> DhcpServer {
-        DhcpServer::new(dhcp_dir(&self.runtime().run_root, network_id), self.runtime().dnsmasq.clone())
+        DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.dnsmasq.clone())
     }
 
     /// Removes the host side of a VM whose QEMU is gone (its exit already
@@ -243,7 +254,7 @@ impl crate::context::Inner {
     /// keeps its row, for the reconciler to retry.
     pub(crate) fn unplug_nics(&self, vm_id: &str) {
         let result = (|| -> Result<()> {
-            let (taps, networks, bridges) = self.store().read(|tx| {
+            let (taps, networks, bridges) = self.store.read(|tx| {
                 let networks = store::networks_of_vm(tx, vm_id)?;
                 let bridges = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && networks.contains(&l.network_id)).count();
                 Ok((store::taps_of(tx, vm_id)?, networks, bridges))
@@ -255,8 +266,8 @@ impl crate::context::Inner {
             }
             let mut nl = Netlink::open()?;
             for network_id in networks {
-                let _net_lock = self.runtime().lock_network(network_id)?;
-                let (down, taps) = self.store().read(|tx| {
+                let _net_lock = self.runtime.lock_network(network_id)?;
+                let (down, taps) = self.store.read(|tx| {
                     let down = store::vm_by_id(tx, vm_id)?.is_none_or(|vm| !vm.state.has_process());
                     Ok((down, store::taps_of(tx, vm_id)?.into_iter().filter(|t| t.network_id == network_id).collect::<Vec<_>>()))
                 })?;
@@ -265,7 +276,7 @@ impl crate::context::Inner {
                 }
                 for tap in taps {
                     match nl.ensure_tap_absent(&tap.name) {
-                        Ok(_) => self.write(|w| store::forget_link(w.tx, &tap.name))?,
+                        Ok(_) => self.store.write(|tx| store::forget_link(tx, &tap.name))?,
                         Err(e) => log::warn!("cannot remove tap {}: {e}", tap.name),
                     }
                 }
@@ -282,7 +293,7 @@ impl crate::context::Inner {
     /// The caller holds the network's lock; the host work happens outside
     /// any transaction, and each link is forgotten once it is gone.
     pub(crate) fn release_network_if_idle(&self, nl: &mut Netlink, network_id: i64) -> Result<bool> {
-        let (running, bridges, uplink) = self.store().read(|tx| {
+        let (running, bridges, uplink) = self.store.read(|tx| {
             let bridges: Vec<HostLink> = store::all_links(tx)?.into_iter().filter(|l| l.is_bridge && l.network_id == network_id).collect();
             let uplink = store::list_networks(tx)?
                 .into_iter()
@@ -303,7 +314,7 @@ impl crate::context::Inner {
         }
         for bridge in bridges {
             match nl.ensure_bridge_absent(&bridge.name) {
-                Ok(_) => self.write(|w| store::forget_link(w.tx, &bridge.name))?,
+                Ok(_) => self.store.write(|tx| store::forget_link(tx, &bridge.name))?,
                 Err(e) => log::warn!("cannot remove bridge {}: {e}", bridge.name),
             }
         }

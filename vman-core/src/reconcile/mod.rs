@@ -103,7 +103,7 @@ impl Inner {
         }
         for network_id in networks {
             let _net_lock = self.runtime().lock_network(network_id)?;
-            if self.release_network_if_idle(&mut nl, network_id)? {
+            if self.net().release_network_if_idle(&mut nl, network_id)? {
                 drifts.push(Drift {
                     vm: "-".into(),
                     found: format!("bridge and DHCP of network {network_id} with no running VM"),
@@ -121,9 +121,9 @@ impl Inner {
             if !recorded {
                 continue; // not bridged (user or isolated mode)
             }
-            if nl.link_by_name(&bridge)?.is_none() || self.dhcp(network.id).running_pid().is_none() {
+            if nl.link_by_name(&bridge)?.is_none() || self.net().dhcp(network.id).running_pid().is_none() {
                 let _lock = self.runtime().lock_network(network.id)?;
-                self.ensure_network_up(&mut nl, &network)?;
+                self.net().ensure_network_up(&mut nl, &network)?;
                 drifts.push(Drift {
                     vm: "-".into(),
                     found: format!("bridge or DHCP of network {} missing", network.name),

@@ -101,7 +101,7 @@ impl Inner {
         // teardown is idempotent and serialized per network, so this returns
         // only once whoever settled has finished it, and a `stop` that
         // returns has its VM's network down.
-        self.unplug_nics(vm_id);
+        self.net().unplug_nics(vm_id);
         Ok(settled)
     }
 
@@ -121,7 +121,7 @@ impl Inner {
             )?;
             store::set_forwards(w.tx, &vm.id, &[])
         })?;
-        self.unplug_nics(&vm.id);
+        self.net().unplug_nics(&vm.id);
         Ok(())
     }
 
@@ -161,7 +161,7 @@ impl Inner {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let nics = self.plug_nics(vm)?;
+            let nics = self.net().plug_nics(vm)?;
             let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
             let fds = inherited.fds();
             let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics);
