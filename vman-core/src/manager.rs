@@ -21,6 +21,7 @@ use crate::store::{self, Store};
 use crate::subscription::EventStream;
 use crate::template::{Template, TemplateSpec};
 use crate::vm::model::{Allocation, Vm, VmFilter, VmSpec};
+use crate::vm::qemu;
 
 /// The most events one history query returns.
 pub const MAX_EVENT_LIMIT: u32 = 10_000;
@@ -65,7 +66,7 @@ impl Manager {
         let weak = Arc::downgrade(&inner);
         inner.runtime().start_watcher(move |exit| {
             if let Some(inner) = weak.upgrade() {
-                inner.qemu_exited(&exit);
+                qemu::qemu_exited(&inner, &exit);
             }
         })?;
         let manager = Manager { inner };

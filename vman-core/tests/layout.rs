@@ -264,3 +264,21 @@ fn the_cycle_finder_finds_a_cycle() {
     let joined: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
     assert_eq!(joined, ["store", "store::X", "vm::Vm", "net::y"]);
 }
+
+#[test]
+fn the_shared_context_is_extended_only_where_it_is_defined() {
+    // Domains take the context (or the collaborators it hands out) as an
+    // argument; they do not add methods to it from their own files, which
+    // is how a shared context turns into an object that owns everything.
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    for file in files.iter().filter(|f| !f.ends_with("context.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !non_test_code(&text).lines().any(|l| l.starts_with("impl Inner") || l.starts_with("impl crate::context::Inner")),
+            "{} adds methods to the shared context",
+            file.display()
+        );
+    }
+}

@@ -35,6 +35,7 @@ use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::manager::Manager;
 use crate::vm::model::Vm;
+use crate::vm::qemu;
 use crate::vm::state::VmState;
 
 /// The most bytes one [`Console::read`] returns, whatever the buffer size
@@ -420,26 +421,24 @@ fn keep_newest(bytes: &mut Vec<u8>, max: usize) {
     }
 }
 
-impl Inner {
-    /// The error for an operation that found the VM's QEMU gone: its exit
-    /// settled (if the watcher has not done so yet) and the resulting state.
-    fn qemu_gone(&self, vm: &Vm, action: &'static str) -> Error {
-        let state = match self.settle_exit(&vm.id, vm.pid.unwrap_or(0), self.exit_cause(&vm.id)) {
-            Ok(Some(state)) => state,
-            Ok(None) => self.vm(&vm.name).map_or(vm.state, |now| now.state),
-            Err(e) => return e,
-        };
-        Error::InvalidState { vm: vm.name.clone(), state, action, needs: "a running QEMU" }
-    }
+/// The error for an operation that found the VM's QEMU gone: its exit
+/// settled (if the watcher has not done so yet) and the resulting state.
+fn qemu_gone(ctx: &Inner, vm: &Vm, action: &'static str) -> Error {
+    let state = match qemu::settle_exit(ctx, &vm.id, vm.pid.unwrap_or(0), qemu::exit_cause(ctx, &vm.id)) {
+        Ok(Some(state)) => state,
+        Ok(None) => ctx.vm(&vm.name).map_or(vm.state, |now| now.state),
+        Err(e) => return e,
+    };
+    Error::InvalidState { vm: vm.name.clone(), state, action, needs: "a running QEMU" }
+}
 
-    /// The VM, if it has a running QEMU (running or paused).
-    fn running_vm(&self, name: &str, action: &'static str) -> Result<Vm> {
-        let vm = self.vm(name)?;
-        if !matches!(vm.state, VmState::Running | VmState::Paused) {
-            return Err(Error::InvalidState { vm: vm.name, state: vm.state, action, needs: "a running VM" });
-        }
-        Ok(vm)
+/// The VM, if it has a running QEMU (running or paused).
+fn running_vm(ctx: &Inner, name: &str, action: &'static str) -> Result<Vm> {
+    let vm = ctx.vm(name)?;
+    if !matches!(vm.state, VmState::Running | VmState::Paused) {
+        return Err(Error::InvalidState { vm: vm.name, state: vm.state, action, needs: "a running VM" });
     }
+    Ok(vm)
 }
 
 impl Manager {
@@ -451,7 +450,7 @@ impl Manager {
     pub fn console(&self, name: &str) -> Result<Console> {
         const ACTION: &str = "attach to the console";
         let inner = &self.inner;
-        let vm = inner.running_vm(name, ACTION)?;
+        let vm = running_vm(inner, name, ACTION)?;
         let paths = inner.runtime().paths(&vm.id);
         let lock_err = |source| Error::Console { action: "lock the console", vm: vm.name.clone(), source };
         let file = File::options().create(true).truncate(false).write(true).open(paths.dir.join(LOCK_FILE)).map_err(lock_err)?;
@@ -464,8 +463,11 @@ impl Manager {
         };
         let stream = match UnixStream::connect(&paths.serial_sock) {
             Ok(stream) => stream,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) && inner.open_qemu(&vm).is_none() => {
-                return Err(inner.qemu_gone(&vm, ACTION));
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
+                    && qemu::open_qemu(inner, &vm).is_none() =>
+            {
+                return Err(qemu_gone(inner, &vm, ACTION));
             }
             Err(source) => return Err(Error::Console { action: "connect to the console", vm: vm.name, source }),
         };
@@ -520,11 +522,11 @@ impl Manager {
         const ACTION: &str = "wait for console output";
         let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid_because("pattern", "not a regular expression", e))?;
         let inner = &self.inner;
-        let vm = inner.running_vm(name, ACTION)?;
+        let vm = running_vm(inner, name, ACTION)?;
         // This run's QEMU: its exit ends the wait. Its log holds only this
         // run's output (the previous run's was moved aside before it started).
-        let Some((_, pidfd)) = inner.open_qemu(&vm) else {
-            return Err(inner.qemu_gone(&vm, ACTION).into());
+        let Some((_, pidfd)) = qemu::open_qemu(inner, &vm) else {
+            return Err(qemu_gone(inner, &vm, ACTION).into());
         };
         let log_err = |source| Error::Console { action: "read the serial log", vm: vm.name.clone(), source };
         let log = inner.runtime().serial_log(&vm.id);
@@ -538,7 +540,7 @@ impl Manager {
             // The log was read once more after the exit: QEMU wrote all it
             // ever will before it ended.
             if exited {
-                return Err(inner.qemu_gone(&vm, ACTION).into());
+                return Err(qemu_gone(inner, &vm, ACTION).into());
             }
             let mut fds = [PollFd::new(follower.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             if !wait_any(&mut fds, &deadline, &mut check, log_err)? {

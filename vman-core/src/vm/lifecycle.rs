@@ -18,82 +18,80 @@ use crate::runtime::process::Pidfd;
 use crate::runtime::qmp::{QmpClient, QmpError};
 use crate::store::{self, ProcessFacts};
 use crate::vm::model::Vm;
+use crate::vm::qemu;
+use crate::vm::recover;
 use crate::vm::state::VmState;
 
 use crate::vm::qemu::ExitCause;
 
-impl Inner {
-    /// Resolves `name` once, takes that VM's lock, and re-reads it by id:
-    /// a VM deleted meanwhile (perhaps re-created under the same name) is
-    /// `NotFound`, never another VM. A VM left in a transitional state by an
-    /// operation that died (its lock is ours now) is reconciled first, so
-    /// the caller sees where it really is.
-    pub(crate) fn lock_vm(&self, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
-        let id = self.store().read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
-        let lock = self.runtime().lock_vm(&id, name)?;
-        let mut vm = self.vm_by_id(&id, name)?;
-        if vm.state.is_transitional() {
-            let mut report = crate::reconcile::report::ReconcileReport::default();
-            self.reconcile_locked(&vm, &mut report)?;
-            report.log();
-            vm = self.vm_by_id(&id, name)?;
+/// Resolves `name` once, takes that VM's lock, and re-reads it by id:
+/// a VM deleted meanwhile (perhaps re-created under the same name) is
+/// `NotFound`, never another VM. A VM left in a transitional state by an
+/// operation that died (its lock is ours now) is reconciled first, so
+/// the caller sees where it really is.
+pub(crate) fn lock_vm(ctx: &Inner, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
+    let id = ctx.store().read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
+    let lock = ctx.runtime().lock_vm(&id, name)?;
+    let mut vm = vm_by_id(ctx, &id, name)?;
+    if vm.state.is_transitional() {
+        let mut report = crate::reconcile::report::ReconcileReport::default();
+        recover::reconcile_locked(ctx, &vm, &mut report)?;
+        report.log();
+        vm = vm_by_id(ctx, &id, name)?;
+    }
+    Ok((lock, vm))
+}
+
+/// A live VM by id; `NotFound` under the name the caller used.
+pub(crate) fn vm_by_id(ctx: &Inner, id: &str, name: &str) -> Result<Vm> {
+    ctx.store().read(|tx| store::vm_by_id(tx, id))?.ok_or_else(|| Error::not_found("VM", name))
+}
+
+fn require(vm: &Vm, action: &'static str, allowed: &[VmState], needs: &'static str) -> Result<()> {
+    if allowed.contains(&vm.state) { Ok(()) } else { Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action, needs }) }
+}
+
+/// For operations that need QEMU: its pidfd, or — if it is gone — the
+/// exit settled and an error saying so.
+fn running_qemu(ctx: &Inner, vm: &Vm) -> Result<(u32, Pidfd)> {
+    match qemu::open_qemu(ctx, vm) {
+        Some(found) => Ok(found),
+        None => {
+            let state = qemu::settle_exit(ctx, &vm.id, vm.pid.unwrap_or(0), qemu::exit_cause(ctx, &vm.id))?.unwrap_or(vm.state);
+            Err(Error::InvalidState { vm: vm.name.clone(), state, action: "reach QEMU", needs: "a running QEMU" })
         }
-        Ok((lock, vm))
     }
+}
 
-    /// A live VM by id; `NotFound` under the name the caller used.
-    pub(crate) fn vm_by_id(&self, id: &str, name: &str) -> Result<Vm> {
-        self.store().read(|tx| store::vm_by_id(tx, id))?.ok_or_else(|| Error::not_found("VM", name))
-    }
-
-    fn require(&self, vm: &Vm, action: &'static str, allowed: &[VmState], needs: &'static str) -> Result<()> {
-        if allowed.contains(&vm.state) { Ok(()) } else { Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action, needs }) }
-    }
-
-    /// For operations that need QEMU: its pidfd, or — if it is gone — the
-    /// exit settled and an error saying so.
-    fn running_qemu(&self, vm: &Vm) -> Result<(u32, Pidfd)> {
-        match self.open_qemu(vm) {
-            Some(found) => Ok(found),
-            None => {
-                let state = self.settle_exit(&vm.id, vm.pid.unwrap_or(0), self.exit_cause(&vm.id))?.unwrap_or(vm.state);
-                Err(Error::InvalidState { vm: vm.name.clone(), state, action: "reach QEMU", needs: "a running QEMU" })
+fn stop_locked(ctx: &Inner, vm: &Vm, graceful: Option<Duration>) -> Result<()> {
+    let (pid, pidfd) = running_qemu(ctx, vm)?;
+    let started = Instant::now();
+    let details = match graceful {
+        Some(t) => json!({"reason": "stop requested", "graceful_timeout_ms": t.as_millis() as u64}),
+        None => json!({"reason": "force stop requested"}),
+    };
+    ctx.transition(vm, vm.state, VmState::Stopping, &ProcessFacts::default(), details)?;
+    let mut powered_off = false;
+    if let Some(timeout) = graceful {
+        let asked = qemu::qmp(ctx, vm).and_then(|mut qmp| {
+            let call =
+                |r: std::result::Result<(), QmpError>, command| r.map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source });
+            // ACPI needs running vCPUs to be seen by the guest.
+            if vm.state == VmState::Paused {
+                call(qmp.cont(), "cont")?;
             }
-        }
+            call(qmp.system_powerdown(), "system_powerdown")
+        });
+        powered_off = asked.is_ok() && pidfd.wait(timeout).unwrap_or(false);
     }
-
-    fn stop_locked(&self, vm: &Vm, graceful: Option<Duration>) -> Result<()> {
-        let (pid, pidfd) = self.running_qemu(vm)?;
-        let started = Instant::now();
-        let details = match graceful {
-            Some(t) => json!({"reason": "stop requested", "graceful_timeout_ms": t.as_millis() as u64}),
-            None => json!({"reason": "force stop requested"}),
-        };
-        self.transition(vm, vm.state, VmState::Stopping, &ProcessFacts::default(), details)?;
-        let mut powered_off = false;
-        if let Some(timeout) = graceful {
-            let asked = self.qmp(vm).and_then(|mut qmp| {
-                let call =
-                    |r: std::result::Result<(), QmpError>, command| r.map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source });
-                // ACPI needs running vCPUs to be seen by the guest.
-                if vm.state == VmState::Paused {
-                    call(qmp.cont(), "cont")?;
-                }
-                call(qmp.system_powerdown(), "system_powerdown")
-            });
-            powered_off = asked.is_ok() && pidfd.wait(timeout).unwrap_or(false);
+    if !powered_off {
+        if graceful.is_some() {
+            ctx.write(|w| w.record(ObjectKind::Vm, &vm.id, &vm.name, "forced", json!({"after_ms": started.elapsed().as_millis() as u64})))?;
         }
-        if !powered_off {
-            if graceful.is_some() {
-                self.write(|w| {
-                    w.record(ObjectKind::Vm, &vm.id, &vm.name, "forced", json!({"after_ms": started.elapsed().as_millis() as u64}))
-                })?;
-            }
-            self.kill_qemu(vm, &pidfd)?;
-        }
-        self.settle_exit(&vm.id, pid, ExitCause::Clean)?;
-        Ok(())
+        qemu::kill_qemu(ctx, vm, &pidfd)?;
     }
+    qemu::settle_exit(ctx, &vm.id, pid, ExitCause::Clean)?;
+    Ok(())
 }
 
 impl Manager {
@@ -102,38 +100,38 @@ impl Manager {
     /// [`Manager::wait_for_console`] to know when it is up).
     pub fn start(&self, name: &str) -> Result<Vm> {
         let inner = &self.inner;
-        let (_lock, vm) = inner.lock_vm(name)?;
-        inner.require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
+        let (_lock, vm) = lock_vm(inner, name)?;
+        require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
         if vm.boot.is_none() {
             return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "start", needs: "a boot source (a kernel)" });
         }
         inner.runtime().check_qemu_can_reach(inner.state_dir())?;
-        let lineage = inner.take_lineage(&vm)?;
+        let lineage = qemu::take_lineage(inner, &vm)?;
         let accel = inner.runtime().accel();
         let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
         inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
         let starting = Vm { state: VmState::Starting, ..vm };
-        match inner.launch(&starting, &lineage) {
+        match qemu::launch(inner, &starting, &lineage) {
             Ok((pid, pidfd)) => {
                 let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
                     let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
                     inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
-                    inner.watch(&starting, pid, watch)
+                    qemu::watch(inner, &starting, pid, watch)
                 });
                 if let Err(e) = recorded {
                     // QEMU runs but the store cannot say so: end it rather
                     // than leave a process nobody knows about.
-                    let _ = inner.kill_qemu(&starting, &pidfd);
+                    let _ = qemu::kill_qemu(inner, &starting, &pidfd);
                     inner.runtime().paths(&starting.id).clean();
-                    let _ = inner.fail_start(&starting, &e);
+                    let _ = qemu::fail_start(inner, &starting, &e);
                     return Err(e);
                 }
                 // QEMU holds the lineage lock from here on, alone.
                 drop(lineage);
-                inner.vm_by_id(&starting.id, name)
+                vm_by_id(inner, &starting.id, name)
             }
             Err(e) => {
-                inner.fail_start(&starting, &e)?;
+                qemu::fail_start(inner, &starting, &e)?;
                 Err(e)
             }
         }
@@ -152,10 +150,10 @@ impl Manager {
 
     fn stop_with(&self, name: &str, graceful: Option<Duration>) -> Result<Vm> {
         let inner = &self.inner;
-        let (_lock, vm) = inner.lock_vm(name)?;
-        inner.require(&vm, "stop", &[VmState::Running, VmState::Paused], "a running or paused VM")?;
-        inner.stop_locked(&vm, graceful)?;
-        inner.vm_by_id(&vm.id, name)
+        let (_lock, vm) = lock_vm(inner, name)?;
+        require(&vm, "stop", &[VmState::Running, VmState::Paused], "a running or paused VM")?;
+        stop_locked(inner, &vm, graceful)?;
+        vm_by_id(inner, &vm.id, name)
     }
 
     /// Stops (gracefully, within `timeout`) and starts the VM again.
@@ -184,12 +182,12 @@ impl Manager {
         send: fn(&mut QmpClient) -> std::result::Result<(), QmpError>,
     ) -> Result<Vm> {
         let inner = &self.inner;
-        let (_lock, vm) = inner.lock_vm(name)?;
-        inner.require(&vm, action, &[from], if from == VmState::Running { "a running VM" } else { "a paused VM" })?;
-        inner.running_qemu(&vm)?;
-        send(&mut inner.qmp(&vm)?).map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source })?;
+        let (_lock, vm) = lock_vm(inner, name)?;
+        require(&vm, action, &[from], if from == VmState::Running { "a running VM" } else { "a paused VM" })?;
+        running_qemu(inner, &vm)?;
+        send(&mut qemu::qmp(inner, &vm)?).map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source })?;
         inner.transition(&vm, from, to, &ProcessFacts::default(), json!({}))?;
-        inner.vm_by_id(&vm.id, name)
+        vm_by_id(inner, &vm.id, name)
     }
 
     /// Soft-deletes a VM: frees its name, releases its addresses, keeps its
@@ -197,7 +195,7 @@ impl Manager {
     /// force-stops it first.
     pub fn delete_vm(&self, name: &str, force: bool) -> Result<()> {
         let inner = &self.inner;
-        let (_lock, vm) = inner.lock_vm(name)?;
+        let (_lock, vm) = lock_vm(inner, name)?;
         if vm.state.has_process() {
             if !force {
                 return Err(Error::InvalidState {
@@ -208,14 +206,14 @@ impl Manager {
                 });
             }
             if matches!(vm.state, VmState::Running | VmState::Paused) {
-                inner.stop_locked(&vm, None)?;
-            } else if let Some((pid, pidfd)) = inner.open_qemu(&vm) {
+                stop_locked(inner, &vm, None)?;
+            } else if let Some((pid, pidfd)) = qemu::open_qemu(inner, &vm) {
                 // Stuck in starting or stopping: end whatever QEMU there is.
-                inner.kill_qemu(&vm, &pidfd)?;
-                inner.settle_exit(&vm.id, pid, ExitCause::Killed)?;
+                qemu::kill_qemu(inner, &vm, &pidfd)?;
+                qemu::settle_exit(inner, &vm.id, pid, ExitCause::Killed)?;
             }
         }
-        let vm = inner.vm_by_id(&vm.id, name)?;
+        let vm = vm_by_id(inner, &vm.id, name)?;
         if vm.state.has_process() {
             // Stuck with no QEMU at all (a crash mid-operation).
             inner.transition(
@@ -226,7 +224,7 @@ impl Manager {
                 json!({"reason": "no QEMU found during forced delete"}),
             )?;
         }
-        let vm = inner.vm_by_id(&vm.id, name)?;
+        let vm = vm_by_id(inner, &vm.id, name)?;
         inner.write(|w| {
             store::soft_delete_vm(w.tx, &vm, w.now)?;
             let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();

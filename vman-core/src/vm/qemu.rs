@@ -36,237 +36,234 @@ pub(crate) enum ExitCause {
     Killed,
 }
 
-impl Inner {
-    /// Called by the watcher thread when a watched QEMU exits.
-    pub(crate) fn qemu_exited(&self, exit: &Exit) {
-        let cause = match exit.reaped {
-            // QEMU exits 0 after its own shutdown (guest power-off, QMP
-            // quit, SIGTERM); anything else is a crash or a kill.
-            Reaped::Exited(0) => ExitCause::Clean,
-            Reaped::Exited(_) | Reaped::Signaled(_) => ExitCause::Killed,
-            Reaped::NotOurs => self.exit_cause(&exit.vm_id),
+/// Called by the watcher thread when a watched QEMU exits.
+pub(crate) fn qemu_exited(ctx: &Inner, exit: &Exit) {
+    let cause = match exit.reaped {
+        // QEMU exits 0 after its own shutdown (guest power-off, QMP
+        // quit, SIGTERM); anything else is a crash or a kill.
+        Reaped::Exited(0) => ExitCause::Clean,
+        Reaped::Exited(_) | Reaped::Signaled(_) => ExitCause::Killed,
+        Reaped::NotOurs => exit_cause(ctx, &exit.vm_id),
+    };
+    if let Err(e) = settle_exit(ctx, &exit.vm_id, exit.pid, cause) {
+        log::error!("cannot record the exit of QEMU {} of VM {}: {}", exit.pid, exit.vm_id, e.full_message());
+    }
+}
+
+/// How a VM's QEMU ended, read after it has: QEMU removes its pidfile
+/// only when it shuts down cleanly.
+pub(crate) fn exit_cause(ctx: &Inner, vm_id: &str) -> ExitCause {
+    if ctx.runtime().paths(vm_id).pidfile.exists() { ExitCause::Killed } else { ExitCause::Clean }
+}
+
+/// Records that QEMU `pid` of VM `vm_id` is gone. A no-op if the store
+/// no longer expects that process (already settled, or a newer run).
+pub(crate) fn settle_exit(ctx: &Inner, vm_id: &str, pid: u32, cause: ExitCause) -> Result<Option<VmState>> {
+    let settled = ctx.write(|w| {
+        let Some(vm) = store::vm_by_id(w.tx, vm_id)? else { return Ok(None) };
+        // Only the run this process belongs to: a late notice about the
+        // previous QEMU must not settle a new start (recorded pid 0 until
+        // it runs). Callers that know no pid pass 0.
+        if !vm.state.has_process() || vm.pid.unwrap_or(0) != pid {
+            return Ok(None);
+        }
+        let (to, reason) = match (vm.state, cause) {
+            (VmState::Stopping, _) => (VmState::Stopped, "QEMU exited as asked"),
+            (_, ExitCause::Clean) => (VmState::Stopped, "QEMU shut down cleanly (the guest powered off, or QMP quit)"),
+            (_, ExitCause::Killed) => (VmState::Error, "QEMU exited without shutting down: killed or crashed"),
         };
-        if let Err(e) = self.settle_exit(&exit.vm_id, exit.pid, cause) {
-            log::error!("cannot record the exit of QEMU {} of VM {}: {}", exit.pid, exit.vm_id, e.full_message());
-        }
+        let last_error = if to == VmState::Error { reason } else { "" };
+        store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
+        w.record(
+            ObjectKind::Vm,
+            &vm.id,
+            &vm.name,
+            "state_changed",
+            json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}),
+        )?;
+        store::set_forwards(w.tx, vm_id, &[])?;
+        // Only the caller that settles the run removes its files (they
+        // may otherwise belong to the next run). Unlinking a few files
+        // is all the host work done here: no start can record itself
+        // (and make new ones) while this transaction holds the lock.
+        ctx.runtime().paths(vm_id).clean();
+        Ok(Some(to))
+    })?;
+    if settled.is_some()
+        && let Ok(w) = ctx.runtime().watcher()
+    {
+        w.forget(vm_id);
     }
+    // The outcome is recorded; the network teardown is host work, done
+    // outside any transaction (see `unplug_nics`). Also by a caller that
+    // found the exit already settled (the watcher won the race): the
+    // teardown is idempotent and serialized per network, so this returns
+    // only once whoever settled has finished it, and a `stop` that
+    // returns has its VM's network down.
+    ctx.net().unplug_nics(vm_id);
+    Ok(settled)
+}
 
-    /// How a VM's QEMU ended, read after it has: QEMU removes its pidfile
-    /// only when it shuts down cleanly.
-    pub(crate) fn exit_cause(&self, vm_id: &str) -> ExitCause {
-        if self.runtime().paths(vm_id).pidfile.exists() { ExitCause::Killed } else { ExitCause::Clean }
-    }
+/// Records a failed start, then takes down what it plugged in (after
+/// the commit, so the network already counts this VM out).
+pub(crate) fn fail_start(ctx: &Inner, vm: &Vm, error: &Error) -> Result<()> {
+    let message = error.full_message();
+    ctx.write(|w| {
+        let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
+        store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
+        w.record(
+            ObjectKind::Vm,
+            &vm.id,
+            &vm.name,
+            "state_changed",
+            json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}),
+        )?;
+        store::set_forwards(w.tx, &vm.id, &[])
+    })?;
+    ctx.net().unplug_nics(&vm.id);
+    Ok(())
+}
 
-    /// Records that QEMU `pid` of VM `vm_id` is gone. A no-op if the store
-    /// no longer expects that process (already settled, or a newer run).
-    pub(crate) fn settle_exit(&self, vm_id: &str, pid: u32, cause: ExitCause) -> Result<Option<VmState>> {
-        let settled = self.write(|w| {
-            let Some(vm) = store::vm_by_id(w.tx, vm_id)? else { return Ok(None) };
-            // Only the run this process belongs to: a late notice about the
-            // previous QEMU must not settle a new start (recorded pid 0 until
-            // it runs). Callers that know no pid pass 0.
-            if !vm.state.has_process() || vm.pid.unwrap_or(0) != pid {
-                return Ok(None);
+/// A pidfd on the VM's QEMU, if the recorded pid really is that QEMU.
+/// A pid that exited or was reused by another program gives `None`, so
+/// vman never signals a stranger.
+pub(crate) fn open_qemu(ctx: &Inner, vm: &Vm) -> Option<(u32, Pidfd)> {
+    let pid = vm.pid.or_else(|| ctx.runtime().paths(&vm.id).read_pid())?;
+    process::prove_qemu(pid, &vm.id).map(|pidfd| (pid, pidfd))
+}
+
+/// Hands a running QEMU to the watcher: its exit and its serial log.
+pub(crate) fn watch(ctx: &Inner, vm: &Vm, pid: u32, pidfd: Pidfd) -> Result<()> {
+    let what = Watched { pid, pidfd, run_dir: ctx.runtime().paths(&vm.id).dir, log_cap: ctx.runtime().serial_log_cap };
+    ctx.runtime().watcher()?.watch(&vm.id, what);
+    Ok(())
+}
+
+pub(crate) fn qmp(ctx: &Inner, vm: &Vm) -> Result<QmpClient> {
+    let path = ctx.runtime().paths(&vm.id).qmp;
+    QmpClient::connect(&path, QMP_TIMEOUT).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "connect", source })
+}
+
+/// Launches QEMU for `vm` (recorded `starting`; the caller holds its
+/// lineage lock) and proves it is up: a QMP answer, and the process is
+/// this VM's QEMU. The pid is recorded as soon as QEMU exists, so a crash
+/// of vman from then on leaves a QEMU the next opener can find. On any
+/// failure after the spawn the QEMU is killed: a failed start leaks no
+/// process. In user mode a forwarded port can be taken between choosing
+/// it and QEMU binding it; then a fresh one is tried.
+pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pidfd)> {
+    let paths = ctx.runtime().paths(&vm.id);
+    ctx.runtime().prepare_run_dir(&paths)?;
+    let log = ctx.runtime().serial_log(&vm.id);
+    log.prepare_for_start().map_err(|e| Error::io("rotate the serial log of", &vm.name, e))?;
+    let accel = ctx.runtime().accel();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let nics = ctx.net().plug_nics(vm)?;
+        let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
+        let fds = inherited.fds();
+        let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics);
+        let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
+        let pid = process::spawn(&ctx.runtime().qemu, &argv, &inherited, stderr, ctx.runtime().qemu_creds.as_ref())?;
+        // QEMU has its own copies now; vman's listeners must close so a
+        // QEMU that dies during startup resets the QMP connection below.
+        drop(inherited);
+        let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSYS) => {
+                Error::Unsupported { what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into(), source: Some(Box::new(e)) }
             }
-            let (to, reason) = match (vm.state, cause) {
-                (VmState::Stopping, _) => (VmState::Stopped, "QEMU exited as asked"),
-                (_, ExitCause::Clean) => (VmState::Stopped, "QEMU shut down cleanly (the guest powered off, or QMP quit)"),
-                (_, ExitCause::Killed) => (VmState::Error, "QEMU exited without shutting down: killed or crashed"),
-            };
-            let last_error = if to == VmState::Error { reason } else { "" };
-            store::set_state(w.tx, &vm, vm.state, to, &ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) }, w.now)?;
-            w.record(
-                ObjectKind::Vm,
-                &vm.id,
-                &vm.name,
-                "state_changed",
-                json!({"from": vm.state.as_str(), "to": to.as_str(), "reason": reason, "pid": pid}),
-            )?;
-            store::set_forwards(w.tx, vm_id, &[])?;
-            // Only the caller that settles the run removes its files (they
-            // may otherwise belong to the next run). Unlinking a few files
-            // is all the host work done here: no start can record itself
-            // (and make new ones) while this transaction holds the lock.
-            self.runtime().paths(vm_id).clean();
-            Ok(Some(to))
+            // Our unreaped child: its pid cannot have been reused.
+            _ => Error::io("open a pidfd on QEMU of", &vm.name, e),
         })?;
-        if settled.is_some()
-            && let Ok(w) = self.runtime().watcher()
-        {
-            w.forget(vm_id);
-        }
-        // The outcome is recorded; the network teardown is host work, done
-        // outside any transaction (see `unplug_nics`). Also by a caller that
-        // found the exit already settled (the watcher won the race): the
-        // teardown is idempotent and serialized per network, so this returns
-        // only once whoever settled has finished it, and a `stop` that
-        // returns has its VM's network down.
-        self.net().unplug_nics(vm_id);
-        Ok(settled)
-    }
-
-    /// Records a failed start, then takes down what it plugged in (after
-    /// the commit, so the network already counts this VM out).
-    pub(crate) fn fail_start(&self, vm: &Vm, error: &Error) -> Result<()> {
-        let message = error.full_message();
-        self.write(|w| {
-            let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
-            store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
-            w.record(
-                ObjectKind::Vm,
-                &vm.id,
-                &vm.name,
-                "state_changed",
-                json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}),
-            )?;
-            store::set_forwards(w.tx, &vm.id, &[])
-        })?;
-        self.net().unplug_nics(&vm.id);
-        Ok(())
-    }
-
-    /// A pidfd on the VM's QEMU, if the recorded pid really is that QEMU.
-    /// A pid that exited or was reused by another program gives `None`, so
-    /// vman never signals a stranger.
-    pub(crate) fn open_qemu(&self, vm: &Vm) -> Option<(u32, Pidfd)> {
-        let pid = vm.pid.or_else(|| self.runtime().paths(&vm.id).read_pid())?;
-        process::prove_qemu(pid, &vm.id).map(|pidfd| (pid, pidfd))
-    }
-
-    /// Hands a running QEMU to the watcher: its exit and its serial log.
-    pub(crate) fn watch(&self, vm: &Vm, pid: u32, pidfd: Pidfd) -> Result<()> {
-        let what = Watched { pid, pidfd, run_dir: self.runtime().paths(&vm.id).dir, log_cap: self.runtime().serial_log_cap };
-        self.runtime().watcher()?.watch(&vm.id, what);
-        Ok(())
-    }
-
-    pub(crate) fn qmp(&self, vm: &Vm) -> Result<QmpClient> {
-        let path = self.runtime().paths(&vm.id).qmp;
-        QmpClient::connect(&path, QMP_TIMEOUT).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "connect", source })
-    }
-
-    /// Launches QEMU for `vm` (recorded `starting`; the caller holds its
-    /// lineage lock) and proves it is up: a QMP answer, and the process is
-    /// this VM's QEMU. The pid is recorded as soon as QEMU exists, so a crash
-    /// of vman from then on leaves a QEMU the next opener can find. On any
-    /// failure after the spawn the QEMU is killed: a failed start leaks no
-    /// process. In user mode a forwarded port can be taken between choosing
-    /// it and QEMU binding it; then a fresh one is tried.
-    pub(crate) fn launch(&self, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pidfd)> {
-        let paths = self.runtime().paths(&vm.id);
-        self.runtime().prepare_run_dir(&paths)?;
-        let log = self.runtime().serial_log(&vm.id);
-        log.prepare_for_start().map_err(|e| Error::io("rotate the serial log of", &vm.name, e))?;
-        let accel = self.runtime().accel();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let nics = self.net().plug_nics(vm)?;
-            let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
-            let fds = inherited.fds();
-            let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics);
-            let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
-            let pid = process::spawn(&self.runtime().qemu, &argv, &inherited, stderr, self.runtime().qemu_creds.as_ref())?;
-            // QEMU has its own copies now; vman's listeners must close so a
-            // QEMU that dies during startup resets the QMP connection below.
-            drop(inherited);
-            let pidfd = Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOSYS) => Error::Unsupported {
-                    what: "pidfd_open (Linux 5.3 or newer is needed to supervise QEMU)".into(),
-                    source: Some(Box::new(e)),
-                },
-                // Our unreaped child: its pid cannot have been reused.
-                _ => Error::io("open a pidfd on QEMU of", &vm.name, e),
-            })?;
-            let recorded = self.write(|w| store::record_pid(w.tx, &vm.id, VmState::Starting, pid));
-            let proven = recorded.and_then(|()| self.await_qemu(vm, pid, &pidfd, &fds));
-            match proven {
-                Ok(()) => return Ok((pid, pidfd)),
-                Err(e) => {
-                    let _ = pidfd.kill(libc::SIGKILL);
-                    let _ = pidfd.wait(QUIT_GRACE);
-                    pidfd.reap();
-                    paths.clean();
-                    let port_taken = matches!(e, Error::HostPortTaken { .. });
-                    if !(port_taken && attempt < 3) {
-                        return Err(e);
-                    }
+        let recorded = ctx.write(|w| store::record_pid(w.tx, &vm.id, VmState::Starting, pid));
+        let proven = recorded.and_then(|()| await_qemu(ctx, vm, pid, &pidfd, &fds));
+        match proven {
+            Ok(()) => return Ok((pid, pidfd)),
+            Err(e) => {
+                let _ = pidfd.kill(libc::SIGKILL);
+                let _ = pidfd.wait(QUIT_GRACE);
+                pidfd.reap();
+                paths.clean();
+                let port_taken = matches!(e, Error::HostPortTaken { .. });
+                if !(port_taken && attempt < 3) {
+                    return Err(e);
                 }
             }
         }
     }
+}
 
-    /// Waits for a just-spawned QEMU to answer QMP and proves who it is.
-    fn await_qemu(&self, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds) -> Result<()> {
-        let paths = self.runtime().paths(&vm.id);
-        let status = QmpClient::connect(&paths.qmp, LAUNCH_TIMEOUT).and_then(|mut qmp| qmp.query_status());
-        let status = match status {
-            Ok(status) => status,
-            // QEMU gave up during startup: its own words say why.
-            Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => {
-                return Err(process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code()));
-            }
-            Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
-        };
-        if !process::is_qemu_of(pidfd, pid, &vm.id) {
-            return Err(Error::Qemu { message: format!("process {pid} is not this VM's QEMU"), source: None });
+/// Waits for a just-spawned QEMU to answer QMP and proves who it is.
+fn await_qemu(ctx: &Inner, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds) -> Result<()> {
+    let paths = ctx.runtime().paths(&vm.id);
+    let status = QmpClient::connect(&paths.qmp, LAUNCH_TIMEOUT).and_then(|mut qmp| qmp.query_status());
+    let status = match status {
+        Ok(status) => status,
+        // QEMU gave up during startup: its own words say why.
+        Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => {
+            return Err(process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code()));
         }
-        if !status.running {
-            return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status), source: None });
-        }
-        Ok(())
+        Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
+    };
+    if !process::is_qemu_of(pidfd, pid, &vm.id) {
+        return Err(Error::Qemu { message: format!("process {pid} is not this VM's QEMU"), source: None });
     }
+    if !status.running {
+        return Err(Error::Qemu { message: format!("QEMU started in state {:?}, not running", status.status), source: None });
+    }
+    Ok(())
+}
 
-    /// The VM's lineage lock, for a launch. If a process of an earlier
-    /// launch still holds it although the store records no QEMU (its
-    /// starter crashed before the reconciler ran), that process is ended
-    /// first: it is not wanted, and two QEMUs of one VM must never run.
-    pub(crate) fn take_lineage(&self, vm: &Vm) -> Result<Lineage> {
-        let path = self.runtime().lineage_path(&vm.id);
-        if let Some(lineage) = Lineage::try_take(&path)? {
-            return Ok(lineage);
-        }
-        self.end_lineage(vm);
-        Lineage::try_take(&path)?.ok_or_else(|| Error::InvalidState {
-            vm: vm.name.clone(),
-            state: vm.state,
-            action: "start",
-            needs: "no QEMU of an earlier start still running (it could not be ended)",
-        })
+/// The VM's lineage lock, for a launch. If a process of an earlier
+/// launch still holds it although the store records no QEMU (its
+/// starter crashed before the reconciler ran), that process is ended
+/// first: it is not wanted, and two QEMUs of one VM must never run.
+pub(crate) fn take_lineage(ctx: &Inner, vm: &Vm) -> Result<Lineage> {
+    let path = ctx.runtime().lineage_path(&vm.id);
+    if let Some(lineage) = Lineage::try_take(&path)? {
+        return Ok(lineage);
     }
+    end_lineage(ctx, vm);
+    Lineage::try_take(&path)?.ok_or_else(|| Error::InvalidState {
+        vm: vm.name.clone(),
+        state: vm.state,
+        action: "start",
+        needs: "no QEMU of an earlier start still running (it could not be ended)",
+    })
+}
 
-    /// Kills every process of the VM's launch lineage (the holders of its
-    /// lineage lock: only a launch of this VM holds that file open while the
-    /// caller holds the VM's lock). Returns how many were ended.
-    pub(crate) fn end_lineage(&self, vm: &Vm) -> usize {
-        let path = self.runtime().lineage_path(&vm.id);
-        let mut ended = 0;
-        for pid in Lineage::holders(&path) {
-            let Ok(pidfd) = Pidfd::open(pid) else { continue };
-            // Re-check through the pidfd: the pid may have been reused.
-            if !Lineage::holders(&path).contains(&pid) || !pidfd.is_alive() {
-                continue;
-            }
-            log::info!("ending process {pid} of an abandoned launch of VM {}", vm.name);
-            if pidfd.kill(libc::SIGKILL).is_ok() {
-                let _ = pidfd.wait(QUIT_GRACE);
-                pidfd.reap();
-                ended += 1;
-            }
+/// Kills every process of the VM's launch lineage (the holders of its
+/// lineage lock: only a launch of this VM holds that file open while the
+/// caller holds the VM's lock). Returns how many were ended.
+pub(crate) fn end_lineage(ctx: &Inner, vm: &Vm) -> usize {
+    let path = ctx.runtime().lineage_path(&vm.id);
+    let mut ended = 0;
+    for pid in Lineage::holders(&path) {
+        let Ok(pidfd) = Pidfd::open(pid) else { continue };
+        // Re-check through the pidfd: the pid may have been reused.
+        if !Lineage::holders(&path).contains(&pid) || !pidfd.is_alive() {
+            continue;
         }
-        ended
+        log::info!("ending process {pid} of an abandoned launch of VM {}", vm.name);
+        if pidfd.kill(libc::SIGKILL).is_ok() {
+            let _ = pidfd.wait(QUIT_GRACE);
+            pidfd.reap();
+            ended += 1;
+        }
     }
+    ended
+}
 
-    /// Ends QEMU: QMP `quit`, then SIGKILL through the pidfd if it lingers.
-    pub(crate) fn kill_qemu(&self, vm: &Vm, pidfd: &Pidfd) -> Result<()> {
-        if let Ok(mut qmp) = self.qmp(vm) {
-            let _ = qmp.quit();
-        }
-        if pidfd.wait(QUIT_GRACE).unwrap_or(false) {
-            return Ok(());
-        }
-        pidfd.kill(libc::SIGKILL).map_err(|e| Error::io("kill QEMU of", &vm.name, e))?;
-        pidfd.wait(QUIT_GRACE).map_err(|e| Error::io("wait for QEMU of", &vm.name, e))?;
-        Ok(())
+/// Ends QEMU: QMP `quit`, then SIGKILL through the pidfd if it lingers.
+pub(crate) fn kill_qemu(ctx: &Inner, vm: &Vm, pidfd: &Pidfd) -> Result<()> {
+    if let Ok(mut qmp) = qmp(ctx, vm) {
+        let _ = qmp.quit();
     }
+    if pidfd.wait(QUIT_GRACE).unwrap_or(false) {
+        return Ok(());
+    }
+    pidfd.kill(libc::SIGKILL).map_err(|e| Error::io("kill QEMU of", &vm.name, e))?;
+    pidfd.wait(QUIT_GRACE).map_err(|e| Error::io("wait for QEMU of", &vm.name, e))?;
+    Ok(())
 }
