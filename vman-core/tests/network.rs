@@ -241,7 +241,7 @@ fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing(
     no_dnsmasq.create_vm(&VmSpec::new("vm500", "tiny").nic("v500").boot(spec_boot)).unwrap();
     let err = no_dnsmasq.start("vm500").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(err.to_string().contains("dnsmasq"), "{err}");
+    assert!(err.full_message().contains("dnsmasq"), "{}", err.full_message());
     let after_dnsmasq = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
     assert_eq!(after, after_dnsmasq, "the failed start left no bridge or tap behind");
 }
