@@ -80,11 +80,17 @@ impl Actor {
 /// Signals the streams of a manager that it is gone: written once, when the
 /// manager is dropped, and never read, so it stays readable from then on.
 #[derive(Debug)]
-pub(crate) struct Closing(pub(crate) Arc<EventFd>);
+pub(crate) struct Closing(Arc<EventFd>);
 
 impl Closing {
     pub fn new() -> std::io::Result<Closing> {
         Ok(Closing(Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?)))
+    }
+
+    /// The signal itself, readable once the manager is gone; a stream or
+    /// console keeps its own reference, so it outlives the manager.
+    pub fn signal(&self) -> Arc<EventFd> {
+        self.0.clone()
     }
 }
 

@@ -89,7 +89,7 @@ impl EventStream {
         let stale = last_id < newest;
         let pending = EventFd::from_value_and_flags(u32::from(stale), EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(io)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
-        let manager_closed = inner.closing().0.clone();
+        let manager_closed = inner.closing().signal();
         for fd in [commits.as_fd(), pending.as_fd(), manager_closed.as_fd()] {
             epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0)).map_err(io)?;
         }

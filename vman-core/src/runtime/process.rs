@@ -77,12 +77,6 @@ impl Lineage {
         Ok(Lineage::try_take(path)?.is_none())
     }
 
-    /// The processes holding the lock file open: the launch's lineage.
-    /// Scans `/proc`, so it is for recovery only, never a hot path.
-    pub fn holders(path: &Path) -> Vec<u32> {
-        proc::holders(path)
-    }
-
     pub fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

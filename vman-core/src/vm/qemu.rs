@@ -239,10 +239,10 @@ pub(crate) fn take_lineage(ctx: &Inner, vm: &Vm) -> Result<Lineage> {
 pub(crate) fn end_lineage(ctx: &Inner, vm: &Vm) -> usize {
     let path = ctx.runtime().lineage_path(&vm.id);
     let mut ended = 0;
-    for pid in Lineage::holders(&path) {
+    for pid in crate::sys::proc::holders(&path) {
         let Ok(pidfd) = Pidfd::open(pid) else { continue };
         // Re-check through the pidfd: the pid may have been reused.
-        if !Lineage::holders(&path).contains(&pid) || !pidfd.is_alive() {
+        if !crate::sys::proc::holders(&path).contains(&pid) || !pidfd.is_alive() {
             continue;
         }
         log::info!("ending process {pid} of an abandoned launch of VM {}", vm.name);
