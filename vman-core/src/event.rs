@@ -16,21 +16,34 @@ pub enum ObjectKind {
     Network,
     /// A VM ([`Vm`](crate::Vm)).
     Vm,
+    /// A disk image attached to VMs.
+    Disk,
+    /// A base image of the catalogue.
+    Image,
+    /// An SSH public key of the catalogue.
+    SshKey,
 }
 
 impl ObjectKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ObjectKind; 6] =
+        [ObjectKind::Template, ObjectKind::Network, ObjectKind::Vm, ObjectKind::Disk, ObjectKind::Image, ObjectKind::SshKey];
+
     /// The kind's lower-case name, as the store and serde write it:
-    /// `template`, `network` or `vm`.
+    /// `template`, `network`, `vm`, `disk`, `image` or `ssh_key`.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Template => "template",
             ObjectKind::Network => "network",
             ObjectKind::Vm => "vm",
+            ObjectKind::Disk => "disk",
+            ObjectKind::Image => "image",
+            ObjectKind::SshKey => "ssh_key",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Option<ObjectKind> {
-        [ObjectKind::Template, ObjectKind::Network, ObjectKind::Vm].into_iter().find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

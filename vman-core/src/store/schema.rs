@@ -133,4 +133,101 @@ CREATE TABLE port_forwards (
     r#"
 ALTER TABLE networks ADD COLUMN uplink TEXT NOT NULL DEFAULT '';
 "#,
+    // 5: storage and guest configuration: disk images, the image catalogue,
+    // snapshots, SSH keys, and what a VM boots and shows.
+    r#"
+-- Base images. Never written once registered: VMs boot from linked clones.
+-- `path` is absolute: a file under <state>/images/ (owned = 1, removed with
+-- the image) or a caller's file referenced in place (owned = 0).
+CREATE TABLE images (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    os            TEXT    NOT NULL DEFAULT '',
+    arch          TEXT    NOT NULL DEFAULT 'x86_64',
+    description   TEXT    NOT NULL DEFAULT '',
+    format        TEXT    NOT NULL CHECK (format IN ('qcow2', 'raw')),
+    virtual_size  INTEGER NOT NULL CHECK (virtual_size > 0),
+    sha256        TEXT    NOT NULL,
+    firmware      TEXT    NOT NULL DEFAULT 'bios' CHECK (firmware IN ('bios', 'uefi')),
+    path          TEXT    NOT NULL,
+    owned         INTEGER NOT NULL CHECK (owned IN (0, 1)),
+    -- 'importing' is written before the copy and hash, 'deleting' before
+    -- the file is removed: a crash leaves a row the reconciler finishes.
+    state         TEXT    NOT NULL CHECK (state IN ('importing', 'available', 'deleting')),
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- Disks. A disk is attached to at most one VM, at a slot that fixes the
+-- guest's device order. `image_id` is set for a linked clone (a qcow2
+-- overlay on that image); the image cannot be deleted while one exists.
+-- The transitional states are intents written before the host work
+-- (qemu-img, QMP) and settled after it, or by the reconciler.
+CREATE TABLE disks (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL UNIQUE,
+    format        TEXT    NOT NULL CHECK (format IN ('qcow2', 'raw')),
+    size_bytes    INTEGER NOT NULL CHECK (size_bytes > 0),
+    path          TEXT    NOT NULL,
+    owned         INTEGER NOT NULL CHECK (owned IN (0, 1)),
+    image_id      INTEGER REFERENCES images(id),
+    state         TEXT    NOT NULL CHECK (state IN
+                  ('creating', 'available', 'attaching', 'attached', 'detaching', 'deleting', 'error')),
+    vm_id         TEXT    REFERENCES vms(id),
+    slot          INTEGER CHECK (slot >= 0),
+    -- Made with its VM (a boot disk from an image or template size): deleted with it.
+    delete_with_vm INTEGER NOT NULL DEFAULT 0 CHECK (delete_with_vm IN (0, 1)),
+    last_error    TEXT    NOT NULL DEFAULT '',
+    created_at_ms INTEGER NOT NULL,
+    CHECK ((vm_id IS NULL) = (slot IS NULL)),
+    CHECK (state NOT IN ('attaching', 'attached', 'detaching') OR vm_id IS NOT NULL)
+) STRICT;
+CREATE UNIQUE INDEX disks_by_vm_slot ON disks (vm_id, slot) WHERE vm_id IS NOT NULL;
+CREATE INDEX disks_by_image ON disks (image_id) WHERE image_id IS NOT NULL;
+
+-- Snapshots of a VM: one internal qcow2 snapshot of that name on each of
+-- its disks (and, when live, the VM's memory).
+CREATE TABLE snapshots (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm_id         TEXT    NOT NULL REFERENCES vms(id),
+    name          TEXT    NOT NULL,
+    live          INTEGER NOT NULL CHECK (live IN (0, 1)),
+    state         TEXT    NOT NULL CHECK (state IN ('creating', 'ready', 'reverting', 'deleting', 'error')),
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (vm_id, name)
+) STRICT;
+
+-- The SSH key catalogue, and each VM's own copy of the keys it was given
+-- (deleting a key from the catalogue leaves the VMs' copies).
+CREATE TABLE ssh_keys (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    name               TEXT    NOT NULL UNIQUE,
+    key_type           TEXT    NOT NULL,
+    bits               INTEGER NOT NULL,
+    public_key         TEXT    NOT NULL,
+    comment            TEXT    NOT NULL DEFAULT '',
+    fingerprint_sha256 TEXT    NOT NULL,
+    fingerprint_md5    TEXT    NOT NULL,
+    created_at_ms      INTEGER NOT NULL
+) STRICT;
+CREATE TABLE vm_ssh_keys (
+    vm_id      TEXT    NOT NULL REFERENCES vms(id),
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    name       TEXT    NOT NULL,
+    public_key TEXT    NOT NULL,
+    PRIMARY KEY (vm_id, position)
+) STRICT;
+
+-- How a VM boots and what it shows. firmware: SeaBIOS or OVMF. cdrom: an
+-- ISO's absolute path ('' for an empty drive). boot_order: 'disk' or
+-- 'cdrom' first. display: off, VNC on a unix socket in the run directory,
+-- or VNC on 127.0.0.1 at display_port (chosen at start). cloud_init: a
+-- NoCloud seed is made and attached at start, with user_data appended.
+ALTER TABLE vms ADD COLUMN firmware     TEXT    NOT NULL DEFAULT 'bios' CHECK (firmware IN ('bios', 'uefi'));
+ALTER TABLE vms ADD COLUMN cdrom        TEXT    NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN boot_order   TEXT    NOT NULL DEFAULT 'disk' CHECK (boot_order IN ('disk', 'cdrom'));
+ALTER TABLE vms ADD COLUMN display      TEXT    NOT NULL DEFAULT 'none' CHECK (display IN ('none', 'vnc-unix', 'vnc-tcp'));
+ALTER TABLE vms ADD COLUMN display_port INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vms ADD COLUMN cloud_init   INTEGER NOT NULL DEFAULT 0 CHECK (cloud_init IN (0, 1));
+ALTER TABLE vms ADD COLUMN user_data    TEXT    NOT NULL DEFAULT '';
+"#,
 ];
