@@ -228,6 +228,23 @@ pub enum Error {
         needs: &'static str,
     },
 
+    /// The operation needs the disk in another state, e.g. deleting an
+    /// attached disk or detaching one that is not attached; its kind is
+    /// [`ErrorKind::InvalidState`].
+    #[error("Disk {disk:?} is {state}{}; {action} needs {needs}", vm.as_ref().map(|v| format!(" (VM {v:?})")).unwrap_or_default())]
+    DiskState {
+        /// The disk's name.
+        disk: String,
+        /// The state it is in.
+        state: crate::DiskState,
+        /// The VM it is attached to, if any.
+        vm: Option<String>,
+        /// What was attempted: `delete`, `detach`, `attach`…
+        action: &'static str,
+        /// What it needs, in words.
+        needs: &'static str,
+    },
+
     /// This process lacks a privilege or access right the operation needs,
     /// e.g. CAP_NET_ADMIN for bridged networking.
     #[error("Permission denied: {what}")]
@@ -374,7 +391,7 @@ impl Error {
             Error::AlreadyExists { .. } | Error::Overlap { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
-            Error::InvalidTransition { .. } | Error::InvalidState { .. } => ErrorKind::InvalidState,
+            Error::InvalidTransition { .. } | Error::InvalidState { .. } | Error::DiskState { .. } => ErrorKind::InvalidState,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Timeout { .. } => ErrorKind::Timeout,

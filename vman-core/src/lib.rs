@@ -31,12 +31,14 @@ mod context;
 pub mod convert;
 mod error;
 mod event;
+mod guest;
 mod manager;
 mod name;
 mod net;
 mod options;
 mod reconcile;
 mod runtime;
+mod storage;
 mod store;
 mod subscription;
 mod sys;
@@ -59,6 +61,10 @@ pub use net::model::{AddrRange, Network, NetworkSpec};
 pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
+pub use storage::attach::DETACH_TIMEOUT;
+pub use storage::model::{
+    Disk, DiskFilter, DiskFormat, DiskSpec, DiskState, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES,
+};
 pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
 pub use vm::model::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};

@@ -17,6 +17,7 @@ use crate::net::model::{Network, NetworkSpec};
 use crate::options::OpenOptions;
 use crate::runtime::paths::RunPaths;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::storage::model::DiskState;
 use crate::store::{self, Store};
 use crate::subscription::EventStream;
 use crate::template::{Template, TemplateSpec};
@@ -181,14 +182,24 @@ impl Manager {
     // ----- VMs -------------------------------------------------------------
 
     /// Records a VM with its NICs, allocating every address and MAC in one
-    /// transaction: if any NIC cannot get one, nothing is recorded.
+    /// transaction: if any NIC cannot get one, nothing is recorded. A VM
+    /// from an image (or with a blank disk) also gets its boot disk, made
+    /// after that transaction under the VM's lock (so a start waits for
+    /// it); if the disk cannot be made, the VM is removed again.
     pub fn create_vm(&self, spec: &VmSpec) -> Result<Vm> {
         let nics = spec.validate()?;
         let id = uuid::Uuid::now_v7().to_string();
-        self.inner.write(|w| {
+        let ctx = &*self.inner;
+        let _lock = ctx.runtime().lock_vm(&id, &spec.name)?;
+        let (vm, boot_disk) = ctx.write(|w| {
             let template = store::template_by_name(w.tx, &spec.template)?
                 .ok_or_else(|| Error::not_found("template", &spec.template))?;
-            store::insert_vm(w.tx, &id, &spec.name, &template, spec.boot.as_ref(), w.now)?;
+            let image = match &spec.image {
+                Some(name) => Some(store::image_by_name(w.tx, name)?.ok_or_else(|| Error::not_found("image", name))?),
+                None => None,
+            };
+            let firmware = spec.firmware.or(image.as_ref().map(|i| i.firmware)).unwrap_or_default();
+            store::insert_vm(w.tx, &id, spec, firmware, &template, w.now)?;
             for (slot, nic) in nics.iter().enumerate() {
                 let network = store::network_by_name(w.tx, &nic.network)?
                     .ok_or_else(|| Error::not_found("network", &nic.network))?;
@@ -202,14 +213,29 @@ impl Manager {
                 };
                 store::insert_nic(w.tx, &id, slot as u32, network.id, ip, mac)?;
             }
+            let boot_disk = if image.is_some() || spec.blank_disk {
+                Some(crate::storage::disk::record_boot_disk(ctx, w.tx, &id, &spec.name, &template, image.as_ref())?)
+            } else {
+                None
+            };
             let vm = store::vm_by_id(w.tx, &id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
             let details = json!({
                 "template": vm.template,
+                "image": spec.image,
                 "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
             });
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
-            Ok(vm)
-        })
+            Ok((vm, boot_disk))
+        })?;
+        if let Some(disk) = boot_disk {
+            if let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
+                .and_then(|()| crate::storage::disk::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
+            {
+                crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
+                return Err(e);
+            }
+        }
+        Ok(vm)
     }
 
     /// A live VM by name.

@@ -5,6 +5,7 @@
 //! never signals a process it has not proven to be the VM's QEMU.
 
 pub(crate) mod report;
+mod storage;
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,6 +34,7 @@ impl Manager {
                 recover::reconcile_locked(inner, &vm, &mut report)?;
             }
         }
+        storage::reconcile_storage(inner, &mut report)?;
         reconcile_run_dirs(inner, &mut report)?;
         reconcile_host_network(inner, &mut report)?;
         report.log();

@@ -3,8 +3,15 @@
 
 use std::ffi::OsString;
 
+use std::path::PathBuf;
+
+use serde_json::json;
+
 use crate::runtime::Accel;
 use crate::runtime::paths::RunPaths;
+use crate::storage::devices::{blockdev, device, root_ports};
+use crate::storage::model::Disk;
+use crate::vm::model::Display;
 use crate::vm::model::Vm;
 
 /// How a NIC reaches a network.
@@ -55,6 +62,27 @@ pub(crate) fn fd_path(fd: i32) -> String {
 /// than the VM itself.
 pub(crate) const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/// What a VM's QEMU gets besides its NICs: its disks in slot order (all
+/// attached), a cloud-init seed, and the UEFI variable store and code.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Storage {
+    pub disks: Vec<Disk>,
+    pub seed: Option<PathBuf>,
+    pub uefi: Option<Uefi>,
+}
+
+/// OVMF's read-only code and the VM's own copy of its variable store.
+#[derive(Debug, Clone)]
+pub(crate) struct Uefi {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+/// The id of every VM's CD-ROM drive (on the q35 AHCI controller; empty
+/// unless an ISO is in it).
+pub(crate) const CDROM_ID: &str = "cd0";
+const CDROM_NODE: &str = "cdrom0";
+
 /// The arguments after the binary name.
 pub(crate) fn qemu_argv(
     vm: &Vm,
@@ -63,6 +91,7 @@ pub(crate) fn qemu_argv(
     fds: &QemuFds,
     serial_log: &std::path::Path,
     nics: &[NicBackend],
+    storage: &Storage,
 ) -> Vec<OsString> {
     let mut a: Vec<String> = vec![
         "-name".into(),
@@ -81,6 +110,8 @@ pub(crate) fn qemu_argv(
         "-no-user-config".into(),
         "-display".into(),
         "none".into(),
+        "-boot".into(),
+        "strict=on".into(),
         "-sandbox".into(),
         SANDBOX.into(),
         "-pidfile".into(),
@@ -105,6 +136,7 @@ pub(crate) fn qemu_argv(
             a.extend(["-append".into(), boot.cmdline.clone()]);
         }
     }
+    a.extend(storage_args(vm, paths, storage));
     for (nic, backend) in vm.nics.iter().zip(nics) {
         let id = format!("net{}", nic.index);
         let netdev = match backend {
@@ -126,6 +158,59 @@ pub(crate) fn qemu_argv(
         a.extend(["-device".into(), format!("virtio-net-pci,netdev={id},mac={}", nic.mac)]);
     }
     a.into_iter().map(OsString::from).collect()
+}
+
+/// Firmware, display, root ports, disks, CD-ROM and seed.
+fn storage_args(vm: &Vm, paths: &RunPaths, storage: &Storage) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    if let Some(uefi) = &storage.uefi {
+        a.extend(["-drive".into(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", path_str(&uefi.code))]);
+        a.extend(["-drive".into(), format!("if=pflash,format=raw,unit=1,file={}", path_str(&uefi.vars))]);
+    }
+    match vm.display {
+        Display::None => {}
+        Display::VncUnix => a.extend(["-device".into(), "VGA".into(), "-vnc".into(), format!("unix:{}", path_str(&paths.vnc))]),
+        // The first free display from 5900 on: QEMU binds it, so no port
+        // is chosen and then lost to a race; vman reads it back over QMP.
+        Display::VncTcp => a.extend(["-device".into(), "VGA".into(), "-vnc".into(), "127.0.0.1:0,to=99".into()]),
+    }
+    for port in root_ports() {
+        a.extend(["-device".into(), port]);
+    }
+    // bootindex: with a kernel QEMU boots it directly; otherwise the first
+    // disk, or the CD-ROM when asked first. `-boot strict=on`: nothing else.
+    let direct = vm.boot.is_some();
+    let (disk_boot, cd_boot) = match (direct, vm.boot_from_cdrom) {
+        (true, _) => (None, None),
+        (false, true) => (Some(2), Some(1)),
+        (false, false) => (Some(1), Some(2)),
+    };
+    for (i, disk) in storage.disks.iter().enumerate() {
+        let slot = disk.slot.unwrap_or(i as u32);
+        a.extend(["-blockdev".into(), blockdev(disk).to_string()]);
+        a.extend(["-device".into(), device(disk, slot, if i == 0 { disk_boot } else { None }).to_string()]);
+    }
+    let mut cd = json!({"driver": "ide-cd", "bus": "ide.0", "id": CDROM_ID});
+    if let Some(iso) = &vm.cdrom {
+        a.extend(["-blockdev".into(), cdrom_blockdev(iso).to_string()]);
+        cd["drive"] = json!(CDROM_NODE);
+        if let Some(index) = cd_boot {
+            cd["bootindex"] = json!(index);
+        }
+    }
+    a.extend(["-device".into(), cd.to_string()]);
+    if let Some(seed) = &storage.seed {
+        let node = json!({"driver": "raw", "node-name": "seed", "read-only": true,
+                          "file": {"driver": "file", "filename": seed, "read-only": true}});
+        a.extend(["-blockdev".into(), node.to_string()]);
+        a.extend(["-device".into(), json!({"driver": "ide-hd", "bus": "ide.1", "id": "seed", "drive": "seed"}).to_string()]);
+    }
+    a
+}
+
+/// An ISO as a read-only raw block node (also what a live CD-ROM change inserts).
+pub(crate) fn cdrom_blockdev(iso: &str) -> serde_json::Value {
+    json!({"driver": "raw", "node-name": CDROM_NODE, "read-only": true, "file": {"driver": "file", "filename": iso, "read-only": true}})
 }
 
 #[cfg(test)]
@@ -160,6 +245,13 @@ mod tests {
             accel: None,
             last_error: None,
             port_forwards: Vec::new(),
+            firmware: crate::Firmware::Bios,
+            cdrom: None,
+            boot_from_cdrom: false,
+            display: Display::None,
+            display_address: None,
+            cloud_init: false,
+            user_data: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -170,7 +262,10 @@ mod tests {
     fn argv(state: &str) -> Vec<String> {
         let paths = RunPaths::new(Path::new(state), &vm().id);
         let log = paths.dir.join("serial.log");
-        qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Isolated]).into_iter().map(|s| s.into_string().unwrap()).collect()
+        qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Isolated], &Storage::default())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     fn after<'a>(argv: &'a [String], flag: &str) -> &'a str {
@@ -191,7 +286,7 @@ mod tests {
         assert_eq!(after(&a, "-initrd"), "/i");
         // -append is its own argv element: commas and spaces need no escaping.
         assert_eq!(after(&a, "-append"), "console=ttyS0 a,b");
-        assert_eq!(after(&a, "-device"), "virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03");
+        assert!(a.contains(&"virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03".to_string()));
         assert!(a.contains(&"-nodefaults".to_string()));
     }
 
@@ -216,12 +311,12 @@ mod tests {
     fn tap_and_user_backends() {
         let paths = RunPaths::new(Path::new("/s/run"), &vm().id);
         let log = paths.dir.join("serial.log");
-        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
+        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[NicBackend::Tap { ifname: "vt0".into() }], &Storage::default());
         let tap: Vec<String> = tap.into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(after(&tap, "-netdev"), "tap,id=net0,ifname=vt0,script=no,downscript=no,vhost=off");
         // With the tap opened by vman, QEMU gets its descriptor instead.
         let fds = QemuFds { taps: vec![("vt0".into(), 9)], ..FDS };
-        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &fds, &log, &[NicBackend::Tap { ifname: "vt0".into() }]);
+        let tap = qemu_argv(&vm(), Accel::Tcg, &paths, &fds, &log, &[NicBackend::Tap { ifname: "vt0".into() }], &Storage::default());
         let tap: Vec<String> = tap.into_iter().map(|s| s.into_string().unwrap()).collect();
         assert_eq!(after(&tap, "-netdev"), "tap,id=net0,fd=9,vhost=off");
         let user = NicBackend::User {
@@ -231,8 +326,10 @@ mod tests {
             dns: "10.0.0.254".parse().unwrap(),
             forwards: vec![(2222, 22)],
         };
-        let user: Vec<String> =
-            qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[user]).into_iter().map(|s| s.into_string().unwrap()).collect();
+        let user: Vec<String> = qemu_argv(&vm(), Accel::Tcg, &paths, &FDS, &log, &[user], &Storage::default())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
         assert_eq!(
             after(&user, "-netdev"),
             "user,id=net0,net=10.0.0.0/24,host=10.0.0.1,dhcpstart=10.0.0.2,dns=10.0.0.254,hostfwd=tcp:127.0.0.1:2222-:22"

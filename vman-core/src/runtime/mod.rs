@@ -42,6 +42,10 @@ pub(crate) struct Runtime {
     watcher: OnceLock<Watcher>,
 }
 
+/// The state directory's folders for files QEMU opens: disks, base images,
+/// cloud-init seeds and UEFI variable stores.
+pub(crate) const STORAGE_DIRS: [&str; 4] = ["disks", "images", "seeds", "nvram"];
+
 /// The user QEMU runs as by default when vman is root, if it exists.
 pub const DEFAULT_QEMU_USER: &str = "vman-qemu";
 
@@ -101,9 +105,15 @@ impl Runtime {
         for dir in [&run_root, &locks_dir] {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
         }
+        let storage: Vec<PathBuf> = STORAGE_DIRS.iter().map(|d| state_dir.join(d)).collect();
+        for dir in &storage {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
+        }
         let qemu_creds = qemu_credentials(options.qemu_user.as_deref())?;
         if let Some(creds) = &qemu_creds {
-            let_qemu_through(&[state_dir, &run_root], creds)?;
+            let mut dirs: Vec<&Path> = vec![state_dir, &run_root];
+            dirs.extend(storage.iter().map(PathBuf::as_path));
+            let_qemu_through(&dirs, creds)?;
         }
         Ok(Runtime {
             qemu_creds,
@@ -237,6 +247,19 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Lets QEMU open a disk, image or seed file that vman made or took in:
+    /// its group becomes the QEMU user's, read-write (0660) or read-only
+    /// (0640); nobody else gets anything.
+    pub fn share_with_qemu(&self, file: &Path, writable: bool) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(creds) = &self.qemu_creds {
+            nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
+                .map_err(|e| Error::io("give the QEMU user's group access to", file, e.into()))?;
+        }
+        let mode = if writable { 0o660 } else { 0o640 };
+        fs::set_permissions(file, fs::Permissions::from_mode(mode)).map_err(|e| Error::io("set permissions of", file, e))
     }
 
     /// Removes a VM's run directory and lock files (after delete).

@@ -19,6 +19,8 @@ pub(crate) struct RunPaths {
     pub qmp: PathBuf,
     pub serial_sock: PathBuf,
     pub stderr: PathBuf,
+    /// The VNC server's socket when the VM's display is `vnc-unix`.
+    pub vnc: PathBuf,
 }
 
 impl RunPaths {
@@ -34,6 +36,7 @@ impl RunPaths {
             qmp: dir.join("qmp.sock"),
             serial_sock: dir.join("serial.sock"),
             stderr: dir.join("qemu.stderr"),
+            vnc: dir.join("vnc.sock"),
             dir,
         }
     }

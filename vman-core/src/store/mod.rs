@@ -7,6 +7,7 @@
 //! and a crash leaves either all of it or none.
 
 mod commit_watch;
+mod disks;
 mod events;
 mod hostlinks;
 mod ipam;
@@ -24,6 +25,11 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 pub(crate) use commit_watch::CommitWatch;
+pub(crate) use disks::{
+    NewDisk, clones_of, delete_disk_row, delete_image_row, disk_by_id, disk_by_name, disks_in_states, disks_of_vm, finish_image,
+    free_disk_slot, image_by_name, insert_disk, insert_image, list_disks, list_images, set_disk_path, set_disk_size, set_disk_state,
+    set_image_deleting, set_image_path, unsettled_images,
+};
 pub(crate) use events::{events_after, history_of, insert_event, newest_event_id, recent_events};
 pub(crate) use hostlinks::{
     ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, networks_of_vm, record_link, running_vms_on, set_forwards,
@@ -31,10 +37,10 @@ pub(crate) use hostlinks::{
 };
 pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
-pub(crate) use templates::{delete_template, insert_template, list_templates, template_by_name};
+pub(crate) use templates::{delete_template, describe_users, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
-    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_state, soft_delete_vm, vm_by_id,
-    vm_by_name, vm_id_any, vms_with_process,
+    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_display_port, set_state,
+    soft_delete_vm, vm_by_id, vm_by_name, vm_id_any, vms_with_process,
 };
 
 /// The database file inside a state directory.

@@ -62,7 +62,7 @@ pub(crate) fn delete_template(tx: &Connection, name: &str) -> Result<Template> {
 }
 
 /// "VM a, b, c and others" — at most three names, to keep messages short.
-pub(super) fn describe_users(kind: &str, names: &[String]) -> String {
+pub(crate) fn describe_users(kind: &str, names: &[String]) -> String {
     let shown = names.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");
     if names.len() > 3 { format!("{kind} {shown} and others") } else { format!("{kind} {shown}") }
 }

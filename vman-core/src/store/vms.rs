@@ -4,15 +4,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::net::mac::MacAddr;
+use crate::storage::model::Firmware;
 use crate::template::Template;
-use crate::vm::model::{BootSpec, Nic, PortForward, Vm, VmFilter};
+use crate::vm::model::{BootSpec, Display, Nic, PortForward, Vm, VmFilter, VmSpec};
 use crate::vm::state::VmState;
 
 const COLUMNS: &str = "v.id, v.name, COALESCE(t.name, ''), v.vcpus, v.memory_mib, v.disk_gib, v.state, \
-                       v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error";
+                       v.created_at_ms, v.updated_at_ms, v.kernel, v.initrd, v.cmdline, v.pid, v.accel, v.last_error, \
+                       v.firmware, v.cdrom, v.boot_order, v.display, v.display_port, v.cloud_init, v.user_data";
 const FROM: &str = "vms v LEFT JOIN templates t ON t.id = v.template_id";
 
-pub(crate) fn insert_vm(tx: &Connection, id: &str, name: &str, template: &Template, boot: Option<&BootSpec>, now_ms: i64) -> Result<()> {
+pub(crate) fn insert_vm(tx: &Connection, id: &str, spec: &VmSpec, firmware: Firmware, template: &Template, now_ms: i64) -> Result<()> {
+    let (name, boot) = (&spec.name, spec.boot.as_ref());
     if live_vm_id(tx, name)?.is_some() {
         return Err(Error::AlreadyExists { kind: "VM", field: "name", value: name.to_string() });
     }
@@ -22,9 +25,26 @@ pub(crate) fn insert_vm(tx: &Connection, id: &str, name: &str, template: &Templa
     };
     tx.execute(
         "INSERT INTO vms (id, name, template_id, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms,
-                          kernel, initrd, cmdline)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?7, ?8, ?9, ?10)",
-        params![id, name, template.id, template.vcpus, template.memory_mib, template.disk_gib, now_ms, kernel, initrd, cmdline],
+                          kernel, initrd, cmdline, firmware, cdrom, boot_order, display, cloud_init, user_data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created', ?7, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            id,
+            name,
+            template.id,
+            template.vcpus,
+            template.memory_mib,
+            template.disk_gib,
+            now_ms,
+            kernel,
+            initrd,
+            cmdline,
+            firmware.as_str(),
+            spec.cdrom.as_deref().unwrap_or(""),
+            if spec.boot_from_cdrom { "cdrom" } else { "disk" },
+            spec.display.as_str(),
+            spec.cloud_init,
+            spec.user_data.as_deref().unwrap_or("")
+        ],
     )?;
     Ok(())
 }
@@ -64,6 +84,13 @@ struct VmRow {
     pid: u32,
     accel: String,
     last_error: String,
+    firmware: String,
+    cdrom: String,
+    boot_order: String,
+    display: String,
+    display_port: u16,
+    cloud_init: bool,
+    user_data: String,
 }
 
 fn vm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmRow> {
@@ -83,6 +110,13 @@ fn vm_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmRow> {
         pid: r.get(12)?,
         accel: r.get(13)?,
         last_error: r.get(14)?,
+        firmware: r.get(15)?,
+        cdrom: r.get(16)?,
+        boot_order: r.get(17)?,
+        display: r.get(18)?,
+        display_port: r.get(19)?,
+        cloud_init: r.get(20)?,
+        user_data: r.get(21)?,
     })
 }
 
@@ -93,7 +127,22 @@ fn non_empty(s: String) -> Option<String> {
 fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
     let VmRow { id, name, template, vcpus, memory_mib, disk_gib, state, created_at_ms, updated_at_ms, .. } = row;
     let boot = (!row.kernel.is_empty()).then(|| BootSpec { kernel: row.kernel, initrd: non_empty(row.initrd), cmdline: row.cmdline });
+    let display: Display = row.display.parse()?;
+    let has_process = state.parse::<VmState>()?.has_process();
+    let display_address = match display {
+        Display::None => None,
+        Display::VncUnix if has_process => Some(format!("unix:{}", vnc_socket_path(conn, &id))),
+        Display::VncTcp if has_process && row.display_port != 0 => Some(format!("127.0.0.1:{}", row.display_port)),
+        _ => None,
+    };
     Ok(Vm {
+        firmware: row.firmware.parse()?,
+        cdrom: non_empty(row.cdrom),
+        boot_from_cdrom: row.boot_order == "cdrom",
+        display,
+        display_address,
+        cloud_init: row.cloud_init,
+        user_data: non_empty(row.user_data),
         nics: nics_of(conn, &id)?,
         state: state.parse::<VmState>()?,
         boot,
@@ -113,6 +162,13 @@ fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
         created_at_ms,
         updated_at_ms,
     })
+}
+
+/// The VNC socket of a VM, found from the database's own path: the state
+/// directory is the directory the database is in.
+fn vnc_socket_path(conn: &Connection, vm_id: &str) -> String {
+    let state_dir = conn.path().map(std::path::Path::new).and_then(std::path::Path::parent).unwrap_or(std::path::Path::new("."));
+    crate::runtime::paths::RunPaths::new(&state_dir.join("run"), vm_id).vnc.to_string_lossy().into_owned()
 }
 
 fn nics_of(conn: &Connection, vm_id: &str) -> Result<Vec<Nic>> {
@@ -270,5 +326,11 @@ pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()
     if changed != 1 {
         return Err(Error::Internal(format!("VM {} changed state during delete", vm.name)));
     }
+    Ok(())
+}
+
+/// Where the VM's VNC server listens on 127.0.0.1 (QEMU chose it at start).
+pub(crate) fn set_display_port(tx: &Connection, vm_id: &str, port: u16) -> Result<()> {
+    tx.execute("UPDATE vms SET display_port = ?2 WHERE id = ?1", params![vm_id, port])?;
     Ok(())
 }

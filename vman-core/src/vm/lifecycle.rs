@@ -102,16 +102,14 @@ impl Manager {
         let inner = &self.inner;
         let (_lock, vm) = lock_vm(inner, name)?;
         require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
-        if vm.boot.is_none() {
-            return Err(Error::InvalidState { vm: vm.name, state: vm.state, action: "start", needs: "a boot source (a kernel)" });
-        }
+        let disks = crate::storage::boot::check_bootable(inner, &vm)?;
         inner.runtime().check_qemu_can_reach(inner.state_dir())?;
         let lineage = qemu::take_lineage(inner, &vm)?;
         let accel = inner.runtime().accel();
         let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
         inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
         let starting = Vm { state: VmState::Starting, ..vm };
-        match qemu::launch(inner, &starting, &lineage) {
+        match qemu::launch(inner, &starting, &lineage, disks) {
             Ok((pid, pidfd)) => {
                 let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
                     let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
@@ -225,11 +223,20 @@ impl Manager {
             )?;
         }
         let vm = vm_by_id(inner, &vm.id, name)?;
-        inner.write(|w| {
+        // Its own disks go with it (marked `deleting` here, their files
+        // removed after the commit); disks it was only given are detached.
+        let doomed = inner.write(|w| {
+            let doomed = crate::storage::disk::release_disks_of(w.tx, &vm)?;
             store::soft_delete_vm(w.tx, &vm, w.now)?;
             let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released}))
+            let disks = doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released, "deleted_disks": disks}))?;
+            Ok(doomed)
         })?;
+        for disk in &doomed {
+            crate::storage::disk::finish_delete(inner, disk)?;
+        }
+        crate::storage::boot::forget(inner, &vm.id);
         inner.runtime().forget_vm(&vm.id);
         Ok(())
     }

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::name::validate_name;
 use crate::net::mac::MacAddr;
 use crate::net::model::parse_ipv4;
+use crate::storage::model::Firmware;
 use crate::vm::state::VmState;
 
 /// A VM may have at most this many NICs (PCI slots left after the basics).
@@ -24,22 +25,70 @@ pub struct VmSpec {
     /// Its NICs, at most [`MAX_NICS`]; the first gets slot 0.
     #[serde(default)]
     pub nics: Vec<NicSpec>,
-    /// What the VM boots. Without one, QEMU's firmware looks for a disk.
+    /// What the VM boots directly. Without one, its firmware boots from
+    /// its first disk (or its CD-ROM, see `boot_from_cdrom`).
     #[serde(default)]
     pub boot: Option<BootSpec>,
+    /// A registered image the VM boots from: it gets a boot disk that is a
+    /// linked clone of it, sized by the template.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Without an image: give the VM an empty boot disk of the template's
+    /// size (to install an OS onto from a CD-ROM).
+    #[serde(default)]
+    pub blank_disk: bool,
+    /// The firmware; by default the image's, else BIOS.
+    #[serde(default)]
+    pub firmware: Option<Firmware>,
+    /// An ISO in the VM's CD-ROM drive (absolute path; a regular file).
+    #[serde(default)]
+    pub cdrom: Option<String>,
+    /// Boot from the CD-ROM before the disk (installs).
+    #[serde(default)]
+    pub boot_from_cdrom: bool,
+    /// A graphical console; off by default.
+    #[serde(default)]
+    pub display: Display,
+    /// Give the guest a cloud-init NoCloud seed (hostname, SSH keys, its
+    /// addresses) at each start.
+    #[serde(default)]
+    pub cloud_init: bool,
+    /// The caller's own `#cloud-config` user-data, merged into the seed's.
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 impl VmSpec {
     /// A VM named `name` with the sizes of template `template`, no NIC and
     /// no boot source.
     pub fn new(name: impl Into<String>, template: impl Into<String>) -> VmSpec {
-        VmSpec { name: name.into(), template: template.into(), nics: Vec::new(), boot: None }
+        VmSpec { name: name.into(), template: template.into(), ..VmSpec::default() }
     }
 
     /// Boots `kernel` directly (QEMU's `-kernel`), with an optional initrd
     /// and kernel command line.
     pub fn boot(mut self, boot: BootSpec) -> VmSpec {
         self.boot = Some(boot);
+        self
+    }
+
+    /// Boots from a linked clone of the registered image `image`.
+    pub fn image(mut self, image: impl Into<String>) -> VmSpec {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// Puts the ISO at `iso` in the CD-ROM drive.
+    pub fn cdrom(mut self, iso: impl Into<String>) -> VmSpec {
+        self.cdrom = Some(iso.into());
+        self
+    }
+
+    /// Gives the guest a cloud-init seed, with the caller's `user_data`
+    /// (`#cloud-config`) merged in if given.
+    pub fn cloud_init(mut self, user_data: Option<String>) -> VmSpec {
+        self.cloud_init = true;
+        self.user_data = user_data;
         self
     }
 
@@ -63,6 +112,21 @@ impl VmSpec {
         }
         if let Some(boot) = &self.boot {
             boot.validate()?;
+        }
+        if let Some(image) = &self.image {
+            validate_name("image name", image)?;
+            if self.blank_disk {
+                return Err(Error::invalid("boot disk", "a VM boots from an image or a blank disk, not both"));
+            }
+        }
+        if let Some(iso) = &self.cdrom {
+            crate::storage::path::open_source("CD-ROM image", iso)?;
+        }
+        if self.boot_from_cdrom && self.cdrom.is_none() {
+            return Err(Error::invalid("boot order", "booting from the CD-ROM needs an ISO in it"));
+        }
+        if self.user_data.is_some() && !self.cloud_init {
+            return Err(Error::invalid("user-data", "user-data is given to the guest through cloud-init; ask for cloud_init too"));
         }
         let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
         for (i, a) in parsed.iter().enumerate() {
@@ -244,11 +308,64 @@ pub struct Vm {
     pub last_error: Option<String>,
     /// Host ports forwarded to the guest (user-mode networking), while it runs.
     pub port_forwards: Vec<PortForward>,
+    /// SeaBIOS or OVMF.
+    pub firmware: Firmware,
+    /// The ISO in its CD-ROM drive, if any.
+    pub cdrom: Option<String>,
+    /// Whether it boots from the CD-ROM before its disk.
+    pub boot_from_cdrom: bool,
+    /// Its graphical console.
+    pub display: Display,
+    /// Where its VNC server listens while it runs: `unix:<path>` or
+    /// `127.0.0.1:<port>`.
+    pub display_address: Option<String>,
+    /// Whether it gets a cloud-init seed.
+    pub cloud_init: bool,
+    /// The caller's own user-data merged into the seed.
+    pub user_data: Option<String>,
     /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
     /// When its state last changed (at first, when it was created), in
     /// Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+/// A VM's graphical console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Display {
+    /// None: the serial console only.
+    #[default]
+    None,
+    /// VNC on a unix socket in the VM's run directory.
+    VncUnix,
+    /// VNC on 127.0.0.1, on a free port chosen at each start.
+    VncTcp,
+}
+
+impl Display {
+    /// Every display, in declaration order.
+    pub const ALL: [Display; 3] = [Display::None, Display::VncUnix, Display::VncTcp];
+
+    /// `none`, `vnc-unix` or `vnc-tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Display::None => "none",
+            Display::VncUnix => "vnc-unix",
+            Display::VncTcp => "vnc-tcp",
+        }
+    }
+}
+
+impl std::str::FromStr for Display {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Display> {
+        Display::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| Error::invalid("display", format!("{s:?} is not one of none, vnc-unix, vnc-tcp")))
+    }
 }
 
 /// A NIC of a stored VM, with its allocated address.

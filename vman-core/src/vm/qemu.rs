@@ -151,9 +151,10 @@ pub(crate) fn qmp(ctx: &Inner, vm: &Vm) -> Result<QmpClient> {
 /// failure after the spawn the QEMU is killed: a failed start leaks no
 /// process. In user mode a forwarded port can be taken between choosing
 /// it and QEMU binding it; then a fresh one is tried.
-pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pidfd)> {
+pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::Disk>) -> Result<(u32, Pidfd)> {
     let paths = ctx.runtime().paths(&vm.id);
     ctx.runtime().prepare_run_dir(&paths)?;
+    let storage = crate::storage::boot::prepare(ctx, vm, disks)?;
     let log = ctx.runtime().serial_log(&vm.id);
     log.prepare_for_start().map_err(|e| Error::io("rotate the serial log of", &vm.name, e))?;
     let accel = ctx.runtime().accel();
@@ -163,7 +164,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pi
         let nics = ctx.net().plug_nics(vm)?;
         let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
         let fds = inherited.fds();
-        let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics);
+        let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics, &storage);
         let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
         let pid = process::spawn(&ctx.runtime().qemu, &argv, &inherited, stderr, ctx.runtime().qemu_creds.as_ref())?;
         // QEMU has its own copies now; vman's listeners must close so a
@@ -178,6 +179,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pi
         })?;
         let recorded = ctx.write(|w| store::record_pid(w.tx, &vm.id, VmState::Starting, pid));
         let proven = recorded.and_then(|()| await_qemu(ctx, vm, pid, &pidfd, &fds));
+        let proven = proven.and_then(|()| record_display(ctx, vm));
         match proven {
             Ok(()) => return Ok((pid, pidfd)),
             Err(e) => {
@@ -192,6 +194,19 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage) -> Result<(u32, Pi
             }
         }
     }
+}
+
+/// Records where a VM's VNC server on 127.0.0.1 listens: QEMU chose the
+/// first free display, so ask it which.
+fn record_display(ctx: &Inner, vm: &Vm) -> Result<()> {
+    if vm.display != crate::vm::model::Display::VncTcp {
+        return Ok(());
+    }
+    let mut qmp = qmp(ctx, vm)?;
+    let vnc = qmp.execute("query-vnc", None).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "query-vnc", source })?;
+    let port = vnc.get("service").and_then(serde_json::Value::as_str).and_then(|s| s.parse::<u16>().ok());
+    let port = port.ok_or_else(|| Error::Qemu { message: format!("query-vnc named no TCP port: {vnc}"), source: None })?;
+    ctx.store().write(|tx| store::set_display_port(tx, &vm.id, port))
 }
 
 /// Waits for a just-spawned QEMU to answer QMP and proves who it is.
