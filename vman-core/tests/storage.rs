@@ -1,0 +1,255 @@
+//! Disks and images end to end: real qemu-img, a real SQLite file and,
+//! for hot-plug, a real guest under TCG whose kernel reports the disks it
+//! sees over the serial console.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{Cleanup, READY, boot, open};
+use vman_core::{DiskFilter, DiskFormat, DiskSpec, DiskState, ErrorKind, ImageSpec, ImportSpec, Manager, TemplateSpec, VmSpec};
+
+const MIB: u64 = 1024 * 1024;
+const BOOT_WAIT: Duration = Duration::from_secs(90);
+const SHORT: Duration = Duration::from_secs(30);
+
+/// Everything a caller can see of the store, to prove a refused call changed nothing.
+fn snapshot_of(m: &Manager) -> String {
+    format!("{:?}\n{:?}\n{:?}", m.disks(&DiskFilter::default()).unwrap(), m.images().unwrap(), m.recent_events(1000).unwrap().len())
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn state_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // QEMU runs as an unprivileged user: it must be able to enter the tree.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+#[test]
+fn disks_are_created_listed_resized_and_deleted_with_their_files() {
+    let dir = state_dir();
+    let m = open(dir.path());
+    let d = m.create_disk(&DiskSpec::new("data", 64 * MIB)).unwrap();
+    assert_eq!((d.state, d.format, d.size_bytes, d.owned), (DiskState::Available, DiskFormat::Qcow2, 64 * MIB, true));
+    assert!(
+        Path::new(&d.path).starts_with(std::fs::canonicalize(dir.path()).unwrap().join("disks"))
+            || d.path.starts_with(&*dir.path().to_string_lossy())
+    );
+    let raw = m.create_disk(&DiskSpec::new("scratch", 8 * MIB).format(DiskFormat::Raw)).unwrap();
+    assert_eq!(std::fs::metadata(&raw.path).unwrap().len(), 8 * MIB);
+    assert_eq!(m.disks(&DiskFilter::default()).unwrap().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["data", "scratch"]);
+
+    let grown = m.resize_disk("data", 96 * MIB, false).unwrap();
+    assert_eq!(grown.size_bytes, 96 * MIB);
+    let info = std::process::Command::new("qemu-img").args(["info", "--output=json", &d.path]).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains(&format!("\"virtual-size\": {}", 96 * MIB)));
+
+    // A shrink loses data: refused unless forced, and then done.
+    let before = snapshot_of(&m);
+    assert_eq!(m.resize_disk("data", 32 * MIB, false).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(snapshot_of(&m), before);
+    assert_eq!(m.resize_disk("data", 32 * MIB, true).unwrap().size_bytes, 32 * MIB);
+
+    m.delete_disk("data").unwrap();
+    assert!(!Path::new(&d.path).exists());
+    assert_eq!(m.disk("data").unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn bad_disk_input_is_refused_and_changes_nothing() {
+    let dir = state_dir();
+    let m = open(dir.path());
+    m.create_disk(&DiskSpec::new("taken", 8 * MIB)).unwrap();
+    m.create_template(&TemplateSpec::new("t", 1, 64, 1)).unwrap();
+    m.create_vm(&VmSpec::new("v", "t")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let img = outside.path().join("x.qcow2");
+    assert!(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&img).arg("16M").status().unwrap().success());
+    let link = outside.path().join("link.qcow2");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    let text = outside.path().join("notes.txt");
+    std::fs::write(&text, "not an image").unwrap();
+    let with_backing = outside.path().join("overlay.qcow2");
+    assert!(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&img)
+            .arg(&with_backing)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let disks_dir = dir.path().join("disks");
+    let files = files_in(&disks_dir);
+    let before = snapshot_of(&m);
+    let cases: Vec<(&str, vman_core::Error)> = vec![
+        ("zero size", m.create_disk(&DiskSpec::new("a", 0)).unwrap_err()),
+        ("absurd size", m.create_disk(&DiskSpec::new("a", u64::MAX)).unwrap_err()),
+        ("unaligned size", m.create_disk(&DiskSpec::new("a", MIB + 1)).unwrap_err()),
+        ("bad name", m.create_disk(&DiskSpec::new("../x", MIB)).unwrap_err()),
+        ("duplicate", m.create_disk(&DiskSpec::new("taken", MIB)).unwrap_err()),
+        ("relative source", m.import_disk(&ImportSpec::new("a", "x.qcow2")).unwrap_err()),
+        ("device node", m.import_disk(&ImportSpec::new("a", "/dev/zero")).unwrap_err()),
+        ("symlink", m.import_disk(&ImportSpec::new("a", link.to_str().unwrap())).unwrap_err()),
+        ("not an image", m.import_disk(&ImportSpec::new("a", text.to_str().unwrap()).format(DiskFormat::Qcow2)).unwrap_err()),
+        ("backing file", m.import_disk(&ImportSpec::new("a", with_backing.to_str().unwrap())).unwrap_err()),
+        ("in place outside the state dir", m.import_disk(&ImportSpec::new("a", img.to_str().unwrap()).in_place()).unwrap_err()),
+        (
+            "image in place outside",
+            m.register_image(&ImageSpec { file: ImportSpec::new("i", img.to_str().unwrap()).in_place(), ..ImageSpec::new("i", "") })
+                .unwrap_err(),
+        ),
+        ("detach of a disk not attached", m.detach_disk("v", "taken", SHORT).unwrap_err()),
+        ("shrink without force", m.resize_disk("taken", MIB, false).unwrap_err()),
+        ("unknown VM", m.attach_disk("nope", "taken").unwrap_err()),
+        ("unknown disk", m.attach_disk("v", "nope").unwrap_err()),
+        ("unknown image", m.create_vm(&VmSpec::new("w", "t").image("nope")).unwrap_err()),
+    ];
+    let kinds: Vec<(&str, ErrorKind)> = cases.iter().map(|(what, e)| (*what, e.kind())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("zero size", ErrorKind::InvalidArgument),
+            ("absurd size", ErrorKind::InvalidArgument),
+            ("unaligned size", ErrorKind::InvalidArgument),
+            ("bad name", ErrorKind::InvalidArgument),
+            ("duplicate", ErrorKind::AlreadyExists),
+            ("relative source", ErrorKind::InvalidArgument),
+            ("device node", ErrorKind::InvalidArgument),
+            ("symlink", ErrorKind::InvalidArgument),
+            ("not an image", ErrorKind::InvalidArgument),
+            ("backing file", ErrorKind::InvalidArgument),
+            ("in place outside the state dir", ErrorKind::InvalidArgument),
+            ("image in place outside", ErrorKind::InvalidArgument),
+            ("detach of a disk not attached", ErrorKind::InvalidState),
+            ("shrink without force", ErrorKind::InvalidArgument),
+            ("unknown VM", ErrorKind::NotFound),
+            ("unknown disk", ErrorKind::NotFound),
+            ("unknown image", ErrorKind::NotFound),
+        ]
+    );
+    assert!(cases[7].1.full_message().contains("symlink"), "{}", cases[7].1.full_message());
+    assert!(cases[9].1.full_message().contains("backing file"), "{}", cases[9].1.full_message());
+    assert_eq!(snapshot_of(&m), before);
+    assert_eq!(files_in(&disks_dir), files);
+    assert_eq!(m.vms(&Default::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn images_are_hashed_cloned_and_kept_while_a_clone_exists() {
+    let dir = state_dir();
+    let m = open(dir.path());
+    let src = tempfile::tempdir().unwrap();
+    let base = src.path().join("base.raw");
+    std::fs::write(&base, vec![7u8; 4 * MIB as usize]).unwrap();
+    let image = m.register_image(&ImageSpec { os: "test".into(), ..ImageSpec::new("base", base.to_str().unwrap()) }).unwrap();
+    let sha = std::process::Command::new("sha256sum").arg(&base).output().unwrap();
+    assert_eq!(image.sha256, String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap());
+    assert_eq!((image.format, image.virtual_size, image.owned), (DiskFormat::Raw, 4 * MIB, true));
+    let copied_sha = std::fs::read(&image.path).unwrap();
+    assert_eq!(copied_sha.len(), 4 * MIB as usize);
+
+    m.create_template(&TemplateSpec::new("t", 1, 64, 1)).unwrap();
+    let vm = m.create_vm(&VmSpec::new("c1", "t").image("base")).unwrap();
+    let disks = m.disks(&DiskFilter { vm: Some("c1".into()), ..Default::default() }).unwrap();
+    assert_eq!(disks.len(), 1);
+    let boot = &disks[0];
+    assert_eq!((boot.state, boot.slot, boot.image.as_deref(), boot.size_bytes), (DiskState::Attached, Some(0), Some("base"), 1 << 30));
+    let info = std::process::Command::new("qemu-img").args(["info", "--output=json", &boot.path]).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains(&format!("\"backing-filename\": \"{}\"", image.path)), "{info}");
+
+    // The base is never written, and cannot go while its clone exists.
+    let err = m.delete_image("base").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    assert!(err.full_message().contains("c1.boot"), "{}", err.full_message());
+    // Deleting the VM deletes its boot disk; then the image can go.
+    m.delete_vm(&vm.name, false).unwrap();
+    assert!(!Path::new(&boot.path).exists());
+    m.delete_image("base").unwrap();
+    assert!(!Path::new(&image.path).exists());
+}
+
+/// Reads `/sys/block/<dev>/size` in the guest over its console.
+fn guest_disk_sectors(m: &Manager, vm: &str, dev: &str) -> Option<u64> {
+    let mut console = m.console(vm).unwrap();
+    console.write_all(format!("cat /sys/block/{dev}/size 2>/dev/null || echo NODISK\n").as_bytes(), SHORT).unwrap();
+    let out = console.read_until(r"(?m)^(\d+|NODISK)\r?$", SHORT).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    let last = out.lines().map(str::trim).rfind(|l| !l.is_empty() && (l.chars().all(|c| c.is_ascii_digit()) || *l == "NODISK")).unwrap();
+    last.parse().ok()
+}
+
+#[test]
+fn a_disk_hot_plugged_into_a_running_guest_appears_and_goes() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 256, 1)).unwrap();
+    m.create_vm(&VmSpec::new("g", "t").boot(boot)).unwrap();
+    m.create_disk(&DiskSpec::new("hot", 48 * MIB)).unwrap();
+    m.start("g").unwrap();
+    m.wait_for_console("g", READY, BOOT_WAIT).unwrap();
+    assert_eq!(guest_disk_sectors(&m, "g", "vda"), None);
+
+    let d = m.attach_disk("g", "hot").unwrap();
+    assert_eq!((d.state, d.vm.as_deref(), d.slot), (DiskState::Attached, Some("g"), Some(0)));
+    // The guest's kernel sees it once the PCIe hot-plug is handled.
+    let mut seen = None;
+    for _ in 0..60 {
+        seen = guest_disk_sectors(&m, "g", "vda");
+        if seen.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(seen, Some(48 * MIB / 512));
+    // Attached: it cannot be deleted.
+    assert_eq!(m.delete_disk("hot").unwrap_err().kind(), ErrorKind::InvalidState);
+
+    let d = m.detach_disk("g", "hot", SHORT).unwrap();
+    assert_eq!((d.state, d.vm), (DiskState::Available, None));
+    assert_eq!(guest_disk_sectors(&m, "g", "vda"), None);
+    let report = m.reconcile().unwrap();
+    assert!(report.drifts.is_empty(), "{report:?}");
+
+    // A paused guest cannot release a device: the detach times out, the
+    // disk stays attached, and once the guest runs and lets go, reconcile
+    // records it detached.
+    m.attach_disk("g", "hot").unwrap();
+    for _ in 0..60 {
+        if guest_disk_sectors(&m, "g", "vda").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    m.pause("g").unwrap();
+    let err = m.detach_disk("g", "hot", Duration::from_secs(2)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.full_message().contains("did not"), "{}", err.full_message());
+    assert_eq!(m.disk("hot").unwrap().state, DiskState::Attached);
+    m.resume("g").unwrap();
+    let mut released = false;
+    for _ in 0..60 {
+        m.reconcile().unwrap();
+        if m.disk("hot").unwrap().state == DiskState::Available {
+            released = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(released, "the guest released the disk after resuming, and reconcile saw it");
+    m.force_stop("g").unwrap();
+}
