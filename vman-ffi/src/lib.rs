@@ -9,9 +9,11 @@
 mod record;
 
 mod console;
+mod disk;
 mod error;
 mod event;
 mod guard;
+mod image;
 mod lifecycle;
 mod manager;
 mod network;
@@ -22,8 +24,10 @@ mod vm;
 use std::ffi::c_char;
 
 pub use console::*;
+pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
 pub use event::*;
+pub use image::*;
 pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
@@ -44,6 +48,8 @@ pub const RECORD_ITEMS: &[&str] = &[
     vm::VmanVm::HEADER,
     vm::VmanNic::HEADER,
     event::VmanEvent::HEADER,
+    disk::VmanDisk::HEADER,
+    image::VmanImage::HEADER,
     reconcile::VmanReconcileReport::HEADER,
 ];
 
