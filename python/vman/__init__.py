@@ -11,12 +11,15 @@ import logging as _logging
 from . import _errors
 from ._errors import *  # noqa: F403 (the exception tree; names in _errors.__all__)
 from ._vman import (
+    DISK_STATES,
     VM_STATES,
     Allocation,
     Console,
+    Disk,
     Drift,
     Event,
     EventStream,
+    Image,
     Manager,
     Network,
     Nic,
@@ -37,6 +40,7 @@ _logging.getLogger("vman").addHandler(_logging.NullHandler())
 __all__ = [
     "__version__",
     "VM_STATES",
+    "DISK_STATES",
     "default_state_dir",
     "Manager",
     "NicSpec",
@@ -44,6 +48,8 @@ __all__ = [
     "Network",
     "Nic",
     "Vm",
+    "Disk",
+    "Image",
     "Allocation",
     "Event",
     "EventStream",
