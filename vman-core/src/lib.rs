@@ -65,6 +65,7 @@ pub use storage::attach::DETACH_TIMEOUT;
 pub use storage::model::{
     Disk, DiskFilter, DiskFormat, DiskSpec, DiskState, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES,
 };
+pub use storage::snapshot::Snapshot;
 pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
 pub use vm::model::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};

@@ -227,13 +227,12 @@ impl Manager {
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
             Ok((vm, boot_disk))
         })?;
-        if let Some(disk) = boot_disk {
-            if let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
+        if let Some(disk) = boot_disk
+            && let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
                 .and_then(|()| crate::storage::disk::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
-            {
-                crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
-                return Err(e);
-            }
+        {
+            crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
+            return Err(e);
         }
         Ok(vm)
     }

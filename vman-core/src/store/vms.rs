@@ -334,3 +334,9 @@ pub(crate) fn set_display_port(tx: &Connection, vm_id: &str, port: u16) -> Resul
     tx.execute("UPDATE vms SET display_port = ?2 WHERE id = ?1", params![vm_id, port])?;
     Ok(())
 }
+
+/// The ISO in a VM's CD-ROM drive ('' for none).
+pub(crate) fn set_cdrom(tx: &Connection, vm_id: &str, iso: &str) -> Result<()> {
+    tx.execute("UPDATE vms SET cdrom = ?2 WHERE id = ?1", params![vm_id, iso])?;
+    Ok(())
+}
