@@ -202,10 +202,12 @@ impl Manager {
                 };
                 store::insert_nic(w.tx, &id, slot as u32, network.id, ip, mac)?;
             }
+            store::copy_ssh_keys_to_vm(w.tx, &id, &spec.ssh_keys)?;
             let vm = store::vm_by_id(w.tx, &id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
             let details = json!({
                 "template": vm.template,
                 "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
+                "ssh_keys": vm.ssh_keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
             });
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
             Ok(vm)

@@ -160,6 +160,7 @@ mod tests {
             accel: None,
             last_error: None,
             port_forwards: Vec::new(),
+            ssh_keys: Vec::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }

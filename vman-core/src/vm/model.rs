@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::guest::ssh_key::VmSshKey;
 use crate::name::validate_name;
 use crate::net::mac::MacAddr;
 use crate::net::model::parse_ipv4;
@@ -27,13 +28,17 @@ pub struct VmSpec {
     /// What the VM boots. Without one, QEMU's firmware looks for a disk.
     #[serde(default)]
     pub boot: Option<BootSpec>,
+    /// Names of SSH keys of the catalogue to give the VM, at most
+    /// [`MAX_VM_SSH_KEYS`](crate::MAX_VM_SSH_KEYS), each once; the VM keeps its own copies.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 impl VmSpec {
     /// A VM named `name` with the sizes of template `template`, no NIC and
     /// no boot source.
     pub fn new(name: impl Into<String>, template: impl Into<String>) -> VmSpec {
-        VmSpec { name: name.into(), template: template.into(), nics: Vec::new(), boot: None }
+        VmSpec { name: name.into(), template: template.into(), nics: Vec::new(), boot: None, ssh_keys: Vec::new() }
     }
 
     /// Boots `kernel` directly (QEMU's `-kernel`), with an optional initrd
@@ -55,6 +60,12 @@ impl VmSpec {
         self
     }
 
+    /// Gives the VM the SSH key named `key` of the catalogue.
+    pub fn ssh_key(mut self, key: impl Into<String>) -> VmSpec {
+        self.ssh_keys.push(key.into());
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<Vec<ParsedNic>> {
         validate_name("VM name", &self.name)?;
         validate_name("template name", &self.template)?;
@@ -64,6 +75,7 @@ impl VmSpec {
         if let Some(boot) = &self.boot {
             boot.validate()?;
         }
+        crate::guest::ssh_key::validate_key_names(&self.ssh_keys)?;
         let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
         for (i, a) in parsed.iter().enumerate() {
             for b in &parsed[i + 1..] {
@@ -244,6 +256,8 @@ pub struct Vm {
     pub last_error: Option<String>,
     /// Host ports forwarded to the guest (user-mode networking), while it runs.
     pub port_forwards: Vec<PortForward>,
+    /// Its own copies of the SSH keys it was given, in the order given.
+    pub ssh_keys: Vec<VmSshKey>,
     /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
     /// When its state last changed (at first, when it was created), in
