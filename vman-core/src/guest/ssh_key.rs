@@ -9,8 +9,9 @@
 //! them, and encode integers as RFC 4251 mpints (positive, no superfluous
 //! leading zero byte), so the normalized line and its fingerprints are
 //! those of the one canonical encoding. An ECDSA point must be an
-//! uncompressed point of its curve's length (as OpenSSH requires); whether
-//! it lies on the curve is not checked.
+//! uncompressed point of its curve's length (as OpenSSH requires) that
+//! lies on the curve; an RSA modulus must be odd and its exponent odd and
+//! at least 3.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -308,11 +309,151 @@ fn check_ecdsa(key_type: SshKeyType, r: &mut Reader<'_>) -> Result<u32> {
     if point.len() != 1 + 2 * coordinate_len {
         return Err(Error::invalid(WHAT, format!("its ECDSA point is {} bytes; {curve} needs {}", point.len(), 1 + 2 * coordinate_len)));
     }
+    let (x, y) = point[1..].split_at(coordinate_len);
+    if !curve::holds(key_type, x, y) {
+        return Err(Error::invalid(WHAT, format!("its ECDSA point is not on the {curve} curve")));
+    }
     Ok(match key_type {
         SshKeyType::EcdsaP256 => 256,
         SshKeyType::EcdsaP384 => 384,
         _ => 521,
     })
+}
+
+/// Whether a point lies on a NIST prime curve, y² ≡ x³ − 3x + b (mod p),
+/// with both coordinates below p: what OpenSSH (through OpenSSL) checks of
+/// a public point. The curves have prime order, so that is all a valid
+/// public key needs. Arithmetic on little-endian u32 limbs, reduced one bit
+/// at a time: a few thousand limb operations per key, and obviously right.
+mod curve {
+    use super::SshKeyType;
+
+    /// p and b of each curve, big-endian hex (FIPS 186-4, D.1.2).
+    pub(super) fn parameters(key_type: SshKeyType) -> Option<(&'static str, &'static str)> {
+        match key_type {
+            SshKeyType::EcdsaP256 => Some((
+                "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+                "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
+            )),
+            SshKeyType::EcdsaP384 => Some((
+                "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+                "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+            )),
+            SshKeyType::EcdsaP521 => Some((
+                "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                "0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00",
+            )),
+            SshKeyType::Ed25519 | SshKeyType::Rsa => None,
+        }
+    }
+
+    /// A number as little-endian limbs, `len` of them.
+    fn from_be(bytes: &[u8], len: usize) -> Vec<u32> {
+        let mut limbs = vec![0u32; len];
+        for (i, byte) in bytes.iter().rev().enumerate() {
+            if let Some(limb) = limbs.get_mut(i / 4) {
+                *limb |= u32::from(*byte) << (8 * (i % 4));
+            }
+        }
+        limbs
+    }
+
+    fn from_hex(hex: &str, len: usize) -> Vec<u32> {
+        let bytes: Vec<u8> = (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+        from_be(&bytes, len)
+    }
+
+    /// `a >= b`, for limbs of equal length.
+    fn at_least(a: &[u32], b: &[u32]) -> bool {
+        for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+            if x != y {
+                return x > y;
+            }
+        }
+        true
+    }
+
+    /// `a -= b` where `a >= b`, for limbs of equal length.
+    fn sub_in_place(a: &mut [u32], b: &[u32]) {
+        let mut borrow = 0i64;
+        for (x, y) in a.iter_mut().zip(b) {
+            let d = i64::from(*x) - i64::from(*y) - borrow;
+            borrow = i64::from(d < 0);
+            *x = (d + (borrow << 32)) as u32;
+        }
+    }
+
+    /// `v mod p`, one bit of `v` at a time: `r` stays below p, whose top
+    /// limb is spare, so `2r + 1` always fits.
+    fn reduce(v: &[u32], p: &[u32]) -> Vec<u32> {
+        let mut r = vec![0u32; p.len()];
+        for bit in (0..v.len() * 32).rev() {
+            let mut carry = (v[bit / 32] >> (bit % 32)) & 1;
+            for limb in r.iter_mut() {
+                let next = *limb >> 31;
+                *limb = (*limb << 1) | carry;
+                carry = next;
+            }
+            if at_least(&r, p) {
+                sub_in_place(&mut r, p);
+            }
+        }
+        r
+    }
+
+    fn mul(a: &[u32], b: &[u32], p: &[u32]) -> Vec<u32> {
+        let mut product = vec![0u32; a.len() + b.len()];
+        for (i, x) in a.iter().enumerate() {
+            let mut carry = 0u64;
+            for (j, y) in b.iter().enumerate() {
+                let t = u64::from(*x) * u64::from(*y) + u64::from(product[i + j]) + carry;
+                product[i + j] = t as u32;
+                carry = t >> 32;
+            }
+            product[i + b.len()] = carry as u32;
+        }
+        reduce(&product, p)
+    }
+
+    /// `a + b` without reduction; both are below p, which leaves the top
+    /// limb spare (see `holds`), so the sum cannot overflow.
+    fn plain_add(a: &[u32], b: &[u32]) -> Vec<u32> {
+        let mut carry = 0u64;
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = u64::from(*x) + u64::from(*y) + carry;
+                carry = t >> 32;
+                t as u32
+            })
+            .collect()
+    }
+
+    fn add(a: &[u32], b: &[u32], p: &[u32]) -> Vec<u32> {
+        reduce(&plain_add(a, b), p)
+    }
+
+    fn sub(a: &[u32], b: &[u32], p: &[u32]) -> Vec<u32> {
+        let mut a = if at_least(a, b) { a.to_vec() } else { plain_add(a, p) };
+        sub_in_place(&mut a, b);
+        a
+    }
+
+    pub(super) fn holds(key_type: SshKeyType, x: &[u8], y: &[u8]) -> bool {
+        let Some((p_hex, b_hex)) = parameters(key_type) else { return false };
+        // One limb more than a coordinate needs: every value below p then
+        // has a spare top limb, so sums of two never overflow.
+        let len = x.len().div_ceil(4) + 1;
+        let (p, b) = (from_hex(p_hex, len), from_hex(b_hex, len));
+        let (x, y) = (from_be(x, len), from_be(y, len));
+        if at_least(&x, &p) || at_least(&y, &p) {
+            return false;
+        }
+        let x3 = mul(&mul(&x, &x, &p), &x, &p);
+        let three_x = add(&add(&x, &x, &p), &x, &p);
+        let right = sub(&add(&x3, &b, &p), &three_x, &p);
+        mul(&y, &y, &p) == right
+    }
 }
 
 fn check_rsa(r: &mut Reader<'_>) -> Result<u32> {
@@ -473,24 +614,58 @@ mod tests {
         PublicKey::parse(&rsa(&[3], n)).unwrap();
     }
 
+    // `ssh-keygen -t ecdsa -b 256|384|521`.
+    const ECDSA: [(&str, &str, usize, u32); 3] = [
+        (
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKTzM42U5Ir5sb+9yN2q77TkaK5S7eZzWtO81gtVs+zcbNjdtgvslpWWuvgdJPwBHh4xfpuuBsALbasgcEfw5dU= ec256",
+            "nistp256",
+            32,
+            256,
+        ),
+        (
+            "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBKVbwjyVd0Y7nRw+e1+aooHBCtki8FGMOM9jwMKinzfCPqpcljEW8++jURKpfxegfHfhiv9rTdkugiPNSh/9SBkOxNS+r0103tvpduIrgmATAUR10oK1xANBJPaehK5U0A== ec384",
+            "nistp384",
+            48,
+            384,
+        ),
+        (
+            "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBABNVt69JVXtO/WO39Po+pVrU4lvG0FTi4bdzSdoMwQeD6nZwbyNA0ERt7RKGbsvgu95aeENDdfp7btSEr86vZMDCQEyLuTJct8x881qmYsrTOtAkdro0aZ31oMPTqbJY1k3TKYuCs/p+5TzvfFp2eZmoSdsNUfdh/077kEpf5cMU+bALQ== ec521",
+            "nistp521",
+            66,
+            521,
+        ),
+    ];
+
     #[test]
-    fn ecdsa_needs_its_curve_and_an_uncompressed_point_of_its_length() {
-        for (type_name, curve, coordinate, bits) in [
-            ("ecdsa-sha2-nistp256", "nistp256", 32, 256),
-            ("ecdsa-sha2-nistp384", "nistp384", 48, 384),
-            ("ecdsa-sha2-nistp521", "nistp521", 66, 521),
-        ] {
-            let mut point = vec![4u8];
-            point.extend(std::iter::repeat_n(7u8, 2 * coordinate));
-            let key = PublicKey::parse(&line(type_name, &blob(&[type_name.as_bytes(), curve.as_bytes(), &point]))).unwrap();
+    fn ecdsa_needs_its_curve_and_an_uncompressed_point_on_it() {
+        for (text, curve, coordinate, bits) in ECDSA {
+            let key = PublicKey::parse(text).unwrap();
             assert_eq!(key.bits, bits);
-            assert!(refused(&line(type_name, &blob(&[type_name.as_bytes(), b"nistp999", &point]))).contains("curve"));
-            assert!(
-                refused(&line(type_name, &blob(&[type_name.as_bytes(), curve.as_bytes(), &point[..point.len() - 1]]))).contains("bytes")
-            );
+            let type_name = key.key_type.as_str();
+            let mut r = Reader(&key.blob);
+            r.string("type").unwrap();
+            r.string("curve").unwrap();
+            let point = r.string("point").unwrap().to_vec();
+            let with = |curve: &str, point: &[u8]| line(type_name, &blob(&[type_name.as_bytes(), curve.as_bytes(), point]));
+            assert_eq!(PublicKey::parse(&with(curve, &point)).unwrap().blob, key.blob);
+
+            assert!(refused(&with("nistp999", &point)).contains("curve is \"nistp999\""));
+            assert!(refused(&with(curve, &point[..point.len() - 1])).contains("bytes"));
             let mut compressed = point[..1 + coordinate].to_vec();
-            compressed[0] = 2;
-            assert!(refused(&line(type_name, &blob(&[type_name.as_bytes(), curve.as_bytes(), &compressed]))).contains("uncompressed"));
+            compressed[0] = 2 + (point[point.len() - 1] & 1);
+            assert!(refused(&with(curve, &compressed)).contains("uncompressed"));
+            // y changed by one, a point of 7s, and x = p (in range only below p).
+            let mut moved = point.clone();
+            *moved.last_mut().unwrap() ^= 1;
+            assert!(refused(&with(curve, &moved)).contains("not on the"), "{curve}");
+            let mut sevens = vec![4u8];
+            sevens.extend(std::iter::repeat_n(7u8, 2 * coordinate));
+            assert!(refused(&with(curve, &sevens)).contains("not on the"));
+            let p_hex = curve::parameters(key.key_type).unwrap().0;
+            let p: Vec<u8> = (0..p_hex.len()).step_by(2).map(|i| u8::from_str_radix(&p_hex[i..i + 2], 16).unwrap()).collect();
+            let mut at_p = point.clone();
+            at_p[1..1 + coordinate].copy_from_slice(&p);
+            assert!(refused(&with(curve, &at_p)).contains("not on the"));
         }
     }
 
@@ -513,10 +688,8 @@ mod tests {
     #[test]
     fn malformed_lines_are_refused_with_the_reason() {
         let data = ED25519.split(' ').nth(1).unwrap();
-        let mut point = vec![4u8];
-        point.extend([7u8; 64]);
-        let padded = STANDARD.encode(blob(&[b"ecdsa-sha2-nistp256", b"nistp256", &point]));
-        assert!(padded.ends_with('=') && PublicKey::parse(&format!("ecdsa-sha2-nistp256 {padded}")).is_ok());
+        let padded = ECDSA[0].0.split(' ').nth(1).unwrap();
+        assert!(padded.ends_with('='));
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "empty"),
             (" \n\t".into(), "empty"),
