@@ -52,6 +52,7 @@ pub use net::linux as hostnet;
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
+pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};
 pub use manager::{MAX_EVENT_LIMIT, Manager};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use net::mac::MacAddr;

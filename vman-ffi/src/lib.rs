@@ -16,6 +16,7 @@ mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
+mod ssh_key;
 mod template;
 mod vm;
 
@@ -28,6 +29,7 @@ pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
 pub use reconcile::*;
+pub use ssh_key::*;
 pub use template::*;
 pub use vm::*;
 
@@ -45,6 +47,8 @@ pub const RECORD_ITEMS: &[&str] = &[
     vm::VmanNic::HEADER,
     event::VmanEvent::HEADER,
     reconcile::VmanReconcileReport::HEADER,
+    ssh_key::VmanSshKey::HEADER,
+    ssh_key::VmanVmSshKey::HEADER,
 ];
 
 /// The library's version, e.g. "0.1.0": static, never free it. Equal to the

@@ -34,7 +34,9 @@ mod _vman {
     #[pymodule_export]
     use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]
-    use crate::records::{PyAllocation, PyDrift, PyEvent, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PyTemplate, PyVm};
+    use crate::records::{
+        PyAllocation, PyDrift, PyEvent, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PySshKey, PyTemplate, PyVm, PyVmSshKey,
+    };
 
     /// The default state directory: ``$VMAN_STATE_DIR``, else
     /// ``/var/lib/vman`` for root, else ``$XDG_STATE_HOME/vman`` or

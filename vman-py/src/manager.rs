@@ -19,7 +19,7 @@ use vman_core::{
 use crate::args::IntArg;
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
-use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
+use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PySshKey, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
@@ -263,10 +263,34 @@ impl PyManager {
         Ok(self.call(py, |m| m.allocations(network))?.into_iter().map(Into::into).collect())
     }
 
+    /// Imports an OpenSSH public key line (``"type base64 [comment]"``, as in
+    /// a ``.pub`` file) under ``name``: ssh-ed25519, ecdsa-sha2-nistp256,
+    /// -384 or -521, or ssh-rsa of 2048 bits or more. A malformed, truncated,
+    /// weak, DSA or private key raises :class:`vman.InvalidArgumentError`
+    /// saying which; a taken name :class:`vman.AlreadyExistsError`.
+    fn import_ssh_key(&self, py: Python<'_>, name: &str, public_key: &str) -> PyVmanResult<PySshKey> {
+        Ok(self.call(py, |m| m.import_ssh_key(name, public_key))?.into())
+    }
+
+    fn ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<PySshKey> {
+        Ok(self.call(py, |m| m.ssh_key(name))?.into())
+    }
+
+    /// The catalogue, by name.
+    fn ssh_keys(&self, py: Python<'_>) -> PyVmanResult<Vec<PySshKey>> {
+        Ok(self.call(py, |m| m.ssh_keys())?.into_iter().map(Into::into).collect())
+    }
+
+    /// Deletes a key from the catalogue; VMs given it keep their copies.
+    fn delete_ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_ssh_key(name))
+    }
+
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
     /// addresses are allocated in one transaction, or none. ``kernel`` (with
     /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly.
-    #[pyo3(signature = (name, *, template, nics=None, kernel=None, initrd=None, cmdline=None))]
+    /// ``ssh_keys`` names keys of the catalogue; the VM keeps its own copies.
+    #[pyo3(signature = (name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, ssh_keys=None))]
     #[allow(clippy::too_many_arguments)]
     fn create_vm(
         &self,
@@ -277,9 +301,17 @@ impl PyManager {
         kernel: Option<String>,
         initrd: Option<String>,
         cmdline: Option<String>,
+        ssh_keys: Option<Vec<String>>,
     ) -> PyVmanResult<PyVm> {
         let boot = BootSpec::from_parts(kernel, initrd, cmdline)?;
-        let spec = VmSpec { name, template, nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(), boot };
+        let spec = VmSpec {
+            name,
+            template,
+            nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(),
+            boot,
+            ssh_keys: ssh_keys.unwrap_or_default(),
+            ..VmSpec::default()
+        };
         Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
 

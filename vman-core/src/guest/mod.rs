@@ -1,5 +1,8 @@
-//! What vman tells a guest about itself: SSH keys and the cloud-init
+//! What vman tells a guest about itself: its SSH keys and the cloud-init
 //! NoCloud seed.
+
+pub(crate) mod keys;
+pub(crate) mod ssh_key;
 
 use std::path::PathBuf;
 

@@ -252,6 +252,7 @@ mod tests {
             display_address: None,
             cloud_init: false,
             user_data: None,
+            ssh_keys: Vec::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }

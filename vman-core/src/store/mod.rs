@@ -11,6 +11,7 @@ mod disks;
 mod events;
 mod hostlinks;
 mod ipam;
+mod keys;
 mod networks;
 mod schema;
 mod templates;
@@ -37,6 +38,7 @@ pub(crate) use hostlinks::{
     taps_of,
 };
 pub(crate) use ipam::{allocate, allocations, release};
+pub(crate) use keys::{copy_ssh_keys_to_vm, delete_ssh_key, insert_ssh_key, list_ssh_keys, ssh_key_by_name};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
 pub(crate) use templates::{delete_template, describe_users, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
