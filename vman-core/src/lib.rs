@@ -31,6 +31,7 @@ mod context;
 pub mod convert;
 mod error;
 mod event;
+mod guest;
 mod manager;
 mod name;
 mod net;
