@@ -259,6 +259,21 @@ fn bad_user_data_is_refused_with_typed_errors() {
 }
 
 #[test]
+fn accepted_user_data_always_renders() {
+    // validate_user_data runs the same reader and writer as render, so what
+    // VM create accepts, VM start can always write.
+    let text = "#cloud-config\n~: a\ntrue: b\n1.5: c\n'': d\n2: [.nan, -.inf, 1180591620717411303424]\nx: {}\ny: []\nz: \"\\u0001\\t\"\n";
+    validate_user_data(text).unwrap();
+    let user = render(&SeedConfig { user_data: Some(text.into()), ..config() }).unwrap().user_data;
+    let Node::Map(entries) = cloud_yaml::load(&user).unwrap() else { panic!() };
+    assert_eq!(entries[0], (Node::Null, Node::Str("a".into())));
+    assert_eq!(entries[1], (Node::Bool(true), Node::Str("b".into())));
+    assert_eq!(entries[2], (Node::Float(1.5), Node::Str("c".into())));
+    assert_eq!(entries[3], (Node::Str(String::new()), Node::Str("d".into())));
+    assert_eq!(entries[7], (Node::Str("z".into()), Node::Str("\u{1}\t".into())));
+}
+
+#[test]
 fn user_data_up_to_the_limit_is_accepted() {
     for text in ["#cloud-config\n", "#cloud-config", "#cloud-config\r\na: 1\r\n", CALLER_USER_DATA] {
         validate_user_data(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
