@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use support::{Cleanup, READY, boot, open};
@@ -357,4 +358,48 @@ fn the_cdrom_changes_live_and_a_vm_with_nothing_to_boot_is_refused() {
     m.start("cd").unwrap();
     assert_eq!(m.vm("cd").unwrap().cdrom.as_deref(), iso.to_str());
     m.force_stop("cd").unwrap();
+}
+
+#[test]
+fn a_cloud_init_vm_starts_with_a_seed_holding_its_keys_and_addresses() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    m.create_network(&vman_core::NetworkSpec::new("lan", 10, "10.9.0.0/24").dns("10.9.0.53")).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    assert!(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "op@host", "-f"]).arg(&key).status().unwrap().success()
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    m.import_ssh_key("op", &public).unwrap();
+    let user_data = "#cloud-config\npackages: [htop]\n";
+    let spec = VmSpec::new("ci", "t").boot(boot).nic("lan").ssh_key("op").cloud_init(Some(user_data.into()));
+    let vm = m.create_vm(&spec).unwrap();
+    // Bad user-data is refused at create, before anything is recorded.
+    let bad = VmSpec::new("ci2", "t").cloud_init(Some("packages: [htop]\n".into()));
+    assert_eq!(m.create_vm(&bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    m.start("ci").unwrap();
+    let seed = dir.path().join("seeds").join(format!("{}.img", vm.id));
+    let label = Command::new("blkid").args(["-p", "-o", "value", "-s", "LABEL"]).arg(&seed).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "cidata");
+    let read = |file: &str| {
+        let out = Command::new("mtype").args(["-i"]).arg(&seed).arg(format!("::{file}")).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(read("meta-data").contains(&vm.id));
+    let user = read("user-data");
+    assert!(user.starts_with("#cloud-config"), "{user}");
+    assert!(user.contains(public.split_whitespace().nth(1).unwrap()), "{user}");
+    assert!(user.contains("htop"), "{user}");
+    let net = read("network-config");
+    assert!(net.contains(&format!("{}/24", vm.nics[0].ip)), "{net}");
+    assert!(net.contains(&vm.nics[0].mac.to_string()), "{net}");
+    assert!(net.contains("10.9.0.53"), "{net}");
+    m.force_stop("ci").unwrap();
+    m.delete_vm("ci", false).unwrap();
+    assert!(!seed.exists(), "the seed goes with its VM");
 }

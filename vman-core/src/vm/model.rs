@@ -136,8 +136,11 @@ impl VmSpec {
         if self.boot_from_cdrom && self.cdrom.is_none() {
             return Err(Error::invalid("boot order", "booting from the CD-ROM needs an ISO in it"));
         }
-        if self.user_data.is_some() && !self.cloud_init {
-            return Err(Error::invalid("user-data", "user-data is given to the guest through cloud-init; ask for cloud_init too"));
+        if let Some(user_data) = &self.user_data {
+            if !self.cloud_init {
+                return Err(Error::invalid("user-data", "user-data is given to the guest through cloud-init; ask for cloud_init too"));
+            }
+            crate::guest::seed::validate_user_data(user_data)?;
         }
         crate::guest::ssh_key::validate_key_names(&self.ssh_keys)?;
         let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
