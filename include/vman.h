@@ -290,6 +290,17 @@ typedef struct VmanOpenOptions VmanOpenOptions;
 typedef struct VmanReconcileReport VmanReconcileReport;
 
 /*
+ An SSH public key of the catalogue; immutable, thread-safe.
+ */
+typedef struct VmanSshKey VmanSshKey;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanSshKeyList VmanSshKeyList;
+
+/*
  A template record; immutable, thread-safe.
  */
 typedef struct VmanTemplate VmanTemplate;
@@ -317,6 +328,13 @@ typedef struct VmanVmList VmanVmList;
  thread-safe: one thread builds it.
  */
 typedef struct VmanVmSpec VmanVmSpec;
+
+/*
+ A VM's own copy of a key it was given, borrowed from the VM record;
+ immutable, thread-safe. It outlives the key's deletion from the
+ catalogue.
+ */
+typedef struct VmanVmSshKey VmanVmSshKey;
 
 /*
  Bytes the library allocated for the caller: `len` bytes at `data`
@@ -1962,6 +1980,181 @@ const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *rep
 void vman_reconcile_report_free(struct VmanReconcileReport *report);
 
 /*
+ The key's size as `ssh-keygen -l` prints it (256 for ed25519, the
+ curve's for ECDSA, the modulus's for RSA).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_ssh_key_bits(const struct VmanSshKey *key);
+
+/*
+ The comment of the imported line ("" when it had none).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_comment(const struct VmanSshKey *key);
+
+/*
+ Unix time of the import in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_ssh_key_created_at_ms(const struct VmanSshKey *key);
+
+/*
+ Deletes a key from the catalogue; VMs given it keep their copies.
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_ssh_key_delete(const struct VmanManager *manager, const char *name);
+
+/*
+ "MD5:xx:xx:…", as `ssh-keygen -l -E md5` prints it.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_fingerprint_md5(const struct VmanSshKey *key);
+
+/*
+ "SHA256:…", as `ssh-keygen -l -E sha256` prints it.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_fingerprint_sha256(const struct VmanSshKey *key);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_ssh_key_free(struct VmanSshKey *key);
+
+/*
+ Looks a key up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_ssh_key_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_ssh_key_get(const struct VmanManager *manager,
+                                 const char *name,
+                                 struct VmanSshKey **out);
+
+/*
+ The key's numeric id.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_ssh_key_id(const struct VmanSshKey *key);
+
+/*
+ Imports an OpenSSH public key line (`type base64 [comment]`, as in a
+ .pub file) under `name`. Accepted: ssh-ed25519, ecdsa-sha2-nistp256,
+ -384 and -521, and ssh-rsa of 2048 to 16384 bits. The same key may be
+ imported under several names.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_ssh_key_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name; a malformed,
+ truncated, weak, DSA or private key, or options before the key: the
+ message says which), VMAN_STATUS_ALREADY_EXISTS (the name is taken),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE. Nothing is recorded on failure.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_ssh_key_import(const struct VmanManager *manager,
+                                    const char *name,
+                                    const char *public_key,
+                                    struct VmanSshKey **out);
+
+/*
+ All keys of the catalogue, by name.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_ssh_key_list_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_ssh_key_list(const struct VmanManager *manager, struct VmanSshKeyList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_ssh_key_list_free(struct VmanSshKeyList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanSshKey *vman_ssh_key_list_get(const struct VmanSshKeyList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_ssh_key_list_len(const struct VmanSshKeyList *list);
+
+/*
+ The key's name.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_name(const struct VmanSshKey *key);
+
+/*
+ The normalized key line ("type base64 comment"), for authorized_keys.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_public_key(const struct VmanSshKey *key);
+
+/*
+ The key's type as on a key line: "ssh-ed25519", "ecdsa-sha2-nistp256",
+ "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521" or "ssh-rsa".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_ssh_key_type(const struct VmanSshKey *key);
+
+/*
  A static lower-case name for a status, e.g. "not_found"; "unknown" for
  a number that is no status. Never NULL; static, never free it.
  Thread-safe; never fails, and does not change the last error (so it
@@ -2202,9 +2395,10 @@ enum VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
  by the caller (free it with `vman_vm_free`).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address, MAC,
- boot file or ISO; an image and a blank disk together; a boot from an
- empty CD-ROM; user-data without cloud-init; an image larger than the
- template's disk), VMAN_STATUS_NOT_FOUND (no such template, network or
+ boot file or ISO; an SSH key given twice; an image and a blank disk
+ together; a boot from an empty CD-ROM; user-data without cloud-init or
+ that is no #cloud-config document; an image larger than the template's
+ disk), VMAN_STATUS_NOT_FOUND (no such template, network, SSH key or
  image), VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is
  taken), VMAN_STATUS_EXHAUSTED (a network has no free address),
  VMAN_STATUS_QEMU, VMAN_STATUS_UNSUPPORTED, VMAN_STATUS_TIMEOUT (its
@@ -2566,6 +2760,20 @@ enum VmanStatus vman_vm_spec_add_nic(struct VmanVmSpec *spec,
                                      const char *mac);
 
 /*
+ Gives the VM the SSH key named `key` of the catalogue (a copy it keeps).
+ Checked when the VM is created: the name must exist, and each key may
+ be given once.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_add_ssh_key(struct VmanVmSpec *spec, const char *key);
+
+/*
  Frees a spec; NULL is a no-op. No other thread may use `spec` during or
  after the call. Never fails (clears the last error).
 
@@ -2706,6 +2914,45 @@ enum VmanStatus vman_vm_spec_set_firmware(struct VmanVmSpec *spec, const char *f
  Every pointer that is not NULL is valid, as the conventions say.
  */
 enum VmanStatus vman_vm_spec_set_image(struct VmanVmSpec *spec, const char *image);
+
+/*
+ SSH key `index` of the VM (its own copy), in the order it was given.
+
+ Borrowed from the record (valid until it is freed; never free it); NULL when `index` is
+ out of range or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const struct VmanVmSshKey *vman_vm_ssh_key(const struct VmanVm *vm, size_t index);
+
+/*
+ How many SSH keys the VM was given; see `vman_vm_ssh_key`.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_vm_ssh_key_count(const struct VmanVm *vm);
+
+/*
+ "SHA256:…", as `ssh-keygen -l -E sha256` prints it.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_ssh_key_fingerprint_sha256(const struct VmanVmSshKey *key);
+
+/*
+ The key's name in the catalogue when the VM was given it.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_ssh_key_name(const struct VmanVmSshKey *key);
+
+/*
+ The normalized key line.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_ssh_key_public_key(const struct VmanVmSshKey *key);
 
 /*
  Starts a created, stopped or failed VM; returns once QEMU answers on QMP

@@ -26,8 +26,10 @@ from ._vman import (
     NicSpec,
     PortForward,
     ReconcileReport,
+    SshKey,
     Template,
     Vm,
+    VmSshKey,
     __version__,
     default_state_dir,
 )
@@ -57,5 +59,7 @@ __all__ = [
     "Drift",
     "PortForward",
     "ReconcileReport",
+    "SshKey",
+    "VmSshKey",
 ]
 __all__ += _errors.__all__

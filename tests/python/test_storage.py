@@ -311,3 +311,4 @@ def test_a_disk_hot_plugged_into_a_running_guest_appears_grows_and_goes(tcg, gue
     tcg.force_stop("g")
     # Without QEMU the detach is a record.
     assert tcg.detach_disk("g", "hot").state == "available"
+

@@ -52,6 +52,7 @@ pub use net::linux as hostnet;
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
+pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};
 pub use manager::{MAX_EVENT_LIMIT, Manager};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use net::mac::MacAddr;
@@ -64,6 +65,7 @@ pub use runtime::{Accel, DEFAULT_QEMU_USER};
 pub use storage::model::{
     Disk, DiskFilter, DiskFormat, DiskSpec, DiskState, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES,
 };
+pub use storage::snapshot::Snapshot;
 pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
 pub use vm::model::{Allocation, BootSpec, Display, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};

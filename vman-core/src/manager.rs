@@ -213,6 +213,7 @@ impl Manager {
                 };
                 store::insert_nic(w.tx, &id, slot as u32, network.id, ip, mac)?;
             }
+            store::copy_ssh_keys_to_vm(w.tx, &id, &spec.ssh_keys)?;
             let boot_disk = if image.is_some() || spec.blank_disk {
                 Some(crate::storage::disk::record_boot_disk(ctx, w.tx, &id, &spec.name, &template, image.as_ref())?)
             } else {
@@ -223,17 +224,17 @@ impl Manager {
                 "template": vm.template,
                 "image": spec.image,
                 "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
+                "ssh_keys": vm.ssh_keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
             });
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
             Ok((vm, boot_disk))
         })?;
-        if let Some(disk) = boot_disk {
-            if let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
+        if let Some(disk) = boot_disk
+            && let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
                 .and_then(|()| crate::storage::disk::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
-            {
-                crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
-                return Err(e);
-            }
+        {
+            crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
+            return Err(e);
         }
         Ok(vm)
     }

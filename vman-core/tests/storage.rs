@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use support::{Cleanup, READY, boot, open};
@@ -252,4 +253,153 @@ fn a_disk_hot_plugged_into_a_running_guest_appears_and_goes() {
     }
     assert!(released, "the guest released the disk after resuming, and reconcile saw it");
     m.force_stop("g").unwrap();
+}
+
+/// Runs a shell command in the guest and returns what it printed before
+/// the `DONE` marker.
+fn guest_run(m: &Manager, vm: &str, command: &str) -> String {
+    let mut console = m.console(vm).unwrap();
+    console.write_all(format!("{command}; echo; echo DONE-$((6*7))\n").as_bytes(), SHORT).unwrap();
+    let out = console.read_until(r"(?m)^DONE-42\r?$", SHORT).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn write_mark(m: &Manager, vm: &str, mark: &str) {
+    guest_run(m, vm, &format!("printf MARK-{mark} | dd of=/dev/vda conv=fsync 2>/dev/null"));
+}
+
+fn read_mark(m: &Manager, vm: &str) -> String {
+    let out = guest_run(m, vm, "echo 3 > /proc/sys/vm/drop_caches; head -c 6 /dev/vda");
+    let found = out.lines().map(str::trim).find_map(|l| l.strip_prefix("MARK-")).unwrap_or_else(|| panic!("no mark in {out:?}"));
+    found.to_string()
+}
+
+#[test]
+fn snapshot_revert_restores_written_data_offline_and_live() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 256, 1)).unwrap();
+    m.create_vm(&VmSpec::new("s", "t").boot(boot)).unwrap();
+    m.create_disk(&DiskSpec::new("data", 16 * MIB)).unwrap();
+    m.attach_disk("s", "data").unwrap();
+    m.start("s").unwrap();
+    m.wait_for_console("s", READY, BOOT_WAIT).unwrap();
+
+    // Live: memory and disk together; the guest resumes as it was.
+    write_mark(&m, "s", "A");
+    let live = m.create_snapshot("s", "live1").unwrap();
+    assert!(live.live);
+    write_mark(&m, "s", "B");
+    assert_eq!(read_mark(&m, "s"), "B");
+    m.revert_snapshot("s", "live1").unwrap();
+    assert_eq!(read_mark(&m, "s"), "A");
+    // A duplicate name is refused, and changes nothing.
+    let before = m.snapshots("s").unwrap();
+    assert_eq!(m.create_snapshot("s", "live1").unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(m.snapshots("s").unwrap(), before);
+
+    // Offline: the disks only.
+    write_mark(&m, "s", "C");
+    m.stop("s", SHORT).unwrap();
+    let off = m.create_snapshot("s", "off1").unwrap();
+    assert!(!off.live);
+    m.start("s").unwrap();
+    m.wait_for_console("s", READY, BOOT_WAIT).unwrap();
+    assert_eq!(read_mark(&m, "s"), "C");
+    write_mark(&m, "s", "D");
+    // A disk-only snapshot cannot be applied under a running guest.
+    assert_eq!(m.revert_snapshot("s", "off1").unwrap_err().kind(), ErrorKind::Unsupported);
+    m.stop("s", SHORT).unwrap();
+    m.revert_snapshot("s", "off1").unwrap();
+    m.start("s").unwrap();
+    m.wait_for_console("s", READY, BOOT_WAIT).unwrap();
+    assert_eq!(read_mark(&m, "s"), "C");
+
+    assert_eq!(m.snapshots("s").unwrap().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["live1", "off1"]);
+    m.delete_snapshot("s", "live1").unwrap();
+    m.force_stop("s").unwrap();
+    m.delete_snapshot("s", "off1").unwrap();
+    assert!(m.snapshots("s").unwrap().is_empty());
+    let info = std::process::Command::new("qemu-img").args(["info", "--output=json", &m.disk("data").unwrap().path]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&info.stdout).contains("\"snapshots\""), "{}", String::from_utf8_lossy(&info.stdout));
+}
+
+#[test]
+fn the_cdrom_changes_live_and_a_vm_with_nothing_to_boot_is_refused() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    let empty = m.create_vm(&VmSpec::new("empty", "t")).unwrap();
+    let err = m.start("empty").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert!(err.full_message().contains("boot source"), "{}", err.full_message());
+    assert_eq!(m.vm("empty").unwrap().state, empty.state);
+
+    let isos = tempfile::tempdir().unwrap();
+    let iso = std::fs::canonicalize(isos.path()).unwrap().join("a.iso");
+    std::fs::write(&iso, vec![0u8; 2048 * 16]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(isos.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&iso, std::fs::Permissions::from_mode(0o644)).unwrap();
+    m.create_vm(&VmSpec::new("cd", "t").boot(boot)).unwrap();
+    m.start("cd").unwrap();
+    let vm = m.change_cdrom("cd", Some(iso.to_str().unwrap())).unwrap();
+    assert_eq!(vm.cdrom.as_deref(), iso.to_str());
+    let vm = m.change_cdrom("cd", None).unwrap();
+    assert_eq!(vm.cdrom, None);
+    assert_eq!(m.change_cdrom("cd", Some("/dev/zero")).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    m.change_cdrom("cd", Some(iso.to_str().unwrap())).unwrap();
+    m.force_stop("cd").unwrap();
+    // Next start: the ISO is in the drive from the start.
+    m.start("cd").unwrap();
+    assert_eq!(m.vm("cd").unwrap().cdrom.as_deref(), iso.to_str());
+    m.force_stop("cd").unwrap();
+}
+
+#[test]
+fn a_cloud_init_vm_starts_with_a_seed_holding_its_keys_and_addresses() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    m.create_network(&vman_core::NetworkSpec::new("lan", 10, "10.9.0.0/24").dns("10.9.0.53")).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    assert!(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "op@host", "-f"]).arg(&key).status().unwrap().success()
+    );
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    m.import_ssh_key("op", &public).unwrap();
+    let user_data = "#cloud-config\npackages: [htop]\n";
+    let spec = VmSpec::new("ci", "t").boot(boot).nic("lan").ssh_key("op").cloud_init(Some(user_data.into()));
+    let vm = m.create_vm(&spec).unwrap();
+    // Bad user-data is refused at create, before anything is recorded.
+    let bad = VmSpec::new("ci2", "t").cloud_init(Some("packages: [htop]\n".into()));
+    assert_eq!(m.create_vm(&bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    m.start("ci").unwrap();
+    let seed = dir.path().join("seeds").join(format!("{}.img", vm.id));
+    let label = Command::new("blkid").args(["-p", "-o", "value", "-s", "LABEL"]).arg(&seed).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "cidata");
+    let read = |file: &str| {
+        let out = Command::new("mtype").args(["-i"]).arg(&seed).arg(format!("::{file}")).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(read("meta-data").contains(&vm.id));
+    let user = read("user-data");
+    assert!(user.starts_with("#cloud-config"), "{user}");
+    assert!(user.contains(public.split_whitespace().nth(1).unwrap()), "{user}");
+    assert!(user.contains("htop"), "{user}");
+    let net = read("network-config");
+    assert!(net.contains(&format!("{}/24", vm.nics[0].ip)), "{net}");
+    assert!(net.contains(&vm.nics[0].mac.to_string()), "{net}");
+    assert!(net.contains("10.9.0.53"), "{net}");
+    m.force_stop("ci").unwrap();
+    m.delete_vm("ci", false).unwrap();
+    assert!(!seed.exists(), "the seed goes with its VM");
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
+mod ssh_key;
 mod template;
 mod vm;
 
@@ -32,6 +33,7 @@ pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
 pub use reconcile::*;
+pub use ssh_key::*;
 pub use template::*;
 pub use vm::*;
 
@@ -51,6 +53,8 @@ pub const RECORD_ITEMS: &[&str] = &[
     disk::VmanDisk::HEADER,
     image::VmanImage::HEADER,
     reconcile::VmanReconcileReport::HEADER,
+    ssh_key::VmanSshKey::HEADER,
+    ssh_key::VmanVmSshKey::HEADER,
 ];
 
 /// The library's version, e.g. "0.1.0": static, never free it. Equal to the

@@ -8,6 +8,7 @@ use crate::error::{Failure, VmanStatus};
 use crate::guard::{self, call, new_handle, optional_handle, out_param, write_out};
 use crate::manager::VmanManager;
 use crate::record::cstring;
+use crate::ssh_key::VmanVmSshKey;
 
 /// The lifecycle state of a VM. Numbers are stable.
 // `repr(C)` for the reason given at `VmanStatus`.
@@ -96,6 +97,10 @@ record! {
     fn vman_vm_cloud_init -> number<bool> = |v| v.cloud_init;
     /// The caller's own user-data merged into the seed; NULL if none.
     fn vman_vm_user_data -> optional_text = |v| v.user_data.as_ref();
+    /// How many SSH keys the VM was given; see `vman_vm_ssh_key`.
+    fn vman_vm_ssh_key_count -> number<usize> = |v| v.ssh_keys.len();
+    /// SSH key `index` of the VM (its own copy), in the order it was given.
+    fn vman_vm_ssh_key -> record_at<VmanVmSshKey> = |v| v.ssh_keys.iter().cloned();
     free vman_vm_free;
     list VmanVmList(vman_vm_list_len, vman_vm_list_get, vman_vm_list_free);
 }
@@ -172,6 +177,26 @@ pub unsafe extern "C" fn vman_vm_spec_add_nic(
         nic.ip = ip.map(str::to_string);
         nic.mac = mac.map(str::to_string);
         spec.inner.nics.push(nic);
+        Ok(())
+    })
+}
+
+/// Gives the VM the SSH key named `key` of the catalogue (a copy it keeps).
+/// Checked when the VM is created: the name must exist, and each key may
+/// be given once.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_add_ssh_key(spec: *mut VmanVmSpec, key: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (spec, key) = unsafe { (guard::handle_mut(spec, "spec")?, guard::string(key, "key")?) };
+        spec.inner.ssh_keys.push(key.to_string());
         Ok(())
     })
 }
@@ -375,9 +400,10 @@ pub unsafe extern "C" fn vman_vm_spec_free(spec: *mut VmanVmSpec) {
 /// by the caller (free it with `vman_vm_free`).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address, MAC,
-/// boot file or ISO; an image and a blank disk together; a boot from an
-/// empty CD-ROM; user-data without cloud-init; an image larger than the
-/// template's disk), VMAN_STATUS_NOT_FOUND (no such template, network or
+/// boot file or ISO; an SSH key given twice; an image and a blank disk
+/// together; a boot from an empty CD-ROM; user-data without cloud-init or
+/// that is no #cloud-config document; an image larger than the template's
+/// disk), VMAN_STATUS_NOT_FOUND (no such template, network, SSH key or
 /// image), VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is
 /// taken), VMAN_STATUS_EXHAUSTED (a network has no free address),
 /// VMAN_STATUS_QEMU, VMAN_STATUS_UNSUPPORTED, VMAN_STATUS_TIMEOUT (its

@@ -157,6 +157,49 @@ fn c_storage_program_passes_under_asan() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
+/// Makes a key pair with ssh-keygen in `dir`; answers the public key line
+/// and what `ssh-keygen -l` prints for it with SHA-256 and with MD5.
+fn ssh_keygen(dir: &Path, file: &str, args: &[&str]) -> (String, String, String) {
+    let path = dir.join(file);
+    let out = Command::new("ssh-keygen").args(["-q", "-N", "", "-C", file]).args(args).arg("-f").arg(&path).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let public = path.with_extension("pub");
+    let fingerprint = |hash: &str| {
+        let out = Command::new("ssh-keygen").args(["-l", "-E", hash, "-f"]).arg(&public).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
+    };
+    (std::fs::read_to_string(&public).unwrap(), fingerprint("sha256"), fingerprint("md5"))
+}
+
+/// SSH keys from C, made by the real ssh-keygen, whose fingerprints the
+/// program compares with vman's; the keys and expectations arrive in the
+/// environment.
+#[test]
+fn c_keys_program_passes_under_valgrind() {
+    if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "ssh-keygen is missing in CI; scripts/setup installs openssh-client");
+        eprintln!("skipping: ssh-keygen not installed (run scripts/setup)");
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (ed25519, sha256, md5) = ssh_keygen(keys.path(), "alice", &["-t", "ed25519"]);
+    let (rsa, rsa_sha256, _) = ssh_keygen(keys.path(), "bob", &["-t", "rsa", "-b", "3072"]);
+    let (weak, _, _) = ssh_keygen(keys.path(), "weak", &["-t", "rsa", "-b", "1024"]);
+    let private = std::fs::read_to_string(keys.path().join("weak")).unwrap();
+    passes_under_valgrind(
+        "keys",
+        &[
+            ("VMAN_TEST_ED25519", &ed25519),
+            ("VMAN_TEST_ED25519_SHA256", &sha256),
+            ("VMAN_TEST_ED25519_MD5", &md5),
+            ("VMAN_TEST_RSA3072", &rsa),
+            ("VMAN_TEST_RSA3072_SHA256", &rsa_sha256),
+            ("VMAN_TEST_RSA1024", &weak),
+            ("VMAN_TEST_PRIVATE", &private),
+        ],
+    );
+}
+
 /// A scratch directory holding a program and its state directory. As root,
 /// QEMU runs as an unprivileged user who must pass through it to reach its
 /// run directory (vman refuses to start a VM otherwise): searchable, not

@@ -66,6 +66,8 @@ fn required_out_params_answer_null_parameter_before_any_work() {
         let before = events(m);
         null_parameter(vman_template_get(m, name, null_mut()), "out");
         null_parameter(vman_template_list(m, null_mut()), "out");
+        null_parameter(vman_ssh_key_get(m, name, null_mut()), "out");
+        null_parameter(vman_ssh_key_list(m, null_mut()), "out");
         null_parameter(vman_network_get(m, c"lan".as_ptr(), null_mut()), "out");
         null_parameter(vman_network_list(m, null_mut()), "out");
         null_parameter(vman_network_allocations(m, c"lan".as_ptr(), null_mut()), "out");
@@ -141,6 +143,8 @@ fn optional_out_params_may_be_null_and_the_call_acts() {
         assert_eq!(vman_vm_create(m, spec, null_mut()), VmanStatus::Ok);
         vman_vm_spec_free(spec);
         assert_eq!(vman_reconcile(m, null_mut()), VmanStatus::Ok);
+        let key = c"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIEEHKILeIA5KIMgEOxa+GSMJKC0wYoXMrzyXxBvwHzw alice@example";
+        assert_eq!(vman_ssh_key_import(m, c"alice".as_ptr(), key.as_ptr(), null_mut()), VmanStatus::Ok);
 
         // Each acted: the records exist.
         let mut vm = null_mut();
@@ -151,5 +155,9 @@ fn optional_out_params_may_be_null_and_the_call_acts() {
         let mut template = null_mut();
         assert_eq!(vman_template_get(m, name, &mut template), VmanStatus::Ok);
         vman_template_free(template);
+        let mut key = null_mut();
+        assert_eq!(vman_ssh_key_get(m, c"alice".as_ptr(), &mut key), VmanStatus::Ok);
+        assert_eq!(vman_ssh_key_bits(key), 256);
+        vman_ssh_key_free(key);
     }
 }

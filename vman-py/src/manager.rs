@@ -20,7 +20,7 @@ use vman_core::{
 use crate::args::{IntArg, PathArg};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
-use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PyTemplate, PyVm};
+use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySshKey, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
@@ -264,6 +264,29 @@ impl PyManager {
         Ok(self.call(py, |m| m.allocations(network))?.into_iter().map(Into::into).collect())
     }
 
+    /// Imports an OpenSSH public key line (``"type base64 [comment]"``, as in
+    /// a ``.pub`` file) under ``name``: ssh-ed25519, ecdsa-sha2-nistp256,
+    /// -384 or -521, or ssh-rsa of 2048 bits or more. A malformed, truncated,
+    /// weak, DSA or private key raises :class:`vman.InvalidArgumentError`
+    /// saying which; a taken name :class:`vman.AlreadyExistsError`.
+    fn import_ssh_key(&self, py: Python<'_>, name: &str, public_key: &str) -> PyVmanResult<PySshKey> {
+        Ok(self.call(py, |m| m.import_ssh_key(name, public_key))?.into())
+    }
+
+    fn ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<PySshKey> {
+        Ok(self.call(py, |m| m.ssh_key(name))?.into())
+    }
+
+    /// The catalogue, by name.
+    fn ssh_keys(&self, py: Python<'_>) -> PyVmanResult<Vec<PySshKey>> {
+        Ok(self.call(py, |m| m.ssh_keys())?.into_iter().map(Into::into).collect())
+    }
+
+    /// Deletes a key from the catalogue; VMs given it keep their copies.
+    fn delete_ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_ssh_key(name))
+    }
+
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
     /// addresses are allocated in one transaction, or none. ``kernel`` (with
     /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly;
@@ -273,11 +296,14 @@ impl PyManager {
     /// ``cdrom`` puts an ISO in its CD-ROM drive (``boot_from_cdrom``: boot
     /// from it first); ``display`` gives it a VNC console; ``cloud_init``
     /// a NoCloud seed at each start, with ``user_data`` merged in.
+    /// ``ssh_keys`` names keys of the catalogue; the VM keeps its own copies.
     #[pyo3(signature = (
         name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, blank_disk=false,
         firmware=None, cdrom=None, boot_from_cdrom=false, display=Display::default().as_str(), cloud_init=false, user_data=None,
+        ssh_keys=None,
     ), text_signature = "($self, name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, \
-        blank_disk=False, firmware=None, cdrom=None, boot_from_cdrom=False, display='none', cloud_init=False, user_data=None)")]
+        blank_disk=False, firmware=None, cdrom=None, boot_from_cdrom=False, display='none', cloud_init=False, user_data=None, \
+        ssh_keys=None)")]
     #[allow(clippy::too_many_arguments)]
     fn create_vm(
         &self,
@@ -296,6 +322,7 @@ impl PyManager {
         display: &str,
         cloud_init: bool,
         user_data: Option<String>,
+        ssh_keys: Option<Vec<String>>,
     ) -> PyVmanResult<PyVm> {
         let spec = VmSpec {
             name,
@@ -310,6 +337,7 @@ impl PyManager {
             display: display.parse::<Display>()?,
             cloud_init,
             user_data,
+            ssh_keys: ssh_keys.unwrap_or_default(),
         };
         Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }

@@ -192,6 +192,8 @@ pub(crate) struct PyVm {
     #[pyo3(get)]
     user_data: Option<String>,
     #[pyo3(get)]
+    ssh_keys: Vec<PyVmSshKey>,
+    #[pyo3(get)]
     created_at_ms: i64,
     #[pyo3(get)]
     updated_at_ms: i64,
@@ -224,6 +226,7 @@ impl From<vman_core::Vm> for PyVm {
                     host_port: f.host_port,
                 })
                 .collect(),
+            ssh_keys: v.ssh_keys.into_iter().map(PyVmSshKey::from).collect(),
             state: v.state.as_str(),
             kernel: v.boot.as_ref().map(|b| b.kernel.clone()),
             initrd: v.boot.as_ref().and_then(|b| b.initrd.clone()),
@@ -377,6 +380,82 @@ impl PyImage {
             "Image(name={:?}, os={:?}, format={:?}, virtual_size={}, firmware={:?})",
             self.name, self.os, self.format, self.virtual_size, self.firmware
         )
+    }
+}
+
+/// An SSH public key of the catalogue.
+#[pyclass(frozen, eq, hash, module = "vman", name = "SshKey")]
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct PySshKey {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    key_type: &'static str,
+    #[pyo3(get)]
+    bits: u32,
+    #[pyo3(get)]
+    public_key: String,
+    #[pyo3(get)]
+    comment: String,
+    #[pyo3(get)]
+    fingerprint_sha256: String,
+    #[pyo3(get)]
+    fingerprint_md5: String,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::SshKey> for PySshKey {
+    fn from(k: vman_core::SshKey) -> Self {
+        PySshKey {
+            id: k.id,
+            name: k.name,
+            key_type: k.key_type.as_str(),
+            bits: k.bits,
+            public_key: k.public_key,
+            comment: k.comment,
+            fingerprint_sha256: k.fingerprint_sha256,
+            fingerprint_md5: k.fingerprint_md5,
+            created_at_ms: k.created_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PySshKey {
+    fn __repr__(&self) -> String {
+        format!(
+            "SshKey(name={:?}, key_type={:?}, bits={}, fingerprint_sha256={:?})",
+            self.name, self.key_type, self.bits, self.fingerprint_sha256
+        )
+    }
+}
+
+/// A VM's own copy of an SSH key it was given (it outlives the key's
+/// deletion from the catalogue).
+#[pyclass(frozen, eq, hash, module = "vman", name = "VmSshKey")]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PyVmSshKey {
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    public_key: String,
+    #[pyo3(get)]
+    fingerprint_sha256: String,
+}
+
+impl From<vman_core::VmSshKey> for PyVmSshKey {
+    fn from(k: vman_core::VmSshKey) -> Self {
+        PyVmSshKey { name: k.name, public_key: k.public_key, fingerprint_sha256: k.fingerprint_sha256 }
+    }
+}
+
+#[pymethods]
+impl PyVmSshKey {
+    fn __repr__(&self) -> String {
+        format!("VmSshKey(name={:?}, fingerprint_sha256={:?})", self.name, self.fingerprint_sha256)
     }
 }
 

@@ -27,7 +27,54 @@ pub(crate) fn reconcile_storage(ctx: &Inner, report: &mut ReconcileReport) -> Re
     for disk in ctx.store().read(|tx| store::disks_in_states(tx, &unsettled))? {
         settle_disk(ctx, disk, report)?;
     }
+    for (snapshot, vm_id) in ctx.store().read(|tx| store::unsettled_snapshots(tx))? {
+        settle_snapshot(ctx, &snapshot, &vm_id, report)?;
+    }
     compare_with_qemu(ctx, report)
+}
+
+/// A snapshot left mid-operation. Offline the work is redone or undone
+/// with qemu-img; a running VM's QEMU finishes a job on its own, so what
+/// its disks hold decides.
+fn settle_snapshot(ctx: &Inner, snapshot: &crate::Snapshot, vm_id: &str, report: &mut ReconcileReport) -> Result<()> {
+    use crate::storage::qemu_img;
+    let Ok(_lock) = ctx.runtime().try_lock_vm(vm_id) else { return Ok(()) };
+    let Some(vm) = ctx.store().read(|tx| store::vm_by_id(tx, vm_id))? else { return Ok(()) };
+    let disks = ctx.store().read(|tx| store::disks_of_vm(tx, vm_id))?;
+    let running = vm.state.has_process();
+    let tagged = disks
+        .iter()
+        .all(|d| qemu_img::info(std::path::Path::new(&d.path), Some(d.format), true).is_ok_and(|i| i.snapshots.contains(&snapshot.name)));
+    let action = match snapshot.state.as_str() {
+        "creating" if tagged => {
+            ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "ready"))?;
+            "every disk has it: recorded it ready"
+        }
+        "reverting" if !running => {
+            let redone = disks
+                .iter()
+                .try_for_each(|d| qemu_img::snapshot(std::path::Path::new(&d.path), qemu_img::SnapshotOp::Apply, &snapshot.name));
+            let state = if redone.is_ok() { "ready" } else { "error" };
+            ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, state))?;
+            if redone.is_ok() { "reverted the disks again" } else { "could not revert again: recorded it error" }
+        }
+        "reverting" => {
+            ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "error"))?;
+            "the running VM may be part-reverted: recorded it error (revert again or stop the VM)"
+        }
+        _ if running => return Ok(()), // QEMU may still be at it; a later reconcile with the VM stopped finishes
+        _ => {
+            crate::storage::snapshot::remove_tags(&disks, &snapshot.name)?;
+            ctx.store().write(|tx| store::delete_snapshot_row(tx, snapshot.id))?;
+            "removed it from every disk"
+        }
+    };
+    report.drifts.push(Drift {
+        vm: vm.name.clone(),
+        found: format!("snapshot {:?} left {}", snapshot.name, snapshot.state),
+        action: action.into(),
+    });
+    Ok(())
 }
 
 fn drift(report: &mut ReconcileReport, vm: Option<&str>, disk: &Disk, found: &str, action: &str) {

@@ -203,7 +203,11 @@ fn storage_args(vm: &Vm, paths: &RunPaths, storage: &Storage) -> Vec<String> {
         let node = json!({"driver": "raw", "node-name": "seed", "read-only": true,
                           "file": {"driver": "file", "filename": seed, "read-only": true}});
         a.extend(["-blockdev".into(), node.to_string()]);
-        a.extend(["-device".into(), json!({"driver": "ide-hd", "bus": "ide.1", "id": "seed", "drive": "seed"}).to_string()]);
+        // Read-only virtio, in the last slot of the root bus: guests probe
+        // it after the disks behind the root ports, so it never takes a
+        // disk's name (it is the last vdX).
+        let dev = json!({"driver": "virtio-blk-pci", "bus": "pcie.0", "addr": "0x1e", "id": "seed", "drive": "seed", "serial": "cidata"});
+        a.extend(["-device".into(), dev.to_string()]);
     }
     a
 }
@@ -252,6 +256,7 @@ mod tests {
             display_address: None,
             cloud_init: false,
             user_data: None,
+            ssh_keys: Vec::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
         }

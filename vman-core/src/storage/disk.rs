@@ -76,16 +76,16 @@ pub(crate) fn record_boot_disk(
     image: Option<&crate::Image>,
 ) -> Result<Disk> {
     let size = template.disk_gib * crate::storage::model::GIB;
-    if let Some(image) = image {
-        if image.virtual_size > size {
-            return Err(Error::invalid(
-                "template",
-                format!(
-                    "template {:?} gives {} GiB of disk, less than image {:?} needs ({} bytes)",
-                    template.name, template.disk_gib, image.name, image.virtual_size
-                ),
-            ));
-        }
+    if let Some(image) = image
+        && image.virtual_size > size
+    {
+        return Err(Error::invalid(
+            "template",
+            format!(
+                "template {:?} gives {} GiB of disk, less than image {:?} needs ({} bytes)",
+                template.name, template.disk_gib, image.name, image.virtual_size
+            ),
+        ));
     }
     let name = boot_disk_name(vm_name);
     let id = store::insert_disk(
@@ -329,6 +329,7 @@ impl Manager {
 /// `deleting` and are returned; the others are detached and stay.
 pub(crate) fn release_disks_of(tx: &store::Tx<'_>, vm: &crate::Vm) -> Result<Vec<Disk>> {
     let mut doomed = Vec::new();
+    store::delete_snapshots_of(tx, &vm.id)?;
     for disk in store::disks_of_vm(tx, &vm.id)? {
         let to = if disk.delete_with_vm { DiskState::Deleting } else { DiskState::Available };
         store::set_disk_state(tx, disk.id, disk.state, to, None, "")?;

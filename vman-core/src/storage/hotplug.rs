@@ -72,10 +72,24 @@ pub(crate) fn unplug(ctx: &Inner, vm: &Vm, disk: &Disk, timeout: Duration) -> Re
     remove_node(&mut qmp, vm, disk.id)
 }
 
+/// How long a block node may stay busy after its device left: QEMU lets go
+/// of it when the device is finalized, a moment after the guest released it.
+const NODE_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Removes a disk's block node if QEMU still has it.
 pub(crate) fn remove_node(qmp: &mut QmpClient, vm: &Vm, disk_id: i64) -> Result<()> {
-    if plugged_nodes(qmp, vm)?.contains(&node_name(disk_id)) {
-        qmp.execute("blockdev-del", Some(json!({"node-name": node_name(disk_id)}))).map_err(qmp_error(vm, "blockdev-del"))?;
+    let started = Instant::now();
+    while plugged_nodes(qmp, vm)?.contains(&node_name(disk_id)) {
+        match qmp.execute("blockdev-del", Some(json!({"node-name": node_name(disk_id)}))) {
+            Ok(_) => break,
+            // Still held by a device on its way out: try again shortly.
+            Err(crate::runtime::qmp::QmpError::Command { ref class, .. })
+                if class == "GenericError" && started.elapsed() < NODE_RELEASE_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "blockdev-del", source }),
+        }
     }
     Ok(())
 }

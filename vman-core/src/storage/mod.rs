@@ -5,6 +5,7 @@
 
 pub(crate) mod attach;
 pub(crate) mod boot;
+pub(crate) mod cdrom;
 pub(crate) mod devices;
 pub(crate) mod disk;
 pub(crate) mod hotplug;
@@ -12,3 +13,4 @@ pub(crate) mod image;
 pub(crate) mod model;
 pub(crate) mod path;
 pub(crate) mod qemu_img;
+pub(crate) mod snapshot;

@@ -192,7 +192,7 @@ pub(crate) fn check_size(size_bytes: u64) -> Result<()> {
     if !(MIN_DISK_BYTES..=MAX_DISK_BYTES).contains(&size_bytes) {
         return Err(Error::invalid("disk size", format!("{size_bytes} bytes is outside {MIN_DISK_BYTES}..={MAX_DISK_BYTES}")));
     }
-    if size_bytes % 512 != 0 {
+    if !size_bytes.is_multiple_of(512) {
         return Err(Error::invalid("disk size", format!("{size_bytes} bytes is not a multiple of 512")));
     }
     Ok(())

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::storage::model::{Disk, DiskFilter, DiskFormat, DiskState, Firmware, Image, MAX_DISKS};
+use crate::storage::snapshot::Snapshot;
 
 const DISK_COLUMNS: &str = "d.id, d.name, d.format, d.size_bytes, d.path, d.owned, i.name, d.state, v.name, d.slot, \
                             d.delete_with_vm, d.last_error, d.created_at_ms, d.vm_id";
@@ -255,5 +256,67 @@ pub(crate) fn set_image_deleting(tx: &Connection, id: i64) -> Result<()> {
 
 pub(crate) fn delete_image_row(tx: &Connection, id: i64) -> Result<()> {
     tx.execute("DELETE FROM images WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+// ----- snapshots ---------------------------------------------------------
+
+const SNAPSHOT_COLUMNS: &str = "s.id, v.name, s.name, s.live, s.state, s.created_at_ms";
+
+fn snapshot_from_row(row: &Row<'_>) -> rusqlite::Result<Snapshot> {
+    Ok(Snapshot { id: row.get(0)?, vm: row.get(1)?, name: row.get(2)?, live: row.get(3)?, state: row.get(4)?, created_at_ms: row.get(5)? })
+}
+
+/// A snapshot being taken (`creating`); a duplicate name on the VM is refused.
+pub(crate) fn insert_snapshot(tx: &Connection, vm_id: &str, vm_name: &str, name: &str, live: bool, now_ms: i64) -> Result<i64> {
+    if snapshot_by_name(tx, vm_id, name)?.is_some() {
+        return Err(Error::AlreadyExists { kind: "snapshot", field: "name", value: format!("{name} (of VM {vm_name})") });
+    }
+    tx.execute(
+        "INSERT INTO snapshots (vm_id, name, live, state, created_at_ms) VALUES (?1, ?2, ?3, 'creating', ?4)",
+        params![vm_id, name, live, now_ms],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(crate) fn snapshot_by_name(conn: &Connection, vm_id: &str, name: &str) -> Result<Option<Snapshot>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {SNAPSHOT_COLUMNS} FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE s.vm_id = ?1 AND s.name = ?2"
+        ))?
+        .query_row(params![vm_id, name], snapshot_from_row)
+        .optional()?)
+}
+
+pub(crate) fn snapshots_of(conn: &Connection, vm_id: &str) -> Result<Vec<Snapshot>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE s.vm_id = ?1 ORDER BY s.id"
+    ))?;
+    let rows = stmt.query_map([vm_id], snapshot_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Snapshots a crash left mid-operation, with their VM's id.
+pub(crate) fn unsettled_snapshots(conn: &Connection) -> Result<Vec<(Snapshot, String)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {SNAPSHOT_COLUMNS}, s.vm_id FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE s.state IN ('creating', 'reverting', 'deleting') ORDER BY s.id"
+    ))?;
+    let rows = stmt.query_map([], |r| Ok((snapshot_from_row(r)?, r.get(6)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn set_snapshot_state(tx: &Connection, id: i64, state: &str) -> Result<()> {
+    tx.execute("UPDATE snapshots SET state = ?2 WHERE id = ?1", params![id, state])?;
+    Ok(())
+}
+
+pub(crate) fn delete_snapshot_row(tx: &Connection, id: i64) -> Result<()> {
+    tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// A deleted VM's snapshots go with its disks.
+pub(crate) fn delete_snapshots_of(tx: &Connection, vm_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM snapshots WHERE vm_id = ?1", [vm_id])?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod disks;
 mod events;
 mod hostlinks;
 mod ipam;
+mod keys;
 mod networks;
 mod schema;
 mod templates;
@@ -26,9 +27,10 @@ use crate::error::{Error, Result};
 
 pub(crate) use commit_watch::CommitWatch;
 pub(crate) use disks::{
-    NewDisk, clones_of, delete_disk_row, delete_image_row, disk_by_id, disk_by_name, disks_in_states, disks_of_vm, finish_image,
-    free_disk_slot, image_by_name, insert_disk, insert_image, list_disks, list_images, set_disk_path, set_disk_size, set_disk_state,
-    set_image_deleting, set_image_path, unsettled_images,
+    NewDisk, clones_of, delete_disk_row, delete_image_row, delete_snapshot_row, delete_snapshots_of, disk_by_id, disk_by_name,
+    disks_in_states, disks_of_vm, finish_image, free_disk_slot, image_by_name, insert_disk, insert_image, insert_snapshot, list_disks,
+    list_images, set_disk_path, set_disk_size, set_disk_state, set_image_deleting, set_image_path, set_snapshot_state, snapshot_by_name,
+    snapshots_of, unsettled_images, unsettled_snapshots,
 };
 pub(crate) use events::{events_after, history_of, insert_event, newest_event_id, recent_events};
 pub(crate) use hostlinks::{
@@ -36,10 +38,11 @@ pub(crate) use hostlinks::{
     taps_of,
 };
 pub(crate) use ipam::{allocate, allocations, release};
+pub(crate) use keys::{copy_ssh_keys_to_vm, delete_ssh_key, insert_ssh_key, list_ssh_keys, ssh_key_by_name};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
 pub(crate) use templates::{delete_template, describe_users, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
-    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_display_port, set_state,
+    ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_cdrom, set_display_port, set_state,
     soft_delete_vm, vm_by_id, vm_by_name, vm_id_any, vms_with_process,
 };
 

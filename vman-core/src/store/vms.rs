@@ -153,6 +153,7 @@ fn complete(conn: &Connection, row: VmRow) -> Result<Vm> {
             .into_iter()
             .map(|f| PortForward { nic_index: f.slot, guest_port: f.guest_port, host_address: Ipv4Addr::LOCALHOST, host_port: f.host_port })
             .collect(),
+        ssh_keys: super::keys::vm_ssh_keys(conn, &id)?,
         id,
         name,
         template,
@@ -320,6 +321,7 @@ pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()
         super::release(tx, network_id, Ipv4Addr::from(ip))?;
     }
     tx.prepare_cached("DELETE FROM nics WHERE vm_id = ?1")?.execute([&vm.id])?;
+    super::keys::forget_vm_ssh_keys(tx, &vm.id)?;
     let changed = tx
         .prepare_cached("UPDATE vms SET state = 'deleted', deleted_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1 AND state = ?2")?
         .execute(params![vm.id, vm.state.as_str(), now_ms])?;
@@ -332,5 +334,11 @@ pub(crate) fn soft_delete_vm(tx: &Connection, vm: &Vm, now_ms: i64) -> Result<()
 /// Where the VM's VNC server listens on 127.0.0.1 (QEMU chose it at start).
 pub(crate) fn set_display_port(tx: &Connection, vm_id: &str, port: u16) -> Result<()> {
     tx.execute("UPDATE vms SET display_port = ?2 WHERE id = ?1", params![vm_id, port])?;
+    Ok(())
+}
+
+/// The ISO in a VM's CD-ROM drive ('' for none).
+pub(crate) fn set_cdrom(tx: &Connection, vm_id: &str, iso: &str) -> Result<()> {
+    tx.execute("UPDATE vms SET cdrom = ?2 WHERE id = ?1", params![vm_id, iso])?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::guest::ssh_key::VmSshKey;
 use crate::name::validate_name;
 use crate::net::mac::MacAddr;
 use crate::net::model::parse_ipv4;
@@ -56,6 +57,10 @@ pub struct VmSpec {
     /// The caller's own `#cloud-config` user-data, merged into the seed's.
     #[serde(default)]
     pub user_data: Option<String>,
+    /// Names of SSH keys of the catalogue to give the VM, at most
+    /// [`MAX_VM_SSH_KEYS`](crate::MAX_VM_SSH_KEYS), each once; the VM keeps its own copies.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 impl VmSpec {
@@ -104,6 +109,12 @@ impl VmSpec {
         self
     }
 
+    /// Gives the VM the SSH key named `key` of the catalogue.
+    pub fn ssh_key(mut self, key: impl Into<String>) -> VmSpec {
+        self.ssh_keys.push(key.into());
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<Vec<ParsedNic>> {
         validate_name("VM name", &self.name)?;
         validate_name("template name", &self.template)?;
@@ -125,9 +136,13 @@ impl VmSpec {
         if self.boot_from_cdrom && self.cdrom.is_none() {
             return Err(Error::invalid("boot order", "booting from the CD-ROM needs an ISO in it"));
         }
-        if self.user_data.is_some() && !self.cloud_init {
-            return Err(Error::invalid("user-data", "user-data is given to the guest through cloud-init; ask for cloud_init too"));
+        if let Some(user_data) = &self.user_data {
+            if !self.cloud_init {
+                return Err(Error::invalid("user-data", "user-data is given to the guest through cloud-init; ask for cloud_init too"));
+            }
+            crate::guest::seed::validate_user_data(user_data)?;
         }
+        crate::guest::ssh_key::validate_key_names(&self.ssh_keys)?;
         let parsed = self.nics.iter().map(NicSpec::parse).collect::<Result<Vec<_>>>()?;
         for (i, a) in parsed.iter().enumerate() {
             for b in &parsed[i + 1..] {
@@ -323,6 +338,8 @@ pub struct Vm {
     pub cloud_init: bool,
     /// The caller's own user-data merged into the seed.
     pub user_data: Option<String>,
+    /// Its own copies of the SSH keys it was given, in the order given.
+    pub ssh_keys: Vec<VmSshKey>,
     /// When it was created, in Unix milliseconds.
     pub created_at_ms: i64,
     /// When its state last changed (at first, when it was created), in

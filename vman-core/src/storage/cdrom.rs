@@ -1,0 +1,67 @@
+//! The CD-ROM drive every VM has (on the q35 AHCI controller): insert an
+//! ISO, change it or eject it, live or for the next start.
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::event::ObjectKind;
+use crate::manager::Manager;
+use crate::runtime::argv::{CDROM_ID, cdrom_blockdev};
+use crate::store;
+use crate::vm::lifecycle::{lock_vm, vm_by_id};
+use crate::vm::model::Vm;
+use crate::vm::state::VmState;
+
+impl Manager {
+    /// Puts the ISO at `iso` in the VM's CD-ROM drive (`None`: ejects it).
+    /// A running VM sees the change at once (the tray opens and closes);
+    /// otherwise it holds from the next start.
+    pub fn change_cdrom(&self, vm: &str, iso: Option<&str>) -> Result<Vm> {
+        let iso = match iso {
+            Some(path) => Some(crate::storage::path::open_source("CD-ROM image", path)?.0.to_string_lossy().into_owned()),
+            None => None,
+        };
+        let ctx = &*self.inner;
+        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let live = match vm.state {
+            VmState::Running | VmState::Paused => true,
+            VmState::Created | VmState::Stopped | VmState::Error => false,
+            state => {
+                return Err(Error::InvalidState {
+                    vm: vm.name,
+                    state,
+                    action: "change the CD-ROM",
+                    needs: "a running, paused or stopped VM",
+                });
+            }
+        };
+        if iso.is_none() && vm.boot_from_cdrom {
+            return Err(Error::invalid("CD-ROM", format!("VM {:?} boots from its CD-ROM; it cannot be left empty", vm.name)));
+        }
+        if live {
+            let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
+            let name = vm.name.clone();
+            let fail = |command| {
+                let vm = name.clone();
+                move |source| Error::Qmp { vm, command, source }
+            };
+            qmp.execute("blockdev-open-tray", Some(json!({"id": CDROM_ID, "force": true}))).map_err(fail("blockdev-open-tray"))?;
+            qmp.execute("blockdev-remove-medium", Some(json!({"id": CDROM_ID}))).map_err(fail("blockdev-remove-medium"))?;
+            // The node of an earlier ISO, if any, goes with it.
+            let _ = qmp.execute("blockdev-del", Some(json!({"node-name": cdrom_blockdev("")["node-name"]})));
+            if let Some(iso) = &iso {
+                qmp.execute("blockdev-add", Some(cdrom_blockdev(iso))).map_err(fail("blockdev-add"))?;
+                let node = cdrom_blockdev(iso)["node-name"].clone();
+                qmp.execute("blockdev-insert-medium", Some(json!({"id": CDROM_ID, "node-name": node})))
+                    .map_err(fail("blockdev-insert-medium"))?;
+            }
+            qmp.execute("blockdev-close-tray", Some(json!({"id": CDROM_ID}))).map_err(fail("blockdev-close-tray"))?;
+        }
+        ctx.write(|w| {
+            store::set_cdrom(w.tx, &vm.id, iso.as_deref().unwrap_or(""))?;
+            let action = if iso.is_some() { "cdrom_inserted" } else { "cdrom_ejected" };
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, action, json!({"iso": iso, "live": live}))
+        })?;
+        vm_by_id(ctx, &vm.id, &vm.name)
+    }
+}

@@ -1,0 +1,240 @@
+//! Snapshots of a VM: one internal qcow2 snapshot of the same name on each
+//! of its disks. A stopped VM's are taken with qemu-img; a running VM's
+//! with QMP snapshot jobs, which also save its memory and devices, so a
+//! revert resumes the guest where it was.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::context::Inner;
+use crate::error::{Error, Result};
+use crate::event::ObjectKind;
+use crate::manager::Manager;
+use crate::name::validate_name;
+use crate::storage::devices::node_name;
+use crate::storage::model::{Disk, DiskFormat};
+use crate::storage::qemu_img::{self, SnapshotOp};
+use crate::store;
+use crate::vm::lifecycle::lock_vm;
+use crate::vm::model::Vm;
+use crate::vm::state::VmState;
+
+/// How long a live snapshot job (saving or loading the guest's memory) may take.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A stored snapshot of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Snapshot {
+    /// The store's id, never reused.
+    pub id: i64,
+    /// The VM's name.
+    pub vm: String,
+    /// The snapshot's name, unique per VM.
+    pub name: String,
+    /// Taken while the VM ran: it holds the guest's memory too, and a
+    /// revert of a running VM resumes it there.
+    pub live: bool,
+    /// `ready`, or an intent left by a crash: `creating`, `reverting`,
+    /// `deleting`, `error`.
+    pub state: String,
+    /// When it was taken, in Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// The VM's disks, all qcow2 (raw files cannot hold internal snapshots).
+fn snapshot_disks(ctx: &Inner, vm: &Vm) -> Result<Vec<Disk>> {
+    let disks = ctx.store().read(|tx| store::disks_of_vm(tx, &vm.id))?;
+    if disks.is_empty() {
+        return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "snapshot", needs: "a VM with a disk" });
+    }
+    if let Some(raw) = disks.iter().find(|d| d.format != DiskFormat::Qcow2) {
+        return Err(Error::Unsupported {
+            what: format!(
+                "snapshots of VM {:?}: its disk {:?} is raw, which cannot hold internal snapshots (use qcow2)",
+                vm.name, raw.name
+            ),
+            source: None,
+        });
+    }
+    Ok(disks)
+}
+
+/// Whether `vm` has a QEMU that takes QMP jobs; a VM between states is refused.
+fn is_live(vm: &Vm, action: &'static str) -> Result<bool> {
+    match vm.state {
+        VmState::Running | VmState::Paused => Ok(true),
+        VmState::Created | VmState::Stopped | VmState::Error => Ok(false),
+        state => Err(Error::InvalidState { vm: vm.name.clone(), state, action, needs: "a running, paused or stopped VM" }),
+    }
+}
+
+fn disk_op(disks: &[Disk], op: SnapshotOp, tag: &str) -> Result<()> {
+    for disk in disks {
+        qemu_img::snapshot(Path::new(&disk.path), op, tag)?;
+    }
+    Ok(())
+}
+
+/// Runs a QMP snapshot job (`snapshot-save`, `-load`, `-delete`) to its end.
+fn run_job(ctx: &Inner, vm: &Vm, command: &'static str, mut args: Value) -> Result<()> {
+    let job = format!("vman-{command}-{}", uuid::Uuid::new_v4().simple());
+    args["job-id"] = json!(job);
+    let mut qmp = crate::vm::qemu::qmp(ctx, vm)?;
+    let qmp_err = |source| Error::Qmp { vm: vm.name.clone(), command, source };
+    qmp.execute(command, Some(args)).map_err(qmp_err)?;
+    let started = Instant::now();
+    loop {
+        let left = JOB_TIMEOUT.saturating_sub(started.elapsed());
+        let event = qmp.wait_event("JOB_STATUS_CHANGE", left).map_err(|source| Error::Qmp { vm: vm.name.clone(), command, source })?;
+        match event {
+            Some(e)
+                if e.data.get("id").and_then(Value::as_str) == Some(job.as_str())
+                    && e.data.get("status").and_then(Value::as_str) == Some("concluded") =>
+            {
+                break;
+            }
+            Some(_) => continue,
+            None => {
+                return Err(Error::Timeout {
+                    what: format!("QEMU's {command} job on VM {:?}", vm.name),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                    source: None,
+                });
+            }
+        }
+    }
+    let jobs = qmp.execute("query-jobs", None).map_err(|source| Error::Qmp { vm: vm.name.clone(), command: "query-jobs", source })?;
+    let failure = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j.get("id").and_then(Value::as_str) == Some(job.as_str()))
+        .and_then(|j| j.get("error").and_then(Value::as_str).map(str::to_string));
+    let _ = qmp.execute("job-dismiss", Some(json!({"id": job})));
+    match failure {
+        Some(message) => Err(Error::Qemu { message: format!("{command}: {message}"), source: None }),
+        None => Ok(()),
+    }
+}
+
+fn devices(disks: &[Disk]) -> Vec<String> {
+    disks.iter().map(|d| node_name(d.id)).collect()
+}
+
+fn not_found(vm: &Vm, name: &str) -> Error {
+    Error::NotFound { kind: "snapshot", name: format!("{name} (of VM {})", vm.name) }
+}
+
+impl Manager {
+    /// Takes a snapshot of every disk of a VM. A stopped VM's is taken
+    /// with qemu-img; a running or paused VM's with a QMP `snapshot-save`
+    /// job, which saves its memory too (the guest pauses while it runs).
+    pub fn create_snapshot(&self, vm: &str, name: &str) -> Result<Snapshot> {
+        validate_name("snapshot name", name)?;
+        let ctx = &*self.inner;
+        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let live = is_live(&vm, "snapshot")?;
+        let disks = snapshot_disks(ctx, &vm)?;
+        let id = ctx.store().write(|tx| store::insert_snapshot(tx, &vm.id, &vm.name, name, live, store::now_ms()))?;
+        let taken = if live {
+            let all = devices(&disks);
+            run_job(ctx, &vm, "snapshot-save", json!({"tag": name, "vmstate": all[0], "devices": all}))
+        } else {
+            disk_op(&disks, SnapshotOp::Create, name)
+        };
+        if let Err(e) = taken {
+            if !live {
+                for disk in &disks {
+                    let _ = qemu_img::snapshot(Path::new(&disk.path), SnapshotOp::Delete, name);
+                }
+            }
+            let _ = ctx.store().write(|tx| store::delete_snapshot_row(tx, id));
+            return Err(e);
+        }
+        ctx.write(|w| {
+            store::set_snapshot_state(w.tx, id, "ready")?;
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "snapshot_created", json!({"snapshot": name, "live": live}))?;
+            store::snapshot_by_name(w.tx, &vm.id, name)?.ok_or_else(|| not_found(&vm, name))
+        })
+    }
+
+    /// A VM's snapshots, oldest first.
+    pub fn snapshots(&self, vm: &str) -> Result<Vec<Snapshot>> {
+        let vm = self.inner.vm(vm)?;
+        self.inner.store().read(|tx| store::snapshots_of(tx, &vm.id))
+    }
+
+    /// Brings a VM's disks back to a snapshot. A stopped VM's disks are
+    /// reverted with qemu-img (any snapshot); a running VM is reverted with
+    /// `snapshot-load` (memory too) and only to a live snapshot: reverting
+    /// a running guest's disks under it would corrupt its filesystems, so
+    /// a disk-only snapshot needs the VM stopped first (`Unsupported`).
+    pub fn revert_snapshot(&self, vm: &str, name: &str) -> Result<Snapshot> {
+        let ctx = &*self.inner;
+        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let live = is_live(&vm, "revert to a snapshot")?;
+        let snapshot = ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.ok_or_else(|| not_found(&vm, name))?;
+        if live && !snapshot.live {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "reverting running VM {:?} to disk-only snapshot {name:?} (taken while it was stopped); stop the VM first",
+                    vm.name
+                ),
+                source: None,
+            });
+        }
+        let disks = snapshot_disks(ctx, &vm)?;
+        ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "reverting"))?;
+        let reverted = if live {
+            let all = devices(&disks);
+            run_job(ctx, &vm, "snapshot-load", json!({"tag": name, "vmstate": all[0], "devices": all}))
+        } else {
+            disk_op(&disks, SnapshotOp::Apply, name)
+        };
+        let state = if reverted.is_ok() { "ready" } else { "error" };
+        ctx.write(|w| {
+            store::set_snapshot_state(w.tx, snapshot.id, state)?;
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "snapshot_reverted", json!({"snapshot": name, "live": live, "ok": reverted.is_ok()}))
+        })?;
+        reverted?;
+        ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.ok_or_else(|| not_found(&vm, name))
+    }
+
+    /// Deletes a snapshot from every disk of the VM.
+    pub fn delete_snapshot(&self, vm: &str, name: &str) -> Result<()> {
+        let ctx = &*self.inner;
+        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let live = is_live(&vm, "delete a snapshot")?;
+        let snapshot = ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.ok_or_else(|| not_found(&vm, name))?;
+        let disks = ctx.store().read(|tx| store::disks_of_vm(tx, &vm.id))?;
+        ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "deleting"))?;
+        let removed = if live {
+            run_job(ctx, &vm, "snapshot-delete", json!({"tag": name, "devices": devices(&disks)}))
+        } else {
+            remove_tags(&disks, name)
+        };
+        if let Err(e) = removed {
+            let _ = ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "error"));
+            return Err(e);
+        }
+        ctx.write(|w| {
+            store::delete_snapshot_row(w.tx, snapshot.id)?;
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "snapshot_deleted", json!({"snapshot": name}))
+        })
+    }
+}
+
+/// Removes a snapshot tag from each disk that has it (a crash may have
+/// left it on some disks only).
+pub(crate) fn remove_tags(disks: &[Disk], tag: &str) -> Result<()> {
+    for disk in disks {
+        let info = qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?;
+        if info.snapshots.iter().any(|s| s == tag) {
+            qemu_img::snapshot(Path::new(&disk.path), SnapshotOp::Delete, tag)?;
+        }
+    }
+    Ok(())
+}

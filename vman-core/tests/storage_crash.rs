@@ -1,0 +1,153 @@
+//! Kills of the embedding process in the middle of storage operations:
+//! a linked-clone VM create and delete, a live attach and detach, and an
+//! offline snapshot create and delete, each interrupted at random instants.
+//! After each kill a new process opens the directory (which reconciles)
+//! and finds store, files, QEMU and the guest agreeing.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Cleanup, READY, boot, open};
+use vman_core::{DiskFilter, DiskSpec, DiskState, ErrorKind, ImageSpec, Manager, TemplateSpec, VmSpec};
+
+const CHILD_DIR: &str = "VMAN_TEST_STORAGE_CRASH_DIR";
+const MIB: u64 = 1024 * 1024;
+
+/// Not a test on its own: the embedder that is killed. It cycles through
+/// the storage operations, printing BEGIN/END around each.
+#[test]
+fn storage_crash_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let m = open(Path::new(&dir));
+    println!("OPENED");
+    let ok = |what: &str, r: vman_core::Result<()>| {
+        if let Err(e) = r {
+            assert_ne!(e.kind(), ErrorKind::Internal, "{what}: {e}");
+        }
+    };
+    loop {
+        println!("BEGIN clone");
+        ok("create k", m.create_vm(&VmSpec::new("k", "t").image("base")).map(drop));
+        println!("BEGIN delete-clone");
+        ok("delete k", m.delete_vm("k", true));
+        println!("BEGIN attach");
+        ok("attach", m.attach_disk("g", "hot").map(drop));
+        println!("BEGIN detach");
+        ok("detach", m.detach_disk("g", "hot", Duration::from_secs(20)).map(drop));
+        println!("BEGIN snapshot");
+        ok("snapshot", m.create_snapshot("c", "s").map(drop));
+        println!("BEGIN delete-snapshot");
+        ok("delete snapshot", m.delete_snapshot("c", "s"));
+    }
+}
+
+fn guest_disks(m: &Manager) -> usize {
+    let mut console = m.console("g").unwrap();
+    let t = Duration::from_secs(30);
+    console.write_all(b"ls /sys/block | grep -c vd; echo END-$((40+2))\n", t).unwrap();
+    let out = String::from_utf8_lossy(&console.read_until(r"(?m)^END-42\r?$", t).unwrap()).into_owned();
+    out.lines().map(str::trim).filter_map(|l| l.parse::<usize>().ok()).next_back().unwrap_or_else(|| panic!("{out:?}"))
+}
+
+fn snapshot_tags(path: &str) -> BTreeSet<String> {
+    let out = Command::new("qemu-img").args(["snapshot", "-U", "-l", path]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().skip(2).filter_map(|l| l.split_whitespace().nth(1).map(str::to_string)).collect()
+}
+
+fn check(m: &Manager, dir: &Path, context: &str) {
+    let report = m.reconcile().unwrap();
+    assert_eq!(report.drifts, Vec::new(), "{context}: a second reconcile has nothing to repair");
+    let disks = m.disks(&DiskFilter::default()).unwrap();
+    for d in &disks {
+        assert!(matches!(d.state, DiskState::Available | DiskState::Attached), "{context}: {d:?}");
+        assert!(Path::new(&d.path).is_file(), "{context}: file of {d:?}");
+    }
+    // No file without a disk, no disk without a file.
+    let mut files: Vec<String> =
+        std::fs::read_dir(dir.join("disks")).unwrap().map(|e| e.unwrap().path().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let mut paths: Vec<String> = disks.iter().map(|d| d.path.clone()).collect();
+    paths.sort();
+    assert_eq!(files, paths, "{context}");
+    // A clone VM is whole or absent.
+    if let Ok(k) = m.vm("k") {
+        let kd = m.disks(&DiskFilter { vm: Some("k".into()), ..Default::default() }).unwrap();
+        assert_eq!(kd.len(), 1, "{context}: {k:?} {kd:?}");
+    }
+    // Snapshot records and the tags on the disk agree.
+    let recorded: BTreeSet<String> = m.snapshots("c").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(snapshot_tags(&m.disk("cdata").unwrap().path), recorded, "{context}");
+    // The guest sees exactly the disks the store says are attached.
+    let attached = m.disks(&DiskFilter { vm: Some("g".into()), ..Default::default() }).unwrap().len();
+    assert_eq!(guest_disks(m), attached, "{context}");
+}
+
+#[test]
+fn kills_during_clone_hot_plug_and_snapshot_leave_store_files_and_guest_agreeing() {
+    let Some(kernel_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    {
+        let m = open(dir.path());
+        m.create_template(&TemplateSpec::new("t", 1, 256, 1)).unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let base = src.path().join("base.qcow2");
+        assert!(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("64M").status().unwrap().success());
+        m.register_image(&ImageSpec::new("base", base.to_str().unwrap())).unwrap();
+        m.create_vm(&VmSpec::new("g", "t").boot(kernel_boot)).unwrap();
+        m.create_disk(&DiskSpec::new("hot", 16 * MIB)).unwrap();
+        m.create_vm(&VmSpec::new("c", "t")).unwrap();
+        m.create_disk(&DiskSpec::new("cdata", 16 * MIB)).unwrap();
+        m.attach_disk("c", "cdata").unwrap();
+        m.start("g").unwrap();
+        m.wait_for_console("g", READY, Duration::from_secs(90)).unwrap();
+    }
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut rng = seed | 1;
+    let mut interrupted: std::collections::BTreeMap<String, u32> = Default::default();
+    for round in 0..12 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "storage_crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !lines.lock().unwrap().iter().any(|l| l.contains("OPENED")) {
+            assert!(Instant::now() < deadline, "the embedder did not open");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 2500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let last = lines.lock().unwrap().iter().rev().find(|l| l.contains("BEGIN")).cloned().unwrap_or_default();
+        let op = last.split("BEGIN ").nth(1).unwrap_or("opening").to_string();
+        *interrupted.entry(op).or_default() += 1;
+        let m = open(dir.path());
+        check(&m, dir.path(), &format!("seed {seed}, round {round}, killed during: {last}"));
+    }
+    eprintln!("seed {seed}: kills by interrupted operation: {interrupted:?}");
+    let m = open(dir.path());
+    m.force_stop("g").unwrap();
+}
