@@ -290,6 +290,17 @@ typedef struct VmanOpenOptions VmanOpenOptions;
 typedef struct VmanReconcileReport VmanReconcileReport;
 
 /*
+ A snapshot record; immutable, thread-safe.
+ */
+typedef struct VmanSnapshot VmanSnapshot;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanSnapshotList VmanSnapshotList;
+
+/*
  An SSH public key of the catalogue; immutable, thread-safe.
  */
 typedef struct VmanSshKey VmanSshKey;
@@ -1980,6 +1991,177 @@ const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *rep
 void vman_reconcile_report_free(struct VmanReconcileReport *report);
 
 /*
+ Takes snapshot `name` of every disk of VM `vm` (all qcow2). A stopped
+ VM's is taken with qemu-img; a running or paused VM's with a QMP job
+ that saves its memory too (the guest pauses meanwhile).
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_snapshot_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name),
+ VMAN_STATUS_ALREADY_EXISTS (the VM has a snapshot of that name),
+ VMAN_STATUS_INVALID_STATE (the VM has no disk, or is starting or
+ stopping), VMAN_STATUS_UNSUPPORTED (a raw disk, which cannot hold
+ snapshots), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO; nothing
+ is left behind.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_create(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name,
+                                     struct VmanSnapshot **out);
+
+/*
+ Unix time it was taken in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_snapshot_created_at_ms(const struct VmanSnapshot *snapshot);
+
+/*
+ Deletes snapshot `name` from every disk of VM `vm`.
+
+ Fails with VMAN_STATUS_NOT_FOUND (no such VM or snapshot),
+ VMAN_STATUS_INVALID_STATE (the VM is starting or stopping),
+ VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_delete(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_snapshot_free(struct VmanSnapshot *snapshot);
+
+/*
+ The store's id, never reused.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_snapshot_id(const struct VmanSnapshot *snapshot);
+
+/*
+ VM `vm`'s snapshots, oldest first.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_snapshot_list_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_list(const struct VmanManager *manager,
+                                   const char *vm,
+                                   struct VmanSnapshotList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_snapshot_list_free(struct VmanSnapshotList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanSnapshot *vman_snapshot_list_get(const struct VmanSnapshotList *list,
+                                                  size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_snapshot_list_len(const struct VmanSnapshotList *list);
+
+/*
+ Whether it was taken while the VM ran: it then holds the guest's
+ memory too, and a revert of the running VM resumes it there.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_snapshot_live(const struct VmanSnapshot *snapshot);
+
+/*
+ The snapshot's name, unique per VM.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_name(const struct VmanSnapshot *snapshot);
+
+/*
+ Brings VM `vm`'s disks back to snapshot `name`: a stopped VM's with
+ qemu-img (any snapshot), a running one's with a QMP job (memory too),
+ and then only to a live snapshot.
+
+ `out` may be NULL; otherwise on success `*out` is the snapshot, owned by
+ the caller (free it with `vman_snapshot_free`).
+
+ Fails with VMAN_STATUS_UNSUPPORTED (a running VM and a snapshot taken
+ while it was stopped: reverting disks under a running guest would
+ corrupt them; stop it first), VMAN_STATUS_INVALID_STATE (the VM is
+ starting or stopping), VMAN_STATUS_NOT_FOUND (no such VM or snapshot),
+ VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_revert(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name,
+                                     struct VmanSnapshot **out);
+
+/*
+ "ready", or an intent a crash left behind ("creating", "reverting",
+ "deleting") or "error", which `vman_reconcile` settles.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_state(const struct VmanSnapshot *snapshot);
+
+/*
+ The VM's name.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_vm(const struct VmanSnapshot *snapshot);
+
+/*
  The key's size as `ssh-keygen -l` prints it (256 for ed25519, the
  curve's for ECDSA, the modulus's for RSA).
 
@@ -2348,6 +2530,31 @@ bool vman_vm_boot_from_cdrom(const struct VmanVm *vm);
  NULL. Thread-safe; never fails (clears the last error).
  */
 const char *vman_vm_cdrom(const struct VmanVm *vm);
+
+/*
+ Puts the ISO at `iso` (an absolute path to a regular file) in the VM's
+ CD-ROM drive, or ejects it when `iso` is NULL. A running or paused VM
+ sees the change at once; otherwise it holds from the next start.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad path, or an eject from a
+ VM that boots from its CD-ROM), VMAN_STATUS_INVALID_STATE (the VM is
+ starting or stopping), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_change_cdrom(const struct VmanManager *manager,
+                                     const char *name,
+                                     const char *iso,
+                                     struct VmanVm **out);
 
 /*
  Whether it gets a cloud-init seed at each start.

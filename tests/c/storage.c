@@ -1,6 +1,7 @@
 /*
- * Disks, images and a VM's boot, display and cloud-init options through the
- * C ABI, against a real state directory and the real qemu-img. Built with
+ * Disks, images, snapshots, the CD-ROM and a VM's boot, display and
+ * cloud-init options through the C ABI, against a real state directory and
+ * the real qemu-img. Built with
  * -Wall -Wextra -Werror -pedantic and run under valgrind (no leaks, no
  * invalid accesses). No QEMU runs: disks are attached to a VM that is not
  * running (hot-plug is tested from Python and Rust).
@@ -375,6 +376,105 @@ static void test_vm_options(void) {
   CHECK(count_disks(NULL, NULL) == 0);
 }
 
+/* Offline snapshots (no QEMU runs): taken, listed, reverted and deleted
+ * with qemu-img; what cannot be done is refused with its status. */
+static void test_snapshots(void) {
+  VmanVmSpec *spec = NULL;
+  VmanSnapshot *snap = NULL;
+  VmanSnapshotList *list = NULL;
+  size_t events;
+
+  OK(vman_vm_spec_new("snap", "small", &spec));
+  OK(vman_vm_create(mgr, spec, NULL));
+  vman_vm_spec_free(spec);
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_snapshot_create(mgr, "snap", "s0", NULL)); /* no disk yet */
+  CHECK(strstr(vman_last_error_message(), "disk") != NULL);
+  OK(vman_disk_create(mgr, "snap-data", 8 * MIB, NULL, NULL));
+  OK(vman_disk_attach(mgr, "snap", "snap-data", NULL));
+
+  OK(vman_snapshot_create(mgr, "snap", "s1", &snap));
+  STREQ(vman_snapshot_vm(snap), "snap");
+  STREQ(vman_snapshot_name(snap), "s1");
+  STREQ(vman_snapshot_state(snap), "ready");
+  CHECK(!vman_snapshot_live(snap) && vman_snapshot_id(snap) > 0 && vman_snapshot_created_at_ms(snap) > 0);
+  vman_snapshot_free(snap);
+  OK(vman_snapshot_create(mgr, "snap", "s2", NULL));
+
+  events = count_events();
+  EXPECT(VMAN_STATUS_ALREADY_EXISTS, vman_snapshot_create(mgr, "snap", "s1", NULL));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_snapshot_create(mgr, "snap", "a/b", NULL));
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_snapshot_create(mgr, "nope", "s3", NULL));
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_snapshot_revert(mgr, "snap", "nope", NULL));
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_snapshot_delete(mgr, "snap", "nope"));
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_snapshot_list(mgr, "snap", NULL));
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_snapshot_create(mgr, NULL, "s3", NULL));
+  CHECK(count_events() == events);
+
+  OK(vman_snapshot_list(mgr, "snap", &list));
+  CHECK(vman_snapshot_list_len(list) == 2);
+  STREQ(vman_snapshot_name(vman_snapshot_list_get(list, 0)), "s1"); /* oldest first */
+  STREQ(vman_snapshot_name(vman_snapshot_list_get(list, 1)), "s2");
+  CHECK(vman_snapshot_list_get(list, 2) == NULL);
+  vman_snapshot_list_free(list);
+
+  OK(vman_snapshot_revert(mgr, "snap", "s1", &snap));
+  STREQ(vman_snapshot_name(snap), "s1");
+  vman_snapshot_free(snap);
+  OK(vman_snapshot_delete(mgr, "snap", "s1"));
+  OK(vman_snapshot_delete(mgr, "snap", "s2"));
+  OK(vman_snapshot_list(mgr, "snap", &list));
+  CHECK(vman_snapshot_list_len(list) == 0);
+  vman_snapshot_list_free(list);
+
+  /* A raw disk cannot hold snapshots. */
+  OK(vman_disk_create(mgr, "snap-raw", 8 * MIB, "raw", NULL));
+  OK(vman_disk_attach(mgr, "snap", "snap-raw", NULL));
+  EXPECT(VMAN_STATUS_UNSUPPORTED, vman_snapshot_create(mgr, "snap", "s3", NULL));
+  CHECK(strstr(vman_last_error_message(), "raw") != NULL);
+  OK(vman_vm_delete(mgr, "snap", false));
+  OK(vman_disk_delete(mgr, "snap-data"));
+  OK(vman_disk_delete(mgr, "snap-raw"));
+  CHECK(vman_snapshot_name(NULL) == NULL && vman_snapshot_list_len(NULL) == 0);
+  vman_snapshot_free(NULL);
+  vman_snapshot_list_free(NULL);
+}
+
+/* The CD-ROM of a VM that does not run: inserted, changed, ejected. */
+static void test_cdrom(void) {
+  VmanVmSpec *spec = NULL;
+  VmanVm *vm = NULL;
+  char iso[600];
+
+  snprintf(iso, sizeof iso, "%s/other.iso", work);
+  write_file(iso, MIB, 0);
+  OK(vman_vm_spec_new("cd", "small", &spec));
+  OK(vman_vm_create(mgr, spec, NULL));
+  vman_vm_spec_free(spec);
+  OK(vman_vm_change_cdrom(mgr, "cd", iso, &vm));
+  STREQ(vman_vm_cdrom(vm), iso);
+  vman_vm_free(vm);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_change_cdrom(mgr, "cd", "/dev/zero", NULL));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_change_cdrom(mgr, "cd", "relative.iso", NULL));
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_vm_change_cdrom(mgr, "nope", iso, NULL));
+  EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_vm_change_cdrom(mgr, NULL, iso, NULL));
+  OK(vman_vm_get(mgr, "cd", &vm));
+  STREQ(vman_vm_cdrom(vm), iso);
+  vman_vm_free(vm);
+  OK(vman_vm_change_cdrom(mgr, "cd", NULL, &vm));
+  CHECK(vman_vm_cdrom(vm) == NULL);
+  vman_vm_free(vm);
+  OK(vman_vm_delete(mgr, "cd", false));
+
+  /* A VM that boots from its CD-ROM cannot be left without one. */
+  OK(vman_vm_spec_new("installer", "small", &spec));
+  OK(vman_vm_spec_set_cdrom(spec, iso));
+  OK(vman_vm_spec_set_boot_from_cdrom(spec, true));
+  OK(vman_vm_create(mgr, spec, NULL));
+  vman_vm_spec_free(spec);
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_change_cdrom(mgr, "installer", NULL, NULL));
+  OK(vman_vm_delete(mgr, "installer", false));
+}
+
 int main(int argc, char **argv) {
   char *slash, *real;
   CHECK(argc == 2);
@@ -393,6 +493,8 @@ int main(int argc, char **argv) {
   test_bad_disk_input_changes_nothing();
   test_images();
   test_vm_options();
+  test_snapshots();
+  test_cdrom();
 
   vman_manager_free(mgr);
   puts("storage: all checks passed");

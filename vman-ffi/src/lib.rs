@@ -18,6 +18,7 @@ mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
+mod snapshot;
 mod ssh_key;
 mod template;
 mod vm;
@@ -33,6 +34,7 @@ pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
 pub use reconcile::*;
+pub use snapshot::*;
 pub use ssh_key::*;
 pub use template::*;
 pub use vm::*;
@@ -52,6 +54,7 @@ pub const RECORD_ITEMS: &[&str] = &[
     event::VmanEvent::HEADER,
     disk::VmanDisk::HEADER,
     image::VmanImage::HEADER,
+    snapshot::VmanSnapshot::HEADER,
     reconcile::VmanReconcileReport::HEADER,
     ssh_key::VmanSshKey::HEADER,
     ssh_key::VmanVmSshKey::HEADER,
