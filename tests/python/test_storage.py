@@ -312,3 +312,109 @@ def test_a_disk_hot_plugged_into_a_running_guest_appears_grows_and_goes(tcg, gue
     # Without QEMU the detach is a record.
     assert tcg.detach_disk("g", "hot").state == "available"
 
+
+def qemu_io(path: str, command: str) -> subprocess.CompletedProcess:
+    """Runs one qemu-io command on a qcow2 file (`read -P` fails on a mismatch)."""
+    return subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, path], capture_output=True, text=True)
+
+
+def test_an_offline_snapshot_restores_written_data(m):
+    m.create_vm("v", template="small")
+    unchanged(m, vman.InvalidStateError, m.create_snapshot, "v", "s0")  # no disk yet
+    disk = m.create_disk("data", 8 * MIB)
+    m.attach_disk("v", "data")
+    assert qemu_io(disk.path, "write -P 0xaa 0 64k").returncode == 0
+    s1 = m.create_snapshot("v", "s1")
+    assert (s1.vm, s1.name, s1.live, s1.state) == ("v", "s1", False, "ready")
+    assert repr(s1) == 'Snapshot(vm="v", name="s1", live=False, state="ready")'
+    assert qemu_io(disk.path, "write -P 0xbb 0 64k").returncode == 0
+    m.create_snapshot("v", "s2")
+    assert [s.name for s in m.snapshots("v")] == ["s1", "s2"]
+
+    unchanged(m, vman.AlreadyExistsError, m.create_snapshot, "v", "s1")
+    unchanged(m, vman.InvalidArgumentError, m.create_snapshot, "v", "a/b")
+    unchanged(m, vman.NotFoundError, m.revert_snapshot, "v", "nope")
+    unchanged(m, vman.NotFoundError, m.delete_snapshot, "v", "nope")
+    unchanged(m, vman.NotFoundError, m.snapshots, "nope")
+    unchanged(m, TypeError, m.create_snapshot, "v", 1)
+
+    assert m.revert_snapshot("v", "s1") == m.snapshots("v")[0]
+    assert qemu_io(disk.path, "read -P 0xaa 0 64k").returncode == 0, "s1's data is back"
+    m.revert_snapshot("v", "s2")
+    assert qemu_io(disk.path, "read -P 0xbb 0 64k").returncode == 0, "and s2's"
+    m.delete_snapshot("v", "s1")
+    assert [s.name for s in m.snapshots("v")] == ["s2"]
+    info = subprocess.run(["qemu-img", "snapshot", "-l", disk.path], capture_output=True, text=True, check=True).stdout
+    assert "s2" in info and "s1" not in info, info
+    actions = [e.action for e in m.vm_history("v")]
+    assert actions.count("snapshot_created") == 2 and "snapshot_reverted" in actions and "snapshot_deleted" in actions
+
+    # A raw disk cannot hold snapshots.
+    m.create_disk("flat", 8 * MIB, format="raw")
+    m.attach_disk("v", "flat")
+    err = unchanged(m, vman.UnsupportedError, m.create_snapshot, "v", "s3")
+    assert "raw" in str(err)
+
+
+def test_the_cdrom_of_a_stopped_vm_is_inserted_changed_and_ejected(m, tmp_path):
+    iso, other = tmp_path / "a.iso", tmp_path / "b.iso"
+    iso.write_bytes(b"\0" * MIB)
+    other.write_bytes(b"\1" * MIB)
+    m.create_vm("v", template="small", cdrom=iso)
+    assert m.change_cdrom("v", other).cdrom == str(other)
+    unchanged(m, vman.InvalidArgumentError, m.change_cdrom, "v", "/dev/zero")
+    unchanged(m, vman.InvalidArgumentError, m.change_cdrom, "v", "b.iso")
+    unchanged(m, vman.NotFoundError, m.change_cdrom, "nope", iso)
+    unchanged(m, TypeError, m.change_cdrom, "v", 3)
+    unchanged(m, TypeError, m.change_cdrom, "v")  # ejecting is said, not defaulted
+    assert m.change_cdrom("v", None).cdrom is None
+    assert [e.action for e in m.vm_history("v")][-2:] == ["cdrom_inserted", "cdrom_ejected"]
+    m.create_vm("installer", template="small", cdrom=iso, boot_from_cdrom=True)
+    err = unchanged(m, vman.InvalidArgumentError, m.change_cdrom, "installer", None)
+    assert "boots from its CD-ROM" in str(err)
+
+
+def guest_run(m: vman.Manager, vm: str, command: str, answer: str) -> str:
+    """Runs a shell command in the guest over its console; returns the
+    first line matching `answer`."""
+    with m.console(vm) as console:
+        console.write(command + "\n")
+        out = console.read_until(f"(?m)^{answer}\\r?$", timeout=60).decode(errors="replace")
+    return [line.strip() for line in out.splitlines() if re.fullmatch(answer, line.strip())][-1]
+
+
+@pytest.mark.timeout(600)
+def test_a_live_snapshot_of_a_running_guest_reverts_what_it_wrote(tcg, guest, tmp_path):
+    tcg.create_vm("g", template="tiny", **guest)
+    tcg.create_disk("data", 16 * MIB)
+    tcg.attach_disk("g", "data")  # cold: part of the start
+    tcg.start("g")
+    tcg.wait_for_console("g", READY, timeout=90)
+    write = "printf 'vman-%s' {} | dd of=/dev/vda bs=512 count=1 conv=sync,notrunc,fsync 2>/dev/null; echo WROTE"
+    read = "echo \"got-$(dd if=/dev/vda bs=8 count=1 2>/dev/null)\""
+    assert guest_run(tcg, "g", write.format("one"), "WROTE") == "WROTE"
+
+    s = tcg.create_snapshot("g", "before")
+    assert (s.live, s.state) == (True, "ready")
+    assert guest_run(tcg, "g", write.format("two"), "WROTE") == "WROTE"
+    assert guest_run(tcg, "g", read, r"got-vman-\w+") == "got-vman-two"
+    tcg.revert_snapshot("g", "before")
+    assert tcg.vm("g").state == "running"
+    assert guest_run(tcg, "g", read, r"got-vman-\w+") == "got-vman-one", "the guest is back where the snapshot was taken"
+
+    # Disks alone cannot be reverted under a running guest.
+    tcg.force_stop("g")
+    tcg.create_snapshot("g", "offline")
+    tcg.start("g")
+    err = unchanged(tcg, vman.UnsupportedError, tcg.revert_snapshot, "g", "offline")
+    assert "stop the VM first" in str(err)
+
+    # The CD-ROM changes live.
+    iso = tmp_path / "live.iso"
+    iso.write_bytes(b"\0" * MIB)
+    assert tcg.change_cdrom("g", iso).cdrom == str(iso)
+    assert tcg.change_cdrom("g", None).cdrom is None
+    assert [e.details["live"] for e in tcg.vm_history("g") if e.action.startswith("cdrom_")] == [True, True]
+    tcg.delete_snapshot("g", "before")
+    assert [x.name for x in tcg.snapshots("g")] == ["offline"]
+    tcg.force_stop("g")

@@ -41,8 +41,8 @@ mod _vman {
     use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]
     use crate::records::{
-        PyAllocation, PyDisk, PyDrift, PyEvent, PyImage, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PySshKey, PyTemplate, PyVm,
-        PyVmSshKey,
+        PyAllocation, PyDisk, PyDrift, PyEvent, PyImage, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PySnapshot, PySshKey,
+        PyTemplate, PyVm, PyVmSshKey,
     };
 
     /// The default state directory: ``$VMAN_STATE_DIR``, else

@@ -20,7 +20,7 @@ use vman_core::{
 use crate::args::{IntArg, PathArg};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
-use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySshKey, PyTemplate, PyVm};
+use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySnapshot, PySshKey, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
@@ -457,6 +457,37 @@ impl PyManager {
     /// :class:`vman.InUseError` while a disk is cloned from it.
     fn delete_image(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_image(name))
+    }
+
+    /// Takes snapshot ``name`` of every disk of a VM (all qcow2): of a
+    /// stopped VM with qemu-img, of a running or paused one with a QMP job
+    /// that saves its memory too.
+    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
+        Ok(self.call(py, |m| m.create_snapshot(vm, name))?.into())
+    }
+
+    /// A VM's snapshots, oldest first.
+    fn snapshots(&self, py: Python<'_>, vm: &str) -> PyVmanResult<Vec<PySnapshot>> {
+        Ok(self.call(py, |m| m.snapshots(vm))?.into_iter().map(Into::into).collect())
+    }
+
+    /// Brings a VM's disks back to a snapshot: a stopped VM to any, a
+    /// running one (memory too) only to a live one; reverting a running
+    /// guest's disks to a disk-only snapshot raises
+    /// :class:`vman.UnsupportedError` (stop it first).
+    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
+        Ok(self.call(py, |m| m.revert_snapshot(vm, name))?.into())
+    }
+
+    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_snapshot(vm, name))
+    }
+
+    /// Puts the ISO at ``iso`` in the VM's CD-ROM drive, or ejects it when
+    /// ``iso`` is None: at once in a running VM, else from its next start.
+    fn change_cdrom(&self, py: Python<'_>, vm: &str, iso: Option<PathArg>) -> PyVmanResult<PyVm> {
+        let iso = iso.map(|p| p.get("CD-ROM image")).transpose()?;
+        Ok(self.call(py, |m| m.change_cdrom(vm, iso.as_deref()))?.into())
     }
 
     /// Starts QEMU; returns once it answers on QMP (the guest then boots).

@@ -383,6 +383,43 @@ impl PyImage {
     }
 }
 
+/// A snapshot of a VM's disks (and, taken live, of its memory).
+#[pyclass(frozen, eq, hash, module = "vman", name = "Snapshot")]
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct PySnapshot {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    vm: String,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    live: bool,
+    #[pyo3(get)]
+    state: String,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Snapshot> for PySnapshot {
+    fn from(s: vman_core::Snapshot) -> Self {
+        PySnapshot { id: s.id, vm: s.vm, name: s.name, live: s.live, state: s.state, created_at_ms: s.created_at_ms }
+    }
+}
+
+#[pymethods]
+impl PySnapshot {
+    fn __repr__(&self) -> String {
+        format!(
+            "Snapshot(vm={:?}, name={:?}, live={}, state={:?})",
+            self.vm,
+            self.name,
+            if self.live { "True" } else { "False" },
+            self.state
+        )
+    }
+}
+
 /// An SSH public key of the catalogue.
 #[pyclass(frozen, eq, hash, module = "vman", name = "SshKey")]
 #[derive(PartialEq, Eq, Hash)]
