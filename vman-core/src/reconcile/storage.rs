@@ -6,7 +6,7 @@ use crate::context::Inner;
 use crate::error::Result;
 use crate::reconcile::report::{Drift, ReconcileReport};
 use crate::storage::model::{Disk, DiskState};
-use crate::storage::{disk, hotplug, image};
+use crate::storage::{hotplug, image, ops as disk};
 use crate::store;
 
 pub(crate) fn reconcile_storage(ctx: &Inner, report: &mut ReconcileReport) -> Result<()> {
