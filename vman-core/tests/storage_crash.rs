@@ -115,7 +115,7 @@ fn kills_during_clone_hot_plug_and_snapshot_leave_store_files_and_guest_agreeing
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let mut rng = seed | 1;
     let mut interrupted: std::collections::BTreeMap<String, u32> = Default::default();
-    for round in 0..12 {
+    for round in 0..20 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "storage_crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
