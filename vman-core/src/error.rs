@@ -236,7 +236,7 @@ pub enum Error {
         /// The disk's name.
         disk: String,
         /// The state it is in.
-        state: crate::DiskState,
+        state: crate::storage::state::DiskState,
         /// The VM it is attached to, if any.
         vm: Option<String>,
         /// What was attempted: `delete`, `detach`, `attach`…

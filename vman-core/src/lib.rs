@@ -63,9 +63,9 @@ pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
 pub use storage::model::{
-    Disk, DiskFilter, DiskFormat, DiskSpec, DiskState, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES,
+    Disk, DiskFilter, DiskFormat, DiskSpec, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES, Snapshot,
 };
-pub use storage::snapshot::Snapshot;
+pub use storage::state::DiskState;
 pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
 pub use vm::model::{Allocation, BootSpec, Display, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};

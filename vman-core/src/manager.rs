@@ -215,7 +215,7 @@ impl Manager {
             }
             store::copy_ssh_keys_to_vm(w.tx, &id, &spec.ssh_keys)?;
             let boot_disk = if image.is_some() || spec.blank_disk {
-                Some(crate::storage::disk::record_boot_disk(ctx, w.tx, &id, &spec.name, &template, image.as_ref())?)
+                Some(crate::storage::ops::record_boot_disk(ctx, w.tx, &id, &spec.name, &template, image.as_ref())?)
             } else {
                 None
             };
@@ -230,10 +230,10 @@ impl Manager {
             Ok((vm, boot_disk))
         })?;
         if let Some(disk) = boot_disk
-            && let Err(e) = crate::storage::disk::make_boot_disk(ctx, &disk)
-                .and_then(|()| crate::storage::disk::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
+            && let Err(e) = crate::storage::ops::make_boot_disk(ctx, &disk)
+                .and_then(|()| crate::storage::ops::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
         {
-            crate::storage::disk::undo_vm_create(ctx, &vm, &disk);
+            crate::storage::ops::undo_vm_create(ctx, &vm, &disk);
             return Err(e);
         }
         Ok(vm)

@@ -19,6 +19,7 @@ use support::{Cleanup, READY, boot, open};
 use vman_core::{DiskFilter, DiskSpec, DiskState, ErrorKind, ImageSpec, Manager, TemplateSpec, VmSpec};
 
 const CHILD_DIR: &str = "VMAN_TEST_STORAGE_CRASH_DIR";
+const CHILD_FIRST: &str = "VMAN_TEST_STORAGE_CRASH_FIRST";
 const MIB: u64 = 1024 * 1024;
 
 /// Not a test on its own: the embedder that is killed. It cycles through
@@ -33,19 +34,21 @@ fn storage_crash_child() {
             assert_ne!(e.kind(), ErrorKind::Internal, "{what}: {e}");
         }
     };
-    loop {
-        println!("BEGIN clone");
-        ok("create k", m.create_vm(&VmSpec::new("k", "t").image("base")).map(drop));
-        println!("BEGIN delete-clone");
-        ok("delete k", m.delete_vm("k", true));
-        println!("BEGIN attach");
-        ok("attach", m.attach_disk("g", "hot").map(drop));
-        println!("BEGIN detach");
-        ok("detach", m.detach_disk("g", "hot", Duration::from_secs(20)).map(drop));
-        println!("BEGIN snapshot");
-        ok("snapshot", m.create_snapshot("c", "s").map(drop));
-        println!("BEGIN delete-snapshot");
-        ok("delete snapshot", m.delete_snapshot("c", "s"));
+    // Each embedder begins at another operation, so every one of them is
+    // interrupted in some round, not only the slowest.
+    let first: usize = std::env::var(CHILD_FIRST).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let ops: [(&str, &dyn Fn() -> vman_core::Result<()>); 6] = [
+        ("clone", &|| m.create_vm(&VmSpec::new("k", "t").image("base")).map(drop)),
+        ("delete-clone", &|| m.delete_vm("k", true)),
+        ("attach", &|| m.attach_disk("g", "hot").map(drop)),
+        ("detach", &|| m.detach_disk("g", "hot", Duration::from_secs(20)).map(drop)),
+        ("snapshot", &|| m.create_snapshot("c", "s").map(drop)),
+        ("delete-snapshot", &|| m.delete_snapshot("c", "s")),
+    ];
+    for i in first.. {
+        let (name, op) = ops[i % ops.len()];
+        println!("BEGIN {name}");
+        ok(name, op());
     }
 }
 
@@ -115,10 +118,11 @@ fn kills_during_clone_hot_plug_and_snapshot_leave_store_files_and_guest_agreeing
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let mut rng = seed | 1;
     let mut interrupted: std::collections::BTreeMap<String, u32> = Default::default();
-    for round in 0..12 {
+    for round in 0..24 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "storage_crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
+            .env(CHILD_FIRST, (round % 6).to_string())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -138,7 +142,9 @@ fn kills_during_clone_hot_plug_and_snapshot_leave_store_files_and_guest_agreeing
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 2500));
+        // Most operations take tens of milliseconds: kill early more often.
+        let ms = if rng.is_multiple_of(2) { rng % 150 } else { rng % 1500 };
+        std::thread::sleep(Duration::from_millis(ms));
         child.kill().unwrap();
         child.wait().unwrap();
         let last = lines.lock().unwrap().iter().rev().find(|l| l.contains("BEGIN")).cloned().unwrap_or_default();

@@ -381,9 +381,8 @@ struct Nameservers {
 
 fn render_network_config(nics: &[SeedNic]) -> Result<String> {
     const WHAT: &str = "NIC";
-    if nics.len() > crate::vm::model::MAX_NICS {
-        return Err(Error::invalid(WHAT, format!("{} given; at most {}", nics.len(), crate::vm::model::MAX_NICS)));
-    }
+    // The VM's own check bounds how many NICs there are (MAX_NICS); a seed
+    // takes whatever its VM has.
     let mut ethernets = Vec::with_capacity(nics.len());
     for (i, nic) in nics.iter().enumerate() {
         check_nic(nic)?;

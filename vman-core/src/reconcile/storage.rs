@@ -6,8 +6,12 @@ use crate::context::Inner;
 use crate::error::Result;
 use crate::reconcile::report::{Drift, ReconcileReport};
 use crate::storage::model::{Disk, DiskState};
-use crate::storage::{disk, hotplug, image};
+use crate::storage::{hotplug, image, ops as disk};
 use crate::store;
+
+/// How long the reconciler waits for a guest to release a disk whose
+/// detach was interrupted.
+const RECONCILE_DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) fn reconcile_storage(ctx: &Inner, report: &mut ReconcileReport) -> Result<()> {
     for (image, state) in ctx.store().read(|tx| store::unsettled_images(tx))? {
@@ -119,27 +123,26 @@ fn settle_disk(ctx: &Inner, disk: Disk, report: &mut ReconcileReport) -> Result<
             drift(report, Some(&vm.name), &disk, "left creating", "made it");
         }
         (state, Some(vm)) => {
-            let plugged = if vm.state.has_process() {
+            let live = vm.state.has_process();
+            let plugged = live && {
                 let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
-                let plugged = hotplug::plugged_devices(&mut qmp, &vm)?.contains(&crate::storage::devices::device_id(disk.id));
-                if !plugged {
-                    hotplug::remove_node(&mut qmp, &vm, disk.id)?;
-                }
-                plugged
-            } else {
-                false
+                hotplug::plugged_devices(&mut qmp, &vm)?.contains(&crate::storage::devices::device_id(disk.id))
             };
+            // A detach whose request QEMU still holds: its caller asked for
+            // it and died, so see it through (the guest may be releasing the
+            // disk right now); a guest that does not let go keeps it attached.
+            let released = state == DiskState::Detaching && plugged && hotplug::unplug(ctx, &vm, &disk, RECONCILE_DETACH_WAIT).is_ok();
+            if live && !plugged {
+                let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
+                hotplug::remove_node(&mut qmp, &vm, disk.id)?;
+            }
             // Plugged: it is attached, whatever was intended. Not plugged:
             // an attach that never happened is undone, a detach is finished.
-            let (to, on) = if plugged { (DiskState::Attached, Some((vm.id.as_str(), slot))) } else { (DiskState::Available, None) };
+            let attached = plugged && !released;
+            let (to, on) = if attached { (DiskState::Attached, Some((vm.id.as_str(), slot))) } else { (DiskState::Available, None) };
             ctx.store().write(|tx| store::set_disk_state(tx, disk.id, state, to, on, ""))?;
-            drift(
-                report,
-                Some(&vm.name),
-                &disk,
-                &format!("left {state}"),
-                &format!("QEMU has it {}; recorded it {to}", if plugged { "plugged" } else { "not plugged" }),
-            );
+            let seen = if attached { "plugged" } else { "not plugged" };
+            drift(report, Some(&vm.name), &disk, &format!("left {state}"), &format!("QEMU has it {seen}; recorded it {to}"));
         }
     }
     Ok(())

@@ -3,153 +3,18 @@
 //! transaction, then records the outcome; the reconciler finishes or undoes
 //! an intent a crash left behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
-use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::Manager;
 use crate::name::validate_name;
-use crate::storage::model::{Disk, DiskFilter, DiskFormat, DiskSpec, DiskState, ImportSpec, check_size};
+use crate::storage::model::{Disk, DiskFilter, DiskSpec, DiskState, ImportSpec, check_size};
+use crate::storage::ops::{copy_file, disk_file, finish_create, finish_delete, inspect_source, undo_create};
 use crate::storage::{path, qemu_img};
 use crate::store::{self, NewDisk};
-
-/// Where vman keeps the file of disk `id`.
-pub(crate) fn disk_file(ctx: &Inner, id: i64, format: DiskFormat) -> PathBuf {
-    ctx.state_dir().join("disks").join(format!("{id}.{}", format.as_str()))
-}
-
-/// A file's size the way a guest sees it, checked against the formats vman
-/// handles: a probed image that names a backing file is refused, since
-/// opening it would make vman (and QEMU) read whatever file it names.
-pub(crate) fn inspect_source(what: &'static str, source: &Path, format: Option<DiskFormat>) -> Result<(DiskFormat, u64)> {
-    let info = qemu_img::info(source, format, false).map_err(|e| Error::InvalidArgument {
-        what,
-        reason: format!("{} is not a readable disk image", source.display()),
-        source: Some(Box::new(e)),
-    })?;
-    let found: DiskFormat = info
-        .format
-        .parse()
-        .map_err(|_| Error::invalid(what, format!("{} is a {} image; vman takes qcow2 and raw", source.display(), info.format)))?;
-    if let Some(backing) = info.backing_file {
-        return Err(Error::invalid(
-            what,
-            format!("{} has a backing file ({backing}); flatten it first (qemu-img convert)", source.display()),
-        ));
-    }
-    if info.virtual_size == 0 || info.virtual_size % 512 != 0 {
-        return Err(Error::invalid(
-            what,
-            format!("{} has a size of {} bytes (needs a positive multiple of 512)", source.display(), info.virtual_size),
-        ));
-    }
-    Ok((found, info.virtual_size))
-}
-
-/// Removes a disk row whose file could not be made, and the partial file.
-fn undo_create(ctx: &Inner, id: i64, file: Option<&Path>) {
-    if let Some(file) = file {
-        let _ = std::fs::remove_file(file);
-    }
-    if let Err(e) = ctx.store().write(|tx| store::delete_disk_row(tx, id)) {
-        log::warn!("cannot remove the record of disk {id} after a failed create (the reconciler will): {e}");
-    }
-}
-
-/// The name of a VM's boot disk.
-pub(crate) fn boot_disk_name(vm_name: &str) -> String {
-    format!("{vm_name}.boot")
-}
-
-/// Records (as `creating`, at slot 0, deleted with the VM) the boot disk
-/// of a VM being created: a linked clone of `image` or a blank disk, of
-/// the template's size.
-pub(crate) fn record_boot_disk(
-    ctx: &Inner,
-    tx: &store::Tx<'_>,
-    vm_id: &str,
-    vm_name: &str,
-    template: &crate::Template,
-    image: Option<&crate::Image>,
-) -> Result<Disk> {
-    let size = template.disk_gib * crate::storage::model::GIB;
-    if let Some(image) = image
-        && image.virtual_size > size
-    {
-        return Err(Error::invalid(
-            "template",
-            format!(
-                "template {:?} gives {} GiB of disk, less than image {:?} needs ({} bytes)",
-                template.name, template.disk_gib, image.name, image.virtual_size
-            ),
-        ));
-    }
-    let name = boot_disk_name(vm_name);
-    let id = store::insert_disk(
-        tx,
-        &NewDisk {
-            name: &name,
-            format: DiskFormat::Qcow2,
-            size_bytes: size,
-            path: "",
-            owned: true,
-            image_id: image.map(|i| i.id),
-            state: DiskState::Creating,
-            vm: Some((vm_id, 0)),
-            delete_with_vm: true,
-        },
-        store::now_ms(),
-    )?;
-    store::set_disk_path(tx, id, &disk_file(ctx, id, DiskFormat::Qcow2).to_string_lossy())?;
-    store::disk_by_id(tx, id)?.ok_or_else(|| Error::Internal("boot disk vanished while created".into()))
-}
-
-/// Makes the file of a boot disk recorded `creating`: a qcow2 overlay on
-/// its image, or blank. Idempotent, so the reconciler can finish it.
-pub(crate) fn make_boot_disk(ctx: &Inner, disk: &Disk) -> Result<()> {
-    let backing = match &disk.image {
-        Some(name) => {
-            let image = ctx.store().read(|tx| store::image_by_name(tx, name))?.ok_or_else(|| Error::not_found("image", name))?;
-            Some((PathBuf::from(image.path), image.format))
-        }
-        None => None,
-    };
-    let file = Path::new(&disk.path);
-    let _ = std::fs::remove_file(file); // a partial file from a crash
-    qemu_img::create(file, disk.format, disk.size_bytes, backing.as_ref().map(|(p, f)| (p.as_path(), *f)))?;
-    ctx.runtime().share_with_qemu(file, true)
-}
-
-/// Takes back a VM whose boot disk could not be made: the disk's file and
-/// record, the VM's addresses and the VM itself.
-pub(crate) fn undo_vm_create(ctx: &Inner, vm: &crate::Vm, disk: &Disk) {
-    let _ = std::fs::remove_file(&disk.path);
-    let undone = ctx.write(|w| {
-        store::delete_disk_row(w.tx, disk.id)?;
-        store::soft_delete_vm(w.tx, vm, w.now)?;
-        w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"reason": "its boot disk could not be made"}))
-    });
-    if let Err(e) = undone {
-        log::warn!("cannot take back VM {:?} after its boot disk failed (the reconciler will): {e}", vm.name);
-    }
-}
-
-fn disk_details(disk: &Disk) -> serde_json::Value {
-    json!({"format": disk.format.as_str(), "size_bytes": disk.size_bytes, "path": disk.path, "image": disk.image, "vm": disk.vm})
-}
-
-/// Records a created disk (`creating` → `to`) and its event.
-pub(crate) fn finish_create(ctx: &Inner, id: i64, to: DiskState, vm: Option<(&str, u32)>) -> Result<Disk> {
-    ctx.write(|w| {
-        store::set_disk_state(w.tx, id, DiskState::Creating, to, vm, "")?;
-        let disk = store::disk_by_id(w.tx, id)?.ok_or_else(|| Error::Internal(format!("disk {id} vanished while created")))?;
-        w.record(ObjectKind::Disk, &disk.id.to_string(), &disk.name, "created", disk_details(&disk))?;
-        Ok(disk)
-    })
-}
 
 fn not_found(name: &str) -> Error {
     Error::not_found("disk", name)
@@ -323,74 +188,4 @@ impl Manager {
             store::disk_by_id(w.tx, disk.id)?.ok_or_else(|| not_found(name))
         })
     }
-}
-
-/// In a VM's delete transaction: its own disks (made with it) become
-/// `deleting` and are returned; the others are detached and stay.
-pub(crate) fn release_disks_of(tx: &store::Tx<'_>, vm: &crate::Vm) -> Result<Vec<Disk>> {
-    let mut doomed = Vec::new();
-    store::delete_snapshots_of(tx, &vm.id)?;
-    for disk in store::disks_of_vm(tx, &vm.id)? {
-        let to = if disk.delete_with_vm { DiskState::Deleting } else { DiskState::Available };
-        store::set_disk_state(tx, disk.id, disk.state, to, None, "")?;
-        if disk.delete_with_vm {
-            doomed.push(Disk { state: DiskState::Deleting, vm: None, vm_id: None, slot: None, ..disk });
-        }
-    }
-    Ok(doomed)
-}
-
-/// Removes a `deleting` disk's file (if vman owns it), then its record.
-pub(crate) fn finish_delete(ctx: &Inner, disk: &Disk) -> Result<()> {
-    if disk.owned {
-        match std::fs::remove_file(&disk.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove disk file", &disk.path, e)),
-        }
-    }
-    ctx.write(|w| {
-        store::delete_disk_row(w.tx, disk.id)?;
-        w.record(ObjectKind::Disk, &disk.id.to_string(), &disk.name, "deleted", json!({"path": disk.path, "file_removed": disk.owned}))
-    })
-}
-
-/// Copies `source` to a new file `dest` (flushed to disk), returning the
-/// file's SHA-256 as it was read.
-pub(crate) fn copy_file(source: &mut std::fs::File, dest: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::{Read, Write};
-    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(dest).map_err(|e| Error::io("create", dest, e))?;
-    let mut hash = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = source.read(&mut buf).map_err(|e| Error::io("read", dest, e))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io("write", dest, e))?;
-    }
-    out.sync_all().map_err(|e| Error::io("flush", dest, e))?;
-    Ok(hex(&hash.finalize()))
-}
-
-/// The SHA-256 of a file read from its start.
-pub(crate) fn hash_file(source: &mut std::fs::File, path: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut hash = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = source.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    Ok(hex(&hash.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

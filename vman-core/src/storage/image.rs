@@ -10,8 +10,8 @@ use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::Manager;
-use crate::storage::disk::{copy_file, hash_file, inspect_source};
 use crate::storage::model::{Image, ImageSpec};
+use crate::storage::ops::{copy_file, hash_file, inspect_source};
 use crate::storage::path;
 use crate::store;
 

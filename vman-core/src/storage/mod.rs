@@ -11,6 +11,8 @@ pub(crate) mod disk;
 pub(crate) mod hotplug;
 pub(crate) mod image;
 pub(crate) mod model;
+pub(crate) mod ops;
 pub(crate) mod path;
 pub(crate) mod qemu_img;
 pub(crate) mod snapshot;
+pub(crate) mod state;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::name::validate_name;
+pub use crate::storage::state::DiskState;
 
 /// The largest disk or image accepted: 64 TiB (the template limit).
 pub const MAX_DISK_BYTES: u64 = crate::template::MAX_DISK_GIB * GIB;
@@ -55,60 +56,8 @@ impl std::str::FromStr for DiskFormat {
     }
 }
 
-/// Where a disk is in its life. `Available` and `Attached` are at rest; the
-/// others are intents recorded before host work and settled after it (or
-/// by [`reconcile`](crate::Manager::reconcile) after a crash).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiskState {
-    /// Its file is being made (qemu-img create, a copy, a clone).
-    Creating,
-    /// Not attached to any VM.
-    Available,
-    /// Being hot-plugged into a running VM.
-    Attaching,
-    /// Attached to a VM: part of its next start, or plugged into its QEMU.
-    Attached,
-    /// Being unplugged from a running VM.
-    Detaching,
-    /// Its file is being removed.
-    Deleting,
-    /// An operation failed in a way that needs an operator; see `last_error`.
-    Error,
-}
-
-impl DiskState {
-    /// Every state, in declaration order.
-    pub const ALL: [DiskState; 7] = [
-        DiskState::Creating,
-        DiskState::Available,
-        DiskState::Attaching,
-        DiskState::Attached,
-        DiskState::Detaching,
-        DiskState::Deleting,
-        DiskState::Error,
-    ];
-
-    /// The state's lower-case name, as the store writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiskState::Creating => "creating",
-            DiskState::Available => "available",
-            DiskState::Attaching => "attaching",
-            DiskState::Attached => "attached",
-            DiskState::Detaching => "detaching",
-            DiskState::Deleting => "deleting",
-            DiskState::Error => "error",
-        }
-    }
-}
-
-impl std::fmt::Display for DiskState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+// The state enum stays free of the error type (so errors can name
+// states); parsing, which answers errors, lives here.
 impl std::str::FromStr for DiskState {
     type Err = Error;
 
@@ -365,5 +314,24 @@ pub struct Image {
     /// Copied in (removed with the image) or used in place.
     pub owned: bool,
     /// When it was registered, in Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// A stored snapshot of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Snapshot {
+    /// The store's id, never reused.
+    pub id: i64,
+    /// The VM's name.
+    pub vm: String,
+    /// The snapshot's name, unique per VM.
+    pub name: String,
+    /// Taken while the VM ran: it holds the guest's memory too, and a
+    /// revert of a running VM resumes it there.
+    pub live: bool,
+    /// `ready`, or an intent left by a crash: `creating`, `reverting`,
+    /// `deleting`, `error`.
+    pub state: String,
+    /// When it was taken, in Unix milliseconds.
     pub created_at_ms: i64,
 }

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::context::Inner;
@@ -15,7 +14,7 @@ use crate::event::ObjectKind;
 use crate::manager::Manager;
 use crate::name::validate_name;
 use crate::storage::devices::node_name;
-use crate::storage::model::{Disk, DiskFormat};
+use crate::storage::model::{Disk, DiskFormat, Snapshot};
 use crate::storage::qemu_img::{self, SnapshotOp};
 use crate::store;
 use crate::vm::lifecycle::lock_vm;
@@ -24,25 +23,6 @@ use crate::vm::state::VmState;
 
 /// How long a live snapshot job (saving or loading the guest's memory) may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A stored snapshot of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Snapshot {
-    /// The store's id, never reused.
-    pub id: i64,
-    /// The VM's name.
-    pub vm: String,
-    /// The snapshot's name, unique per VM.
-    pub name: String,
-    /// Taken while the VM ran: it holds the guest's memory too, and a
-    /// revert of a running VM resumes it there.
-    pub live: bool,
-    /// `ready`, or an intent left by a crash: `creating`, `reverting`,
-    /// `deleting`, `error`.
-    pub state: String,
-    /// When it was taken, in Unix milliseconds.
-    pub created_at_ms: i64,
-}
 
 /// The VM's disks, all qcow2 (raw files cannot hold internal snapshots).
 fn snapshot_disks(ctx: &Inner, vm: &Vm) -> Result<Vec<Disk>> {

@@ -3,8 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
-use crate::storage::model::{Disk, DiskFilter, DiskFormat, DiskState, Firmware, Image, MAX_DISKS};
-use crate::storage::snapshot::Snapshot;
+use crate::storage::model::{Disk, DiskFilter, DiskFormat, DiskState, Firmware, Image, MAX_DISKS, Snapshot};
 
 const DISK_COLUMNS: &str = "d.id, d.name, d.format, d.size_bytes, d.path, d.owned, i.name, d.state, v.name, d.slot, \
                             d.delete_with_vm, d.last_error, d.created_at_ms, d.vm_id";

@@ -226,7 +226,7 @@ impl Manager {
         // Its own disks go with it (marked `deleting` here, their files
         // removed after the commit); disks it was only given are detached.
         let doomed = inner.write(|w| {
-            let doomed = crate::storage::disk::release_disks_of(w.tx, &vm)?;
+            let doomed = crate::storage::ops::release_disks_of(w.tx, &vm)?;
             store::soft_delete_vm(w.tx, &vm, w.now)?;
             let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
             let disks = doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
@@ -234,7 +234,7 @@ impl Manager {
             Ok(doomed)
         })?;
         for disk in &doomed {
-            crate::storage::disk::finish_delete(inner, disk)?;
+            crate::storage::ops::finish_delete(inner, disk)?;
         }
         crate::storage::boot::forget(inner, &vm.id);
         inner.runtime().forget_vm(&vm.id);

@@ -309,12 +309,6 @@ fn bad_fields_are_refused_with_typed_errors() {
     assert_invalid(with(&|c| c.nics[0].dns.push("224.0.0.1".parse().unwrap())), "NIC", "DNS server");
     assert_invalid(with(&|c| c.nics[0].set_name = Some("a-very-long-name0".into())), "NIC", "interface name");
     assert_invalid(with(&|c| c.nics[0].set_name = Some("eth/0".into())), "NIC", "interface name");
-    let too_many = |c: &mut SeedConfig| {
-        c.nics = (0..=crate::vm::model::MAX_NICS)
-            .map(|i| nic(&format!("52:54:00:00:00:{i:02x}"), &format!("10.0.{i}.5"), 24, &format!("10.0.{i}.1"), &[]))
-            .collect();
-    };
-    assert_invalid(with(&too_many), "NIC", "at most");
     // A VM without NICs still gets a valid (empty) network-config.
     let files = with(&|c| c.nics.clear()).unwrap();
     assert_eq!(get(&mapping(&files.network_config), "ethernets"), &Node::Map(vec![]));
