@@ -259,7 +259,9 @@ def guest_disk_sectors(m: vman.Manager, vm: str, dev: str):
     the guest has no such disk."""
     with m.console(vm) as console:
         console.write(f"cat /sys/block/{dev}/size 2>/dev/null || echo NODISK\n")
-        out = console.read_until(r"(?m)^(\d+|NODISK)\r?$", timeout=30).decode(errors="replace")
+        # Up to the line's end: a match at the end of what came so far
+        # could be a number cut in two.
+        out = console.read_until(r"(?m)^(\d+|NODISK)\r?\n", timeout=30).decode(errors="replace")
     last = [line.strip() for line in out.splitlines() if re.fullmatch(r"\d+|NODISK", line.strip())][-1]
     return None if last == "NODISK" else int(last)
 
@@ -379,7 +381,7 @@ def guest_run(m: vman.Manager, vm: str, command: str, answer: str) -> str:
     first line matching `answer`."""
     with m.console(vm) as console:
         console.write(command + "\n")
-        out = console.read_until(f"(?m)^{answer}\\r?$", timeout=60).decode(errors="replace")
+        out = console.read_until(f"(?m)^{answer}\\r?\\n", timeout=60).decode(errors="replace")  # a whole line
     return [line.strip() for line in out.splitlines() if re.fullmatch(answer, line.strip())][-1]
 
 
