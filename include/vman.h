@@ -10,8 +10,9 @@
  * - Last error: after each call, vman_last_error_message() is NULL if the
  *   call succeeded and its message if it failed; getters and frees cannot
  *   fail, so they clear it. Only vman_last_error_message, vman_status_name,
- *   vman_vm_state_name and vman_version leave it as it was. The message is
- *   the calling thread's, valid until its next vman call.
+ *   vman_vm_state_name, vman_disk_state_name and vman_version leave it as
+ *   it was. The message is the calling thread's, valid until its next vman
+ *   call.
  * - Out-parameters (`out`, `out_*`, caller buffers) are written only on
  *   success; there are no partial successes. The comment says either
  *   "`out` must not be NULL": producing it is the call's purpose, and NULL
@@ -61,6 +62,8 @@
 #define VMAN_DEFAULT_CONSOLE_WAIT_TIMEOUT_MS 60000
 /* How many events a history query usually returns. */
 #define VMAN_DEFAULT_HISTORY_LIMIT 100
+/* How long vman_disk_detach usually waits for the guest to release a disk. */
+#define VMAN_DEFAULT_DETACH_TIMEOUT_MS 30000
 
 
 /*
@@ -145,6 +148,21 @@ typedef enum VmanStatus {
 } VmanStatus;
 
 /*
+ Where a disk is in its life. Numbers are stable. Creating, attaching,
+ detaching and deleting are intents that an operation (or, after a crash,
+ `vman_reconcile`) settles.
+ */
+typedef enum VmanDiskState {
+  VMAN_DISK_STATE_CREATING = 0,
+  VMAN_DISK_STATE_AVAILABLE = 1,
+  VMAN_DISK_STATE_ATTACHING = 2,
+  VMAN_DISK_STATE_ATTACHED = 3,
+  VMAN_DISK_STATE_DETACHING = 4,
+  VMAN_DISK_STATE_DELETING = 5,
+  VMAN_DISK_STATE_ERROR = 6,
+} VmanDiskState;
+
+/*
  The lifecycle state of a VM. Numbers are stable.
  */
 typedef enum VmanVmState {
@@ -182,6 +200,18 @@ typedef struct VmanAllocationList VmanAllocationList;
 typedef struct VmanConsole VmanConsole;
 
 /*
+ A disk record: a snapshot taken when it was read; immutable,
+ thread-safe.
+ */
+typedef struct VmanDisk VmanDisk;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanDiskList VmanDiskList;
+
+/*
  One history entry; immutable, thread-safe.
  */
 typedef struct VmanEvent VmanEvent;
@@ -202,6 +232,23 @@ typedef struct VmanEventList VmanEventList;
  on a stream; open one per thread that follows events.
  */
 typedef struct VmanEventStream VmanEventStream;
+
+/*
+ A base image of the catalogue; immutable, thread-safe.
+ */
+typedef struct VmanImage VmanImage;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanImageList VmanImageList;
+
+/*
+ An image registration being built; create with `vman_image_spec_new`.
+ Not thread-safe: one thread builds it.
+ */
+typedef struct VmanImageSpec VmanImageSpec;
 
 /*
  A handle on one state directory. Thread-safe: every function taking a
@@ -241,6 +288,17 @@ typedef struct VmanOpenOptions VmanOpenOptions;
  What `vman_reconcile` found and did; immutable, thread-safe.
  */
 typedef struct VmanReconcileReport VmanReconcileReport;
+
+/*
+ A snapshot record; immutable, thread-safe.
+ */
+typedef struct VmanSnapshot VmanSnapshot;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanSnapshotList VmanSnapshotList;
 
 /*
  An SSH public key of the catalogue; immutable, thread-safe.
@@ -512,6 +570,335 @@ enum VmanStatus vman_console_write(struct VmanConsole *console,
 enum VmanStatus vman_default_state_dir(char **out);
 
 /*
+ Attaches an available disk to VM `vm` at its lowest free slot: to a VM
+ without QEMU it is part of its next start; into a running or paused one
+ it is hot-plugged (the guest sees a new virtio disk).
+
+ `out` may be NULL; otherwise on success `*out` is the disk as it is
+ afterwards, owned by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (the disk is not available, or the
+ VM is starting or stopping), VMAN_STATUS_INVALID_ARGUMENT (the VM has
+ all its disks), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU (the hot-plug
+ failed; the disk stays available), VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_attach(const struct VmanManager *manager,
+                                 const char *vm,
+                                 const char *disk,
+                                 struct VmanDisk **out);
+
+/*
+ Creates an empty disk of `size_bytes` bytes (at least one MiB, a
+ multiple of 512) under the state directory. `format` is "qcow2" or
+ "raw"; NULL means qcow2.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, size or format),
+ VMAN_STATUS_ALREADY_EXISTS, VMAN_STATUS_QEMU (qemu-img failed),
+ VMAN_STATUS_UNSUPPORTED (qemu-img is not installed),
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO; nothing
+ is left behind.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_create(const struct VmanManager *manager,
+                                 const char *name,
+                                 uint64_t size_bytes,
+                                 const char *format,
+                                 struct VmanDisk **out);
+
+/*
+ Unix time of the disk's creation in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_disk_created_at_ms(const struct VmanDisk *disk);
+
+/*
+ Deletes a disk attached to no VM, and its file if vman owns it (a file
+ used in place stays).
+
+ Fails with VMAN_STATUS_INVALID_STATE (attached, or busy with another
+ operation), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_delete(const struct VmanManager *manager, const char *name);
+
+/*
+ Whether it is deleted with its VM (a boot disk made with the VM).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_disk_delete_with_vm(const struct VmanDisk *disk);
+
+/*
+ Detaches a disk from VM `vm`. From a running VM the guest is asked to
+ release it and given `timeout_ms` (VMAN_DEFAULT_DETACH_TIMEOUT_MS is
+ vman's usual wait); if it does not, the call fails with
+ VMAN_STATUS_TIMEOUT and the disk stays attached.
+
+ `out` may be NULL; otherwise on success `*out` is the disk as it is
+ afterwards, owned by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_INVALID_STATE (the disk is not attached to this
+ VM, or the VM is starting or stopping), VMAN_STATUS_TIMEOUT (the guest
+ did not release it), VMAN_STATUS_INVALID_ARGUMENT (a timeout beyond
+ range), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_detach(const struct VmanManager *manager,
+                                 const char *vm,
+                                 const char *disk,
+                                 uint64_t timeout_ms,
+                                 struct VmanDisk **out);
+
+/*
+ "qcow2" or "raw".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_format(const struct VmanDisk *disk);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_disk_free(struct VmanDisk *disk);
+
+/*
+ Looks a disk up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_get(const struct VmanManager *manager,
+                              const char *name,
+                              struct VmanDisk **out);
+
+/*
+ The store's id, never reused.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_disk_id(const struct VmanDisk *disk);
+
+/*
+ For a linked clone (a VM's boot disk), the name of its base image;
+ NULL otherwise.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_image(const struct VmanDisk *disk);
+
+/*
+ Makes a disk of the image file at `source` (an absolute path to a
+ regular file, not a device node nor through a symlink). `format` is
+ "qcow2" or "raw"; NULL probes it (an image naming a backing file is then
+ refused). With `copy` the file is copied into the state directory;
+ without, it is used in place, which must be inside the state directory,
+ and vman never removes it.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, path, format or
+ image, or a size out of range), VMAN_STATUS_ALREADY_EXISTS,
+ VMAN_STATUS_UNSUPPORTED (qemu-img is not installed),
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO; nothing
+ is left behind.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_import(const struct VmanManager *manager,
+                                 const char *name,
+                                 const char *source,
+                                 const char *format,
+                                 bool copy,
+                                 struct VmanDisk **out);
+
+/*
+ Why the last operation on it failed; NULL if none did.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_last_error(const struct VmanDisk *disk);
+
+/*
+ Disks, by name. `vm` (only the disks attached to that VM) and `state`
+ ("available", "attached", …) filter when not NULL.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_disk_list_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an unknown state),
+ VMAN_STATUS_NOT_FOUND (no such VM), VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_list(const struct VmanManager *manager,
+                               const char *vm,
+                               const char *state,
+                               struct VmanDiskList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_disk_list_free(struct VmanDiskList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanDisk *vman_disk_list_get(const struct VmanDiskList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_disk_list_len(const struct VmanDiskList *list);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_name(const struct VmanDisk *disk);
+
+/*
+ Whether vman owns the file (made or copied in, removed with the disk)
+ or uses the caller's file in place (never removed).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_disk_owned(const struct VmanDisk *disk);
+
+/*
+ The file's absolute path.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_path(const struct VmanDisk *disk);
+
+/*
+ Resizes a disk to `size_bytes`. Growing is always allowed (live, through
+ QEMU, while its VM runs); shrinking loses the data past the new end, so
+ it needs `force`, and is refused while its VM runs.
+
+ `out` may be NULL; otherwise on success `*out` is the disk as it is
+ afterwards, owned by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a size out of range, or a
+ shrink without `force`), VMAN_STATUS_INVALID_STATE (busy with another
+ operation), VMAN_STATUS_UNSUPPORTED (a shrink while its VM runs),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_resize(const struct VmanManager *manager,
+                                 const char *name,
+                                 uint64_t size_bytes,
+                                 bool force,
+                                 struct VmanDisk **out);
+
+/*
+ The size the guest sees, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_disk_size_bytes(const struct VmanDisk *disk);
+
+/*
+ Its position on its VM, from 0 (the guest's device order follows
+ it); -1 when it is attached to no VM.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_disk_slot(const struct VmanDisk *disk);
+
+/*
+ The state when the record was read (0 is VMAN_DISK_STATE_CREATING).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+enum VmanDiskState vman_disk_state(const struct VmanDisk *disk);
+
+/*
+ A static name for a disk state ("available"); "unknown" for a number
+ that is no state. Never NULL; static, never free it. Thread-safe; never
+ fails, and does not change the last error.
+ */
+const char *vman_disk_state_name(uint32_t state);
+
+/*
+ The name of the VM it is attached to; NULL if none.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_disk_vm(const struct VmanDisk *disk);
+
+/*
  "created", "deleted", "state_changed", …
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
@@ -575,7 +962,7 @@ const struct VmanEvent *vman_event_list_get(const struct VmanEventList *list, si
 size_t vman_event_list_len(const struct VmanEventList *list);
 
 /*
- The object's id (a number for templates and networks, a UUID for VMs).
+ The object's id (a UUID for VMs, a number for the others).
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
  Thread-safe; never fails (clears the last error).
@@ -583,7 +970,7 @@ size_t vman_event_list_len(const struct VmanEventList *list);
 const char *vman_event_object_id(const struct VmanEvent *event);
 
 /*
- "template", "network" or "vm".
+ "template", "network", "vm", "disk", "image" or "ssh_key".
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
  Thread-safe; never fails (clears the last error).
@@ -698,6 +1085,311 @@ enum VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
 enum VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
                                        uint64_t timeout_ms,
                                        struct VmanEvent **out);
+
+/*
+ The guest architecture, "x86_64".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_arch(const struct VmanImage *image);
+
+/*
+ Unix time of its registration in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_image_created_at_ms(const struct VmanImage *image);
+
+/*
+ Removes an image from the catalogue, and its file if it was copied in.
+
+ Fails with VMAN_STATUS_IN_USE (a disk is cloned from it),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_delete(const struct VmanManager *manager, const char *name);
+
+/*
+ Free text for people ("" when none was given).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_description(const struct VmanImage *image);
+
+/*
+ The firmware VMs booted from it get: "bios" or "uefi".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_firmware(const struct VmanImage *image);
+
+/*
+ "qcow2" or "raw".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_format(const struct VmanImage *image);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_image_free(struct VmanImage *image);
+
+/*
+ Looks an image up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_image_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_get(const struct VmanManager *manager,
+                               const char *name,
+                               struct VmanImage **out);
+
+/*
+ The store's id, never reused.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_image_id(const struct VmanImage *image);
+
+/*
+ Every registered image, by name.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_image_list_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_list(const struct VmanManager *manager, struct VmanImageList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_image_list_free(struct VmanImageList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanImage *vman_image_list_get(const struct VmanImageList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_image_list_len(const struct VmanImageList *list);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_name(const struct VmanImage *image);
+
+/*
+ The guest OS, free text ("" when none was given).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_os(const struct VmanImage *image);
+
+/*
+ Whether it was copied in (removed with the image) or is used in
+ place (never removed).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_image_owned(const struct VmanImage *image);
+
+/*
+ The file's absolute path. vman never writes it.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_path(const struct VmanImage *image);
+
+/*
+ Registers a base image from `spec`, which stays the caller's: its
+ format and size are read, its SHA-256 computed and (unless used in
+ place) its file copied in.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_image_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, path, OS,
+ description, architecture or image), VMAN_STATUS_ALREADY_EXISTS,
+ VMAN_STATUS_UNSUPPORTED (qemu-img is not installed),
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO; nothing is left behind.
+
+ Thread-safe: `manager` may be used by other threads at once; `spec` is
+ only read.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_register(const struct VmanManager *manager,
+                                    const struct VmanImageSpec *spec,
+                                    struct VmanImage **out);
+
+/*
+ SHA-256 of the file as registered, 64 lower-case hex digits.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_image_sha256(const struct VmanImage *image);
+
+/*
+ Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+ after the call. Never fails (clears the last error).
+
+ # Safety
+ `spec` NULL or a live spec, not used afterwards.
+ */
+void vman_image_spec_free(struct VmanImageSpec *spec);
+
+/*
+ Starts an image registration: image `name` from the file at `source`
+ (an absolute path to a regular file, not a device node nor through a
+ symlink), copied in, its format probed, booted through BIOS, for
+ x86_64. Checked when it is registered.
+
+ `out` must not be NULL. On success `*out` is the spec, owned by the
+ caller (free it with `vman_image_spec_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Thread-safe (it touches no shared state).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_new(const char *name,
+                                    const char *source,
+                                    struct VmanImageSpec **out);
+
+/*
+ Sets the guest architecture (only "x86_64" runs on this host). Checked
+ when the image is registered.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_arch(struct VmanImageSpec *spec, const char *arch);
+
+/*
+ With `copy` (the default) the file is copied into the state directory;
+ without, it is used in place, which must be inside the state directory,
+ and vman never removes it. Checked when the image is registered.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_copy(struct VmanImageSpec *spec, bool copy);
+
+/*
+ Sets the description, free text for people. Checked when the image is
+ registered.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_description(struct VmanImageSpec *spec,
+                                                const char *description);
+
+/*
+ Sets the firmware VMs booted from the image need: "bios" or "uefi".
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_firmware(struct VmanImageSpec *spec, const char *firmware);
+
+/*
+ Says the file's format, "qcow2" or "raw", instead of probing it.
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_format(struct VmanImageSpec *spec, const char *format);
+
+/*
+ Sets the guest OS, free text ("debian-12"). Checked when the image is
+ registered.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_image_spec_set_os(struct VmanImageSpec *spec, const char *os);
+
+/*
+ The size the guest sees, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_image_virtual_size(const struct VmanImage *image);
 
 /*
  The message of the last failed vman call on this thread, or NULL if the
@@ -1299,6 +1991,177 @@ const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *rep
 void vman_reconcile_report_free(struct VmanReconcileReport *report);
 
 /*
+ Takes snapshot `name` of every disk of VM `vm` (all qcow2). A stopped
+ VM's is taken with qemu-img; a running or paused VM's with a QMP job
+ that saves its memory too (the guest pauses meanwhile).
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_snapshot_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name),
+ VMAN_STATUS_ALREADY_EXISTS (the VM has a snapshot of that name),
+ VMAN_STATUS_INVALID_STATE (the VM has no disk, or is starting or
+ stopping), VMAN_STATUS_UNSUPPORTED (a raw disk, which cannot hold
+ snapshots), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO; nothing
+ is left behind.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_create(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name,
+                                     struct VmanSnapshot **out);
+
+/*
+ Unix time it was taken in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_snapshot_created_at_ms(const struct VmanSnapshot *snapshot);
+
+/*
+ Deletes snapshot `name` from every disk of VM `vm`.
+
+ Fails with VMAN_STATUS_NOT_FOUND (no such VM or snapshot),
+ VMAN_STATUS_INVALID_STATE (the VM is starting or stopping),
+ VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_delete(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_snapshot_free(struct VmanSnapshot *snapshot);
+
+/*
+ The store's id, never reused.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_snapshot_id(const struct VmanSnapshot *snapshot);
+
+/*
+ VM `vm`'s snapshots, oldest first.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_snapshot_list_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_list(const struct VmanManager *manager,
+                                   const char *vm,
+                                   struct VmanSnapshotList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_snapshot_list_free(struct VmanSnapshotList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanSnapshot *vman_snapshot_list_get(const struct VmanSnapshotList *list,
+                                                  size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_snapshot_list_len(const struct VmanSnapshotList *list);
+
+/*
+ Whether it was taken while the VM ran: it then holds the guest's
+ memory too, and a revert of the running VM resumes it there.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_snapshot_live(const struct VmanSnapshot *snapshot);
+
+/*
+ The snapshot's name, unique per VM.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_name(const struct VmanSnapshot *snapshot);
+
+/*
+ Brings VM `vm`'s disks back to snapshot `name`: a stopped VM's with
+ qemu-img (any snapshot), a running one's with a QMP job (memory too),
+ and then only to a live snapshot.
+
+ `out` may be NULL; otherwise on success `*out` is the snapshot, owned by
+ the caller (free it with `vman_snapshot_free`).
+
+ Fails with VMAN_STATUS_UNSUPPORTED (a running VM and a snapshot taken
+ while it was stopped: reverting disks under a running guest would
+ corrupt them; stop it first), VMAN_STATUS_INVALID_STATE (the VM is
+ starting or stopping), VMAN_STATUS_NOT_FOUND (no such VM or snapshot),
+ VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_revert(const struct VmanManager *manager,
+                                     const char *vm,
+                                     const char *name,
+                                     struct VmanSnapshot **out);
+
+/*
+ "ready", or an intent a crash left behind ("creating", "reverting",
+ "deleting") or "error", which `vman_reconcile` settles.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_state(const struct VmanSnapshot *snapshot);
+
+/*
+ The VM's name.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_snapshot_vm(const struct VmanSnapshot *snapshot);
+
+/*
  The key's size as `ssh-keygen -l` prints it (256 for ed25519, the
  curve's for ECDSA, the modulus's for RSA).
 
@@ -1654,6 +2517,53 @@ const char *vman_version(void);
 const char *vman_vm_accel(const struct VmanVm *vm);
 
 /*
+ Whether it boots from the CD-ROM before its disk.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_vm_boot_from_cdrom(const struct VmanVm *vm);
+
+/*
+ The ISO in its CD-ROM drive; NULL if none.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_cdrom(const struct VmanVm *vm);
+
+/*
+ Puts the ISO at `iso` (an absolute path to a regular file) in the VM's
+ CD-ROM drive, or ejects it when `iso` is NULL. A running or paused VM
+ sees the change at once; otherwise it holds from the next start.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad path, or an eject from a
+ VM that boots from its CD-ROM), VMAN_STATUS_INVALID_STATE (the VM is
+ starting or stopping), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once (calls on
+ one VM wait for each other).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_change_cdrom(const struct VmanManager *manager,
+                                     const char *name,
+                                     const char *iso,
+                                     struct VmanVm **out);
+
+/*
+ Whether it gets a cloud-init seed at each start.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_vm_cloud_init(const struct VmanVm *vm);
+
+/*
  The kernel command line; NULL if the VM has no kernel.
 
  Borrowed from the record (valid until it is freed); NULL when absent or the record is
@@ -1691,12 +2601,16 @@ enum VmanStatus vman_vm_console_tail(const struct VmanManager *manager,
  `out` may be NULL; otherwise on success `*out` is the new record, owned
  by the caller (free it with `vman_vm_free`).
 
- Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address or MAC,
- or an SSH key given twice), VMAN_STATUS_NOT_FOUND (no such template,
- network or SSH key),
- VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is taken),
- VMAN_STATUS_EXHAUSTED (a network has no free address),
- VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address, MAC,
+ boot file or ISO; an SSH key given twice; an image and a blank disk
+ together; a boot from an empty CD-ROM; user-data without cloud-init or
+ that is no #cloud-config document; an image larger than the template's
+ disk), VMAN_STATUS_NOT_FOUND (no such template, network, SSH key or
+ image), VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is
+ taken), VMAN_STATUS_EXHAUSTED (a network has no free address),
+ VMAN_STATUS_QEMU, VMAN_STATUS_UNSUPPORTED, VMAN_STATUS_TIMEOUT (its
+ boot disk could not be made; the VM is then taken back),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 
  Thread-safe: `manager` may be used by other threads at once; `spec` is
  only read.
@@ -1737,6 +2651,31 @@ enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *na
  0 when the record is NULL. Thread-safe; never fails (clears the last error).
  */
 uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
+
+/*
+ Its graphical console: "none", "vnc-unix" or "vnc-tcp".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_display(const struct VmanVm *vm);
+
+/*
+ Where its VNC server listens while it runs ("unix:<path>" or
+ "127.0.0.1:<port>"); NULL otherwise.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_display_address(const struct VmanVm *vm);
+
+/*
+ "bios" (SeaBIOS) or "uefi" (OVMF).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_firmware(const struct VmanVm *vm);
 
 /*
  Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
@@ -2067,6 +3006,19 @@ void vman_vm_spec_free(struct VmanVmSpec *spec);
 enum VmanStatus vman_vm_spec_new(const char *name, const char *template_, struct VmanVmSpec **out);
 
 /*
+ Without an image: gives the VM an empty boot disk of the template's size
+ (to install an OS onto from a CD-ROM). Checked when the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_blank_disk(struct VmanVmSpec *spec, bool blank_disk);
+
+/*
  Boots `kernel` directly (an absolute path), with an optional `initrd`
  and kernel command line `cmdline` (both may be NULL).
 
@@ -2083,6 +3035,92 @@ enum VmanStatus vman_vm_spec_set_boot(struct VmanVmSpec *spec,
                                       const char *kernel,
                                       const char *initrd,
                                       const char *cmdline);
+
+/*
+ Boots from the CD-ROM before the disk (installs); needs an ISO, checked
+ when the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_boot_from_cdrom(struct VmanVmSpec *spec, bool boot_from_cdrom);
+
+/*
+ Puts the ISO at `iso` (an absolute path to a regular file) in the VM's
+ read-only CD-ROM drive. Checked when the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_cdrom(struct VmanVmSpec *spec, const char *iso);
+
+/*
+ Whether the guest gets a cloud-init NoCloud seed (hostname, SSH keys,
+ its addresses) at each start, with the caller's own `#cloud-config`
+ `user_data` merged in (`user_data` may be NULL: none). User-data
+ without cloud-init is refused when the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_cloud_init(struct VmanVmSpec *spec,
+                                            bool cloud_init,
+                                            const char *user_data);
+
+/*
+ Sets the graphical console: "none" (the default), "vnc-unix" (VNC on a
+ unix socket in the VM's run directory) or "vnc-tcp" (VNC on 127.0.0.1,
+ a free port chosen at each start); see `vman_vm_display_address`.
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_display(struct VmanVmSpec *spec, const char *display);
+
+/*
+ Sets the firmware: "bios" (SeaBIOS) or "uefi" (OVMF). Unset, it is the
+ image's, else BIOS.
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+ unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_firmware(struct VmanVmSpec *spec, const char *firmware);
+
+/*
+ Boots the VM from a linked clone of the registered image `image`, sized
+ by the template (its firmware, unless set, is the image's). Checked when
+ the VM is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_spec_set_image(struct VmanVmSpec *spec, const char *image);
 
 /*
  SSH key `index` of the VM (its own copy), in the order it was given.
@@ -2194,6 +3232,14 @@ enum VmanStatus vman_vm_stop(const struct VmanManager *manager,
  Thread-safe; never fails (clears the last error).
  */
 const char *vman_vm_template(const struct VmanVm *vm);
+
+/*
+ The caller's own user-data merged into the seed; NULL if none.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_user_data(const struct VmanVm *vm);
 
 /*
 

@@ -37,9 +37,10 @@ def test_a_core_error_arrives_as_its_kinds_class(manager):
             raise AssertionError("no error")
 
 
-# Each numeric default a public signature shows, and the core default it is
-# (vman_core::defaults, exported as vman._vman.DEFAULTS). None means "no
-# limit" or "vman's default", decided in core, and is not listed.
+# Each numeric or named default a public signature shows, and the core
+# default it is (vman_core::defaults and the enums' defaults, exported as
+# vman._vman.DEFAULTS). None means "no limit" or "vman's default", and ""
+# "none given", decided in core, and are not listed.
 CORE_DEFAULTS = {
     ("Manager", "stop", "timeout"): "stop_timeout",
     ("Manager", "restart", "timeout"): "stop_timeout",
@@ -47,6 +48,11 @@ CORE_DEFAULTS = {
     ("Manager", "wait_for_console", "timeout"): "console_wait_timeout",
     ("Manager", "vm_history", "limit"): "history_limit",
     ("Manager", "recent_events", "limit"): "history_limit",
+    ("Manager", "detach_disk", "timeout"): "detach_timeout",
+    ("Manager", "create_disk", "format"): "disk_format",
+    ("Manager", "register_image", "firmware"): "firmware",
+    ("Manager", "register_image", "arch"): "image_arch",
+    ("Manager", "create_vm", "display"): "display",
     ("Console", "read_until", "timeout"): "console_wait_timeout",
 }
 # Python's own: the buffer size of one read (no language but Python has a
@@ -55,7 +61,8 @@ PYTHON_DEFAULTS = {("Console", "read", "size"): 4096}
 
 
 def shown_defaults():
-    """Every numeric default in the signatures of vman's classes."""
+    """Every numeric or (non-empty) text default in the signatures of vman's
+    classes."""
     found = {}
     for cls_name in ["Manager", "Console", "EventStream", "NicSpec"]:
         cls = getattr(vman, cls_name)
@@ -64,7 +71,7 @@ def shown_defaults():
                 continue
             for param in inspect.signature(member).parameters.values():
                 default = param.default
-                if isinstance(default, numbers.Number) and not isinstance(default, bool):
+                if isinstance(default, numbers.Number) and not isinstance(default, bool) or default and isinstance(default, str):
                     found[(cls_name, name, param.name)] = default
     return found
 

@@ -154,7 +154,7 @@ def test_history_records_every_mutation_with_the_actor(base):
         ("template", "small", "created"), ("network", "lan", "created"),
         ("vm", "web1", "created"), ("vm", "web1", "deleted")]
     assert all(e.pid == os.getpid() and e.os_user for e in events)
-    assert events[-1].details == {"released": ["10.100.0.2"]}
+    assert events[-1].details == {"released": ["10.100.0.2"], "deleted_disks": []}
     assert json.loads(events[2].details_json)["nics"][0]["ip"] == "10.100.0.2"
     assert [e.id for e in base.recent_events(2)] == [events[2].id, events[3].id]
     # The name is free again; the deleted VM's history is reached by its id.

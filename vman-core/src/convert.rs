@@ -49,9 +49,24 @@ pub fn millis_arg(what: &'static str, ms: u64) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_millis(ms))
 }
 
+/// A host path from a caller (Python's `os.PathLike`) as the text vman
+/// records: one that is not UTF-8 is refused with
+/// [`crate::ErrorKind::InvalidArgument`], never altered.
+pub fn path_arg(what: &'static str, path: std::path::PathBuf) -> Result<String> {
+    path.into_os_string().into_string().map_err(|p| Error::invalid(what, format!("{} is not UTF-8", p.to_string_lossy())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_an_invalid_argument() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(path_arg("source", "/tmp/a.img".into()).unwrap(), "/tmp/a.img");
+        let bad = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff.img"));
+        assert_eq!(path_arg("source", bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+    }
 
     #[test]
     fn negative_and_oversized_numbers_are_invalid_arguments() {

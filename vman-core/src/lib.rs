@@ -62,14 +62,13 @@ pub use net::model::{AddrRange, Network, NetworkSpec};
 pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
-pub use storage::attach::DETACH_TIMEOUT;
 pub use storage::model::{
     Disk, DiskFilter, DiskFormat, DiskSpec, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES, Snapshot,
 };
 pub use storage::state::DiskState;
 pub use subscription::EventStream;
 pub use template::{Template, TemplateSpec};
-pub use vm::model::{Allocation, BootSpec, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
+pub use vm::model::{Allocation, BootSpec, Display, MAX_CMDLINE_LEN, MAX_NICS, Nic, NicSpec, PortForward, Vm, VmFilter, VmSpec};
 pub use vm::state::VmState;
 
 /// The values an API call takes when its caller does not say, the same in
@@ -86,6 +85,9 @@ pub mod defaults {
     pub const CONSOLE_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
     /// How many events a history query returns.
     pub const HISTORY_LIMIT: u32 = 100;
+    /// How long a detach from a running VM waits for the guest to release
+    /// the disk.
+    pub const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// vman's version, the same in the C header and the Python package.

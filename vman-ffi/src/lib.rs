@@ -9,13 +9,16 @@
 mod record;
 
 mod console;
+mod disk;
 mod error;
 mod event;
 mod guard;
+mod image;
 mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
+mod snapshot;
 mod ssh_key;
 mod template;
 mod vm;
@@ -23,12 +26,15 @@ mod vm;
 use std::ffi::c_char;
 
 pub use console::*;
+pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
 pub use event::*;
+pub use image::*;
 pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
 pub use reconcile::*;
+pub use snapshot::*;
 pub use ssh_key::*;
 pub use template::*;
 pub use vm::*;
@@ -46,6 +52,9 @@ pub const RECORD_ITEMS: &[&str] = &[
     vm::VmanVm::HEADER,
     vm::VmanNic::HEADER,
     event::VmanEvent::HEADER,
+    disk::VmanDisk::HEADER,
+    image::VmanImage::HEADER,
+    snapshot::VmanSnapshot::HEADER,
     reconcile::VmanReconcileReport::HEADER,
     ssh_key::VmanSshKey::HEADER,
     ssh_key::VmanVmSshKey::HEADER,

@@ -173,3 +173,38 @@ pub unsafe extern "C" fn vman_vm_resume(manager: *const VmanManager, name: *cons
     // SAFETY: forwarded contract.
     unsafe { operate(manager, name, out, |m, n| Ok(m.resume(n)?)) }
 }
+
+/// Puts the ISO at `iso` (an absolute path to a regular file) in the VM's
+/// CD-ROM drive, or ejects it when `iso` is NULL. A running or paused VM
+/// sees the change at once; otherwise it holds from the next start.
+///
+/// `out` may be NULL; otherwise on success `*out` is the VM as it is
+/// afterwards, owned by the caller (free it with `vman_vm_free`).
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad path, or an eject from a
+/// VM that boots from its CD-ROM), VMAN_STATUS_INVALID_STATE (the VM is
+/// starting or stopping), VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+/// VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER,
+/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+///
+/// Thread-safe: `manager` may be used by other threads at once (calls on
+/// one VM wait for each other).
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_change_cdrom(
+    manager: *const VmanManager,
+    name: *const c_char,
+    iso: *const c_char,
+    out: *mut *mut VmanVm,
+) -> VmanStatus {
+    // SAFETY: every pointer is NULL or valid, per this function's contract.
+    unsafe {
+        optional_handle(out, || {
+            let (manager, name, iso) =
+                (guard::handle(manager, "manager")?, guard::string(name, "name")?, guard::optional_string(iso, "iso")?);
+            Ok(manager.inner.change_cdrom(name, iso)?.into())
+        })
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, c_char};
 
-use vman_core::{BootSpec, Nic, NicSpec, Vm, VmFilter, VmSpec, VmState};
+use vman_core::{BootSpec, Display, Firmware, Nic, NicSpec, Vm, VmFilter, VmSpec, VmState};
 
 use crate::error::{Failure, VmanStatus};
 use crate::guard::{self, call, new_handle, optional_handle, out_param, write_out};
@@ -82,6 +82,21 @@ record! {
     /// How many host ports are forwarded to the guest (user-mode networking);
     /// see `vman_vm_port_forward`.
     fn vman_vm_port_forward_count -> number<usize> = |v| v.port_forwards.len();
+    /// "bios" (SeaBIOS) or "uefi" (OVMF).
+    fn vman_vm_firmware -> text = |v| v.firmware.as_str();
+    /// The ISO in its CD-ROM drive; NULL if none.
+    fn vman_vm_cdrom -> optional_text = |v| v.cdrom.as_ref();
+    /// Whether it boots from the CD-ROM before its disk.
+    fn vman_vm_boot_from_cdrom -> number<bool> = |v| v.boot_from_cdrom;
+    /// Its graphical console: "none", "vnc-unix" or "vnc-tcp".
+    fn vman_vm_display -> text = |v| v.display.as_str();
+    /// Where its VNC server listens while it runs ("unix:<path>" or
+    /// "127.0.0.1:<port>"); NULL otherwise.
+    fn vman_vm_display_address -> optional_text = |v| v.display_address.as_ref();
+    /// Whether it gets a cloud-init seed at each start.
+    fn vman_vm_cloud_init -> number<bool> = |v| v.cloud_init;
+    /// The caller's own user-data merged into the seed; NULL if none.
+    fn vman_vm_user_data -> optional_text = |v| v.user_data.as_ref();
     /// How many SSH keys the VM was given; see `vman_vm_ssh_key`.
     fn vman_vm_ssh_key_count -> number<usize> = |v| v.ssh_keys.len();
     /// SSH key `index` of the VM (its own copy), in the order it was given.
@@ -219,6 +234,154 @@ pub unsafe extern "C" fn vman_vm_spec_set_boot(
     })
 }
 
+/// Boots the VM from a linked clone of the registered image `image`, sized
+/// by the template (its firmware, unless set, is the image's). Checked when
+/// the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_image(spec: *mut VmanVmSpec, image: *const c_char) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", image, "image", |s, v| {
+            s.inner.image = Some(v.into());
+            Ok(())
+        })
+    }
+}
+
+/// Without an image: gives the VM an empty boot disk of the template's size
+/// (to install an OS onto from a CD-ROM). Checked when the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_blank_disk(spec: *mut VmanVmSpec, blank_disk: bool) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe { set_flag(spec, |s| s.blank_disk = blank_disk) }
+}
+
+/// Sets the firmware: "bios" (SeaBIOS) or "uefi" (OVMF). Unset, it is the
+/// image's, else BIOS.
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+/// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_firmware(spec: *mut VmanVmSpec, firmware: *const c_char) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", firmware, "firmware", |s, v| {
+            s.inner.firmware = Some(v.parse::<Firmware>()?);
+            Ok(())
+        })
+    }
+}
+
+/// Puts the ISO at `iso` (an absolute path to a regular file) in the VM's
+/// read-only CD-ROM drive. Checked when the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_cdrom(spec: *mut VmanVmSpec, iso: *const c_char) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", iso, "iso", |s, v| {
+            s.inner.cdrom = Some(v.into());
+            Ok(())
+        })
+    }
+}
+
+/// Boots from the CD-ROM before the disk (installs); needs an ISO, checked
+/// when the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_boot_from_cdrom(spec: *mut VmanVmSpec, boot_from_cdrom: bool) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe { set_flag(spec, |s| s.boot_from_cdrom = boot_from_cdrom) }
+}
+
+/// Sets the graphical console: "none" (the default), "vnc-unix" (VNC on a
+/// unix socket in the VM's run directory) or "vnc-tcp" (VNC on 127.0.0.1,
+/// a free port chosen at each start); see `vman_vm_display_address`.
+///
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (another name; `spec` is then
+/// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_display(spec: *mut VmanVmSpec, display: *const c_char) -> VmanStatus {
+    // SAFETY: per this function's contract.
+    unsafe {
+        guard::set_text(spec, "spec", display, "display", |s, v| {
+            s.inner.display = v.parse::<Display>()?;
+            Ok(())
+        })
+    }
+}
+
+/// Whether the guest gets a cloud-init NoCloud seed (hostname, SSH keys,
+/// its addresses) at each start, with the caller's own `#cloud-config`
+/// `user_data` merged in (`user_data` may be NULL: none). User-data
+/// without cloud-init is refused when the VM is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+///
+/// Not thread-safe: no other thread may use `spec` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_vm_spec_set_cloud_init(spec: *mut VmanVmSpec, cloud_init: bool, user_data: *const c_char) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        let (spec, user_data) = unsafe { (guard::handle_mut(spec, "spec")?, guard::optional_string(user_data, "user_data")?) };
+        spec.inner.cloud_init = cloud_init;
+        spec.inner.user_data = user_data.map(str::to_string);
+        Ok(())
+    })
+}
+
+/// The shape of a spec setter that takes a flag.
+///
+/// # Safety
+/// `spec` NULL or a live spec not used by another thread during the call.
+unsafe fn set_flag(spec: *mut VmanVmSpec, apply: impl FnOnce(&mut VmSpec)) -> VmanStatus {
+    call(|| {
+        // SAFETY: per this function's contract.
+        apply(&mut unsafe { guard::handle_mut(spec, "spec") }?.inner);
+        Ok(())
+    })
+}
+
 /// Frees a spec; NULL is a no-op. No other thread may use `spec` during or
 /// after the call. Never fails (clears the last error).
 ///
@@ -236,12 +399,16 @@ pub unsafe extern "C" fn vman_vm_spec_free(spec: *mut VmanVmSpec) {
 /// `out` may be NULL; otherwise on success `*out` is the new record, owned
 /// by the caller (free it with `vman_vm_free`).
 ///
-/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address or MAC,
-/// or an SSH key given twice), VMAN_STATUS_NOT_FOUND (no such template,
-/// network or SSH key),
-/// VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is taken),
-/// VMAN_STATUS_EXHAUSTED (a network has no free address),
-/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+/// Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad name, address, MAC,
+/// boot file or ISO; an SSH key given twice; an image and a blank disk
+/// together; a boot from an empty CD-ROM; user-data without cloud-init or
+/// that is no #cloud-config document; an image larger than the template's
+/// disk), VMAN_STATUS_NOT_FOUND (no such template, network, SSH key or
+/// image), VMAN_STATUS_ALREADY_EXISTS (the name, an address or a MAC is
+/// taken), VMAN_STATUS_EXHAUSTED (a network has no free address),
+/// VMAN_STATUS_QEMU, VMAN_STATUS_UNSUPPORTED, VMAN_STATUS_TIMEOUT (its
+/// boot disk could not be made; the VM is then taken back),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 ///
 /// Thread-safe: `manager` may be used by other threads at once; `spec` is
 /// only read.

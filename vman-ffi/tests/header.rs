@@ -31,6 +31,11 @@ fn default_constants() -> Vec<(&'static str, u128, &'static str)> {
             "How long vman_vm_wait_for_console usually waits.",
         ),
         ("VMAN_DEFAULT_HISTORY_LIMIT", u128::from(defaults::HISTORY_LIMIT), "How many events a history query usually returns."),
+        (
+            "VMAN_DEFAULT_DETACH_TIMEOUT_MS",
+            defaults::DETACH_TIMEOUT.as_millis(),
+            "How long vman_disk_detach usually waits for the guest to release a disk.",
+        ),
     ]
 }
 

@@ -79,6 +79,12 @@ fn required_out_params_answer_null_parameter_before_any_work() {
         null_parameter(vman_recent_events(m, 10, null_mut()), "out");
         null_parameter(vman_event_stream_new(m, null_mut()), "out");
         null_parameter(vman_event_stream_new_after(m, 0, null_mut()), "out");
+        null_parameter(vman_disk_get(m, name, null_mut()), "out");
+        null_parameter(vman_disk_list(m, null(), null(), null_mut()), "out");
+        null_parameter(vman_image_get(m, name, null_mut()), "out");
+        null_parameter(vman_image_list(m, null_mut()), "out");
+        null_parameter(vman_snapshot_list(m, name, null_mut()), "out");
+        null_parameter(vman_image_spec_new(name, c"/tmp/x.img".as_ptr(), null_mut()), "out");
         null_parameter(vman_open_options_new(null_mut()), "out");
         null_parameter(vman_default_state_dir(null_mut()), "out");
         // Checked first: no such VM would be NOT_FOUND, not what is answered.

@@ -41,3 +41,24 @@ impl<'a, 'py> FromPyObject<'a, 'py> for IntArg {
         }
     }
 }
+
+/// A file path argument: a ``str`` or an ``os.PathLike``. Core takes paths
+/// as text, so one that is not UTF-8 is refused (never altered) as
+/// `vman.InvalidArgumentError` naming the field; another type is a
+/// `TypeError`.
+pub(crate) struct PathArg(std::path::PathBuf);
+
+impl PathArg {
+    /// The path as text, or InvalidArgument naming `what`.
+    pub(crate) fn get(self, what: &'static str) -> vman_core::Result<String> {
+        vman_core::convert::path_arg(what, self.0)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for PathArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        obj.extract::<std::path::PathBuf>().map(PathArg)
+    }
+}

@@ -12,16 +12,22 @@ mod records;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
+use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 
 /// `vman._vman.DEFAULTS`: core's defaults as Python sees them (seconds as
-/// float), so a test can hold the signatures' shown defaults to them.
+/// float; the default of each enumerated option by name), so a test can
+/// hold the signatures' shown defaults to them.
 fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("stop_timeout", STOP_TIMEOUT.as_secs_f64())?;
     d.set_item("console_tail_bytes", CONSOLE_TAIL_BYTES)?;
     d.set_item("console_wait_timeout", CONSOLE_WAIT_TIMEOUT.as_secs_f64())?;
     d.set_item("history_limit", HISTORY_LIMIT)?;
+    d.set_item("detach_timeout", DETACH_TIMEOUT.as_secs_f64())?;
+    d.set_item("disk_format", vman_core::DiskFormat::default().as_str())?;
+    d.set_item("firmware", vman_core::Firmware::default().as_str())?;
+    d.set_item("display", vman_core::Display::default().as_str())?;
+    d.set_item("image_arch", vman_core::ImageSpec::new("", "").arch)?;
     Ok(d)
 }
 
@@ -35,7 +41,8 @@ mod _vman {
     use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]
     use crate::records::{
-        PyAllocation, PyDrift, PyEvent, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PySshKey, PyTemplate, PyVm, PyVmSshKey,
+        PyAllocation, PyDisk, PyDrift, PyEvent, PyImage, PyNetwork, PyNic, PyPortForward, PyReconcileReport, PySnapshot, PySshKey,
+        PyTemplate, PyVm, PyVmSshKey,
     };
 
     /// The default state directory: ``$VMAN_STATE_DIR``, else
@@ -62,6 +69,7 @@ mod _vman {
         crate::logging::install(m.py())?;
         m.add("__version__", vman_core::VERSION)?;
         m.add("VM_STATES", vman_core::VmState::ALL.map(|s| s.as_str()).to_vec())?;
+        m.add("DISK_STATES", vman_core::DiskState::ALL.map(|s| s.as_str()).to_vec())?;
         m.add("DEFAULTS", defaults(m.py())?)?;
         Ok(())
     }

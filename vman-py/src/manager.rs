@@ -11,15 +11,16 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
-use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
+use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 use vman_core::{
-    Accel, BootSpec, EventStream, Manager, NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
+    Accel, BootSpec, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec, Manager,
+    NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
 };
 
-use crate::args::IntArg;
+use crate::args::{IntArg, PathArg};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
-use crate::records::{PyAllocation, PyEvent, PyNetwork, PyReconcileReport, PySshKey, PyTemplate, PyVm};
+use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySnapshot, PySshKey, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
 /// given (otherwise allocated).
@@ -288,9 +289,21 @@ impl PyManager {
 
     /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
     /// addresses are allocated in one transaction, or none. ``kernel`` (with
-    /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly.
+    /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly;
+    /// ``image`` gives it a boot disk that is a linked clone of that
+    /// registered image, ``blank_disk`` an empty one (both sized by the
+    /// template). ``firmware`` is by default the image's, else ``"bios"``.
+    /// ``cdrom`` puts an ISO in its CD-ROM drive (``boot_from_cdrom``: boot
+    /// from it first); ``display`` gives it a VNC console; ``cloud_init``
+    /// a NoCloud seed at each start, with ``user_data`` merged in.
     /// ``ssh_keys`` names keys of the catalogue; the VM keeps its own copies.
-    #[pyo3(signature = (name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, ssh_keys=None))]
+    #[pyo3(signature = (
+        name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, blank_disk=false,
+        firmware=None, cdrom=None, boot_from_cdrom=false, display=Display::default().as_str(), cloud_init=false, user_data=None,
+        ssh_keys=None,
+    ), text_signature = "($self, name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, \
+        blank_disk=False, firmware=None, cdrom=None, boot_from_cdrom=False, display='none', cloud_init=False, user_data=None, \
+        ssh_keys=None)")]
     #[allow(clippy::too_many_arguments)]
     fn create_vm(
         &self,
@@ -301,16 +314,30 @@ impl PyManager {
         kernel: Option<String>,
         initrd: Option<String>,
         cmdline: Option<String>,
+        image: Option<String>,
+        blank_disk: bool,
+        firmware: Option<&str>,
+        cdrom: Option<PathArg>,
+        boot_from_cdrom: bool,
+        display: &str,
+        cloud_init: bool,
+        user_data: Option<String>,
         ssh_keys: Option<Vec<String>>,
     ) -> PyVmanResult<PyVm> {
-        let boot = BootSpec::from_parts(kernel, initrd, cmdline)?;
         let spec = VmSpec {
             name,
             template,
             nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(),
-            boot,
+            boot: BootSpec::from_parts(kernel, initrd, cmdline)?,
+            image,
+            blank_disk,
+            firmware: firmware.map(str::parse::<Firmware>).transpose()?,
+            cdrom: cdrom.map(|p| p.get("CD-ROM image")).transpose()?,
+            boot_from_cdrom,
+            display: display.parse::<Display>()?,
+            cloud_init,
+            user_data,
             ssh_keys: ssh_keys.unwrap_or_default(),
-            ..VmSpec::default()
         };
         Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
@@ -330,6 +357,137 @@ impl PyManager {
     #[pyo3(signature = (name, *, force=false))]
     fn delete_vm(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_vm(name, force))
+    }
+
+    /// Creates an empty disk of ``size_bytes`` bytes (at least one MiB, a
+    /// multiple of 512) under the state directory.
+    #[pyo3(signature = (name, size_bytes, *, format=DiskFormat::default().as_str()),
+           text_signature = "($self, name, size_bytes, *, format='qcow2')")]
+    fn create_disk(&self, py: Python<'_>, name: String, size_bytes: IntArg, format: &str) -> PyVmanResult<PyDisk> {
+        let spec = DiskSpec { name, size_bytes: size_bytes.get("disk size")?, format: format.parse::<DiskFormat>()? };
+        Ok(self.call(py, |m| m.create_disk(&spec))?.into())
+    }
+
+    /// Makes a disk of an existing image file (an absolute path; not a
+    /// device node, not through a symlink): copied into the state
+    /// directory, or with ``copy=False`` used in place, which must be inside
+    /// it. ``format`` None probes it (an image naming a backing file is then
+    /// refused).
+    #[pyo3(signature = (name, source, *, format=None, copy=true))]
+    fn import_disk(&self, py: Python<'_>, name: String, source: PathArg, format: Option<&str>, copy: bool) -> PyVmanResult<PyDisk> {
+        let spec = ImportSpec { name, source: source.get("disk source")?, format: format.map(str::parse::<DiskFormat>).transpose()?, copy };
+        Ok(self.call(py, |m| m.import_disk(&spec))?.into())
+    }
+
+    fn disk(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyDisk> {
+        Ok(self.call(py, |m| m.disk(name))?.into())
+    }
+
+    /// Disks by name; only those attached to ``vm``, or in ``state``, if given.
+    #[pyo3(signature = (*, vm=None, state=None))]
+    fn disks(&self, py: Python<'_>, vm: Option<String>, state: Option<&str>) -> PyVmanResult<Vec<PyDisk>> {
+        let filter = DiskFilter { vm, state: state.map(str::parse::<DiskState>).transpose()? };
+        Ok(self.call(py, |m| m.disks(&filter))?.into_iter().map(Into::into).collect())
+    }
+
+    /// Deletes a disk attached to no VM, and its file if vman owns it.
+    fn delete_disk(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_disk(name))
+    }
+
+    /// Grows a disk (live while its VM runs); shrinking loses data past the
+    /// new end, so it needs ``force=True`` and a VM that does not run.
+    #[pyo3(signature = (name, size_bytes, *, force=false))]
+    fn resize_disk(&self, py: Python<'_>, name: &str, size_bytes: IntArg, force: bool) -> PyVmanResult<PyDisk> {
+        let size_bytes = size_bytes.get("disk size")?;
+        Ok(self.call(py, |m| m.resize_disk(name, size_bytes, force))?.into())
+    }
+
+    /// Attaches an available disk to a VM: part of its next start, or
+    /// hot-plugged into its running QEMU (the guest sees a new virtio disk).
+    fn attach_disk(&self, py: Python<'_>, vm: &str, disk: &str) -> PyVmanResult<PyDisk> {
+        Ok(self.call(py, |m| m.attach_disk(vm, disk))?.into())
+    }
+
+    /// Detaches a disk. From a running VM the guest is asked to release it
+    /// and given ``timeout`` seconds; if it does not,
+    /// :class:`vman.TimeoutError` is raised and the disk stays attached.
+    #[pyo3(signature = (vm, disk, timeout=DETACH_TIMEOUT.as_secs_f64()), text_signature = "($self, vm, disk, timeout=30.0)")]
+    fn detach_disk(&self, py: Python<'_>, vm: &str, disk: &str, timeout: f64) -> PyVmanResult<PyDisk> {
+        let timeout = seconds_arg("timeout", timeout)?;
+        Ok(self.call(py, |m| m.detach_disk(vm, disk, timeout))?.into())
+    }
+
+    /// Registers a base image (an absolute path to a regular file): its
+    /// format and size are read, its SHA-256 computed, and (unless
+    /// ``copy=False``: used in place, inside the state directory) its file
+    /// copied in.
+    #[pyo3(signature = (
+        name, source, *, os=String::new(), arch=ImageSpec::new("", "").arch, description=String::new(),
+        firmware=Firmware::default().as_str(), format=None, copy=true,
+    ), text_signature = "($self, name, source, *, os='', arch='x86_64', description='', firmware='bios', format=None, copy=True)")]
+    #[allow(clippy::too_many_arguments)]
+    fn register_image(
+        &self,
+        py: Python<'_>,
+        name: String,
+        source: PathArg,
+        os: String,
+        arch: String,
+        description: String,
+        firmware: &str,
+        format: Option<&str>,
+        copy: bool,
+    ) -> PyVmanResult<PyImage> {
+        let file =
+            ImportSpec { name, source: source.get("image source")?, format: format.map(str::parse::<DiskFormat>).transpose()?, copy };
+        let spec = ImageSpec { file, os, arch, description, firmware: firmware.parse::<Firmware>()? };
+        Ok(self.call(py, |m| m.register_image(&spec))?.into())
+    }
+
+    fn image(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyImage> {
+        Ok(self.call(py, |m| m.image(name))?.into())
+    }
+
+    fn images(&self, py: Python<'_>) -> PyVmanResult<Vec<PyImage>> {
+        Ok(self.call(py, |m| m.images())?.into_iter().map(Into::into).collect())
+    }
+
+    /// Removes an image from the catalogue (and its file, if copied in);
+    /// :class:`vman.InUseError` while a disk is cloned from it.
+    fn delete_image(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_image(name))
+    }
+
+    /// Takes snapshot ``name`` of every disk of a VM (all qcow2): of a
+    /// stopped VM with qemu-img, of a running or paused one with a QMP job
+    /// that saves its memory too.
+    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
+        Ok(self.call(py, |m| m.create_snapshot(vm, name))?.into())
+    }
+
+    /// A VM's snapshots, oldest first.
+    fn snapshots(&self, py: Python<'_>, vm: &str) -> PyVmanResult<Vec<PySnapshot>> {
+        Ok(self.call(py, |m| m.snapshots(vm))?.into_iter().map(Into::into).collect())
+    }
+
+    /// Brings a VM's disks back to a snapshot: a stopped VM to any, a
+    /// running one (memory too) only to a live one; reverting a running
+    /// guest's disks to a disk-only snapshot raises
+    /// :class:`vman.UnsupportedError` (stop it first).
+    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
+        Ok(self.call(py, |m| m.revert_snapshot(vm, name))?.into())
+    }
+
+    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<()> {
+        self.call(py, |m| m.delete_snapshot(vm, name))
+    }
+
+    /// Puts the ISO at ``iso`` in the VM's CD-ROM drive, or ejects it when
+    /// ``iso`` is None: at once in a running VM, else from its next start.
+    fn change_cdrom(&self, py: Python<'_>, vm: &str, iso: Option<PathArg>) -> PyVmanResult<PyVm> {
+        let iso = iso.map(|p| p.get("CD-ROM image")).transpose()?;
+        Ok(self.call(py, |m| m.change_cdrom(vm, iso.as_deref()))?.into())
     }
 
     /// Starts QEMU; returns once it answers on QMP (the guest then boots).

@@ -178,6 +178,20 @@ pub(crate) struct PyVm {
     #[pyo3(get)]
     port_forwards: Vec<PyPortForward>,
     #[pyo3(get)]
+    firmware: &'static str,
+    #[pyo3(get)]
+    cdrom: Option<String>,
+    #[pyo3(get)]
+    boot_from_cdrom: bool,
+    #[pyo3(get)]
+    display: &'static str,
+    #[pyo3(get)]
+    display_address: Option<String>,
+    #[pyo3(get)]
+    cloud_init: bool,
+    #[pyo3(get)]
+    user_data: Option<String>,
+    #[pyo3(get)]
     ssh_keys: Vec<PyVmSshKey>,
     #[pyo3(get)]
     created_at_ms: i64,
@@ -220,6 +234,13 @@ impl From<vman_core::Vm> for PyVm {
             pid: v.pid,
             accel: v.accel,
             last_error: v.last_error,
+            firmware: v.firmware.as_str(),
+            cdrom: v.cdrom,
+            boot_from_cdrom: v.boot_from_cdrom,
+            display: v.display.as_str(),
+            display_address: v.display_address,
+            cloud_init: v.cloud_init,
+            user_data: v.user_data,
             id: v.id,
             name: v.name,
             template: v.template,
@@ -238,6 +259,164 @@ impl PyVm {
         let ips: Vec<&str> = self.nics.iter().map(|n| n.ip.as_str()).collect();
         let pid = self.pid.map_or(String::new(), |p| format!(", pid={p}"));
         format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?}{pid})", self.name, self.state, self.template, ips)
+    }
+}
+
+/// A disk: a file under the state directory (or a caller's, used in
+/// place) that VMs attach.
+#[pyclass(frozen, eq, hash, module = "vman", name = "Disk")]
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct PyDisk {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    format: &'static str,
+    #[pyo3(get)]
+    size_bytes: u64,
+    #[pyo3(get)]
+    path: String,
+    #[pyo3(get)]
+    owned: bool,
+    #[pyo3(get)]
+    image: Option<String>,
+    #[pyo3(get)]
+    state: &'static str,
+    #[pyo3(get)]
+    vm: Option<String>,
+    #[pyo3(get)]
+    slot: Option<u32>,
+    #[pyo3(get)]
+    delete_with_vm: bool,
+    #[pyo3(get)]
+    last_error: Option<String>,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Disk> for PyDisk {
+    fn from(d: vman_core::Disk) -> Self {
+        PyDisk {
+            id: d.id,
+            name: d.name,
+            format: d.format.as_str(),
+            size_bytes: d.size_bytes,
+            path: d.path,
+            owned: d.owned,
+            image: d.image,
+            state: d.state.as_str(),
+            vm: d.vm,
+            slot: d.slot,
+            delete_with_vm: d.delete_with_vm,
+            last_error: d.last_error,
+            created_at_ms: d.created_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDisk {
+    fn __repr__(&self) -> String {
+        let on = self.vm.as_ref().map_or(String::new(), |vm| format!(", vm={vm:?}, slot={}", self.slot.unwrap_or_default()));
+        format!("Disk(name={:?}, format={:?}, size_bytes={}, state={:?}{on})", self.name, self.format, self.size_bytes, self.state)
+    }
+}
+
+/// A base image of the catalogue. Its file is never written: VMs boot from
+/// linked clones of it.
+#[pyclass(frozen, eq, hash, module = "vman", name = "Image")]
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct PyImage {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    os: String,
+    #[pyo3(get)]
+    arch: String,
+    #[pyo3(get)]
+    description: String,
+    #[pyo3(get)]
+    format: &'static str,
+    #[pyo3(get)]
+    virtual_size: u64,
+    #[pyo3(get)]
+    sha256: String,
+    #[pyo3(get)]
+    firmware: &'static str,
+    #[pyo3(get)]
+    path: String,
+    #[pyo3(get)]
+    owned: bool,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Image> for PyImage {
+    fn from(i: vman_core::Image) -> Self {
+        PyImage {
+            id: i.id,
+            name: i.name,
+            os: i.os,
+            arch: i.arch,
+            description: i.description,
+            format: i.format.as_str(),
+            virtual_size: i.virtual_size,
+            sha256: i.sha256,
+            firmware: i.firmware.as_str(),
+            path: i.path,
+            owned: i.owned,
+            created_at_ms: i.created_at_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyImage {
+    fn __repr__(&self) -> String {
+        format!(
+            "Image(name={:?}, os={:?}, format={:?}, virtual_size={}, firmware={:?})",
+            self.name, self.os, self.format, self.virtual_size, self.firmware
+        )
+    }
+}
+
+/// A snapshot of a VM's disks (and, taken live, of its memory).
+#[pyclass(frozen, eq, hash, module = "vman", name = "Snapshot")]
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct PySnapshot {
+    #[pyo3(get)]
+    id: i64,
+    #[pyo3(get)]
+    vm: String,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    live: bool,
+    #[pyo3(get)]
+    state: String,
+    #[pyo3(get)]
+    created_at_ms: i64,
+}
+
+impl From<vman_core::Snapshot> for PySnapshot {
+    fn from(s: vman_core::Snapshot) -> Self {
+        PySnapshot { id: s.id, vm: s.vm, name: s.name, live: s.live, state: s.state, created_at_ms: s.created_at_ms }
+    }
+}
+
+#[pymethods]
+impl PySnapshot {
+    fn __repr__(&self) -> String {
+        format!(
+            "Snapshot(vm={:?}, name={:?}, live={}, state={:?})",
+            self.vm,
+            self.name,
+            if self.live { "True" } else { "False" },
+            self.state
+        )
     }
 }
 

@@ -18,9 +18,6 @@ use crate::vm::lifecycle::lock_vm;
 use crate::vm::model::Vm;
 use crate::vm::state::VmState;
 
-/// How long a detach from a running VM waits for the guest by default.
-pub const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
-
 fn disk_by_name(ctx: &Inner, name: &str) -> Result<Disk> {
     ctx.store().read(|tx| store::disk_by_name(tx, name)?.ok_or_else(|| Error::not_found("disk", name)))
 }
@@ -86,6 +83,7 @@ impl Manager {
     /// Detaches a disk from a VM. From a running VM the guest is asked to
     /// release it and given `timeout`; if it does not, this fails with
     /// [`crate::ErrorKind::Timeout`] and the disk stays attached.
+    /// [`defaults::DETACH_TIMEOUT`](crate::defaults::DETACH_TIMEOUT) is the usual wait.
     pub fn detach_disk(&self, vm: &str, disk: &str, timeout: Duration) -> Result<Disk> {
         let ctx = &*self.inner;
         let (_lock, vm) = lock_vm(ctx, vm)?;
