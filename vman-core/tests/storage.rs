@@ -186,7 +186,7 @@ fn images_are_hashed_cloned_and_kept_while_a_clone_exists() {
 fn guest_disk_sectors(m: &Manager, vm: &str, dev: &str) -> Option<u64> {
     let mut console = m.console(vm).unwrap();
     console.write_all(format!("cat /sys/block/{dev}/size 2>/dev/null || echo NODISK\n").as_bytes(), SHORT).unwrap();
-    let out = console.read_until(r"(?m)^(\d+|NODISK)\r?$", SHORT).unwrap();
+    let out = console.read_until(r"(?m)^(\d+|NODISK)\r?\n", SHORT).unwrap();
     let out = String::from_utf8_lossy(&out);
     let last = out.lines().map(str::trim).rfind(|l| !l.is_empty() && (l.chars().all(|c| c.is_ascii_digit()) || *l == "NODISK")).unwrap();
     last.parse().ok()
@@ -217,6 +217,10 @@ fn a_disk_hot_plugged_into_a_running_guest_appears_and_goes() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(seen, Some(48 * MIB / 512));
+    // Grown live: the guest sees the new size at once; shrinking under it is refused.
+    assert_eq!(m.resize_disk("hot", 64 * MIB, false).unwrap().size_bytes, 64 * MIB);
+    assert_eq!(guest_disk_sectors(&m, "g", "vda"), Some(64 * MIB / 512));
+    assert_eq!(m.resize_disk("hot", 32 * MIB, true).unwrap_err().kind(), ErrorKind::Unsupported);
     // Attached: it cannot be deleted.
     assert_eq!(m.delete_disk("hot").unwrap_err().kind(), ErrorKind::InvalidState);
 
@@ -402,4 +406,36 @@ fn a_cloud_init_vm_starts_with_a_seed_holding_its_keys_and_addresses() {
     m.force_stop("ci").unwrap();
     m.delete_vm("ci", false).unwrap();
     assert!(!seed.exists(), "the seed goes with its VM");
+}
+
+#[test]
+fn a_vnc_display_answers_on_its_recorded_address_only_while_the_vm_runs() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    let banner = |stream: &mut dyn std::io::Read| {
+        let mut hello = [0u8; 12];
+        stream.read_exact(&mut hello).unwrap();
+        String::from_utf8_lossy(&hello).into_owned()
+    };
+    for (name, display) in [("tcp", vman_core::Display::VncTcp), ("unix", vman_core::Display::VncUnix)] {
+        let vm = m.create_vm(&VmSpec { display, ..VmSpec::new(name, "t").boot(boot.clone()) }).unwrap();
+        assert_eq!((vm.display, vm.display_address), (display, None));
+        let vm = m.start(name).unwrap();
+        let address = vm.display_address.clone().unwrap();
+        let hello = match address.strip_prefix("unix:") {
+            Some(path) => banner(&mut std::os::unix::net::UnixStream::connect(path).unwrap()),
+            None => {
+                assert!(address.starts_with("127.0.0.1:59"), "{address}");
+                banner(&mut std::net::TcpStream::connect(&address).unwrap())
+            }
+        };
+        assert!(hello.starts_with("RFB 003."), "{hello:?}");
+        m.force_stop(name).unwrap();
+        assert_eq!(m.vm(name).unwrap().display_address, None);
+    }
+    // Off by default: no address, and QEMU gets no display device.
+    assert_eq!(m.create_vm(&VmSpec::new("none", "t").boot(boot)).unwrap().display_address, None);
 }
