@@ -2661,8 +2661,8 @@ uint64_t vman_vm_disk_gib(const struct VmanVm *vm);
 const char *vman_vm_display(const struct VmanVm *vm);
 
 /*
- Where its VNC server listens while it runs ("unix:<path>" or
- "127.0.0.1:<port>"); NULL otherwise.
+ Where its VNC server listens while it runs (`unix:<path>` or
+ `127.0.0.1:<port>`); NULL otherwise.
 
  Borrowed from the record (valid until it is freed); NULL when absent or the record is
  NULL. Thread-safe; never fails (clears the last error).

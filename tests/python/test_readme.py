@@ -55,7 +55,7 @@ def expected_prints(block: str) -> list[re.Pattern[str]]:
 
 @pytest.mark.timeout(600)
 def test_the_python_examples_run_as_the_readme_says(tmp_path: Path, guest: dict) -> None:
-    example, follow = blocks("python")
+    example, follow, _storage = blocks("python")
     state = tmp_path / "state"
     program = PRELUDE + substitute(example, {
         '"/path/vmlinuz"': repr(guest["kernel"]),
@@ -97,6 +97,30 @@ def test_the_python_examples_run_as_the_readme_says(tmp_path: Path, guest: dict)
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+@pytest.mark.timeout(300)
+def test_the_storage_example_runs_as_the_readme_says(tmp_path: Path) -> None:
+    storage = blocks("python")[2]
+    image = tmp_path / "debian-12.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    program = PRELUDE + substitute(storage, {
+        '"/path/debian-12.qcow2"': repr(str(image)),
+        '"/path/id_ed25519.pub"': repr(str(key) + ".pub"),
+    })
+    state = tmp_path / "state"
+    env = {**os.environ, "VMAN_STATE_DIR": str(state)}
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    printed, patterns = out.stdout.splitlines(), expected_prints(storage)
+    assert len(patterns) == 2 and len(printed) == len(patterns), printed
+    for line, pattern in zip(printed, patterns):
+        assert pattern.match(line), f"printed {line!r}, the README says {pattern.pattern!r}"
+    with vman.Manager(state, accel="tcg", network="isolated") as m:
+        assert [i.name for i in m.images()] == ["debian-12"] and m.vms() == []
+        assert m.allocations("db") == [], "db1's address was released"
 
 
 class Lines:

@@ -78,6 +78,8 @@ fn bad_disk_input_is_refused_and_changes_nothing() {
     assert!(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&img).arg("16M").status().unwrap().success());
     let link = outside.path().join("link.qcow2");
     std::os::unix::fs::symlink(&img, &link).unwrap();
+    let vmdk = outside.path().join("x.vmdk");
+    assert!(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "vmdk"]).arg(&vmdk).arg("16M").status().unwrap().success());
     let text = outside.path().join("notes.txt");
     std::fs::write(&text, "not an image").unwrap();
     let with_backing = outside.path().join("overlay.qcow2");
@@ -104,6 +106,7 @@ fn bad_disk_input_is_refused_and_changes_nothing() {
         ("device node", m.import_disk(&ImportSpec::new("a", "/dev/zero")).unwrap_err()),
         ("symlink", m.import_disk(&ImportSpec::new("a", link.to_str().unwrap())).unwrap_err()),
         ("not an image", m.import_disk(&ImportSpec::new("a", text.to_str().unwrap()).format(DiskFormat::Qcow2)).unwrap_err()),
+        ("unknown format", m.import_disk(&ImportSpec::new("a", vmdk.to_str().unwrap())).unwrap_err()),
         ("backing file", m.import_disk(&ImportSpec::new("a", with_backing.to_str().unwrap())).unwrap_err()),
         ("in place outside the state dir", m.import_disk(&ImportSpec::new("a", img.to_str().unwrap()).in_place()).unwrap_err()),
         (
@@ -130,6 +133,7 @@ fn bad_disk_input_is_refused_and_changes_nothing() {
             ("device node", ErrorKind::InvalidArgument),
             ("symlink", ErrorKind::InvalidArgument),
             ("not an image", ErrorKind::InvalidArgument),
+            ("unknown format", ErrorKind::InvalidArgument),
             ("backing file", ErrorKind::InvalidArgument),
             ("in place outside the state dir", ErrorKind::InvalidArgument),
             ("image in place outside", ErrorKind::InvalidArgument),
@@ -141,7 +145,8 @@ fn bad_disk_input_is_refused_and_changes_nothing() {
         ]
     );
     assert!(cases[7].1.full_message().contains("symlink"), "{}", cases[7].1.full_message());
-    assert!(cases[9].1.full_message().contains("backing file"), "{}", cases[9].1.full_message());
+    assert!(cases[9].1.full_message().contains("vmdk"), "{}", cases[9].1.full_message());
+    assert!(cases[10].1.full_message().contains("backing file"), "{}", cases[10].1.full_message());
     assert_eq!(snapshot_of(&m), before);
     assert_eq!(files_in(&disks_dir), files);
     assert_eq!(m.vms(&Default::default()).unwrap().len(), 1);
@@ -186,7 +191,7 @@ fn images_are_hashed_cloned_and_kept_while_a_clone_exists() {
 fn guest_disk_sectors(m: &Manager, vm: &str, dev: &str) -> Option<u64> {
     let mut console = m.console(vm).unwrap();
     console.write_all(format!("cat /sys/block/{dev}/size 2>/dev/null || echo NODISK\n").as_bytes(), SHORT).unwrap();
-    let out = console.read_until(r"(?m)^(\d+|NODISK)\r?$", SHORT).unwrap();
+    let out = console.read_until(r"(?m)^(\d+|NODISK)\r?\n", SHORT).unwrap();
     let out = String::from_utf8_lossy(&out);
     let last = out.lines().map(str::trim).rfind(|l| !l.is_empty() && (l.chars().all(|c| c.is_ascii_digit()) || *l == "NODISK")).unwrap();
     last.parse().ok()
@@ -217,6 +222,10 @@ fn a_disk_hot_plugged_into_a_running_guest_appears_and_goes() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(seen, Some(48 * MIB / 512));
+    // Grown live: the guest sees the new size at once; shrinking under it is refused.
+    assert_eq!(m.resize_disk("hot", 64 * MIB, false).unwrap().size_bytes, 64 * MIB);
+    assert_eq!(guest_disk_sectors(&m, "g", "vda"), Some(64 * MIB / 512));
+    assert_eq!(m.resize_disk("hot", 32 * MIB, true).unwrap_err().kind(), ErrorKind::Unsupported);
     // Attached: it cannot be deleted.
     assert_eq!(m.delete_disk("hot").unwrap_err().kind(), ErrorKind::InvalidState);
 
@@ -402,4 +411,73 @@ fn a_cloud_init_vm_starts_with_a_seed_holding_its_keys_and_addresses() {
     m.force_stop("ci").unwrap();
     m.delete_vm("ci", false).unwrap();
     assert!(!seed.exists(), "the seed goes with its VM");
+}
+
+#[test]
+fn a_vnc_display_answers_on_its_recorded_address_only_while_the_vm_runs() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    let banner = |stream: &mut dyn std::io::Read| {
+        let mut hello = [0u8; 12];
+        stream.read_exact(&mut hello).unwrap();
+        String::from_utf8_lossy(&hello).into_owned()
+    };
+    for (name, display) in [("tcp", vman_core::Display::VncTcp), ("unix", vman_core::Display::VncUnix)] {
+        let vm = m.create_vm(&VmSpec { display, ..VmSpec::new(name, "t").boot(boot.clone()) }).unwrap();
+        assert_eq!((vm.display, vm.display_address), (display, None));
+        let vm = m.start(name).unwrap();
+        let address = vm.display_address.clone().unwrap();
+        let hello = match address.strip_prefix("unix:") {
+            Some(path) => banner(&mut std::os::unix::net::UnixStream::connect(path).unwrap()),
+            None => {
+                assert!(address.starts_with("127.0.0.1:59"), "{address}");
+                banner(&mut std::net::TcpStream::connect(&address).unwrap())
+            }
+        };
+        assert!(hello.starts_with("RFB 003."), "{hello:?}");
+        m.force_stop(name).unwrap();
+        assert_eq!(m.vm(name).unwrap().display_address, None);
+    }
+    // Off by default: no address, and QEMU gets no display device.
+    assert_eq!(m.create_vm(&VmSpec::new("none", "t").boot(boot)).unwrap().display_address, None);
+}
+
+#[test]
+fn disks_attached_to_a_stopped_vm_boot_in_slot_order() {
+    let Some(boot) = boot("") else { return };
+    let dir = state_dir();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 128, 1)).unwrap();
+    m.create_vm(&VmSpec::new("o", "t").boot(boot)).unwrap();
+    // Made in one order, attached in another: the slot decides.
+    for (name, mib) in [("third", 24), ("first", 8), ("second", 16)] {
+        m.create_disk(&DiskSpec::new(name, mib * MIB)).unwrap();
+    }
+    for name in ["first", "second", "third"] {
+        m.attach_disk("o", name).unwrap();
+    }
+    let slots: Vec<(String, Option<u32>)> =
+        m.disks(&DiskFilter { vm: Some("o".into()), ..Default::default() }).unwrap().into_iter().map(|d| (d.name, d.slot)).collect();
+    assert_eq!(slots, [("first".to_string(), Some(0)), ("second".to_string(), Some(1)), ("third".to_string(), Some(2))]);
+    let seen = |m: &Manager| {
+        m.start("o").unwrap();
+        m.wait_for_console("o", READY, BOOT_WAIT).unwrap();
+        let console = String::from_utf8_lossy(&m.console_tail("o", 64 * 1024).unwrap()).into_owned();
+        m.force_stop("o").unwrap();
+        // This run's lines only: the log keeps earlier runs before them.
+        let run = console.rsplit("VMAN-DISK vda").next().map(|rest| format!("VMAN-DISK vda{rest}")).unwrap_or_default();
+        run.lines().filter(|l| l.starts_with("VMAN-DISK")).map(|l| l.trim().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(seen(&m), ["VMAN-DISK vda 16384", "VMAN-DISK vdb 32768", "VMAN-DISK vdc 49152"]);
+    // A detached slot is the next one taken; the others keep their names.
+    m.detach_disk("o", "first", SHORT).unwrap();
+    m.create_disk(&DiskSpec::new("fourth", 4 * MIB)).unwrap();
+    assert_eq!(m.attach_disk("o", "fourth").unwrap().slot, Some(0));
+    let after = seen(&m);
+    assert_eq!(after.last().map(String::as_str), Some("VMAN-DISK vdc 49152"), "{after:?}");
+    assert_eq!(after.first().map(String::as_str), Some("VMAN-DISK vda 8192"), "{after:?}");
 }

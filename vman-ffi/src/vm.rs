@@ -90,8 +90,8 @@ record! {
     fn vman_vm_boot_from_cdrom -> number<bool> = |v| v.boot_from_cdrom;
     /// Its graphical console: "none", "vnc-unix" or "vnc-tcp".
     fn vman_vm_display -> text = |v| v.display.as_str();
-    /// Where its VNC server listens while it runs ("unix:<path>" or
-    /// "127.0.0.1:<port>"); NULL otherwise.
+    /// Where its VNC server listens while it runs (`unix:<path>` or
+    /// `127.0.0.1:<port>`); NULL otherwise.
     fn vman_vm_display_address -> optional_text = |v| v.display_address.as_ref();
     /// Whether it gets a cloud-init seed at each start.
     fn vman_vm_cloud_init -> number<bool> = |v| v.cloud_init;
