@@ -124,21 +124,28 @@ fn settle_disk(ctx: &Inner, disk: Disk, report: &mut ReconcileReport) -> Result<
         }
         (state, Some(vm)) => {
             let live = vm.state.has_process();
-            let plugged = live && {
+            let plugged = |ctx: &Inner| -> Result<bool> {
                 let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
-                hotplug::plugged_devices(&mut qmp, &vm)?.contains(&crate::storage::devices::device_id(disk.id))
+                Ok(hotplug::plugged_devices(&mut qmp, &vm)?.contains(&crate::storage::devices::device_id(disk.id)))
             };
             // A detach whose request QEMU still holds: its caller asked for
             // it and died, so see it through (the guest may be releasing the
-            // disk right now); a guest that does not let go keeps it attached.
-            let released = state == DiskState::Detaching && plugged && hotplug::unplug(ctx, &vm, &disk, RECONCILE_DETACH_WAIT).is_ok();
-            if live && !plugged {
+            // disk right now); a guest that does not let go keeps it. What
+            // QEMU has afterwards decides, not how the wait ended.
+            if live
+                && state == DiskState::Detaching
+                && plugged(ctx)?
+                && let Err(e) = hotplug::unplug(ctx, &vm, &disk, RECONCILE_DETACH_WAIT)
+            {
+                log::info!("reconcile: disk {:?} of VM {:?} was not released: {e}", disk.name, vm.name);
+            }
+            let attached = live && plugged(ctx)?;
+            if live && !attached {
                 let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
                 hotplug::remove_node(&mut qmp, &vm, disk.id)?;
             }
             // Plugged: it is attached, whatever was intended. Not plugged:
             // an attach that never happened is undone, a detach is finished.
-            let attached = plugged && !released;
             let (to, on) = if attached { (DiskState::Attached, Some((vm.id.as_str(), slot))) } else { (DiskState::Available, None) };
             ctx.store().write(|tx| store::set_disk_state(tx, disk.id, state, to, on, ""))?;
             let seen = if attached { "plugged" } else { "not plugged" };

@@ -40,36 +40,48 @@ pub(crate) fn unplug(ctx: &Inner, vm: &Vm, disk: &Disk, timeout: Duration) -> Re
     let id = device_id(disk.id);
     let started = Instant::now();
     if plugged_devices(&mut qmp, vm)?.contains(&id) {
-        match qmp.execute("device_del", Some(json!({"id": id}))) {
-            Ok(_) => {}
+        let requested = match qmp.execute("device_del", Some(json!({"id": id}))) {
+            Ok(_) => true,
+            // Gone between the look and the request: the guest let go.
+            Err(_) if !plugged_devices(&mut qmp, vm)?.contains(&id) => false,
             // QEMU refuses a second request while an earlier, timed-out
             // detach's is pending (the device is still there, as just
             // checked): that request stands, so wait for the guest again.
-            Err(crate::runtime::qmp::QmpError::Command { ref class, .. }) if class == "GenericError" => {}
+            Err(crate::runtime::qmp::QmpError::Command { ref class, .. }) if class == "GenericError" => true,
             Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "device_del", source }),
-        }
-        let deadline = started + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let event = qmp.wait_event("DEVICE_DELETED", left).map_err(qmp_error(vm, "device_del"))?;
-            match event {
-                Some(e) if e.data.get("device").and_then(Value::as_str) == Some(id.as_str()) => break,
-                Some(_) => continue, // the virtio backend's own event, or another device's
-                None => {
-                    return Err(Error::Timeout {
-                        what: format!(
-                            "the guest of VM {:?} to release disk {:?}; it did not, so the disk stays attached \
-                             (the request stands: if the guest lets go later, the next detach or reconcile completes it)",
-                            vm.name, disk.name
-                        ),
-                        waited_ms: started.elapsed().as_millis() as u64,
-                        source: None,
-                    });
-                }
-            }
+        };
+        if requested {
+            wait_deleted(&mut qmp, vm, disk, &id, started, timeout)?;
         }
     }
     remove_node(&mut qmp, vm, disk.id)
+}
+
+/// Waits for the guest to release device `id` (QEMU's `DEVICE_DELETED`).
+fn wait_deleted(qmp: &mut QmpClient, vm: &Vm, disk: &Disk, id: &str, started: Instant, timeout: Duration) -> Result<()> {
+    let deadline = started + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = qmp.wait_event("DEVICE_DELETED", left).map_err(qmp_error(vm, "device_del"))?;
+        match event {
+            Some(e) if e.data.get("device").and_then(Value::as_str) == Some(id) => break,
+            Some(_) => continue, // the virtio backend's own event, or another device's
+            // The event may have come before this connection was made.
+            None if !plugged_devices(qmp, vm)?.contains(id) => break,
+            None => {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "the guest of VM {:?} to release disk {:?}; it did not, so the disk stays attached \
+                         (the request stands: if the guest lets go later, the next detach or reconcile completes it)",
+                        vm.name, disk.name
+                    ),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                    source: None,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long a block node may stay busy after its device left: QEMU lets go

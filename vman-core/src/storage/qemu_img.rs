@@ -126,7 +126,18 @@ fn run(args: &[String], timeout: Duration) -> Result<Vec<u8>> {
     let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));
     let mut stderr = child.stderr.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));
     let started = Instant::now();
-    let exited = Pidfd::open(child.id()).and_then(|pidfd| pidfd.wait(timeout)).unwrap_or(false);
+    let exited = match Pidfd::open(child.id()) {
+        Ok(pidfd) => pidfd.wait(timeout).map_err(|e| Error::io("wait for", QEMU_IMG, e))?,
+        // No pidfd (an old kernel, or valgrind): poll our own child.
+        Err(_) => loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break true,
+                Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) => break false,
+                Err(e) => return Err(Error::io("wait for", QEMU_IMG, e)),
+            }
+        },
+    };
     if !exited {
         let _ = child.kill();
         let _ = child.wait();
