@@ -32,4 +32,14 @@
 #define OK(call) EXPECT(VMAN_STATUS_OK, call)
 #define STREQ(a, b) CHECK((a) != NULL && strcmp((a), (b)) == 0)
 
+/* How many events the store holds (up to 10000): a refused call adds none. */
+static inline size_t count_events(const VmanManager *m) {
+  VmanEventList *list = NULL;
+  size_t n;
+  OK(vman_recent_events(m, 10000, &list));
+  n = vman_event_list_len(list);
+  vman_event_list_free(list);
+  return n;
+}
+
 #endif

@@ -28,15 +28,6 @@ static char *line_of(const char *text) {
   return copy;
 }
 
-static size_t count_events(void) {
-  VmanEventList *list = NULL;
-  size_t n;
-  OK(vman_recent_events(mgr, 10000, &list));
-  n = vman_event_list_len(list);
-  vman_event_list_free(list);
-  return n;
-}
-
 static size_t count_keys(void) {
   VmanSshKeyList *list = NULL;
   size_t n;
@@ -48,7 +39,7 @@ static size_t count_keys(void) {
 
 /* A refused import: its status, a message naming the reason, nothing recorded. */
 static void refused(VmanStatus status, const char *name, const char *key, const char *says) {
-  size_t events = count_events(), keys = count_keys();
+  size_t events = count_events(mgr), keys = count_keys();
   const char *msg;
   EXPECT(status, vman_ssh_key_import(mgr, name, key, NULL));
   msg = vman_last_error_message();
@@ -56,7 +47,7 @@ static void refused(VmanStatus status, const char *name, const char *key, const 
     fprintf(stderr, "import of %s: message %s does not say %s\n", name, msg ? msg : "(none)", says);
     exit(1);
   }
-  CHECK(count_events() == events && count_keys() == keys);
+  CHECK(count_events(mgr) == events && count_keys() == keys);
 }
 
 static void test_import_get_list(void) {
@@ -154,10 +145,10 @@ static void test_vm_keys(void) {
   CHECK(vman_vm_ssh_key_name(NULL) == NULL);
   vman_vm_free(vm);
 
-  events = count_events();
+  events = count_events(mgr);
   EXPECT(VMAN_STATUS_NOT_FOUND, make_vm("web2", unknown, 2, NULL));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, make_vm("web2", twice, 2, NULL));
-  CHECK(count_events() == events);
+  CHECK(count_events(mgr) == events);
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_vm_get(mgr, "web2", &vm));
 
   /* The catalogue's key goes; the VM keeps its copy. */

@@ -19,15 +19,6 @@ static VmanManager *mgr;
 static char work[512];  /* the state directory's parent: files outside it */
 static char state[512]; /* the state directory, canonical */
 
-static size_t count_events(void) {
-  VmanEventList *list = NULL;
-  size_t n;
-  OK(vman_recent_events(mgr, 10000, &list));
-  n = vman_event_list_len(list);
-  vman_event_list_free(list);
-  return n;
-}
-
 static size_t count_disks(const char *vm, const char *state_filter) {
   VmanDiskList *list = NULL;
   size_t n;
@@ -167,7 +158,7 @@ static void test_bad_disk_input_changes_nothing(void) {
   CHECK(symlink(outside, link_path) == 0);
   snprintf(text, sizeof text, "%s/notes.txt", work);
   write_file(text, 4096, 'x');
-  events = count_events();
+  events = count_events(mgr);
 
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_disk_create(mgr, "a", 0, NULL, &out));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_disk_create(mgr, "a", UINT64_MAX, NULL, &out));
@@ -205,7 +196,7 @@ static void test_bad_disk_input_changes_nothing(void) {
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_disk_list(mgr, "nope", NULL, &list));
   CHECK(out == untouched && list == NULL);
 
-  CHECK(count_events() == events);
+  CHECK(count_events(mgr) == events);
   CHECK(count_disks(NULL, NULL) == 1);
   OK(vman_disk_get(mgr, "taken", &out));
   CHECK(vman_disk_size_bytes(out) == 8 * MIB && vman_disk_state(out) == VMAN_DISK_STATE_AVAILABLE);
@@ -265,7 +256,7 @@ static void test_images(void) {
   vman_image_spec_free(spec);
 
   /* Refused at registration: nothing recorded. */
-  events = count_events();
+  events = count_events(mgr);
   OK(vman_image_spec_new("arm", source, &spec));
   OK(vman_image_spec_set_arch(spec, "aarch64"));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_image_register(mgr, spec, NULL));
@@ -275,7 +266,7 @@ static void test_images(void) {
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_image_register(mgr, spec, NULL));
   vman_image_spec_free(spec);
   EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_image_spec_new("x", NULL, &spec));
-  CHECK(count_events() == events);
+  CHECK(count_events(mgr) == events);
 
   OK(vman_image_list(mgr, &list));
   CHECK(vman_image_list_len(list) == 1);
@@ -354,7 +345,7 @@ static void test_vm_options(void) {
   OK(vman_vm_delete(mgr, "plain", false));
 
   /* Inconsistent specs are refused when the VM is created; nothing recorded. */
-  events = count_events();
+  events = count_events(mgr);
   OK(vman_vm_spec_new("bad", "small", &spec));
   OK(vman_vm_spec_set_cloud_init(spec, false, "#cloud-config\n"));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_create(mgr, spec, NULL));
@@ -372,7 +363,7 @@ static void test_vm_options(void) {
   OK(vman_vm_spec_set_blank_disk(spec, true));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_create(mgr, spec, NULL));
   vman_vm_spec_free(spec);
-  CHECK(count_events() == events);
+  CHECK(count_events(mgr) == events);
   CHECK(count_disks(NULL, NULL) == 0);
 }
 
@@ -400,7 +391,7 @@ static void test_snapshots(void) {
   vman_snapshot_free(snap);
   OK(vman_snapshot_create(mgr, "snap", "s2", NULL));
 
-  events = count_events();
+  events = count_events(mgr);
   EXPECT(VMAN_STATUS_ALREADY_EXISTS, vman_snapshot_create(mgr, "snap", "s1", NULL));
   EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_snapshot_create(mgr, "snap", "a/b", NULL));
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_snapshot_create(mgr, "nope", "s3", NULL));
@@ -408,7 +399,7 @@ static void test_snapshots(void) {
   EXPECT(VMAN_STATUS_NOT_FOUND, vman_snapshot_delete(mgr, "snap", "nope"));
   EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_snapshot_list(mgr, "snap", NULL));
   EXPECT(VMAN_STATUS_NULL_PARAMETER, vman_snapshot_create(mgr, NULL, "s3", NULL));
-  CHECK(count_events() == events);
+  CHECK(count_events(mgr) == events);
 
   OK(vman_snapshot_list(mgr, "snap", &list));
   CHECK(vman_snapshot_list_len(list) == 2);
