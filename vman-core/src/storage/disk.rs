@@ -12,7 +12,7 @@ use crate::event::ObjectKind;
 use crate::manager::Manager;
 use crate::name::validate_name;
 use crate::storage::model::{Disk, DiskFilter, DiskSpec, DiskState, ImportSpec, check_size};
-use crate::storage::ops::{copy_file, disk_file, finish_create, finish_delete, inspect_source, undo_create};
+use crate::storage::ops::{copy_file, finish_create, finish_delete, inspect_source, record_creating, undo_create};
 use crate::storage::{path, qemu_img};
 use crate::store::{self, NewDisk};
 
@@ -25,26 +25,18 @@ impl Manager {
     pub fn create_disk(&self, spec: &DiskSpec) -> Result<Disk> {
         spec.validate()?;
         let ctx = &*self.inner;
-        let (id, file) = ctx.store().write(|tx| {
-            let id = store::insert_disk(
-                tx,
-                &NewDisk {
-                    name: &spec.name,
-                    format: spec.format,
-                    size_bytes: spec.size_bytes,
-                    path: "",
-                    owned: true,
-                    image_id: None,
-                    state: DiskState::Creating,
-                    vm: None,
-                    delete_with_vm: false,
-                },
-                store::now_ms(),
-            )?;
-            let file = disk_file(ctx, id, spec.format);
-            store::set_disk_path(tx, id, &file.to_string_lossy())?;
-            Ok((id, file))
-        })?;
+        let disk = NewDisk {
+            name: &spec.name,
+            format: spec.format,
+            size_bytes: spec.size_bytes,
+            path: "",
+            owned: true,
+            image_id: None,
+            state: DiskState::Creating,
+            vm: None,
+            delete_with_vm: false,
+        };
+        let (id, file) = ctx.store().write(|tx| record_creating(ctx, tx, disk, None))?;
         let made = qemu_img::create(&file, spec.format, spec.size_bytes, None).and_then(|()| ctx.runtime().share_with_qemu(&file, true));
         if let Err(e) = made {
             undo_create(ctx, id, Some(&file));
@@ -65,26 +57,18 @@ impl Manager {
         }
         let (format, size) = inspect_source("disk source", &source, spec.format)?;
         check_size(size)?;
-        let (id, file) = ctx.store().write(|tx| {
-            let id = store::insert_disk(
-                tx,
-                &NewDisk {
-                    name: &spec.name,
-                    format,
-                    size_bytes: size,
-                    path: "",
-                    owned: spec.copy,
-                    image_id: None,
-                    state: DiskState::Creating,
-                    vm: None,
-                    delete_with_vm: false,
-                },
-                store::now_ms(),
-            )?;
-            let file = if spec.copy { disk_file(ctx, id, format) } else { source.clone() };
-            store::set_disk_path(tx, id, &file.to_string_lossy())?;
-            Ok((id, file))
-        })?;
+        let disk = NewDisk {
+            name: &spec.name,
+            format,
+            size_bytes: size,
+            path: "",
+            owned: spec.copy,
+            image_id: None,
+            state: DiskState::Creating,
+            vm: None,
+            delete_with_vm: false,
+        };
+        let (id, file) = ctx.store().write(|tx| record_creating(ctx, tx, disk, (!spec.copy).then_some(source.as_path())))?;
         let taken = if spec.copy { copy_file(&mut source_file, &file).map(drop) } else { Ok(()) }
             .and_then(|()| ctx.runtime().share_with_qemu(&file, true));
         if let Err(e) = taken {

@@ -18,6 +18,15 @@ pub(crate) fn disk_file(ctx: &Inner, id: i64, format: DiskFormat) -> PathBuf {
     ctx.state_dir().join("disks").join(format!("{id}.{}", format.as_str()))
 }
 
+/// Records a disk as `creating`, its file named after its id under
+/// `disks/` (or `in_place`, a caller's file); returns the id and the file.
+pub(crate) fn record_creating(ctx: &Inner, tx: &store::Tx<'_>, disk: NewDisk<'_>, in_place: Option<&Path>) -> Result<(i64, PathBuf)> {
+    let id = store::insert_disk(tx, &NewDisk { path: "", state: DiskState::Creating, ..disk }, store::now_ms())?;
+    let file = in_place.map_or_else(|| disk_file(ctx, id, disk.format), Path::to_path_buf);
+    store::set_disk_path(tx, id, &file.to_string_lossy())?;
+    Ok((id, file))
+}
+
 /// A file's size the way a guest sees it, checked against the formats vman
 /// handles: a probed image that names a backing file is refused, since
 /// opening it would make vman (and QEMU) read whatever file it names.
@@ -85,22 +94,18 @@ pub(crate) fn record_boot_disk(
         ));
     }
     let name = boot_disk_name(vm_name);
-    let id = store::insert_disk(
-        tx,
-        &NewDisk {
-            name: &name,
-            format: DiskFormat::Qcow2,
-            size_bytes: size,
-            path: "",
-            owned: true,
-            image_id: image.map(|i| i.id),
-            state: DiskState::Creating,
-            vm: Some((vm_id, 0)),
-            delete_with_vm: true,
-        },
-        store::now_ms(),
-    )?;
-    store::set_disk_path(tx, id, &disk_file(ctx, id, DiskFormat::Qcow2).to_string_lossy())?;
+    let disk = NewDisk {
+        name: &name,
+        format: DiskFormat::Qcow2,
+        size_bytes: size,
+        path: "",
+        owned: true,
+        image_id: image.map(|i| i.id),
+        state: DiskState::Creating,
+        vm: Some((vm_id, 0)),
+        delete_with_vm: true,
+    };
+    let (id, _) = record_creating(ctx, tx, disk, None)?;
     store::disk_by_id(tx, id)?.ok_or_else(|| Error::Internal("boot disk vanished while created".into()))
 }
 
