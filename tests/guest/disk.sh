@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build bootable media for vman's firmware-boot tests: the test guest of
 # build.sh (same kernel, same initramfs) on a disk that boots through SeaBIOS
-# and through OVMF (UEFI), and on a CD image that boots through SeaBIOS.
+# and through OVMF (UEFI), and on a CD image that boots through either.
 #
 #   tests/guest/disk.sh [OUT_DIR]
 #
@@ -17,8 +17,9 @@
 #               /syslinux, systemd-boot (UEFI) as /EFI/BOOT/BOOTX64.EFI with
 #               /loader. Both pass `console=ttyS0 quiet panic=-1 vman.boot=disk`.
 #   disk.qcow2  the same disk, converted by qemu-img (base image for clones)
-#   boot.iso    ISO 9660 with isolinux (El Torito, no emulation, BIOS only),
-#               the same kernel and initramfs, `vman.boot=cdrom`
+#   boot.iso    ISO 9660 with two El Torito entries: isolinux (BIOS) and a FAT
+#               image with systemd-boot (UEFI); the same kernel and initramfs,
+#               `vman.boot=cdrom`
 #   disk.info   key=value facts: package versions, sizes, command lines
 #
 # The guest's /init prints `VMAN-BOOT <disk|cdrom|kernel> <bios|uefi>` first,
@@ -179,14 +180,26 @@ mcopy -i "$P" "$WORK/vman.conf" ::/loader/entries/
 
 qemu-img convert -f raw -O qcow2 "$RAW" "$WORK/disk.qcow2"
 
-# ---- boot.iso: isolinux ----------------------------------------------------------
+# ---- boot.iso: isolinux (BIOS) and an El Torito EFI image (UEFI) ---------------------
 ISO=$WORK/iso
 mkdir -p "$ISO/isolinux"
 cp "$GUEST/vmlinuz" "$GUEST/initrd.img" "$ISO/"
 cp "$T/usr/lib/ISOLINUX/isolinux.bin" "$SYSLINUX_LIB/modules/bios/ldlinux.c32" "$ISO/isolinux/"
 sed 's/vman.boot=disk/vman.boot=cdrom/' "$WORK/syslinux.cfg" >"$ISO/isolinux/isolinux.cfg"
+# UEFI firmware reads no ISO 9660: it boots a FAT image named by the El Torito
+# catalogue, and systemd-boot loads the kernel from that same image.
+EFI_SECTORS=$(( ($(stat -c %s "$GUEST/vmlinuz") + $(stat -c %s "$GUEST/initrd.img") + $(stat -c %s "$SDBOOT")) / 512 + 2048 ))
+truncate -s $((EFI_SECTORS * 512)) "$ISO/efi.img"
+mformat -i "$ISO/efi.img" -T "$EFI_SECTORS" -h 64 -s 32 -v VMANEFI -N 564d4143 ::
+mmd -i "$ISO/efi.img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mcopy -i "$ISO/efi.img" -m "$GUEST/vmlinuz" "$GUEST/initrd.img" ::/
+mcopy -i "$ISO/efi.img" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$ISO/efi.img" "$WORK/loader.conf" ::/loader/
+sed 's/vman.boot=disk/vman.boot=cdrom/' "$WORK/vman.conf" >"$WORK/vman-cd.conf"
+mcopy -i "$ISO/efi.img" "$WORK/vman-cd.conf" ::/loader/entries/vman.conf
 xorriso -as mkisofs -quiet -o "$WORK/boot.iso" -V VMANCD -J -R \
     -b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \
+    -eltorito-alt-boot -e efi.img -no-emul-boot \
     "$ISO" >&2
 
 {
