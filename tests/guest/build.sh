@@ -36,12 +36,17 @@
 #                       A leading `static:` is accepted, e.g.
 #                       vman.net=static:10.0.0.5/24,10.1.0.5/24.
 #   vman.gw=<ip>        optional default route for static configurations.
+#   vman.boot=MEDIUM    set by disk.sh's boot loaders (disk, cdrom); default kernel.
 #
 # Console protocol (ttyS0), in this order:
+#   VMAN-BOOT <medium> <bios|uefi>             medium from vman.boot, firmware
+#                                              from /sys/firmware/efi
 #   VMAN-DISK vdX <size in 512-byte sectors>   one line per virtio disk
 #   VMAN-DHCP / VMAN-NET lines                 one per configured NIC
 #   VMAN-GUEST-READY                           everything is up
 #   VMAN-POWEROFF                              printed by the power-button handler
+#   VMAN-DISK vdX <sectors>, VMAN-DISK-REMOVED vdX   later, on disk hot-plug
+#                                              (busybox mdev -d)
 # After READY the guest answers ping (kernel) and sends the line VMAN-SSH-OK to
 # every TCP connection on port 22 (busybox nc), and a root shell runs on ttyS0.
 #

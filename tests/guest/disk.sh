@@ -112,7 +112,7 @@ for deb in "$DL"/*.deb; do dpkg-deb -x "$deb" "$T"; done
 # syslinux runs mattrib and mcopy from PATH; xorriso needs its libraries.
 export PATH="$T/usr/bin:$PATH"
 export LD_LIBRARY_PATH="$T/usr/lib/x86_64-linux-gnu:$T/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export MTOOLS_SKIP_CHECK=1 MTOOLSRC=/dev/null # ignore any host mtools.conf
+export MTOOLS_SKIP_CHECK=1 MTOOLSRC=/dev/null # not the caller's ~/.mtoolsrc
 SYSLINUX_LIB=$T/usr/lib/syslinux
 SDBOOT=$T/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 for f in "$T/usr/bin/syslinux" "$T/usr/bin/mtools" "$T/usr/bin/xorriso" "$SYSLINUX_LIB/mbr/mbr.bin" \
