@@ -36,12 +36,17 @@
 #                       A leading `static:` is accepted, e.g.
 #                       vman.net=static:10.0.0.5/24,10.1.0.5/24.
 #   vman.gw=<ip>        optional default route for static configurations.
+#   vman.boot=MEDIUM    set by disk.sh's boot loaders (disk, cdrom); default kernel.
 #
 # Console protocol (ttyS0), in this order:
+#   VMAN-BOOT <medium> <bios|uefi>             medium from vman.boot, firmware
+#                                              from /sys/firmware/efi
 #   VMAN-DISK vdX <size in 512-byte sectors>   one line per virtio disk
 #   VMAN-DHCP / VMAN-NET lines                 one per configured NIC
 #   VMAN-GUEST-READY                           everything is up
 #   VMAN-POWEROFF                              printed by the power-button handler
+#   VMAN-DISK vdX <sectors>, VMAN-DISK-REMOVED vdX   later, on disk hot-plug
+#                                              (busybox mdev -d)
 # After READY the guest answers ping (kernel) and sends the line VMAN-SSH-OK to
 # every TCP connection on port 22 (busybox nc), and a root shell runs on ttyS0.
 #
@@ -240,9 +245,10 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null # CONFIG_DEVTMPFS_MOUNT may have done it
 exec </dev/console >/dev/console 2>&1
 
-acpi=poweroff net='' gw=''
+acpi=poweroff net='' gw='' boot=kernel
 for arg in $(cat /proc/cmdline); do
     case $arg in
+        vman.boot=*) boot=${arg#vman.boot=} ;;
         vman.acpi=*) acpi=${arg#vman.acpi=} ;;
         vman.net=*) net=${arg#vman.net=} ;;
         vman.gw=*) gw=${arg#vman.gw=} ;;
@@ -256,6 +262,11 @@ done </etc/vman/modules
 
 hostname vman-guest
 ip link set lo up
+
+# Which medium the boot loader says it came from, and which firmware ran it.
+firmware=bios
+[ -d /sys/firmware/efi ] && firmware=uefi
+echo "VMAN-BOOT $boot $firmware"
 
 # Power button. acpid reads /dev/input/event* (ACPI button via evdev) and runs
 # /etc/acpi/PWRF/00000080 for a power-button press.
@@ -271,9 +282,18 @@ case $acpi in
 esac
 
 # Disks: virtio_blk probes synchronously on insmod, so they are all here.
+# /run/vman/disks holds one file per disk reported, so that the hot-plug
+# handler (below) reports each disk once.
+mkdir -p /run/vman/disks
 for d in /sys/block/vd*; do
-    [ -e "$d" ] && echo "VMAN-DISK ${d##*/} $(cat "$d/size")"
+    [ -e "$d" ] || continue
+    : >"/run/vman/disks/${d##*/}"
+    echo "VMAN-DISK ${d##*/} $(cat "$d/size")"
 done
+
+# Hot-plug: mdev listens for kernel uevents and reports disks that come and
+# go (its start-up scan replays the disks above; the handler skips them).
+mdev -d || echo "VMAN-WARN mdev failed, disk hot-plug will not be reported"
 
 # Network: one item per NIC, eth0 first. DHCP clients run in parallel.
 wait_iface() { # virtio_net registers NICs on insmod; allow a little slack
@@ -343,6 +363,24 @@ esac
 exit 0
 EOF
 
+# mdev: every event on a virtio disk runs disk-event (ACTION=add|remove,
+# MDEV=vdX); the '*' prefix means on both add and remove.
+echo 'vd[a-z]+ 0:0 660 */etc/vman/disk-event' >"$ROOT/etc/mdev.conf"
+cat >"$ROOT/etc/vman/disk-event" <<'EOF'
+#!/bin/sh
+# mdev handler for a virtio disk (partitions are vdXN and do not match).
+seen=/run/vman/disks/$MDEV
+case $ACTION in
+    add)
+        [ -e "$seen" ] && exit 0
+        : >"$seen"
+        echo "VMAN-DISK $MDEV $(cat "/sys/block/$MDEV/size")" >/dev/console ;;
+    remove)
+        rm -f "$seen"
+        echo "VMAN-DISK-REMOVED $MDEV" >/dev/console ;;
+esac
+EOF
+
 cat >"$ROOT/etc/vman/banner" <<'EOF'
 #!/bin/sh
 echo VMAN-SSH-OK
@@ -358,7 +396,7 @@ EOF
 
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
 echo 'root:x:0:' >"$ROOT/etc/group"
-chmod 755 "$ROOT/init" "$ROOT/etc/vman/udhcpc.script" "$ROOT/etc/vman/banner" \
+chmod 755 "$ROOT/init" "$ROOT/etc/vman/udhcpc.script" "$ROOT/etc/vman/banner" "$ROOT/etc/vman/disk-event" \
     "$ROOT/etc/acpi/PWRF/00000080"
 
 # ---- pack -----------------------------------------------------------------------

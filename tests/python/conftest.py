@@ -66,6 +66,22 @@ def guest() -> dict:
     return {"kernel": str(d / "vmlinuz"), "initrd": str(d / "initrd.img"), "cmdline": "console=ttyS0 quiet panic=-1"}
 
 
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+
+@pytest.fixture(scope="session")
+def boot_media(guest: dict) -> dict:
+    """The guest on media that boot through the firmware (tests/guest/disk.sh,
+    cached): "raw" and "qcow2" disks (SeaBIOS and OVMF) and an "iso"; the
+    guest prints `VMAN-BOOT disk|cdrom bios|uefi`."""
+    out = subprocess.run([str(REPO / "tests" / "guest" / "disk.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        _skip_or_fail(f"the boot media did not build: {out.stderr[-500:]}")
+    d = Path(out.stdout.strip())
+    return {"raw": str(d / "disk.raw"), "qcow2": str(d / "disk.qcow2"), "iso": str(d / "boot.iso")}
+
+
 @pytest.fixture(autouse=True)
 def _qemu_user_can_pass(tmp_path: Path) -> None:
     """As root, vman runs QEMU as an unprivileged user, who must pass through

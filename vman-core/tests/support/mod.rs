@@ -29,8 +29,46 @@ pub fn guest() -> Option<&'static (PathBuf, PathBuf)> {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
     });
+    skip_or_fail(found)
+}
+
+/// The guest on bootable media, built once per machine by
+/// tests/guest/disk.sh into its cache: boots through the firmware (no
+/// `-kernel`) and prints `VMAN-BOOT disk bios|uefi` (`cdrom` for the ISO).
+pub struct BootMedia {
+    /// 64 MiB, MBR + FAT32: syslinux for SeaBIOS, systemd-boot for OVMF.
+    pub raw: PathBuf,
+    /// The same disk as qcow2 (a base image for linked clones).
+    pub qcow2: PathBuf,
+    /// isolinux (BIOS) and an El Torito EFI image (UEFI).
+    pub iso: PathBuf,
+}
+
+/// OVMF's firmware (package ovmf), read-only pflash unit 0.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's empty variable store: each UEFI VM gets a writable copy (pflash unit 1).
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The boot media; `None` (with the reason printed) outside CI when they
+/// cannot be had, a failure under CI=true.
+pub fn boot_media() -> Option<&'static BootMedia> {
+    static MEDIA: OnceLock<Result<BootMedia, String>> = OnceLock::new();
+    let found = MEDIA.get_or_init(|| {
+        guest().ok_or("no test guest")?;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/guest/disk.sh");
+        let out = Command::new(&script).output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!("boot media build failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Ok(BootMedia { raw: dir.join("disk.raw"), qcow2: dir.join("disk.qcow2"), iso: dir.join("boot.iso") })
+    });
+    skip_or_fail(found)
+}
+
+fn skip_or_fail<T>(found: &'static Result<T, String>) -> Option<&'static T> {
     match found {
-        Ok(guest) => Some(guest),
+        Ok(found) => Some(found),
         Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("{reason}"),
         Err(reason) => {
             eprintln!("skipping: {reason}");
