@@ -351,9 +351,11 @@ fn the_cdrom_changes_live_and_a_vm_with_nothing_to_boot_is_refused() {
     let isos = tempfile::tempdir().unwrap();
     let iso = std::fs::canonicalize(isos.path()).unwrap().join("a.iso");
     std::fs::write(&iso, vec![0u8; 2048 * 16]).unwrap();
+    // Private to vman's user: QEMU, running as another user, gets the open
+    // file, not the path.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(isos.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&iso, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(isos.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&iso, std::fs::Permissions::from_mode(0o600)).unwrap();
     m.create_vm(&VmSpec::new("cd", "t").boot(boot)).unwrap();
     m.start("cd").unwrap();
     let vm = m.change_cdrom("cd", Some(iso.to_str().unwrap())).unwrap();

@@ -45,6 +45,8 @@ pub(crate) struct QemuFds {
     pub serial: i32,
     pub kernel: Option<i32>,
     pub initrd: Option<i32>,
+    /// The ISO in the CD-ROM drive, put in fdset [`CDROM_FDSET`].
+    pub cdrom: Option<i32>,
     /// An open queue of each tap, by interface name: QEMU then needs no
     /// access to `/dev/net/tun`.
     pub taps: Vec<(String, i32)>,
@@ -81,6 +83,10 @@ pub(crate) struct Uefi {
 /// The id of every VM's CD-ROM drive (on the q35 AHCI controller; empty
 /// unless an ISO is in it).
 pub(crate) const CDROM_ID: &str = "cd0";
+/// The fdset the ISO of a start is in; a live change adds a set of its own.
+const CDROM_FDSET: u32 = 1;
+/// How vman's CD-ROM fdsets are marked, so a change can remove the old ones.
+pub(crate) const CDROM_OPAQUE: &str = "vman-cdrom";
 const CDROM_NODE: &str = "cdrom0";
 
 /// The arguments after the binary name.
@@ -136,7 +142,7 @@ pub(crate) fn qemu_argv(
             a.extend(["-append".into(), boot.cmdline.clone()]);
         }
     }
-    a.extend(storage_args(vm, paths, storage));
+    a.extend(storage_args(vm, paths, fds, storage));
     for (nic, backend) in vm.nics.iter().zip(nics) {
         let id = format!("net{}", nic.index);
         let netdev = match backend {
@@ -161,7 +167,7 @@ pub(crate) fn qemu_argv(
 }
 
 /// Firmware, display, root ports, disks, CD-ROM and seed.
-fn storage_args(vm: &Vm, paths: &RunPaths, storage: &Storage) -> Vec<String> {
+fn storage_args(vm: &Vm, paths: &RunPaths, fds: &QemuFds, storage: &Storage) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     if let Some(uefi) = &storage.uefi {
         a.extend(["-drive".into(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", path_str(&uefi.code))]);
@@ -192,7 +198,14 @@ fn storage_args(vm: &Vm, paths: &RunPaths, storage: &Storage) -> Vec<String> {
     }
     let mut cd = json!({"driver": "ide-cd", "bus": "ide.0", "id": CDROM_ID});
     if let Some(iso) = &vm.cdrom {
-        a.extend(["-blockdev".into(), cdrom_blockdev(iso).to_string()]);
+        let file = match fds.cdrom {
+            Some(fd) => {
+                a.extend(["-add-fd".into(), format!("fd={fd},set={CDROM_FDSET},opaque={CDROM_OPAQUE}")]);
+                format!("/dev/fdset/{CDROM_FDSET}")
+            }
+            None => iso.clone(),
+        };
+        a.extend(["-blockdev".into(), cdrom_blockdev(&file).to_string()]);
         cd["drive"] = json!(CDROM_NODE);
         if let Some(index) = cd_boot {
             cd["bootindex"] = json!(index);
@@ -262,7 +275,7 @@ mod tests {
         }
     }
 
-    const FDS: QemuFds = QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, taps: Vec::new() };
+    const FDS: QemuFds = QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, cdrom: None, taps: Vec::new() };
 
     fn argv(state: &str) -> Vec<String> {
         let paths = RunPaths::new(Path::new(state), &vm().id);

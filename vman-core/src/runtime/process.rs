@@ -93,6 +93,9 @@ pub(crate) struct Inherited {
     pub serial: UnixListener,
     pub kernel: Option<File>,
     pub initrd: Option<File>,
+    /// The ISO in the CD-ROM drive: QEMU gets the open file (an fdset), so
+    /// it needs no access to the caller's directories.
+    pub cdrom: Option<File>,
     /// One open queue per tap NIC, by interface name.
     pub taps: Vec<(String, File)>,
     /// The caller's lineage lock, which QEMU inherits.
@@ -104,6 +107,7 @@ impl Inherited {
     pub fn prepare(
         paths: &RunPaths,
         boot: Option<&crate::vm::model::BootSpec>,
+        cdrom: Option<&str>,
         nics: &[crate::runtime::argv::NicBackend],
         lineage: &Lineage,
     ) -> Result<Inherited> {
@@ -123,6 +127,7 @@ impl Inherited {
             serial: listen(&paths.serial_sock)?,
             kernel: boot.map(|b| open("kernel", &b.kernel)).transpose()?,
             initrd: boot.and_then(|b| b.initrd.as_deref()).map(|i| open("initrd", i)).transpose()?,
+            cdrom: cdrom.map(|iso| crate::storage::path::open_source("CD-ROM image", iso).map(|(_, file)| file)).transpose()?,
             taps: nics
                 .iter()
                 .filter_map(|nic| match nic {
@@ -142,6 +147,7 @@ impl Inherited {
             serial: self.serial.as_raw_fd(),
             kernel: self.kernel.as_ref().map(AsRawFd::as_raw_fd),
             initrd: self.initrd.as_ref().map(AsRawFd::as_raw_fd),
+            cdrom: self.cdrom.as_ref().map(AsRawFd::as_raw_fd),
             taps: self.taps.iter().map(|(name, file)| (name.clone(), file.as_raw_fd())).collect(),
         }
     }
@@ -150,6 +156,7 @@ impl Inherited {
         let mut fds = vec![self.qmp.as_raw_fd(), self.serial.as_raw_fd(), self.lineage];
         fds.extend(self.kernel.as_ref().map(AsRawFd::as_raw_fd));
         fds.extend(self.initrd.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.cdrom.as_ref().map(AsRawFd::as_raw_fd));
         fds.extend(self.taps.iter().map(|(_, file)| file.as_raw_fd()));
         fds
     }
@@ -275,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = RunPaths::new(dir.path(), "0190f3b2-7c4e-7a11-9d3e-5f6a7b8c9d0e");
         fs::create_dir_all(&paths.dir).unwrap();
-        let fds = crate::runtime::argv::QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, taps: Vec::new() };
+        let fds = crate::runtime::argv::QemuFds { qmp: 5, serial: 6, kernel: Some(7), initrd: None, cdrom: None, taps: Vec::new() };
         let boot = crate::vm::model::BootSpec::kernel("/boot/vmlinuz");
         fs::write(
             &paths.stderr,

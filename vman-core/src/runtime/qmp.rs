@@ -241,7 +241,7 @@ impl QmpClient {
     /// connection is unusable afterwards.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         let deadline = deadline_after(self.timeout);
-        let id = self.send("quit", None)?;
+        let id = self.send("quit", None, None)?;
         match self.wait_reply(id, deadline) {
             Ok(_) | Err(QmpError::Closed) => Ok(()),
             Err(e) => Err(e),
@@ -318,12 +318,21 @@ impl QmpClient {
     }
 
     fn execute_until(&mut self, command: &str, arguments: Option<&Value>, deadline: Option<Instant>) -> Result<Value, QmpError> {
-        let id = self.send(command, arguments)?;
+        let id = self.send(command, arguments, None)?;
+        self.wait_reply(id, deadline)
+    }
+
+    /// Runs `command` with a file descriptor passed along (SCM_RIGHTS), as
+    /// `add-fd` and `getfd` take one: QEMU gets the open file itself, so it
+    /// needs no access to the file's path.
+    pub fn execute_with_fd(&mut self, command: &str, arguments: Option<Value>, fd: std::os::fd::BorrowedFd<'_>) -> Result<Value, QmpError> {
+        let deadline = deadline_after(self.timeout);
+        let id = self.send(command, arguments.as_ref(), Some(fd))?;
         self.wait_reply(id, deadline)
     }
 
     /// Writes one command line and returns the id it carries.
-    fn send(&mut self, command: &str, arguments: Option<&Value>) -> Result<u64, QmpError> {
+    fn send(&mut self, command: &str, arguments: Option<&Value>, fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<u64, QmpError> {
         #[derive(Serialize)]
         struct Request<'a> {
             execute: &'a str,
@@ -344,7 +353,12 @@ impl QmpClient {
         log::debug!("QMP -> {command} (id {id})");
         // One write_all of the whole frame: QEMU sees either all of it or,
         // on failure, a torn prefix, after which the stream cannot be trusted.
-        if let Err(e) = self.reader.get_ref().write_all(&frame) {
+        // A descriptor rides on the frame's first byte(s).
+        let written = match fd {
+            None => self.reader.get_ref().write_all(&frame),
+            Some(fd) => send_with_fd(self.reader.get_ref(), &frame, fd),
+        };
+        if let Err(e) = written {
             self.closed = true;
             // Best effort: the peer may already be gone.
             let _ = self.reader.get_ref().shutdown(Shutdown::Both);
@@ -541,6 +555,18 @@ fn timestamp_us(timestamp: &Value) -> Option<i64> {
 
 /// `None` means "no deadline": only for timeouts so large that `Instant`
 /// cannot represent them (adding would panic).
+/// Writes `frame` with `fd` attached to its first bytes (SCM_RIGHTS); the
+/// rest, if the kernel took only part, follows as plain writes.
+fn send_with_fd(stream: &UnixStream, frame: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let sent =
+        sendmsg::<()>(stream.as_raw_fd(), &[io::IoSlice::new(frame)], &[ControlMessage::ScmRights(&fds)], MsgFlags::MSG_NOSIGNAL, None)
+            .map_err(io::Error::from)?;
+    io::Write::write_all(&mut &*stream, &frame[sent..])
+}
+
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::Manager;
-use crate::runtime::argv::{CDROM_ID, cdrom_blockdev};
+use crate::runtime::argv::{CDROM_ID, CDROM_OPAQUE, cdrom_blockdev};
 use crate::store;
 use crate::vm::lifecycle::{lock_vm, vm_by_id};
 use crate::vm::model::Vm;
@@ -17,10 +17,8 @@ impl Manager {
     /// A running VM sees the change at once (the tray opens and closes);
     /// otherwise it holds from the next start.
     pub fn change_cdrom(&self, vm: &str, iso: Option<&str>) -> Result<Vm> {
-        let iso = match iso {
-            Some(path) => Some(crate::storage::path::open_source("CD-ROM image", path)?.0.to_string_lossy().into_owned()),
-            None => None,
-        };
+        let opened = iso.map(|path| crate::storage::path::open_source("CD-ROM image", path)).transpose()?;
+        let iso = opened.as_ref().map(|(path, _)| path.to_string_lossy().into_owned());
         let ctx = &*self.inner;
         let (_lock, vm) = lock_vm(ctx, vm)?;
         let live = match vm.state {
@@ -47,11 +45,26 @@ impl Manager {
             };
             qmp.execute("blockdev-open-tray", Some(json!({"id": CDROM_ID, "force": true}))).map_err(fail("blockdev-open-tray"))?;
             qmp.execute("blockdev-remove-medium", Some(json!({"id": CDROM_ID}))).map_err(fail("blockdev-remove-medium"))?;
-            // The node of an earlier ISO, if any, goes with it.
+            // The node of an earlier ISO, if any, goes with it, and so do
+            // the descriptors vman gave QEMU for it.
             let _ = qmp.execute("blockdev-del", Some(json!({"node-name": cdrom_blockdev("")["node-name"]})));
-            if let Some(iso) = &iso {
-                qmp.execute("blockdev-add", Some(cdrom_blockdev(iso))).map_err(fail("blockdev-add"))?;
-                let node = cdrom_blockdev(iso)["node-name"].clone();
+            let sets = qmp.execute("query-fdsets", None).map_err(fail("query-fdsets"))?;
+            for set in sets.as_array().into_iter().flatten() {
+                let ours = set["fds"].as_array().into_iter().flatten().any(|fd| fd["opaque"].as_str() == Some(CDROM_OPAQUE));
+                if ours {
+                    let _ = qmp.execute("remove-fd", Some(json!({"fdset-id": set["fdset-id"]})));
+                }
+            }
+            if let Some((_, file)) = &opened {
+                // QEMU gets the open file: it needs no access to its path.
+                let added = qmp
+                    .execute_with_fd("add-fd", Some(json!({"opaque": CDROM_OPAQUE})), std::os::fd::AsFd::as_fd(file))
+                    .map_err(fail("add-fd"))?;
+                let set =
+                    added["fdset-id"].as_u64().ok_or_else(|| Error::Qemu { message: format!("add-fd answered {added}"), source: None })?;
+                let node_def = cdrom_blockdev(&format!("/dev/fdset/{set}"));
+                qmp.execute("blockdev-add", Some(node_def.clone())).map_err(fail("blockdev-add"))?;
+                let node = node_def["node-name"].clone();
                 qmp.execute("blockdev-insert-medium", Some(json!({"id": CDROM_ID, "node-name": node})))
                     .map_err(fail("blockdev-insert-medium"))?;
             }

@@ -162,7 +162,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::
     loop {
         attempt += 1;
         let nics = ctx.net().plug_nics(vm)?;
-        let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), &nics, lineage)?;
+        let inherited = Inherited::prepare(&paths, vm.boot.as_ref(), vm.cdrom.as_deref(), &nics, lineage)?;
         let fds = inherited.fds();
         let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics, &storage);
         let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
