@@ -307,6 +307,7 @@ fn snapshot_revert_restores_written_data_offline_and_live() {
     // A duplicate name is refused, and changes nothing.
     let before = m.snapshots("s").unwrap();
     assert_eq!(m.create_snapshot("s", "live1").unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(m.create_snapshot("s", "1").unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(m.snapshots("s").unwrap(), before);
 
     // Offline: the disks only.

@@ -114,6 +114,11 @@ impl Manager {
     /// job, which saves its memory too (the guest pauses while it runs).
     pub fn create_snapshot(&self, vm: &str, name: &str) -> Result<Snapshot> {
         validate_name("snapshot name", name)?;
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            // qemu-img and QEMU look a tag up among snapshot ids too: "1"
+            // could name another snapshot.
+            return Err(Error::invalid("snapshot name", format!("{name:?} is all digits, which QEMU would take for a snapshot id")));
+        }
         let ctx = &*self.inner;
         let (_lock, vm) = lock_vm(ctx, vm)?;
         let live = is_live(&vm, "snapshot")?;
