@@ -154,7 +154,7 @@ pub enum Error {
 
     /// Another object already holds a value that must be unique: a name, a
     /// VLAN id, a MAC, or an address asked for explicitly. Nothing was changed.
-    #[error("A {kind} with {field} {value:?} already exists")]
+    #[error("{} {kind} with {field} {value:?} already exists", if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "An" } else { "A" })]
     AlreadyExists {
         /// The kind of the object holding it: `template`, `network`, `VM`,
         /// `NIC` or `allocation`.

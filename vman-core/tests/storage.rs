@@ -484,3 +484,87 @@ fn disks_attached_to_a_stopped_vm_boot_in_slot_order() {
     assert_eq!(after.last().map(String::as_str), Some("VMAN-DISK vdc 49152"), "{after:?}");
     assert_eq!(after.first().map(String::as_str), Some("VMAN-DISK vda 8192"), "{after:?}");
 }
+
+#[test]
+fn files_are_never_shared_between_disks_images_and_foreign_data_files() {
+    let dir = state_dir();
+    let m = open(dir.path());
+    let outside = tempfile::tempdir().unwrap();
+    // A qcow2 whose clusters live in another file (which vman would write).
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, vec![1u8; 2 * MIB as usize]).unwrap();
+    let df = outside.path().join("df.qcow2");
+    let o = format!("data_file={},data_file_raw=on", victim.display());
+    assert!(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", "-o", &o]).arg(&df).arg("2M").status().unwrap().success());
+    let err = m.import_disk(&ImportSpec::new("df", df.to_str().unwrap())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.full_message().contains("another file"), "{}", err.full_message());
+    assert_eq!(m.register_image(&ImageSpec::new("df", df.to_str().unwrap())).unwrap_err().kind(), ErrorKind::InvalidArgument);
+
+    // vman's own files cannot be used in place, and a caller's file only once.
+    let base = outside.path().join("base.qcow2");
+    assert!(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("8M").status().unwrap().success());
+    let image = m.register_image(&ImageSpec::new("base", base.to_str().unwrap())).unwrap();
+    assert_eq!(m.import_disk(&ImportSpec::new("evil", &image.path).in_place()).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let mine = std::fs::canonicalize(dir.path()).unwrap().join("mine.qcow2");
+    std::fs::copy(&base, &mine).unwrap();
+    m.import_disk(&ImportSpec::new("mine", mine.to_str().unwrap()).in_place()).unwrap();
+    assert_eq!(m.import_disk(&ImportSpec::new("mine2", mine.to_str().unwrap()).in_place()).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        m.register_image(&ImageSpec { file: ImportSpec::new("img2", mine.to_str().unwrap()).in_place(), ..ImageSpec::new("img2", "") })
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+
+    // A sparse raw file stays sparse when copied in.
+    let sparse = outside.path().join("sparse.raw");
+    std::fs::File::create(&sparse).unwrap().set_len(64 * MIB).unwrap();
+    let d = m.import_disk(&ImportSpec::new("sparse", sparse.to_str().unwrap())).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&d.path).unwrap();
+    assert_eq!(meta.len(), 64 * MIB);
+    assert!(meta.blocks() * 512 < MIB, "{} bytes allocated", meta.blocks() * 512);
+}
+
+#[test]
+fn a_boot_disk_moved_to_another_vm_is_not_deleted_with_it_and_snapshots_never_outlive_their_vm() {
+    let dir = state_dir();
+    let m = open(dir.path());
+    m.create_template(&TemplateSpec::new("t", 1, 64, 1)).unwrap();
+    m.create_vm(&VmSpec { blank_disk: true, ..VmSpec::new("a", "t") }).unwrap();
+    m.create_vm(&VmSpec::new("b", "t")).unwrap();
+    let boot = m.detach_disk("a", "a.boot", SHORT).unwrap();
+    assert!(!boot.delete_with_vm, "a detached boot disk is an ordinary disk");
+    m.attach_disk("b", "a.boot").unwrap();
+    m.delete_vm("b", false).unwrap();
+    assert_eq!(m.disk("a.boot").unwrap().state, DiskState::Available);
+    assert!(Path::new(&boot.path).exists());
+
+    // b's snapshot tag goes with b; a later snapshot of that name is new.
+    m.create_vm(&VmSpec::new("c", "t")).unwrap();
+    m.create_disk(&DiskSpec::new("data", 8 * MIB)).unwrap();
+    m.attach_disk("c", "data").unwrap();
+    m.create_snapshot("c", "clean").unwrap();
+    let tags = |path: &str| {
+        String::from_utf8_lossy(&Command::new("qemu-img").args(["snapshot", "-l", path]).output().unwrap().stdout).into_owned()
+    };
+    let data = m.disk("data").unwrap();
+    assert!(tags(&data.path).contains("clean"));
+    m.delete_vm("c", false).unwrap();
+    assert!(!tags(&data.path).contains("clean"), "{}", tags(&data.path));
+    // A tag vman did not record for this VM is refused, not taken as its own.
+    assert!(Command::new("qemu-img").args(["snapshot", "-c", "stale", &data.path]).status().unwrap().success());
+    m.create_vm(&VmSpec::new("d", "t")).unwrap();
+    m.attach_disk("d", "data").unwrap();
+    assert_eq!(m.create_snapshot("d", "stale").unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert!(m.snapshots("d").unwrap().is_empty());
+
+    // A revert refuses, before touching anything, when a disk came later.
+    m.create_snapshot("d", "s1").unwrap();
+    m.create_disk(&DiskSpec::new("later", 8 * MIB)).unwrap();
+    m.attach_disk("d", "later").unwrap();
+    let err = m.revert_snapshot("d", "s1").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(m.snapshots("d").unwrap()[0].state, "ready");
+}

@@ -28,6 +28,10 @@ pub(crate) fn check_bootable(ctx: &Inner, vm: &Vm) -> Result<Vec<Disk>> {
             needs: "every disk of the VM attached (run reconcile after a crash)",
         });
     }
+    if let Some(iso) = &vm.cdrom {
+        // Gone or replaced since it was put in: refuse before recording a start.
+        crate::storage::path::open_source("CD-ROM image", iso)?;
+    }
     if vm.boot.is_none() && disks.is_empty() && vm.cdrom.is_none() {
         return Err(Error::InvalidState {
             vm: vm.name.clone(),

@@ -55,7 +55,7 @@ impl Manager {
         if !spec.copy {
             path::check_inside("disk source", ctx.state_dir(), &source)?;
         }
-        let (format, size) = inspect_source("disk source", &source, spec.format)?;
+        let (format, size) = inspect_source("disk source", &source, &source_file, spec.format)?;
         check_size(size)?;
         let disk = NewDisk {
             name: &spec.name,

@@ -29,7 +29,7 @@ impl Manager {
         if !spec.file.copy {
             path::check_inside("image source", ctx.state_dir(), &source)?;
         }
-        let (format, virtual_size) = inspect_source("image source", &source, spec.file.format)?;
+        let (format, virtual_size) = inspect_source("image source", &source, &source_file, spec.file.format)?;
         let mut image = Image {
             id: 0,
             name: spec.file.name.clone(),
@@ -45,6 +45,15 @@ impl Manager {
             created_at_ms: store::now_ms(),
         };
         let (id, file) = ctx.store().write(|tx| {
+            if !spec.file.copy
+                && let Some(user) = store::file_user(tx, &source.to_string_lossy())?
+            {
+                return Err(Error::AlreadyExists {
+                    kind: "disk or image",
+                    field: "file",
+                    value: format!("{} (used by {user})", source.display()),
+                });
+            }
             let id = store::insert_image(tx, &image)?;
             let file = if spec.file.copy { image_file(ctx, id, format) } else { source.clone() };
             store::set_image_path(tx, id, &file.to_string_lossy())?;

@@ -21,6 +21,11 @@ pub(crate) fn disk_file(ctx: &Inner, id: i64, format: DiskFormat) -> PathBuf {
 /// Records a disk as `creating`, its file named after its id under
 /// `disks/` (or `in_place`, a caller's file); returns the id and the file.
 pub(crate) fn record_creating(ctx: &Inner, tx: &store::Tx<'_>, disk: NewDisk<'_>, in_place: Option<&Path>) -> Result<(i64, PathBuf)> {
+    if let Some(file) = in_place
+        && let Some(user) = store::file_user(tx, &file.to_string_lossy())?
+    {
+        return Err(Error::AlreadyExists { kind: "disk or image", field: "file", value: format!("{} (used by {user})", file.display()) });
+    }
     let id = store::insert_disk(tx, &NewDisk { path: "", state: DiskState::Creating, ..disk }, store::now_ms())?;
     let file = in_place.map_or_else(|| disk_file(ctx, id, disk.format), Path::to_path_buf);
     store::set_disk_path(tx, id, &file.to_string_lossy())?;
@@ -30,8 +35,18 @@ pub(crate) fn record_creating(ctx: &Inner, tx: &store::Tx<'_>, disk: NewDisk<'_>
 /// A file's size the way a guest sees it, checked against the formats vman
 /// handles: a probed image that names a backing file is refused, since
 /// opening it would make vman (and QEMU) read whatever file it names.
-pub(crate) fn inspect_source(what: &'static str, source: &Path, format: Option<DiskFormat>) -> Result<(DiskFormat, u64)> {
-    let info = qemu_img::info(source, format, false).map_err(|e| Error::InvalidArgument {
+pub(crate) fn inspect_source(
+    what: &'static str,
+    source: &Path,
+    file: &std::fs::File,
+    format: Option<DiskFormat>,
+) -> Result<(DiskFormat, u64)> {
+    // qemu-img reads the file vman opened and will copy (through our
+    // descriptor), not the path again: a file swapped in between is not
+    // the one checked.
+    use std::os::fd::AsRawFd;
+    let opened = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()));
+    let info = qemu_img::info(&opened, format, false).map_err(|e| Error::InvalidArgument {
         what,
         reason: format!("{} is not a readable disk image", source.display()),
         source: Some(Box::new(e)),
@@ -44,6 +59,14 @@ pub(crate) fn inspect_source(what: &'static str, source: &Path, format: Option<D
         return Err(Error::invalid(
             what,
             format!("{} has a backing file ({backing}); flatten it first (qemu-img convert)", source.display()),
+        ));
+    }
+    // Its clusters would live in another file, which vman (as root) and
+    // QEMU would then read and write: any file on the host.
+    if let Some(data_file) = info.data_file {
+        return Err(Error::invalid(
+            what,
+            format!("{} keeps its data in another file ({data_file}); convert it first (qemu-img convert)", source.display()),
         ));
     }
     if info.virtual_size == 0 || info.virtual_size % 512 != 0 {
@@ -153,19 +176,34 @@ pub(crate) fn finish_create(ctx: &Inner, id: i64, to: DiskState, vm: Option<(&st
     })
 }
 
+/// What a VM's delete does to its disks: its own go, the others stay
+/// (detached), and the VM's snapshot tags come off the ones that stay.
+#[derive(Debug, Default)]
+pub(crate) struct Released {
+    pub doomed: Vec<Disk>,
+    pub kept: Vec<Disk>,
+    pub snapshot_tags: Vec<String>,
+}
+
 /// In a VM's delete transaction: its own disks (made with it) become
-/// `deleting` and are returned; the others are detached and stay.
-pub(crate) fn release_disks_of(tx: &store::Tx<'_>, vm: &crate::Vm) -> Result<Vec<Disk>> {
-    let mut doomed = Vec::new();
-    store::delete_snapshots_of(tx, &vm.id)?;
-    for disk in store::disks_of_vm(tx, &vm.id)? {
+/// `deleting`; the others are detached (with an event each) and stay.
+pub(crate) fn release_disks_of(w: &mut crate::context::Write<'_>, vm: &crate::Vm) -> Result<Released> {
+    let mut released =
+        Released { snapshot_tags: store::snapshots_of(w.tx, &vm.id)?.into_iter().map(|s| s.name).collect(), ..Released::default() };
+    store::delete_snapshots_of(w.tx, &vm.id)?;
+    for disk in store::disks_of_vm(w.tx, &vm.id)? {
         let to = if disk.delete_with_vm { DiskState::Deleting } else { DiskState::Available };
-        store::set_disk_state(tx, disk.id, disk.state, to, None, "")?;
-        if disk.delete_with_vm {
-            doomed.push(Disk { state: DiskState::Deleting, vm: None, vm_id: None, slot: None, ..disk });
+        store::set_disk_state(w.tx, disk.id, disk.state, to, None, "")?;
+        let freed = Disk { state: to, vm: None, vm_id: None, slot: None, ..disk };
+        if freed.delete_with_vm {
+            released.doomed.push(freed);
+        } else {
+            let details = serde_json::json!({"vm": vm.name, "by": "the VM's delete"});
+            w.record(ObjectKind::Disk, &freed.id.to_string(), &freed.name, "detached", details)?;
+            released.kept.push(freed);
         }
     }
-    Ok(doomed)
+    Ok(released)
 }
 
 /// Removes a `deleting` disk's file (if vman owns it), then its record.
@@ -187,18 +225,26 @@ pub(crate) fn finish_delete(ctx: &Inner, disk: &Disk) -> Result<()> {
 /// file's SHA-256 as it was read.
 pub(crate) fn copy_file(source: &mut std::fs::File, dest: &Path) -> Result<String> {
     use sha2::Digest;
-    use std::io::{Read, Write};
+    use std::io::{Read, Seek, SeekFrom, Write};
     let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(dest).map_err(|e| Error::io("create", dest, e))?;
     let mut hash = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut length = 0u64;
     loop {
         let n = source.read(&mut buf).map_err(|e| Error::io("read", dest, e))?;
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io("write", dest, e))?;
+        // Zeros are skipped, not written: a sparse image stays sparse.
+        if buf[..n].iter().all(|&b| b == 0) {
+            out.seek(SeekFrom::Current(n as i64)).map_err(|e| Error::io("write", dest, e))?;
+        } else {
+            out.write_all(&buf[..n]).map_err(|e| Error::io("write", dest, e))?;
+        }
+        length += n as u64;
     }
+    out.set_len(length).map_err(|e| Error::io("write", dest, e))?;
     out.sync_all().map_err(|e| Error::io("flush", dest, e))?;
     Ok(hex(&hash.finalize()))
 }

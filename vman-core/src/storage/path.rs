@@ -39,6 +39,14 @@ pub(crate) fn open_source(what: &'static str, path: &str) -> Result<(PathBuf, Fi
 /// (or hand QEMU) a file elsewhere on the host.
 pub(crate) fn check_inside(what: &'static str, state_dir: &Path, resolved: &Path) -> Result<()> {
     let root = std::fs::canonicalize(state_dir).map_err(|e| Error::io("resolve", state_dir, e))?;
+    // vman's own files are never a caller's: a disk used in place must not
+    // be another disk's file, a base image, a seed or the database.
+    let owned = crate::runtime::STORAGE_DIRS.iter().chain(&["run", "locks"]).any(|dir| resolved.starts_with(root.join(dir)));
+    let database = resolved.parent() == Some(root.as_path())
+        && resolved.file_name().is_some_and(|n| n.to_string_lossy().starts_with(crate::store::DB_FILE));
+    if owned || database {
+        return Err(Error::invalid(what, format!("{} is one of vman's own files; give a file of yours", resolved.display())));
+    }
     if resolved.starts_with(&root) && resolved != root {
         return Ok(());
     }
@@ -84,5 +92,8 @@ mod tests {
         assert!(check_inside("source", state.path(), &root.join("import/a.img")).is_ok());
         assert_eq!(check_inside("source", state.path(), Path::new("/etc/passwd")).unwrap_err().kind(), ErrorKind::InvalidArgument);
         assert_eq!(check_inside("source", state.path(), &root).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        for own in ["images/1.qcow2", "disks/2.qcow2", "seeds/x.img", "vman.db", "vman.db-wal"] {
+            assert_eq!(check_inside("source", state.path(), &root.join(own)).unwrap_err().kind(), ErrorKind::InvalidArgument, "{own}");
+        }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Info {
     pub format: String,
     pub virtual_size: u64,
     pub backing_file: Option<String>,
+    /// A qcow2's external data file: another file its clusters live in.
+    pub data_file: Option<String>,
     pub snapshots: Vec<String>,
 }
 
@@ -36,6 +38,20 @@ struct RawInfo {
     backing_filename: Option<String>,
     #[serde(default)]
     snapshots: Vec<RawSnapshot>,
+    #[serde(rename = "format-specific")]
+    format_specific: Option<FormatSpecific>,
+}
+
+#[derive(Deserialize)]
+struct FormatSpecific {
+    #[serde(default)]
+    data: Option<FormatData>,
+}
+
+#[derive(Deserialize)]
+struct FormatData {
+    #[serde(rename = "data-file")]
+    data_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +91,7 @@ pub(crate) fn info(path: &Path, format: Option<DiskFormat>, shared: bool) -> Res
         format: raw.format,
         virtual_size: raw.virtual_size,
         backing_file: raw.backing_filename,
+        data_file: raw.format_specific.and_then(|f| f.data).and_then(|d| d.data_file),
         snapshots: raw.snapshots.into_iter().map(|s| s.name).collect(),
     })
 }

@@ -123,6 +123,15 @@ impl Manager {
         let (_lock, vm) = lock_vm(ctx, vm)?;
         let live = is_live(&vm, "snapshot")?;
         let disks = snapshot_disks(ctx, &vm)?;
+        // A tag vman did not record for this VM (left by another VM the
+        // disk belonged to, or made by hand) would be taken for this one.
+        if let Some(disk) = disks_with_tag(&disks, name)?.first() {
+            return Err(Error::AlreadyExists {
+                kind: "snapshot",
+                field: "name",
+                value: format!("{name} (on disk {}, from before it was this VM's; remove it with qemu-img snapshot -d)", disk.name),
+            });
+        }
         let id = ctx.store().write(|tx| store::insert_snapshot(tx, &vm.id, &vm.name, name, live, store::now_ms()))?;
         let taken = if live {
             let all = devices(&disks);
@@ -131,10 +140,15 @@ impl Manager {
             disk_op(&disks, SnapshotOp::Create, name)
         };
         if let Err(e) = taken {
-            if !live {
-                for disk in &disks {
-                    let _ = qemu_img::snapshot(Path::new(&disk.path), SnapshotOp::Delete, name);
-                }
+            // Whatever part was taken goes (the tag is this call's own: a
+            // stale one was refused above).
+            let undone = if live {
+                run_job(ctx, &vm, "snapshot-delete", json!({"tag": name, "devices": devices(&disks)}))
+            } else {
+                remove_tags(&disks, name)
+            };
+            if let Err(undo) = undone {
+                log::warn!("cannot remove the part-taken snapshot {name:?} of VM {:?}: {undo}", vm.name);
             }
             let _ = ctx.store().write(|tx| store::delete_snapshot_row(tx, id));
             return Err(e);
@@ -172,6 +186,18 @@ impl Manager {
             });
         }
         let disks = snapshot_disks(ctx, &vm)?;
+        // Every disk must hold the snapshot before any is touched: a disk
+        // attached since has no state to go back to.
+        let holding = disks_with_tag(&disks, name)?;
+        if let Some(newer) = disks.iter().find(|d| !holding.iter().any(|h| h.id == d.id)) {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "reverting VM {:?} to snapshot {name:?}: its disk {:?} was attached after the snapshot was taken; detach it first",
+                    vm.name, newer.name
+                ),
+                source: None,
+            });
+        }
         ctx.store().write(|tx| store::set_snapshot_state(tx, snapshot.id, "reverting"))?;
         let reverted = if live {
             let all = devices(&disks);
@@ -210,6 +236,18 @@ impl Manager {
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "snapshot_deleted", json!({"snapshot": name}))
         })
     }
+}
+
+/// The disks that hold a snapshot named `tag` (read without taking
+/// QEMU's lock, so it works on a running VM's disks too).
+fn disks_with_tag(disks: &[Disk], tag: &str) -> Result<Vec<Disk>> {
+    let mut holding = Vec::new();
+    for disk in disks {
+        if qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?.snapshots.iter().any(|s| s == tag) {
+            holding.push(disk.clone());
+        }
+    }
+    Ok(holding)
 }
 
 /// Removes a snapshot tag from each disk that has it (a crash may have

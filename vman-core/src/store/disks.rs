@@ -134,7 +134,11 @@ pub(crate) fn set_disk_state(
     last_error: &str,
 ) -> Result<()> {
     let changed = tx.execute(
-        "UPDATE disks SET state = ?3, vm_id = ?4, slot = ?5, last_error = ?6 WHERE id = ?1 AND state = ?2",
+        // A disk leaving its VM becomes an ordinary disk: a boot disk moved
+        // to another VM is not deleted with that one.
+        "UPDATE disks SET state = ?3, vm_id = ?4, slot = ?5, last_error = ?6,
+                          delete_with_vm = CASE WHEN ?4 IS NULL THEN 0 ELSE delete_with_vm END
+         WHERE id = ?1 AND state = ?2",
         params![id, from.as_str(), to.as_str(), vm.map(|(v, _)| v), vm.map(|(_, s)| s), last_error],
     )?;
     if changed == 0 {
@@ -318,4 +322,14 @@ pub(crate) fn delete_snapshot_row(tx: &Connection, id: i64) -> Result<()> {
 pub(crate) fn delete_snapshots_of(tx: &Connection, vm_id: &str) -> Result<()> {
     tx.execute("DELETE FROM snapshots WHERE vm_id = ?1", [vm_id])?;
     Ok(())
+}
+
+/// The disk or image (by name) whose file is `path`, if any.
+pub(crate) fn file_user(conn: &Connection, path: &str) -> Result<Option<String>> {
+    let disk: Option<String> = conn.query_row("SELECT name FROM disks WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+    if let Some(name) = disk {
+        return Ok(Some(format!("disk {name}")));
+    }
+    let image: Option<String> = conn.query_row("SELECT name FROM images WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+    Ok(image.map(|name| format!("image {name}")))
 }

@@ -28,9 +28,9 @@ use crate::error::{Error, Result};
 pub(crate) use commit_watch::CommitWatch;
 pub(crate) use disks::{
     NewDisk, clones_of, delete_disk_row, delete_image_row, delete_snapshot_row, delete_snapshots_of, disk_by_id, disk_by_name,
-    disks_in_states, disks_of_vm, finish_image, free_disk_slot, image_by_name, insert_disk, insert_image, insert_snapshot, list_disks,
-    list_images, set_disk_path, set_disk_size, set_disk_state, set_image_deleting, set_image_path, set_snapshot_state, snapshot_by_name,
-    snapshots_of, unsettled_images, unsettled_snapshots,
+    disks_in_states, disks_of_vm, file_user, finish_image, free_disk_slot, image_by_name, insert_disk, insert_image, insert_snapshot,
+    list_disks, list_images, set_disk_path, set_disk_size, set_disk_state, set_image_deleting, set_image_path, set_snapshot_state,
+    snapshot_by_name, snapshots_of, unsettled_images, unsettled_snapshots,
 };
 pub(crate) use events::{events_after, history_of, insert_event, newest_event_id, recent_events};
 pub(crate) use hostlinks::{

@@ -225,16 +225,24 @@ impl Manager {
         let vm = vm_by_id(inner, &vm.id, name)?;
         // Its own disks go with it (marked `deleting` here, their files
         // removed after the commit); disks it was only given are detached.
-        let doomed = inner.write(|w| {
-            let doomed = crate::storage::ops::release_disks_of(w.tx, &vm)?;
+        let disks = inner.write(|w| {
+            let disks = crate::storage::ops::release_disks_of(w, &vm)?;
             store::soft_delete_vm(w.tx, &vm, w.now)?;
             let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
-            let disks = doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released, "deleted_disks": disks}))?;
-            Ok(doomed)
+            let deleted = disks.doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released, "deleted_disks": deleted}))?;
+            Ok(disks)
         })?;
-        for disk in &doomed {
+        for disk in &disks.doomed {
             crate::storage::ops::finish_delete(inner, disk)?;
+        }
+        // The VM's snapshots went with it; their tags must not stay on the
+        // disks it leaves behind (a later snapshot of that name would find
+        // them). Best effort: create_snapshot refuses a stale tag anyway.
+        for tag in &disks.snapshot_tags {
+            if let Err(e) = crate::storage::snapshot::remove_tags(&disks.kept, tag) {
+                log::warn!("cannot remove snapshot {tag:?} of deleted VM {:?} from its former disks: {e}", vm.name);
+            }
         }
         crate::storage::boot::forget(inner, &vm.id);
         inner.runtime().forget_vm(&vm.id);
