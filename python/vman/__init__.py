@@ -11,6 +11,7 @@ import logging as _logging
 from . import _errors
 from ._errors import *  # noqa: F403 (the exception tree; names in _errors.__all__)
 from ._vman import (
+    DEFAULTS,
     DISK_STATES,
     VM_STATES,
     Allocation,
@@ -44,6 +45,7 @@ __all__ = [
     "__version__",
     "VM_STATES",
     "DISK_STATES",
+    "DEFAULTS",
     "default_state_dir",
     "Manager",
     "NicSpec",

@@ -273,6 +273,7 @@ impl PyManager {
         Ok(self.call(py, |m| m.import_ssh_key(name, public_key))?.into())
     }
 
+    /// The SSH key named ``name`` (``vman.NotFoundError`` if there is none).
     fn ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<PySshKey> {
         Ok(self.call(py, |m| m.ssh_key(name))?.into())
     }
@@ -379,6 +380,7 @@ impl PyManager {
         Ok(self.call(py, |m| m.import_disk(&spec))?.into())
     }
 
+    /// The disk named ``name`` (``vman.NotFoundError`` if there is none).
     fn disk(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyDisk> {
         Ok(self.call(py, |m| m.disk(name))?.into())
     }
@@ -445,10 +447,12 @@ impl PyManager {
         Ok(self.call(py, |m| m.register_image(&spec))?.into())
     }
 
+    /// The image named ``name`` (``vman.NotFoundError`` if there is none).
     fn image(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyImage> {
         Ok(self.call(py, |m| m.image(name))?.into())
     }
 
+    /// Every registered image, by name.
     fn images(&self, py: Python<'_>) -> PyVmanResult<Vec<PyImage>> {
         Ok(self.call(py, |m| m.images())?.into_iter().map(Into::into).collect())
     }
@@ -479,6 +483,8 @@ impl PyManager {
         Ok(self.call(py, |m| m.revert_snapshot(vm, name))?.into())
     }
 
+    /// Deletes snapshot ``name`` of VM ``vm`` from every disk of the VM
+    /// (with qemu-img when it is stopped, a QMP job when it runs).
     fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_snapshot(vm, name))
     }
