@@ -36,6 +36,9 @@ impl Manager {
         if iso.is_none() && vm.boot_from_cdrom {
             return Err(Error::invalid("CD-ROM", format!("VM {:?} boots from its CD-ROM; it cannot be left empty", vm.name)));
         }
+        if iso.is_none() && vm.cdrom.is_none() {
+            return Ok(vm); // already empty: nothing to do, nothing to record
+        }
         if live {
             let mut qmp = crate::vm::qemu::qmp(ctx, &vm)?;
             let name = vm.name.clone();
@@ -45,6 +48,12 @@ impl Manager {
             };
             qmp.execute("blockdev-open-tray", Some(json!({"id": CDROM_ID, "force": true}))).map_err(fail("blockdev-open-tray"))?;
             qmp.execute("blockdev-remove-medium", Some(json!({"id": CDROM_ID}))).map_err(fail("blockdev-remove-medium"))?;
+            // The drive is empty now: say so at once, so a failure (or a
+            // crash) before the new ISO is in never leaves the store naming
+            // an ISO QEMU no longer has.
+            if vm.cdrom.is_some() {
+                ctx.store().write(|tx| store::set_cdrom(tx, &vm.id, ""))?;
+            }
             // The node of an earlier ISO, if any, goes with it, and so do
             // the descriptors vman gave QEMU for it.
             let _ = qmp.execute("blockdev-del", Some(json!({"node-name": cdrom_blockdev("")["node-name"]})));
