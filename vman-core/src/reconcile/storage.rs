@@ -68,7 +68,7 @@ fn settle_snapshot(ctx: &Inner, snapshot: &crate::Snapshot, vm_id: &str, report:
         }
         _ if running => return Ok(()), // QEMU may still be at it; a later reconcile with the VM stopped finishes
         _ => {
-            crate::storage::snapshot::remove_tags(&disks, &snapshot.name)?;
+            crate::storage::ops::remove_tags(&disks, &snapshot.name)?;
             ctx.store().write(|tx| store::delete_snapshot_row(tx, snapshot.id))?;
             "removed it from every disk"
         }

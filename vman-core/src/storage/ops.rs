@@ -268,3 +268,27 @@ pub(crate) fn hash_file(source: &mut std::fs::File, path: &Path) -> Result<Strin
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The disks that hold a snapshot named `tag` (read without taking
+/// QEMU's lock, so it works on a running VM's disks too).
+pub(crate) fn disks_with_tag(disks: &[Disk], tag: &str) -> Result<Vec<Disk>> {
+    let mut holding = Vec::new();
+    for disk in disks {
+        if qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?.snapshots.iter().any(|s| s == tag) {
+            holding.push(disk.clone());
+        }
+    }
+    Ok(holding)
+}
+
+/// Removes a snapshot tag from each disk that has it (a crash may have
+/// left it on some disks only).
+pub(crate) fn remove_tags(disks: &[Disk], tag: &str) -> Result<()> {
+    for disk in disks {
+        let info = qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?;
+        if info.snapshots.iter().any(|s| s == tag) {
+            qemu_img::snapshot(Path::new(&disk.path), qemu_img::SnapshotOp::Delete, tag)?;
+        }
+    }
+    Ok(())
+}

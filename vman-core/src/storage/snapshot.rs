@@ -15,6 +15,7 @@ use crate::manager::Manager;
 use crate::name::validate_name;
 use crate::storage::devices::node_name;
 use crate::storage::model::{Disk, DiskFormat, Snapshot};
+use crate::storage::ops::{disks_with_tag, remove_tags};
 use crate::storage::qemu_img::{self, SnapshotOp};
 use crate::store;
 use crate::vm::lifecycle::lock_vm;
@@ -236,28 +237,4 @@ impl Manager {
             w.record(ObjectKind::Vm, &vm.id, &vm.name, "snapshot_deleted", json!({"snapshot": name}))
         })
     }
-}
-
-/// The disks that hold a snapshot named `tag` (read without taking
-/// QEMU's lock, so it works on a running VM's disks too).
-fn disks_with_tag(disks: &[Disk], tag: &str) -> Result<Vec<Disk>> {
-    let mut holding = Vec::new();
-    for disk in disks {
-        if qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?.snapshots.iter().any(|s| s == tag) {
-            holding.push(disk.clone());
-        }
-    }
-    Ok(holding)
-}
-
-/// Removes a snapshot tag from each disk that has it (a crash may have
-/// left it on some disks only).
-pub(crate) fn remove_tags(disks: &[Disk], tag: &str) -> Result<()> {
-    for disk in disks {
-        let info = qemu_img::info(Path::new(&disk.path), Some(disk.format), true)?;
-        if info.snapshots.iter().any(|s| s == tag) {
-            qemu_img::snapshot(Path::new(&disk.path), SnapshotOp::Delete, tag)?;
-        }
-    }
-    Ok(())
 }

@@ -240,7 +240,7 @@ impl Manager {
         // disks it leaves behind (a later snapshot of that name would find
         // them). Best effort: create_snapshot refuses a stale tag anyway.
         for tag in &disks.snapshot_tags {
-            if let Err(e) = crate::storage::snapshot::remove_tags(&disks.kept, tag) {
+            if let Err(e) = crate::storage::ops::remove_tags(&disks.kept, tag) {
                 log::warn!("cannot remove snapshot {tag:?} of deleted VM {:?} from its former disks: {e}", vm.name);
             }
         }
