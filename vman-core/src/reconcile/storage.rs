@@ -46,6 +46,9 @@ fn settle_snapshot(ctx: &Inner, snapshot: &crate::Snapshot, vm_id: &str, report:
     let Some(vm) = ctx.store().read(|tx| store::vm_by_id(tx, vm_id))? else { return Ok(()) };
     let disks = ctx.store().read(|tx| store::disks_of_vm(tx, vm_id))?;
     let running = vm.state.has_process();
+    if !running && !unheld(disks.iter().map(|d| d.path.as_str())) {
+        return Ok(()); // a dying qemu-img still has a disk open: next time
+    }
     let tagged = disks
         .iter()
         .all(|d| qemu_img::info(std::path::Path::new(&d.path), Some(d.format), true).is_ok_and(|i| i.snapshots.contains(&snapshot.name)));
@@ -81,6 +84,23 @@ fn settle_snapshot(ctx: &Inner, snapshot: &crate::Snapshot, vm_id: &str, report:
     Ok(())
 }
 
+/// Whether no other process has any of `paths` open, waiting a moment for
+/// one to let go: a killed embedder's qemu-img dies with it, but a write
+/// it had in flight still lands, so an intent is settled only once its
+/// files are nobody's.
+fn unheld<'a>(paths: impl IntoIterator<Item = &'a str> + Clone) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if paths.clone().into_iter().all(|p| crate::sys::proc::holders(std::path::Path::new(p)).is_empty()) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn drift(report: &mut ReconcileReport, vm: Option<&str>, disk: &Disk, found: &str, action: &str) {
     report.drifts.push(Drift { vm: vm.unwrap_or("-").to_string(), found: format!("disk {:?} {found}", disk.name), action: action.into() });
 }
@@ -90,6 +110,9 @@ fn settle_disk(ctx: &Inner, disk: Disk, report: &mut ReconcileReport) -> Result<
         disk::finish_delete(ctx, &disk)?;
         drift(report, None, &disk, "left deleting", "finished deleting it");
         return Ok(());
+    }
+    if disk.state == DiskState::Creating && !unheld([disk.path.as_str()]) {
+        return Ok(()); // a dying qemu-img still has it open: next time
     }
     let Some(vm_id) = disk.vm_id.clone() else {
         // A standalone create or import that never finished: undo it.
