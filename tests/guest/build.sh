@@ -80,11 +80,13 @@ log() { printf 'guest/build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$SCRIPT")/lib.sh"
 OUT=${1:-${VMAN_GUEST_DIR:-$HOME/.cache/vman/guest}}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd -P)
 
-STAMP="vman-guest script=$(sha256sum <"$SCRIPT" | cut -d' ' -f1) kernel-suite=${KERNEL_SUITE}"
+STAMP="vman-guest script=$(cat "$SCRIPT" "$(dirname "$SCRIPT")/lib.sh" | sha256sum | cut -d' ' -f1) kernel-suite=${KERNEL_SUITE}"
 
 is_built() {
     [[ -s $OUT/vmlinuz && -s $OUT/initrd.img && -f $OUT/.stamp ]] &&
@@ -112,15 +114,7 @@ for tool in apt-get apt-cache dpkg-deb gzip sha256sum flock; do
     command -v "$tool" >/dev/null || die "missing host tool: $tool"
 done
 
-WORK=$(mktemp -d "$OUT/.build.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-DL=$WORK/debs
-mkdir -p "$DL"
-# As root, apt drops privileges to _apt for downloads; let it write here.
-if [[ $EUID -eq 0 ]] && id _apt >/dev/null 2>&1; then
-    chmod 755 "$WORK"
-    chown _apt "$DL"
-fi
+make_work_dir
 
 # Resolve the metapackage to the exact kernel package and version it depends
 # on, then download both .debs. Prints "name version" of the kernel package.
@@ -140,15 +134,7 @@ fetch() {
     (cd "$DL" && apt-get download -q "$kpkg=$kver" busybox-static >&2) || return 1
 }
 
-if ! fetch; then
-    # Package lists may be missing (fresh container) or stale (a superseded
-    # security update is no longer on the mirror): refresh once and retry.
-    [[ $EUID -eq 0 ]] || die "apt-get download failed; run 'apt-get update' as root and retry"
-    log "resolving or downloading the packages failed; running apt-get update once"
-    apt-get update -q >&2
-    rm -f "$DL"/*.deb
-    fetch || die "cannot download $KERNEL_META's kernel or busybox-static"
-fi
+fetch_or_refresh "$KERNEL_META's kernel and busybox-static"
 
 KDEB=$(ls "$DL"/linux-image-*.deb)
 BDEB=$(ls "$DL"/busybox-static_*.deb)

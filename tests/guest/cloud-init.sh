@@ -28,6 +28,8 @@ log() { printf '[cloud-init.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$SCRIPT")/lib.sh"
 OUT=${1:-${VMAN_CLOUD_INIT_DIR:-$HOME/.cache/vman/cloud-init}}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd -P)
@@ -35,7 +37,7 @@ PYTHON=/usr/bin/python3
 # cloud-init's Depends that are Python modules (apt-cache show cloud-init).
 MODULES=(yaml jsonschema jinja2 configobj jsonpatch requests netifaces serial oauthlib)
 
-STAMP="vman-cloud-init script=$(sha256sum <"$SCRIPT" | cut -d' ' -f1)"
+STAMP="vman-cloud-init script=$(cat "$SCRIPT" "$(dirname "$SCRIPT")/lib.sh" | sha256sum | cut -d' ' -f1)"
 
 is_built() {
     [[ -d $OUT/python/cloudinit && -f $OUT/.stamp ]] && [[ $(cat "$OUT/.stamp") == "$STAMP" ]]
@@ -68,25 +70,10 @@ for tool in apt-get dpkg-deb sha256sum flock; do
     command -v "$tool" >/dev/null || die "missing host tool: $tool"
 done
 
-WORK=$(mktemp -d "$OUT/.build.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-DL=$WORK/debs
-mkdir -p "$DL"
-# As root, apt drops privileges to _apt for downloads; let it write here.
-if [[ $EUID -eq 0 ]] && id _apt >/dev/null 2>&1; then
-    chmod 755 "$WORK"
-    chown _apt "$DL"
-fi
+make_work_dir
 
 fetch() { (cd "$DL" && apt-get download -q cloud-init >&2); }
-if ! fetch; then
-    # Package lists may be missing (fresh machine) or stale: refresh once.
-    [[ $EUID -eq 0 ]] || die "apt-get download failed; run 'apt-get update' as root and retry"
-    log "downloading cloud-init failed; running apt-get update once"
-    apt-get update -q >&2
-    rm -f "$DL"/*.deb
-    fetch || die "cannot download cloud-init"
-fi
+fetch_or_refresh "cloud-init"
 
 DEB=$(ls "$DL"/cloud-init_*.deb)
 dpkg-deb -x "$DEB" "$WORK/root"

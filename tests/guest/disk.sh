@@ -60,6 +60,8 @@ log() { printf 'guest/disk.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# shellcheck source=tests/guest/lib.sh
+. "$(dirname "$SCRIPT")/lib.sh"
 HERE=$(dirname "$SCRIPT")
 OUT=${1:-${VMAN_DISK_DIR:-$HOME/.cache/vman/disk}}
 mkdir -p "$OUT"
@@ -67,7 +69,7 @@ OUT=$(cd "$OUT" && pwd -P)
 
 # The guest itself (cached by build.sh; instant when up to date).
 GUEST=$("$HERE/build.sh") || die "tests/guest/build.sh failed"
-STAMP="vman-disk script=$(sha256sum <"$SCRIPT" | cut -d' ' -f1) guest=[$(cat "$GUEST/.stamp")]"
+STAMP="vman-disk script=$(cat "$SCRIPT" "$(dirname "$SCRIPT")/lib.sh" | sha256sum | cut -d' ' -f1) guest=[$(cat "$GUEST/.stamp")]"
 
 is_built() {
     [[ -s $OUT/disk.raw && -s $OUT/disk.qcow2 && -s $OUT/boot.iso && -f $OUT/.stamp ]] &&
@@ -90,23 +92,10 @@ for tool in apt-get dpkg-deb qemu-img sha256sum flock; do
     command -v "$tool" >/dev/null || die "missing host tool: $tool (run scripts/setup)"
 done
 
-WORK=$(mktemp -d "$OUT/.build.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-DL=$WORK/debs
-mkdir -p "$DL"
-if [[ $EUID -eq 0 ]] && id _apt >/dev/null 2>&1; then
-    chmod 755 "$WORK"
-    chown _apt "$DL"
-fi
+make_work_dir
 
 fetch() { (cd "$DL" && apt-get download -q "${PACKAGES[@]}" >&2); }
-if ! fetch; then
-    [[ $EUID -eq 0 ]] || die "apt-get download failed; run 'apt-get update' as root and retry"
-    log "downloading the packages failed; running apt-get update once"
-    apt-get update -q >&2
-    rm -f "$DL"/*.deb
-    fetch || die "cannot download ${PACKAGES[*]}"
-fi
+fetch_or_refresh "${PACKAGES[*]}"
 T=$WORK/tools
 for deb in "$DL"/*.deb; do dpkg-deb -x "$deb" "$T"; done
 # syslinux runs mattrib and mcopy from PATH; xorriso needs its libraries.
