@@ -230,4 +230,36 @@ ALTER TABLE vms ADD COLUMN display_port INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE vms ADD COLUMN cloud_init   INTEGER NOT NULL DEFAULT 0 CHECK (cloud_init IN (0, 1));
 ALTER TABLE vms ADD COLUMN user_data    TEXT    NOT NULL DEFAULT '';
 "#,
+    // 6: the settings a state directory keeps for every process that opens
+    // it, and batches of VMs provisioned in one call.
+    r#"
+-- One row per setting (network mode, accelerator, binaries, QEMU user...):
+-- written when the directory is made, read by every opener. Keys and
+-- values are checked in core; a new setting is a new key, never a new
+-- meaning for an old one.
+CREATE TABLE settings (
+    key           TEXT    PRIMARY KEY,
+    value         TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- A batch: N VMs made in one call from one template (and image) with a
+-- naming pattern. 'creating' is written before the first VM and settled
+-- to 'created' after the last; 'rolling_back' and 'deleting' are intents
+-- the reconciler finishes if the process that wrote them died.
+CREATE TABLE batches (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL,
+    pattern       TEXT    NOT NULL,
+    count         INTEGER NOT NULL CHECK (count > 0),
+    state         TEXT    NOT NULL CHECK (state IN ('creating', 'created', 'rolling_back', 'deleting', 'deleted')),
+    created_at_ms INTEGER NOT NULL,
+    deleted_at_ms INTEGER,
+    CHECK ((state = 'deleted') = (deleted_at_ms IS NOT NULL))
+) STRICT;
+-- Names are unique among live batches only.
+CREATE UNIQUE INDEX batches_live_name ON batches (name) WHERE deleted_at_ms IS NULL;
+ALTER TABLE vms ADD COLUMN batch_id INTEGER REFERENCES batches(id);
+CREATE INDEX vms_by_batch ON vms (batch_id) WHERE batch_id IS NOT NULL;
+"#,
 ];
