@@ -1,21 +1,18 @@
-"""The `vman` command: a thin shell over the library for people and demos.
-
-    vman demo --kernel K --initrd I   the README's main job: boot a real guest
-    vman ls                           templates, networks and VMs
-    vman start|stop|tail VM           run a VM, stop it, show its console
-    vman history [VM] [-n N]          recent events, or one VM's
-    vman reconcile                    repair drift between store and reality
-"""
+"""The old ``vman demo`` (hidden): records a template, a network and three
+VMs and boots one real guest. scripts/demo still calls it; the README's
+main job is becoming a scenario of ordinary commands, and this goes once
+that lands."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import sys
 import time
 from typing import Sequence
 
 import vman
+
+from .common import Ctx
+from .grammar import Commands
 
 DEMO_PREFIX = "demo-"
 
@@ -91,54 +88,11 @@ def demo(m: vman.Manager, kernel: str, initrd: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vman", description="Embeddable VM manager")
-    parser.add_argument("--state-dir", default=None, help=f"default: {vman.default_state_dir()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="record a template, a network and three VMs; boot one real guest")
-    d.add_argument("--kernel", required=True, help="kernel of a guest that prints VMAN-GUEST-READY on ttyS0 when up")
-    d.add_argument("--initrd", required=True, help="that guest's initrd")
-    sub.add_parser("ls", help="list templates, networks and VMs")
-    for verb in ("start", "stop", "tail"):
-        sub.add_parser(verb).add_argument("vm")
-    sub.add_parser("reconcile", help="repair drift between the store and what runs")
-    hist = sub.add_parser("history", help="show recent events")
-    hist.add_argument("vm", nargs="?", help="only this VM (name, or id of a deleted one)")
-    hist.add_argument("-n", type=int, default=20, help="how many events")
-    args = parser.parse_args(argv)
-
-    try:
-        m = vman.Manager(args.state_dir or vman.default_state_dir())
-        if args.command == "demo":
-            return demo(m, args.kernel, args.initrd)
-        if args.command == "start":
-            _print_vms([m.start(args.vm)])
-            return 0
-        if args.command == "stop":
-            _print_vms([m.stop(args.vm)])
-            return 0
-        if args.command == "tail":
-            sys.stdout.write(m.console_tail(args.vm).decode(errors="replace"))
-            return 0
-        if args.command == "reconcile":
-            report = m.reconcile()
-            for drift in report.drifts:
-                print(f"{drift.vm}: {drift.found}; {drift.action}")
-            print(f"adopted: {', '.join(report.adopted) or '-'}")
-            return 0
-        if args.command == "ls":
-            for t in m.templates():
-                print(t)
-            for n in m.networks():
-                print(n)
-            _print_vms(m.vms())
-            return 0
-        _print_events(m.vm_history(args.vm, args.n) if args.vm else m.recent_events(args.n))
-        return 0
-    except vman.VmanError as e:
-        print(f"vman: {e}", file=sys.stderr)
-        return 1
+def run(ctx: Ctx) -> int:
+    return demo(ctx.m, ctx.args.kernel, ctx.args.initrd)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register(top: Commands) -> None:
+    p = top.add("demo", run, None, description="the old demo: boot one real guest (hidden; see scripts/demo)")
+    p.add_argument("--kernel", required=True, help="kernel of a guest that prints VMAN-GUEST-READY on ttyS0 when up")
+    p.add_argument("--initrd", required=True, help="that guest's initrd")

@@ -1,0 +1,234 @@
+"""Whole-directory commands: batch, events, host, settings, reconcile."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, List, Optional
+
+import vman
+
+from . import records
+from .cmd_vm import nic_arg, print_event
+from .common import Ctx
+from .exits import not_available
+from .grammar import Commands
+from .output import size, when
+
+DEFAULTS = vman.DEFAULTS
+
+
+def library_call(m: vman.Manager, name: str, what: str) -> Callable[..., Any]:
+    """A Manager method that other parts of the library provide; a clear
+    error (exit code of "unsupported") where this build lacks it."""
+    call: Optional[Callable[..., Any]] = getattr(m, name, None)
+    if call is None:
+        raise not_available(what)
+    return call
+
+
+# --- batch ------------------------------------------------------------------
+
+
+def show_batch(ctx: Ctx, b: Any) -> None:
+    if ctx.out.json:
+        return ctx.out.data(records.batch(b))
+    ctx.out.fields(
+        [
+            ("name", b.name),
+            ("pattern", b.pattern),
+            ("count", b.count),
+            ("state", b.state),
+            ("vms", list(b.vms)),
+            ("created", when(b.created_at_ms)),
+        ]
+    )
+
+
+def batch_create(ctx: Ctx) -> None:
+    a = ctx.args
+    create = library_call(ctx.m, "create_batch", "batch provisioning")
+    nics: List[Any] = [net if ip is None else vman.NicSpec(net, ip=ip) for net, ip in a.nic]
+    b = create(
+        a.pattern,
+        count=a.count,
+        template=a.template,
+        image=a.image,
+        nics=nics,
+        ssh_keys=a.key,
+        cloud_init=a.cloud_init,
+        start=a.start,
+        name=a.name,
+    )
+    show_batch(ctx, b)
+
+
+def batch_list(ctx: Ctx) -> None:
+    batches = library_call(ctx.m, "batches", "batch provisioning")()
+    if ctx.out.json:
+        return ctx.out.data([records.batch(b) for b in batches])
+    ctx.out.table(["NAME", "PATTERN", "COUNT", "STATE", "CREATED"], [(b.name, b.pattern, b.count, b.state, when(b.created_at_ms)) for b in batches])
+
+
+def batch_show(ctx: Ctx) -> None:
+    show_batch(ctx, library_call(ctx.m, "batch", "batch provisioning")(ctx.args.batch))
+
+
+def batch_delete(ctx: Ctx) -> None:
+    a = ctx.args
+    if a.prefix is not None:
+        gone = library_call(ctx.m, "delete_vms", "deleting VMs by prefix")(prefix=a.prefix)
+        names = [str(n) for n in gone or []]
+        if ctx.out.json:
+            return ctx.out.data({"deleted": names})
+        return ctx.out.line(f"deleted {len(names)} VMs: {', '.join(names)}" if names else f"no VM is named {a.prefix}*")
+    library_call(ctx.m, "delete_batch", "batch provisioning")(a.batch)
+    ctx.out.line(f"deleted batch {a.batch}")
+
+
+# --- events -----------------------------------------------------------------
+
+
+def events(ctx: Ctx) -> None:
+    """History, then (with --follow) live events as they are committed."""
+    a = ctx.args
+    m = ctx.m
+    vm_id: Optional[str] = None
+    if a.vm is not None:
+        try:
+            vm_id = m.vm(a.vm).id
+        except vman.NotFoundError:
+            vm_id = a.vm  # the id of a deleted VM (history accepts it)
+
+    def wanted(e: vman.Event) -> bool:
+        return vm_id is None or (e.object_kind == "vm" and e.object_id == vm_id)
+
+    if a.after is not None:
+        stream = m.subscribe(after=a.after)
+        last = a.after
+        if not a.follow:
+            with stream:
+                shown = 0
+                while shown < a.n:
+                    e = stream.next(timeout=0)
+                    if e is None:
+                        break
+                    if wanted(e):
+                        print_event(ctx.out, e)
+                        shown += 1
+            return
+    else:
+        # Subscribed before the history is read, so nothing committed in
+        # between is missed; an event both return is printed once.
+        stream = m.subscribe()
+        history = m.vm_history(vm_id, a.n) if vm_id is not None else m.recent_events(a.n)
+        for e in history:
+            print_event(ctx.out, e)
+        last = history[-1].id if history else 0
+        if not a.follow:
+            stream.close()
+            return
+    sys.stdout.flush()
+    with stream:
+        for e in stream:
+            if e.id > last and wanted(e):
+                print_event(ctx.out, e)
+                sys.stdout.flush()
+
+
+# --- host -------------------------------------------------------------------
+
+
+def host_health(ctx: Ctx) -> None:
+    h = records.host_health(library_call(ctx.m, "host_health", "host health")())
+    if ctx.out.json:
+        return ctx.out.data(h)
+    ctx.out.table(["CHECK", "OK", "REASON"], [(c["name"], c["ok"], c["reason"]) for c in h["checks"]])
+
+
+def host_stats(ctx: Ctx) -> None:
+    s = records.host_stats(library_call(ctx.m, "host_stats", "host stats")())
+    if ctx.out.json:
+        return ctx.out.data(s)
+    ctx.out.fields(
+        [
+            ("cpus", s["cpus"]),
+            ("load (1 min)", s["load_1m"]),
+            ("memory", f"{size(s['memory_available_bytes'])} available of {size(s['memory_total_bytes'])}"),
+            ("disk", f"{size(s['disk_free_bytes'])} free of {size(s['disk_total_bytes'])}"),
+            ("state directory", size(s["state_dir_bytes"])),
+        ]
+    )
+    if s["vms"]:
+        ctx.out.line()
+        ctx.out.table(
+            ["VM", "STATE", "CPU TIME", "MEMORY (RSS)", "DISK"],
+            [(v["name"], v["state"], f"{v['cpu_time_ms'] / 1000:.1f} s", size(v["rss_bytes"]), size(v["disk_bytes"])) for v in s["vms"]],
+        )
+
+
+# --- settings ---------------------------------------------------------------
+
+
+def settings_show(ctx: Ctx) -> None:
+    values = records.settings(library_call(ctx.m, "settings", "settings of the state directory")())
+    if ctx.out.json:
+        return ctx.out.data(values)
+    ctx.out.fields(sorted(values.items()))
+
+
+def settings_set(ctx: Ctx) -> None:
+    library_call(ctx.m, "set_setting", "settings of the state directory")(ctx.args.key, ctx.args.value)
+    values = records.settings(library_call(ctx.m, "settings", "settings of the state directory")())
+    if ctx.out.json:
+        return ctx.out.data(values)
+    ctx.out.line(f"{ctx.args.key} = {values.get(ctx.args.key, ctx.args.value)}")
+
+
+# --- reconcile --------------------------------------------------------------
+
+
+def reconcile(ctx: Ctx) -> None:
+    r = ctx.m.reconcile()
+    if ctx.out.json:
+        return ctx.out.data(records.reconcile_report(r))
+    for d in r.drifts:
+        ctx.out.line(f"{d.vm}: {d.found}; {d.action}")
+    ctx.out.line(f"{len(r.drifts)} drift(s) repaired; adopted: {', '.join(r.adopted) or '-'}")
+
+
+def register(top: Commands) -> None:
+    g = top.group("batch", "many VMs in one call, rolled back as a whole if one fails")
+    p = g.add("create", batch_create, "create COUNT VMs named by PATTERN (worker{:02} -> worker01, worker02, ...)")
+    p.add_argument("pattern")
+    p.add_argument("--count", type=int, required=True, metavar="N")
+    p.add_argument("--template", required=True)
+    p.add_argument("--image")
+    p.add_argument("--nic", action="append", default=[], type=nic_arg, metavar="NET", help="a NIC on network NET (repeatable)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY", help="an SSH key of the catalogue (repeatable)")
+    p.add_argument("--cloud-init", action="store_true")
+    p.add_argument("--start", action="store_true", help="start every VM")
+    p.add_argument("--name", help="the batch's name (default: made from the pattern)")
+    g.add("list", batch_list, "list batches", aliases=["ls"])
+    g.add("show", batch_show, "show one batch").add_argument("batch")
+    p = g.add("delete", batch_delete, "delete a batch's VMs, or every VM whose name starts with --prefix")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("batch", nargs="?")
+    what.add_argument("--prefix")
+
+    p = top.add("events", events, "the event history; --follow for live events", description="events, oldest first (JSON Lines with --json)")
+    p.add_argument("--follow", "-f", action="store_true", help="then print events as they are committed, until Ctrl-C")
+    p.add_argument("--after", type=int, metavar="ID", help="the events after this id (resume where a consumer stopped)")
+    p.add_argument("-n", type=int, default=DEFAULTS["history_limit"], metavar="N", help="at most N events of history")
+    p.add_argument("--vm", help="only this VM's events")
+
+    g = top.group("host", "the host: can it run VMs, and what they use")
+    g.add("health", host_health, "whether QEMU, qemu-img, acceleration, bridging and dnsmasq are usable, and why not")
+    g.add("stats", host_stats, "host CPU, memory and disk; each VM's CPU time, memory and disk")
+
+    g = top.group("settings", "settings of the state directory, used by every process that opens it")
+    g.add("show", settings_show, "print the settings")
+    p = g.add("set", settings_set, "change a setting")
+    p.add_argument("key")
+    p.add_argument("value")
+
+    top.add("reconcile", reconcile, "make the records true to what runs (also done at every open)")
