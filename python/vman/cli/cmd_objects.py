@@ -47,7 +47,8 @@ def template_list(ctx: Ctx) -> None:
     if ctx.out.json:
         return ctx.out.data([records.template(t) for t in ts])
     ctx.out.table(
-        ["NAME", "VCPUS", "MEMORY", "DISK", "DESCRIPTION"], [(t.name, t.vcpus, f"{t.memory_mib} MiB", f"{t.disk_gib} GiB", t.description) for t in ts]
+        ["NAME", "VCPUS", "MEMORY", "DISK", "DESCRIPTION"],
+        [(t.name, t.vcpus, f"{t.memory_mib} MiB", f"{t.disk_gib} GiB", t.description) for t in ts],
     )
 
 
@@ -94,7 +95,10 @@ def network_list(ctx: Ctx) -> None:
     ns = ctx.m.networks()
     if ctx.out.json:
         return ctx.out.data([records.network(n) for n in ns])
-    ctx.out.table(["NAME", "VLAN", "CIDR", "GATEWAY", "RESERVED", "DNS", "UPLINK"], [(n.name, n.vlan, n.cidr, n.gateway, n.reserved, n.dns, n.uplink) for n in ns])
+    ctx.out.table(
+        ["NAME", "VLAN", "CIDR", "GATEWAY", "RESERVED", "DNS", "UPLINK"],
+        [(n.name, n.vlan, n.cidr, n.gateway, n.reserved, n.dns, n.uplink) for n in ns],
+    )
 
 
 def network_show(ctx: Ctx) -> None:
@@ -193,7 +197,10 @@ def disk_list(ctx: Ctx) -> None:
     disks = ctx.m.disks(vm=ctx.args.vm)
     if ctx.out.json:
         return ctx.out.data([records.disk(d) for d in disks])
-    ctx.out.table(["NAME", "STATE", "FORMAT", "SIZE", "VM", "IMAGE"], [(d.name, d.state, d.format, size(d.size_bytes), d.vm, d.image) for d in disks])
+    ctx.out.table(
+        ["NAME", "STATE", "FORMAT", "SIZE", "VM", "IMAGE"],
+        [(d.name, d.state, d.format, size(d.size_bytes), d.vm, d.image) for d in disks],
+    )
 
 
 def disk_show(ctx: Ctx) -> None:
@@ -251,7 +258,10 @@ def key_list(ctx: Ctx) -> None:
     keys = ctx.m.ssh_keys()
     if ctx.out.json:
         return ctx.out.data([records.ssh_key(k) for k in keys])
-    ctx.out.table(["NAME", "TYPE", "BITS", "FINGERPRINT", "COMMENT"], [(k.name, k.key_type, k.bits, k.fingerprint_sha256, k.comment) for k in keys])
+    ctx.out.table(
+        ["NAME", "TYPE", "BITS", "FINGERPRINT", "COMMENT"],
+        [(k.name, k.key_type, k.bits, k.fingerprint_sha256, k.comment) for k in keys],
+    )
 
 
 def key_show(ctx: Ctx) -> None:

@@ -66,7 +66,10 @@ def batch_list(ctx: Ctx) -> None:
     batches = library_call(ctx.m, "batches", "batch provisioning")()
     if ctx.out.json:
         return ctx.out.data([records.batch(b) for b in batches])
-    ctx.out.table(["NAME", "PATTERN", "COUNT", "STATE", "CREATED"], [(b.name, b.pattern, b.count, b.state, when(b.created_at_ms)) for b in batches])
+    ctx.out.table(
+        ["NAME", "PATTERN", "COUNT", "STATE", "CREATED"],
+        [(b.name, b.pattern, b.count, b.state, when(b.created_at_ms)) for b in batches],
+    )
 
 
 def batch_show(ctx: Ctx) -> None:
@@ -215,7 +218,9 @@ def register(top: Commands) -> None:
     what.add_argument("batch", nargs="?")
     what.add_argument("--prefix")
 
-    p = top.add("events", events, "the event history; --follow for live events", description="events, oldest first (JSON Lines with --json)")
+    p = top.add(
+        "events", events, "the event history; --follow for live events", description="events, oldest first (JSON Lines with --json)"
+    )
     p.add_argument("--follow", "-f", action="store_true", help="then print events as they are committed, until Ctrl-C")
     p.add_argument("--after", type=int, metavar="ID", help="the events after this id (resume where a consumer stopped)")
     p.add_argument("-n", type=int, default=DEFAULTS["history_limit"], metavar="N", help="at most N events of history")

@@ -243,7 +243,9 @@ def vm_tail(ctx: Ctx) -> None:
 class StepAction(argparse.Action):
     """``--send`` and ``--expect`` into one list, in command-line order."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None) -> None:
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None
+    ) -> None:
         steps = list(getattr(namespace, self.dest, None) or [])
         steps.append(("send" if option_string == "--send" else "expect", values))
         setattr(namespace, self.dest, steps)
@@ -305,7 +307,9 @@ def register_vm_verbs(g: Commands, shown: bool) -> None:
         h("the serial console: interactive on a terminal (Ctrl-] leaves), scripted with --send/--expect"),
     )
     p.add_argument("vm")
-    p.add_argument("--send", action=StepAction, dest="steps", metavar="TEXT", help="type TEXT and Enter (repeatable; in order with --expect)")
+    p.add_argument(
+        "--send", action=StepAction, dest="steps", metavar="TEXT", help="type TEXT and Enter (repeatable; in order with --expect)"
+    )
     p.add_argument("--expect", action=StepAction, dest="steps", metavar="REGEX", help="wait for output matching REGEX and print it")
     p.add_argument("--timeout", type=float, default=DEFAULTS["console_wait_timeout"], metavar="S", help="how long each --expect waits")
     p.add_argument("--raw", action="store_true", help="print output with its escape codes")

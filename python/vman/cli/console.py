@@ -105,7 +105,9 @@ def interactive(m: vman.Manager, name: str) -> None:
 def console(m: vman.Manager, out: Output, name: str, steps: Sequence[Step], timeout: float, raw: bool) -> None:
     if steps:
         scripted(m, out, name, steps, timeout, raw)
-    elif sys.stdin.isatty() and not out.json:
+    elif out.json:
+        raise CliError("invalid_argument", "an interactive console has no --json form: script it with --send TEXT and --expect REGEX")
+    elif sys.stdin.isatty():
         interactive(m, name)
     else:
         raise CliError("invalid_argument", "stdin is not a terminal: script the console with --send TEXT and --expect REGEX")

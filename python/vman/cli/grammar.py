@@ -47,7 +47,9 @@ class Commands:
         self._common = common
         self._sub = parent.add_subparsers(dest=dest, metavar=title, required=True, parser_class=Parser)
 
-    def add(self, name: str, handler: Handler, help: Optional[str], aliases: Sequence[str] = (), description: Optional[str] = None) -> Parser:
+    def add(
+        self, name: str, handler: Handler, help: Optional[str], aliases: Sequence[str] = (), description: Optional[str] = None
+    ) -> Parser:
         """A verb. ``help=None`` hides it from the list (an alias of a verb
         shown elsewhere)."""
         kwargs: Any = {"help": help} if help is not None else {}
