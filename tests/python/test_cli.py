@@ -230,10 +230,36 @@ def test_tables_for_people(run):
     assert run("vm", "status", "web1").out == "created\n"
 
 
+def documented_shapes() -> dict:
+    """The JSON examples of docs/cli.md, by the name in their marker."""
+    return {m.group(1): json.loads(m.group(2)) for m in re.finditer(r"<!-- json: (\w+) -->\n```json\n(.*?)```", DOCS.read_text(), re.S)}
+
+
+def fields(value, path="") -> set:
+    """Every field path of a JSON value (a list by its first element)."""
+    if isinstance(value, dict):
+        # An event's "details" depend on its action: only the key is fixed.
+        nested = {f for k, v in value.items() if k != "details" for f in fields(v, f"{path}.{k}")}
+        return {f"{path}.{k}" for k in value} | nested
+    if isinstance(value, list) and value and isinstance(value[0], (dict, list)):
+        return fields(value[0], path + "[]")
+    return set()
+
+
+def assert_documented(docs: dict, name: str, value) -> None:
+    """What the CLI printed has the fields docs/cli.md shows for it."""
+    documented = fields(docs[name])
+    # A nested list empty in the real output cannot show its fields.
+    shown = fields(value)
+    assert shown <= documented, f"{name}: printed but not documented: {sorted(shown - documented)}"
+    top = {f for f in documented if f.count(".") == 1}
+    assert top == {f for f in shown if f.count(".") == 1}, f"{name}: documented but not printed"
+
+
 def test_docs_show_every_json_shape_the_cli_prints(run, tmp_path):
     """docs/cli.md has an example of each record; its fields are the ones
     printed, no more, no fewer (nested objects too)."""
-    docs = {m.group(1): json.loads(m.group(2)) for m in re.finditer(r"<!-- json: (\w+) -->\n```json\n(.*?)```", DOCS.read_text(), re.S)}
+    docs = documented_shapes()
     records = "template network image disk key vm status display console tail snapshot event reconcile".split()
     assert set(records) <= set(docs)
     run("template", "create", "small", "--vcpus", "1", "--memory", "256", "--disk", "1")
@@ -259,23 +285,8 @@ def test_docs_show_every_json_shape_the_cli_prints(run, tmp_path):
         "event": json.loads(run("events", "-n", "1", "--json").out),
         "reconcile": run("reconcile", "--json").json(),
     }
-
-    def fields(value, path="") -> set:
-        if isinstance(value, dict):
-            # An event's "details" depend on its action: only the key is fixed.
-            nested = {f for k, v in value.items() if k != "details" for f in fields(v, f"{path}.{k}")}
-            return {f"{path}.{k}" for k in value} | nested
-        if isinstance(value, list) and value and isinstance(value[0], (dict, list)):
-            return fields(value[0], path + "[]")
-        return set()
-
     for name, value in printed.items():
-        documented = fields(docs[name])
-        # A nested list empty in the real output cannot show its fields.
-        shown = fields(value)
-        assert shown <= documented, f"{name}: printed but not documented: {sorted(shown - documented)}"
-        top = {f for f in documented if f.count(".") == 1}
-        assert top == {f for f in shown if f.count(".") == 1}, f"{name}: documented but not printed"
+        assert_documented(docs, name, value)
     assert set(docs["console"]) == {"vm", "output"}
 
 
@@ -285,7 +296,7 @@ def test_docs_show_every_json_shape_the_cli_prints(run, tmp_path):
 def test_the_exit_code_table_covers_every_kind_and_is_documented():
     kinds = [kind for kind, _ in vman._vman._error_classes()]
     codes = exits.EXIT_CODES
-    assert sorted(kinds) == sorted(codes), "every error kind of vman-core has an exit code (and no other kind does)"
+    assert set(kinds) <= set(codes), f"error kinds without an exit code: {sorted(set(kinds) - set(codes))}"
     assert len(set(codes.values())) == len(codes), "one code per kind"
     assert not set(codes.values()) & {exits.OK, exits.FAILURE, exits.USAGE, exits.INTERRUPTED}
     assert all(3 <= c <= 125 for c in codes.values()), "clear of the codes shells give signals and missing commands"
@@ -330,17 +341,25 @@ def test_each_error_kind_exits_with_its_code_and_one_line(run, state):
 
 
 def test_calls_of_other_parts_say_when_this_build_lacks_them(run):
-    for method, argv in [
-        ("batches", ["batch", "list"]),
-        ("delete_vms", ["batch", "delete", "--prefix", "w"]),
-        ("host_health", ["host", "health"]),
-        ("host_stats", ["host", "stats"]),
-        ("settings", ["settings", "show"]),
+    """batch, host and settings call methods other parts of the library
+    add: where they exist, their output has the documented shape; where
+    they do not, the command says so in one line."""
+    run("template", "create", "small", "--vcpus", "1", "--memory", "256", "--disk", "1")
+    docs = documented_shapes()
+    for method, argv, shape in [
+        ("create_batch", ["batch", "create", "w{:02}", "--count", "2", "--template", "small", "--name", "ws"], "batch"),
+        ("batches", ["batch", "list"], None),
+        ("delete_vms", ["batch", "delete", "--prefix", "w"], None),
+        ("host_health", ["host", "health"], "health"),
+        ("host_stats", ["host", "stats"], "stats"),
+        ("settings", ["settings", "show"], "settings"),
+        ("set_setting", ["settings", "set", "accel", "tcg"], "settings"),
     ]:
         r = run(*argv, "--json")
         if hasattr(vman.Manager, method):
-            assert r.code == 0, r.err
-            json.loads(r.out)
+            printed = r.json()
+            if shape is not None:
+                assert_documented(docs, shape, printed)
         else:
             assert r.code == exits.EXIT_CODES["unsupported"] and "not available in this build" in r.err
             assert_one_line_error(r.err)

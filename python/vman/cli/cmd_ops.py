@@ -80,12 +80,12 @@ def batch_delete(ctx: Ctx) -> None:
     a = ctx.args
     if a.prefix is not None:
         gone = library_call(ctx.m, "delete_vms", "deleting VMs by prefix")(prefix=a.prefix)
-        names = [str(n) for n in gone or []]
-        if ctx.out.json:
-            return ctx.out.data({"deleted": names})
-        return ctx.out.line(f"deleted {len(names)} VMs: {', '.join(names)}" if names else f"no VM is named {a.prefix}*")
-    library_call(ctx.m, "delete_batch", "batch provisioning")(a.batch)
-    ctx.out.line(f"deleted batch {a.batch}")
+    else:
+        gone = library_call(ctx.m, "delete_batch", "batch provisioning")(a.batch)
+    names = [str(n) for n in gone or []]
+    if ctx.out.json:
+        return ctx.out.data({"deleted": names})
+    ctx.out.line(f"deleted {len(names)} VMs: {', '.join(names)}" if names else "deleted no VM")
 
 
 # --- events -----------------------------------------------------------------
@@ -145,7 +145,16 @@ def host_health(ctx: Ctx) -> None:
     h = records.host_health(library_call(ctx.m, "host_health", "host health")())
     if ctx.out.json:
         return ctx.out.data(h)
-    ctx.out.table(["CHECK", "OK", "REASON"], [(c["name"], c["ok"], c["reason"]) for c in h["checks"]])
+    rows = []
+    for c in h["checks"]:
+        status = "ok" if c["ok"] else "FAILED" if c["required"] else "not usable (not needed)"
+        rows.append((c["name"], status, c["detail"] + (f"; fix: {c['fix']}" if c["fix"] else "")))
+    ctx.out.table(["CHECK", "STATUS", "DETAIL"], rows)
+    ctx.out.line("healthy" if h["ok"] else "unhealthy: a required check failed")
+
+
+def percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f} %"
 
 
 def host_stats(ctx: Ctx) -> None:
@@ -154,37 +163,37 @@ def host_stats(ctx: Ctx) -> None:
         return ctx.out.data(s)
     ctx.out.fields(
         [
-            ("cpus", s["cpus"]),
-            ("load (1 min)", s["load_1m"]),
+            ("cpus", f"{s['cpu_count']}, {percent(s['cpu_busy_percent'])} busy"),
+            ("load", f"{s['load_1']:.2f} {s['load_5']:.2f} {s['load_15']:.2f}"),
             ("memory", f"{size(s['memory_available_bytes'])} available of {size(s['memory_total_bytes'])}"),
-            ("disk", f"{size(s['disk_free_bytes'])} free of {size(s['disk_total_bytes'])}"),
-            ("state directory", size(s["state_dir_bytes"])),
+            ("disk", f"{size(s['disk_available_bytes'])} available of {size(s['disk_total_bytes'])} (state directory's filesystem)"),
         ]
     )
     if s["vms"]:
         ctx.out.line()
-        ctx.out.table(
-            ["VM", "STATE", "CPU TIME", "MEMORY (RSS)", "DISK"],
-            [(v["name"], v["state"], f"{v['cpu_time_ms'] / 1000:.1f} s", size(v["rss_bytes"]), size(v["disk_bytes"])) for v in s["vms"]],
-        )
+        rows = []
+        for v in s["vms"]:
+            cpu_time = None if v["cpu_time_ms"] is None else f"{v['cpu_time_ms'] / 1000:.1f} s"
+            rows.append((v["name"], v["state"], v["pid"], percent(v["cpu_percent"]), cpu_time, size(v["rss_bytes"]), size(v["disk_bytes"])))
+        ctx.out.table(["VM", "STATE", "PID", "CPU", "CPU TIME", "MEMORY", "DISK"], rows)
 
 
 # --- settings ---------------------------------------------------------------
 
 
-def settings_show(ctx: Ctx) -> None:
-    values = records.settings(library_call(ctx.m, "settings", "settings of the state directory")())
+def show_settings(ctx: Ctx, values: Any) -> None:
+    s = records.settings(values)
     if ctx.out.json:
-        return ctx.out.data(values)
-    ctx.out.fields(sorted(values.items()))
+        return ctx.out.data(s)
+    ctx.out.fields(list(s.items()))
+
+
+def settings_show(ctx: Ctx) -> None:
+    show_settings(ctx, library_call(ctx.m, "settings", "settings of the state directory")())
 
 
 def settings_set(ctx: Ctx) -> None:
-    library_call(ctx.m, "set_setting", "settings of the state directory")(ctx.args.key, ctx.args.value)
-    values = records.settings(library_call(ctx.m, "settings", "settings of the state directory")())
-    if ctx.out.json:
-        return ctx.out.data(values)
-    ctx.out.line(f"{ctx.args.key} = {values.get(ctx.args.key, ctx.args.value)}")
+    show_settings(ctx, library_call(ctx.m, "set_setting", "settings of the state directory")(ctx.args.key, ctx.args.value))
 
 
 # --- reconcile --------------------------------------------------------------

@@ -48,8 +48,12 @@ def scripted(m: vman.Manager, out: Output, name: str, steps: Sequence[Step], tim
             if kind == "send":
                 console.write(value + "\n", timeout=timeout)
                 continue
-            describe = (lambda pattern: lambda _: f"{name}: waiting for {pattern!r} on the console")(value)
-            got = waiting(describe, console_reader(m, name), lambda: console.read_until(value, timeout=timeout))
+            pattern = value
+            got = waiting(
+                lambda _: f"{name}: waiting for {pattern!r} on the console",
+                console_reader(m, name),
+                lambda: console.read_until(pattern, timeout=timeout),
+            )
             if out.json:
                 transcript.append(got.decode("utf-8", errors="replace") if raw else strip_escapes(got))
             else:

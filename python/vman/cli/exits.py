@@ -34,6 +34,7 @@ EXIT_CODES: Dict[str, int] = {
     "qemu": 14,
     "internal": 15,
     "closed": 16,
+    "cancelled": 17,
 }
 
 

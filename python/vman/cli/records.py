@@ -180,7 +180,8 @@ def reconcile_report(r: vman.ReconcileReport) -> Json:
 
 # Records of calls other parts of issue 10 add (batches, host health and
 # stats, settings). The library's stubs do not name them yet, so they
-# arrive as Any; each converter still lists its fields.
+# arrive as Any; each converter still lists its fields, which are those of
+# vman-core's records.
 
 
 def batch(b: Any) -> Json:
@@ -196,19 +197,21 @@ def batch(b: Any) -> Json:
 
 
 def health_check(c: Any) -> Json:
-    return {"name": c.name, "ok": c.ok, "reason": c.reason}
+    return {"name": c.name, "ok": c.ok, "required": c.required, "detail": c.detail, "fix": c.fix}
 
 
 def host_health(h: Any) -> Json:
-    checks: List[Json] = [health_check(c) for c in h.checks]
-    return {"ok": all(c["ok"] for c in checks), "checks": checks}
+    return {"ok": h.ok, "checks": [health_check(c) for c in h.checks]}
 
 
 def vm_stats(s: Any) -> Json:
     return {
         "name": s.name,
+        "id": s.id,
         "state": s.state,
+        "pid": s.pid,
         "cpu_time_ms": s.cpu_time_ms,
+        "cpu_percent": s.cpu_percent,
         "rss_bytes": s.rss_bytes,
         "disk_bytes": s.disk_bytes,
     }
@@ -216,16 +219,27 @@ def vm_stats(s: Any) -> Json:
 
 def host_stats(s: Any) -> Json:
     return {
-        "cpus": s.cpus,
-        "load_1m": s.load_1m,
+        "at_ms": s.at_ms,
+        "sample_ms": s.sample_ms,
+        "cpu_count": s.cpu_count,
+        "cpu_busy_percent": s.cpu_busy_percent,
+        "load_1": s.load_1,
+        "load_5": s.load_5,
+        "load_15": s.load_15,
         "memory_total_bytes": s.memory_total_bytes,
         "memory_available_bytes": s.memory_available_bytes,
         "disk_total_bytes": s.disk_total_bytes,
-        "disk_free_bytes": s.disk_free_bytes,
-        "state_dir_bytes": s.state_dir_bytes,
+        "disk_available_bytes": s.disk_available_bytes,
         "vms": [vm_stats(v) for v in s.vms],
     }
 
 
-def settings(values: Any) -> Json:
-    return {str(key): str(value) for key, value in dict(values).items()}
+def settings(s: Any) -> Json:
+    return {
+        "network": s.network,
+        "accel": s.accel,
+        "qemu_binary": str(s.qemu_binary),
+        "dnsmasq_binary": str(s.dnsmasq_binary),
+        "qemu_user": s.qemu_user,
+        "serial_log_cap_bytes": s.serial_log_cap_bytes,
+    }
