@@ -221,7 +221,7 @@ def disk_detach(ctx: Ctx) -> None:
     d = waiting(
         lambda _: f"{a.vm}: detaching {a.disk} (the guest has {a.timeout:g} s to release it)",
         console_reader(ctx.m, a.vm),
-        lambda: ctx.m.detach_disk(a.vm, a.disk, timeout=a.timeout),
+        lambda **cancel: ctx.m.detach_disk(a.vm, a.disk, timeout=a.timeout, **cancel),
     )
     show_disk(ctx, d)
 

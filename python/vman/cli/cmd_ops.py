@@ -100,7 +100,8 @@ def events(ctx: Ctx) -> None:
         try:
             vm_id = m.vm(a.vm).id
         except vman.NotFoundError:
-            vm_id = a.vm  # the id of a deleted VM (history accepts it)
+            m.vm_history(a.vm, 1)  # the id of a deleted VM, or NotFound
+            vm_id = a.vm
 
     def wanted(e: vman.Event) -> bool:
         return vm_id is None or (e.object_kind == "vm" and e.object_id == vm_id)

@@ -136,7 +136,7 @@ def vm_start(ctx: Ctx) -> None:
     line = waiting(
         lambda _: f"{v.name}: waiting for {a.wait_console!r} on the console",
         console_reader(ctx.m, v.name),
-        lambda: ctx.m.wait_for_console(v.name, a.wait_console, timeout=a.timeout),
+        lambda **cancel: ctx.m.wait_for_console(v.name, a.wait_console, timeout=a.timeout, **cancel),
     )
     v = ctx.m.vm(v.name)
     if ctx.out.json:
@@ -168,7 +168,7 @@ def vm_stop(ctx: Ctx) -> None:
             return f"{a.vm}: stopping (ACPI power button; forced after {a.timeout:g} s)"
         return f"{a.vm}: forcing the stop (no power-off within {a.timeout:g} s)"
 
-    v = waiting(describe, console_reader(m, a.vm), lambda: m.stop(a.vm, timeout=a.timeout))
+    v = waiting(describe, console_reader(m, a.vm), lambda **cancel: m.stop(a.vm, timeout=a.timeout, **cancel))
     forced = any(e.action == "forced" and e.id > before for e in m.vm_history(v.id, 10))
     note = f"forced: the guest did not power off within {a.timeout:g} s" if forced else ""
     show_state(ctx, v, note, forced=forced)
@@ -179,7 +179,7 @@ def vm_restart(ctx: Ctx) -> None:
     v = waiting(
         lambda _: f"{a.vm}: restarting (ACPI power button, forced after {a.timeout:g} s, then start)",
         console_reader(ctx.m, a.vm),
-        lambda: ctx.m.restart(a.vm, timeout=a.timeout),
+        lambda **cancel: ctx.m.restart(a.vm, timeout=a.timeout, **cancel),
     )
     show_state(ctx, v)
 
@@ -332,7 +332,11 @@ def show_snapshot(ctx: Ctx, s: vman.Snapshot) -> None:
 
 def snapshot_create(ctx: Ctx) -> None:
     a = ctx.args
-    s = waiting(lambda _: f"{a.vm}: taking snapshot {a.name}", console_reader(ctx.m, a.vm), lambda: ctx.m.create_snapshot(a.vm, a.name))
+    s = waiting(
+        lambda _: f"{a.vm}: taking snapshot {a.name}",
+        console_reader(ctx.m, a.vm),
+        lambda **cancel: ctx.m.create_snapshot(a.vm, a.name, **cancel),
+    )
     show_snapshot(ctx, s)
 
 
@@ -345,13 +349,17 @@ def snapshot_list(ctx: Ctx) -> None:
 
 def snapshot_revert(ctx: Ctx) -> None:
     a = ctx.args
-    s = waiting(lambda _: f"{a.vm}: reverting to {a.name}", console_reader(ctx.m, a.vm), lambda: ctx.m.revert_snapshot(a.vm, a.name))
+    s = waiting(
+        lambda _: f"{a.vm}: reverting to {a.name}",
+        console_reader(ctx.m, a.vm),
+        lambda **cancel: ctx.m.revert_snapshot(a.vm, a.name, **cancel),
+    )
     show_snapshot(ctx, s)
 
 
 def snapshot_delete(ctx: Ctx) -> None:
     a = ctx.args
-    waiting(lambda _: f"{a.vm}: deleting snapshot {a.name}", None, lambda: ctx.m.delete_snapshot(a.vm, a.name))
+    waiting(lambda _: f"{a.vm}: deleting snapshot {a.name}", None, lambda **cancel: ctx.m.delete_snapshot(a.vm, a.name, **cancel))
     ctx.out.line(f"deleted snapshot {a.name} of {a.vm}")
 
 

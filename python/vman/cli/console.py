@@ -52,7 +52,7 @@ def scripted(m: vman.Manager, out: Output, name: str, steps: Sequence[Step], tim
             got = waiting(
                 lambda _: f"{name}: waiting for {pattern!r} on the console",
                 console_reader(m, name),
-                lambda: console.read_until(pattern, timeout=timeout),
+                lambda **cancel: console.read_until(pattern, timeout=timeout, **cancel),
             )
             if out.json:
                 transcript.append(got.decode("utf-8", errors="replace") if raw else strip_escapes(got))

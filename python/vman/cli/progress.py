@@ -82,17 +82,20 @@ def console_reader(m: vman.Manager, vm: str) -> Callable[[], Optional[str]]:
     return read
 
 
-def waiting(describe: Callable[[float], str], console: Optional[Callable[[], Optional[str]]], call: Callable[[], T]) -> T:
-    """Runs ``call``, a library wait, with progress shown.
+def waiting(describe: Callable[[float], str], console: Optional[Callable[[], Optional[str]]], call: Callable[..., T]) -> T:
+    """Runs ``call``, a library wait, with progress shown. ``call`` takes
+    keyword arguments for the library method it wraps
+    (``lambda **cancel: m.stop(name, timeout=t, **cancel)``).
 
     Ctrl-C: the library's waits check for signals (the console and event
     waits end at once) or finish their step first (a stop ends in a stopped
     VM), then KeyboardInterrupt propagates and the CLI exits 130. Every
-    state a wait passes through is one the library records consistently, so
-    an interrupted command leaves each VM in a state ``vman vm status``
-    shows truthfully. When the library offers cancellation tokens
-    (``vman.Cancel`` and ``cancel=`` on waiting calls), this is the one
-    place to switch: install a SIGINT handler that cancels a token, pass
-    it to ``call``, and turn the cancellation into KeyboardInterrupt."""
+    state a wait passes through is one the library records, so an
+    interrupted command leaves each VM in a state ``vman vm status`` shows
+    truthfully. When the library offers cancellation tokens (``vman.Cancel``
+    and ``cancel=`` on its waiting methods), this is the one place to
+    switch: make a token, have SIGINT cancel it for the duration, call
+    ``call(cancel=token)``, and turn the cancellation into
+    KeyboardInterrupt."""
     with Progress(describe, console):
         return call()
