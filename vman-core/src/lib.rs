@@ -38,6 +38,7 @@ mod net;
 mod options;
 mod reconcile;
 mod runtime;
+mod settings;
 mod storage;
 mod store;
 mod subscription;
@@ -59,9 +60,13 @@ pub use net::mac::MacAddr;
 pub use net::mode::NetworkMode;
 pub use net::mode::SSH_PORT;
 pub use net::model::{AddrRange, Network, NetworkSpec};
-pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
+pub use options::{MAX_BUSY_TIMEOUT_MS, OpenOptions, default_state_dir};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
+pub use settings::model::{
+    DEFAULT_DNSMASQ_BINARY, DEFAULT_QEMU_BINARY, DEFAULT_SERIAL_LOG_CAP_BYTES, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES,
+    SettingKey, Settings,
+};
 pub use storage::model::{
     Disk, DiskFilter, DiskFormat, DiskSpec, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES, Snapshot,
 };
