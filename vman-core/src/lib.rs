@@ -32,6 +32,7 @@ pub mod convert;
 mod error;
 mod event;
 mod guest;
+mod host;
 mod manager;
 mod name;
 mod net;
@@ -54,6 +55,8 @@ pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_U
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
 pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};
+pub use host::health::{HealthCheck, HostHealth};
+pub use host::stats::{HostStats, STATS_SAMPLE, VmStats};
 pub use manager::{MAX_EVENT_LIMIT, Manager};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use net::mac::MacAddr;
