@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use vman_core::{Accel, Manager, NetworkMode, NetworkSpec, OpenOptions, TemplateSpec, VmSpec};
 
 fn open(dir: &std::path::Path, network: NetworkMode) -> Manager {
-    Manager::open(dir, &OpenOptions { accel: Accel::Tcg, network, ..OpenOptions::default() }).expect("open")
+    Manager::open(dir, &OpenOptions { accel: Some(Accel::Tcg), network: Some(network), ..OpenOptions::default() }).expect("open")
 }
 
 fn time_starts(vman: &Manager, vm: &str, iters: u64) -> Duration {

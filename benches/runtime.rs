@@ -24,7 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use vman_core::{Accel, Manager, OpenOptions, TemplateSpec, VmSpec};
 
 fn manager(dir: &Path) -> Manager {
-    let vman = Manager::open(dir, &OpenOptions { accel: Accel::Tcg, ..OpenOptions::default() }).expect("open");
+    let vman = Manager::open(dir, &OpenOptions { accel: Some(Accel::Tcg), ..OpenOptions::default() }).expect("open");
     vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
     vman
 }

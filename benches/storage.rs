@@ -49,7 +49,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    let options = OpenOptions { accel: Accel::Tcg, network: NetworkMode::Isolated, ..OpenOptions::default() };
+    let options = OpenOptions { accel: Some(Accel::Tcg), network: Some(NetworkMode::Isolated), ..OpenOptions::default() };
     let m = Manager::open(dir.path().join("state"), &options).expect("open");
     m.create_template(&TemplateSpec::new("t", 1, 256, 1)).expect("template");
 

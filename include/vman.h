@@ -142,6 +142,11 @@ typedef enum VmanStatus {
    */
   VMAN_STATUS_CLOSED = 16,
   /*
+   The opener asked for a setting that differs from the one the state
+   directory keeps (see `vman_settings`); nothing was opened.
+   */
+  VMAN_STATUS_SETTING_CONFLICT = 17,
+  /*
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,
@@ -234,6 +239,23 @@ typedef struct VmanEventList VmanEventList;
 typedef struct VmanEventStream VmanEventStream;
 
 /*
+ One check of a `VmanHostHealth`, borrowed from it; immutable,
+ thread-safe.
+ */
+typedef struct VmanHealthCheck VmanHealthCheck;
+
+/*
+ Whether the host can run the state directory's VMs as its settings
+ say; immutable, thread-safe.
+ */
+typedef struct VmanHostHealth VmanHostHealth;
+
+/*
+ The host and its VMs over one sample; immutable, thread-safe.
+ */
+typedef struct VmanHostStats VmanHostStats;
+
+/*
  A base image of the catalogue; immutable, thread-safe.
  */
 typedef struct VmanImage VmanImage;
@@ -281,6 +303,12 @@ typedef struct VmanNic VmanNic;
 /*
  Options for `vman_manager_open`; create with `vman_open_options_new`.
  Not thread-safe: one thread builds them.
+
+ The accelerator, network mode, binaries, QEMU user and serial log cap
+ are settings of the state directory (see `vman_settings`): an option
+ left unset takes the directory's value; a set one becomes the value of
+ a directory being made, and must equal an existing directory's
+ (otherwise `vman_manager_open` fails with VMAN_STATUS_SETTING_CONFLICT).
  */
 typedef struct VmanOpenOptions VmanOpenOptions;
 
@@ -288,6 +316,11 @@ typedef struct VmanOpenOptions VmanOpenOptions;
  What `vman_reconcile` found and did; immutable, thread-safe.
  */
 typedef struct VmanReconcileReport VmanReconcileReport;
+
+/*
+ The settings of a state directory, as read; immutable, thread-safe.
+ */
+typedef struct VmanSettings VmanSettings;
 
 /*
  A snapshot record; immutable, thread-safe.
@@ -346,6 +379,11 @@ typedef struct VmanVmSpec VmanVmSpec;
  catalogue.
  */
 typedef struct VmanVmSshKey VmanVmSshKey;
+
+/*
+ One VM of a `VmanHostStats`, borrowed from it; immutable, thread-safe.
+ */
+typedef struct VmanVmStats VmanVmStats;
 
 /*
  Bytes the library allocated for the caller: `len` bytes at `data`
@@ -1087,6 +1125,216 @@ enum VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
                                        struct VmanEvent **out);
 
 /*
+ What was found (a version, a path), or why it is not usable.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_health_check_detail(const struct VmanHealthCheck *check);
+
+/*
+ How to fix it; NULL when it is usable.
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_health_check_fix(const struct VmanHealthCheck *check);
+
+/*
+ What was checked: "qemu", "qemu_img", "accel", "bridge", "dnsmasq",
+ "ovmf" or "state_dir".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_health_check_name(const struct VmanHealthCheck *check);
+
+/*
+ Whether it is usable.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_health_check_ok(const struct VmanHealthCheck *check);
+
+/*
+ Whether the directory's settings and VMs need it.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_health_check_required(const struct VmanHealthCheck *check);
+
+/*
+ Checks whether QEMU, qemu-img, the accelerator, bridging, dnsmasq, OVMF
+ and the state directory are usable; a failed check says why and how to
+ fix it. Runs the programs' version commands (and, for accel "auto", the
+ KVM probe once per host boot).
+
+ `out` must not be NULL. On success `*out` is the report, owned by the
+ caller (free it with `vman_host_health_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_host_health(const struct VmanManager *manager, struct VmanHostHealth **out);
+
+/*
+ Check `index`, in a fixed order: qemu, qemu_img, accel, bridge,
+ dnsmasq, ovmf, state_dir.
+
+ Borrowed from the record (valid until it is freed; never free it); NULL when `index` is
+ out of range or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const struct VmanHealthCheck *vman_host_health_check(const struct VmanHostHealth *health,
+                                                     size_t index);
+
+/*
+ How many checks there are; see `vman_host_health_check`.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_host_health_check_count(const struct VmanHostHealth *health);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_host_health_free(struct VmanHostHealth *health);
+
+/*
+ True when every required check passed.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_host_health_ok(const struct VmanHostHealth *health);
+
+/*
+ The host's CPU, memory and the state directory's disk, and what each
+ VM's QEMU uses. Waits out a CPU sample of about 200 ms.
+
+ `out` must not be NULL. On success `*out` is the stats, owned by the
+ caller (free them with `vman_host_stats_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO (a /proc file or the filesystem could not be read).
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_host_stats(const struct VmanManager *manager, struct VmanHostStats **out);
+
+/*
+ When the sample ended, Unix time in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_host_stats_at_ms(const struct VmanHostStats *stats);
+
+/*
+ How busy all CPUs were over the sample, 0 to 100.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+double vman_host_stats_cpu_busy_percent(const struct VmanHostStats *stats);
+
+/*
+ Online CPUs.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_host_stats_cpu_count(const struct VmanHostStats *stats);
+
+/*
+ Space available to vman on it, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_host_stats_disk_available_bytes(const struct VmanHostStats *stats);
+
+/*
+ Size of the state directory's filesystem, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_host_stats_disk_total_bytes(const struct VmanHostStats *stats);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_host_stats_free(struct VmanHostStats *stats);
+
+/*
+ The 1-minute load average.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+double vman_host_stats_load_1(const struct VmanHostStats *stats);
+
+/*
+ The 15-minute load average.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+double vman_host_stats_load_15(const struct VmanHostStats *stats);
+
+/*
+ The 5-minute load average.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+double vman_host_stats_load_5(const struct VmanHostStats *stats);
+
+/*
+ Memory available for new work without swapping, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_host_stats_memory_available_bytes(const struct VmanHostStats *stats);
+
+/*
+ Physical memory, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_host_stats_memory_total_bytes(const struct VmanHostStats *stats);
+
+/*
+ How long CPU use was sampled, in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_host_stats_sample_ms(const struct VmanHostStats *stats);
+
+/*
+ VM `index`, by name.
+
+ Borrowed from the record (valid until it is freed; never free it); NULL when `index` is
+ out of range or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const struct VmanVmStats *vman_host_stats_vm(const struct VmanHostStats *stats, size_t index);
+
+/*
+ How many VMs there are; see `vman_host_stats_vm`.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_host_stats_vm_count(const struct VmanHostStats *stats);
+
+/*
  The guest architecture, "x86_64".
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
@@ -1419,19 +1667,25 @@ const char *vman_last_error_message(void);
 void vman_manager_free(struct VmanManager *manager);
 
 /*
- Opens `state_dir` (created with mode 0700 if missing) and its database,
- and adopts the VMs that are still running there. `options` may be NULL
- for the defaults; it stays the caller's.
+ Opens `state_dir` (created with mode 0700 if missing, unless the options
+ say not to) and its database, and adopts the VMs that are still running
+ there. `options` may be NULL for the defaults; it stays the caller's. A
+ new directory keeps the settings the options ask for (defaults for the
+ rest); an existing one keeps its own.
 
  `out` must not be NULL. On success `*out` is the manager, owned by the
  caller (free it with `vman_manager_free`).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (a state directory too long for
  the socket paths under it; nothing is created),
- VMAN_STATUS_PERMISSION_DENIED (bridged networking without
- CAP_NET_ADMIN, or a directory vman may not use), VMAN_STATUS_TIMEOUT
- (another process holds the database), VMAN_STATUS_NULL_PARAMETER,
- VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+ VMAN_STATUS_SETTING_CONFLICT (the options ask for a setting the
+ directory keeps with another value; the message names both),
+ VMAN_STATUS_NOT_FOUND (no state directory there and the options say not
+ to create one), VMAN_STATUS_PERMISSION_DENIED (bridged networking
+ without CAP_NET_ADMIN, or a directory vman may not use),
+ VMAN_STATUS_TIMEOUT (another process holds the database),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 
  Thread-safe (`options` is only read).
 
@@ -1780,7 +2034,8 @@ uint16_t vman_nic_vlan(const struct VmanNic *nic);
 void vman_open_options_free(struct VmanOpenOptions *options);
 
 /*
- Creates options holding vman's defaults.
+ Creates options that ask for no setting, create a missing directory, and
+ wait 10000 ms for locks.
 
  `out` must not be NULL. On success `*out` is the options, owned by the
  caller (free them with `vman_open_options_free`).
@@ -1795,8 +2050,8 @@ void vman_open_options_free(struct VmanOpenOptions *options);
 enum VmanStatus vman_open_options_new(struct VmanOpenOptions **out);
 
 /*
- The accelerator: "auto" (default: KVM only if a probe proves it runs
- guests faster), "kvm" or "tcg".
+ Asks for the accelerator setting: "auto" (a new directory's default: KVM
+ only if a probe proves it runs guests faster), "kvm" or "tcg".
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -1823,7 +2078,22 @@ enum VmanStatus vman_open_options_set_accel(struct VmanOpenOptions *options, con
 enum VmanStatus vman_open_options_set_busy_timeout_ms(struct VmanOpenOptions *options, uint64_t ms);
 
 /*
- The DHCP server binary of bridged networks (default "dnsmasq").
+ Whether `vman_manager_open` makes a missing state directory (default
+ true). When false, a path that holds no vman database fails with
+ VMAN_STATUS_NOT_FOUND and nothing is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `options` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_open_options_set_create(struct VmanOpenOptions *options, bool create);
+
+/*
+ Asks for the DHCP server binary setting of bridged networks (a new
+ directory's default "dnsmasq").
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -1837,8 +2107,9 @@ enum VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *opt
                                                      const char *path);
 
 /*
- How NICs reach their networks: "auto" (default: bridged with
- CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+ Asks for the network mode setting: "bridged", "user" or "isolated";
+ "auto" asks for nothing in particular (a new directory then keeps
+ bridged with CAP_NET_ADMIN, else user).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -1851,8 +2122,8 @@ enum VmanStatus vman_open_options_set_dnsmasq_binary(struct VmanOpenOptions *opt
 enum VmanStatus vman_open_options_set_network(struct VmanOpenOptions *options, const char *mode);
 
 /*
- The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
- absolute).
+ Asks for the QEMU binary setting (a new directory's default
+ "qemu-system-x86_64", looked up in PATH unless absolute).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -1866,9 +2137,10 @@ enum VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *option
                                                   const char *path);
 
 /*
- The user QEMU runs as when the embedding process is root (default:
- "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
- unless this names root). Ignored when the process is not root.
+ Asks for the QEMU user setting: who QEMU runs as when the embedding
+ process is root (a new directory's default: "vman-qemu" if that user
+ exists, else "nobody"; QEMU never runs as root unless this names root).
+ Ignored when the process is not root.
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (no such user; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -1881,8 +2153,8 @@ enum VmanStatus vman_open_options_set_qemu_binary(struct VmanOpenOptions *option
 enum VmanStatus vman_open_options_set_qemu_user(struct VmanOpenOptions *options, const char *user);
 
 /*
- The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
- to 1 TiB).
+ Asks for the serial log cap setting: the size at which a VM's serial log
+ is rotated (a new directory's default 4 MiB; 4096 bytes to 1 TiB).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (out of range; the options are
  unchanged), VMAN_STATUS_NULL_PARAMETER.
@@ -1989,6 +2261,136 @@ const char *vman_reconcile_report_drift_vm(const struct VmanReconcileReport *rep
  The record must be NULL or owned by the caller, and not used afterwards.
  */
 void vman_reconcile_report_free(struct VmanReconcileReport *report);
+
+/*
+ Changes setting `key` of the state directory to `value`, for every
+ process that uses it ("network", "accel", "qemu_binary",
+ "dnsmasq_binary", "qemu_user" ("" for the default), or
+ "serial_log_cap_bytes" in decimal). "network" "auto" is resolved by
+ this process. "network", "dnsmasq_binary" and "qemu_user" change only
+ while no VM of the directory has a QEMU; the others apply from each VM's
+ next start. A change records a "setting" event; setting the value kept
+ already changes nothing.
+
+ `out` may be NULL; otherwise on success `*out` is the settings as they
+ are now, owned by the caller (free them with `vman_settings_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an unknown key or a bad value;
+ nothing changed), VMAN_STATUS_INVALID_STATE (a VM runs; the message
+ names it), VMAN_STATUS_PERMISSION_DENIED (bridged without
+ CAP_NET_ADMIN), VMAN_STATUS_TIMEOUT (another change held the settings
+ lock), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_set_setting(const struct VmanManager *manager,
+                                 const char *key,
+                                 const char *value,
+                                 struct VmanSettings **out);
+
+/*
+ The settings of the manager's state directory, as it keeps them now.
+
+ `out` must not be NULL. On success `*out` is the settings, owned by the
+ caller (free them with `vman_settings_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_settings(const struct VmanManager *manager, struct VmanSettings **out);
+
+/*
+ "auto", "kvm" or "tcg".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_accel(const struct VmanSettings *settings);
+
+/*
+ How many settings there are (for listing them generically with
+ `vman_settings_key` and `vman_settings_value`).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_settings_count(const struct VmanSettings *settings);
+
+/*
+ The DHCP server of bridged networks (a path, or a name looked up in PATH).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_dnsmasq_binary(const struct VmanSettings *settings);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_settings_free(struct VmanSettings *settings);
+
+/*
+ The key of setting `index`, as `vman_set_setting` takes it: "network",
+ "accel", "qemu_binary", "dnsmasq_binary", "qemu_user",
+ "serial_log_cap_bytes".
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_key(const struct VmanSettings *settings, size_t index);
+
+/*
+ How NICs reach their networks: "bridged", "user" or "isolated".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_network(const struct VmanSettings *settings);
+
+/*
+ The QEMU binary (a path, or a name looked up in PATH).
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_qemu_binary(const struct VmanSettings *settings);
+
+/*
+ The user QEMU runs as when vman is root; NULL for the default
+ ("vman-qemu" if that user exists, else "nobody").
+
+ Borrowed from the record (valid until it is freed); NULL when absent or the record is
+ NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_qemu_user(const struct VmanSettings *settings);
+
+/*
+ The size in bytes at which each VM's serial log is rotated.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_settings_serial_log_cap_bytes(const struct VmanSettings *settings);
+
+/*
+ The value of setting `index`, as `vman_set_setting` takes it ("" for
+ the default QEMU user).
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_settings_value(const struct VmanSettings *settings, size_t index);
 
 /*
  Takes snapshot `name` of every disk of VM `vm` (all qcow2). A stopped
@@ -3200,6 +3602,72 @@ enum VmanVmState vman_vm_state(const struct VmanVm *vm);
  does not change the last error.
  */
 const char *vman_vm_state_name(uint32_t state);
+
+/*
+ Its QEMU's CPU use over the sample, in percent of one CPU.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+double vman_vm_stats_cpu_percent(const struct VmanVmStats *vm);
+
+/*
+ User plus system CPU time its QEMU used since it started, in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_vm_stats_cpu_time_ms(const struct VmanVmStats *vm);
+
+/*
+ Host disk space its own files take (disks, seed, UEFI variables), in
+ allocated bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_vm_stats_disk_bytes(const struct VmanVmStats *vm);
+
+/*
+ Whether it has a QEMU (proven to be its own); the QEMU figures below
+ are 0 without one.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+bool vman_vm_stats_has_qemu(const struct VmanVmStats *vm);
+
+/*
+ The VM's UUID.
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_stats_id(const struct VmanVmStats *vm);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_vm_stats_name(const struct VmanVmStats *vm);
+
+/*
+ Its QEMU's pid, else 0.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_vm_stats_pid(const struct VmanVmStats *vm);
+
+/*
+ Its QEMU's resident memory, in bytes.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint64_t vman_vm_stats_rss_bytes(const struct VmanVmStats *vm);
+
+/*
+ Its state when read.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+enum VmanVmState vman_vm_stats_state(const struct VmanVmStats *vm);
 
 /*
  Stops a running or paused VM: ACPI power button, up to `timeout_ms` for

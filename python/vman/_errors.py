@@ -24,6 +24,7 @@ __all__ = [
     "QemuError",
     "InternalError",
     "ClosedError",
+    "SettingConflictError",
 ]
 
 
@@ -115,3 +116,12 @@ class ClosedError(VmanError):
     """The manager, stream or console was closed; nothing more will come."""
 
     kind = "closed"
+
+
+class SettingConflictError(VmanError):
+    """The opener asked for a setting (network mode, accelerator, a binary...)
+    that differs from the one the state directory keeps; nothing was opened.
+    The message names the setting, both values and the command that
+    changes it."""
+
+    kind = "setting_conflict"

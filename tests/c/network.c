@@ -1,7 +1,9 @@
 /*
  * Host networking through the C ABI, run inside a network namespace of its
  * own: a bridged VM gets a tap on its VLAN's bridge, removed when it stops;
- * a user-mode VM gets a forwarded SSH port that reaches the guest.
+ * the network mode is the state directory's setting (another opener asking
+ * for another is refused; a change waits for running VMs); a user-mode VM
+ * gets a forwarded SSH port that reaches the guest.
  * Usage: network <empty-state-dir> <kernel> <initrd>
  */
 #define _DEFAULT_SOURCE /* usleep */
@@ -30,7 +32,8 @@ static int link_exists(const char *name) {
 
 int main(int argc, char **argv) {
   VmanOpenOptions *options = NULL;
-  VmanManager *bridged = NULL, *user = NULL;
+  VmanManager *bridged = NULL, *user = NULL, *refused = NULL;
+  VmanSettings *settings = NULL;
   VmanNetworkSpec *net = NULL;
   VmanVm *vm = NULL;
   char tap[32];
@@ -50,7 +53,8 @@ int main(int argc, char **argv) {
   OK(vman_open_options_set_network(options, "bridged"));
   OK(vman_manager_open(argv[1], options, &bridged));
   OK(vman_open_options_set_network(options, "user"));
-  OK(vman_manager_open(argv[1], options, &user));
+  EXPECT(VMAN_STATUS_SETTING_CONFLICT, vman_manager_open(argv[1], options, &refused));
+  CHECK(refused == NULL && strstr(vman_last_error_message(), "vman settings set network user") != NULL);
   vman_open_options_free(options);
 
   OK(vman_template_create(bridged, "tiny", 1, 192, 1, NULL, NULL));
@@ -61,6 +65,8 @@ int main(int argc, char **argv) {
   /* Bridged: a tap on vmbr100 while it runs, nothing after. */
   make_vm(bridged, "b1", argv[2], argv[3], "console=ttyS0 quiet panic=-1");
   OK(vman_vm_start(bridged, "b1", &vm));
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_set_setting(bridged, "network", "user", NULL));
+  CHECK(strstr(vman_last_error_message(), "b1") != NULL);
   CHECK(vman_nic_host_interface(vman_vm_nic(vm, 0)) != NULL);
   snprintf(tap, sizeof tap, "%s", vman_nic_host_interface(vman_vm_nic(vm, 0)));
   CHECK(vman_vm_port_forward_count(vm) == 0);
@@ -71,7 +77,11 @@ int main(int argc, char **argv) {
   vman_vm_free(vm);
   CHECK(!link_exists(tap) && !link_exists("vmbr100"));
 
-  /* User mode: the recorded forward reaches the guest's port 22. */
+  /* User mode, once no VM runs: the recorded forward reaches the guest's port 22. */
+  OK(vman_set_setting(bridged, "network", "user", &settings));
+  STREQ(vman_settings_network(settings), "user");
+  vman_settings_free(settings);
+  user = bridged;
   make_vm(user, "u1", argv[2], argv[3], "console=ttyS0 quiet panic=-1 vman.net=dhcp");
   OK(vman_vm_start(user, "u1", &vm));
   CHECK(vman_vm_port_forward_count(vm) == 1);
@@ -101,7 +111,6 @@ int main(int argc, char **argv) {
   CHECK(strstr(banner, "VMAN-SSH-OK") != NULL);
   OK(vman_vm_force_stop(user, "u1", NULL));
 
-  vman_manager_free(user);
   vman_manager_free(bridged);
   puts("network: all checks passed");
   return 0;

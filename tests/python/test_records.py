@@ -348,7 +348,8 @@ def test_bad_open_options_are_refused_before_anything_is_created(tmp_path):
     # None (the signature's default) means vman-core's default.
     m = vman.Manager(state, busy_timeout_ms=None, accel=None, serial_log_cap_bytes=None, network=None)
     assert m.state_dir == state
-    vman.Manager(state, busy_timeout_ms=1, serial_log_cap_bytes=4096, qemu_binary="qemu-system-x86_64")
+    # The limits themselves are accepted (a new directory: an existing one keeps its settings).
+    vman.Manager(tmp_path / "limits", busy_timeout_ms=1, serial_log_cap_bytes=4096, qemu_binary="qemu-system-x86_64")
 
 
 def test_a_state_directory_too_long_for_sockets_is_refused_at_open(tmp_path):

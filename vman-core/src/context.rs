@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use parking_lot::RwLock;
+
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -23,8 +25,9 @@ pub(crate) struct Inner {
     store: Store,
     actor: Actor,
     runtime: Runtime,
-    /// How NICs reach their networks here (resolved: never `Auto`).
-    network_mode: NetworkMode,
+    /// How NICs reach their networks here (resolved: never `Auto`), as the
+    /// directory's settings said when this manager last read them.
+    network_mode: RwLock<NetworkMode>,
 }
 
 /// A transaction in progress; the events it records become visible to
@@ -50,7 +53,7 @@ impl Write<'_> {
 
 impl Inner {
     pub fn new(state_dir: PathBuf, store: Store, runtime: Runtime, network_mode: NetworkMode, closing: Closing) -> Inner {
-        Inner { closing, state_dir, store, actor: Actor::current(), runtime, network_mode }
+        Inner { closing, state_dir, store, actor: Actor::current(), runtime, network_mode: RwLock::new(network_mode) }
     }
 
     /// The state database: every record and event.
@@ -69,7 +72,12 @@ impl Inner {
 
     /// The host side of VM networking, borrowing the store and runtime.
     pub fn net(&self) -> crate::net::plumbing::HostNet<'_> {
-        crate::net::plumbing::HostNet { store: &self.store, runtime: &self.runtime, mode: self.network_mode }
+        crate::net::plumbing::HostNet { store: &self.store, runtime: &self.runtime, mode: *self.network_mode.read() }
+    }
+
+    /// Takes a network mode the directory's settings changed to (resolved).
+    pub fn set_network_mode(&self, mode: NetworkMode) {
+        *self.network_mode.write() = mode;
     }
 
     /// Set when the manager is dropped, so its streams and consoles end.

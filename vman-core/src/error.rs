@@ -46,12 +46,16 @@ pub enum ErrorKind {
     /// The manager (or the stream or console) was closed; nothing more
     /// will come from it.
     Closed,
+    /// The opener asked for a setting (network mode, accelerator, a
+    /// binary…) that differs from the one the state directory keeps;
+    /// nothing was opened.
+    SettingConflict,
 }
 
 impl ErrorKind {
     /// Every kind, so each façade can prove in a test that its map gives
     /// every kind a code (or class) of its own.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
@@ -66,6 +70,7 @@ impl ErrorKind {
         ErrorKind::Qemu,
         ErrorKind::Internal,
         ErrorKind::Closed,
+        ErrorKind::SettingConflict,
     ];
 
     /// A stable lower-case identifier, used in logs and by the façades' tests.
@@ -85,6 +90,7 @@ impl ErrorKind {
             ErrorKind::Qemu => "qemu",
             ErrorKind::Internal => "internal",
             ErrorKind::Closed => "closed",
+            ErrorKind::SettingConflict => "setting_conflict",
         }
     }
 }
@@ -112,7 +118,8 @@ mod tests {
                 | ErrorKind::Database
                 | ErrorKind::Qemu
                 | ErrorKind::Internal
-                | ErrorKind::Closed => {}
+                | ErrorKind::Closed
+                | ErrorKind::SettingConflict => {}
             }
         }
         let names: std::collections::HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -243,6 +250,17 @@ pub enum Error {
         action: &'static str,
         /// What it needs, in words.
         needs: &'static str,
+    },
+
+    /// A setting that running VMs depend on (network mode, dnsmasq, QEMU
+    /// user) was to change while some VM has a QEMU; its kind is
+    /// [`ErrorKind::InvalidState`].
+    #[error("Setting {key} changes only while no VM runs; stop {vms} first")]
+    SettingNeedsStoppedVms {
+        /// The setting's key.
+        key: &'static str,
+        /// The VMs with a QEMU, e.g. `VM a, b, c and others`.
+        vms: String,
     },
 
     /// This process lacks a privilege or access right the operation needs,
@@ -380,6 +398,21 @@ pub enum Error {
         /// `Event stream`, `Console`…
         what: &'static str,
     },
+
+    /// The opener asked for a value of a setting that the state directory
+    /// keeps with another value (see [`Settings`](crate::Settings)).
+    #[error(
+        "Setting {key} of this state directory is {stored:?}, not {requested:?}; \
+         leave it out to use the directory's, or change it with `vman settings set {key} {requested}`"
+    )]
+    SettingConflict {
+        /// The setting's key, e.g. `network` or `accel`.
+        key: &'static str,
+        /// The value the state directory keeps.
+        stored: String,
+        /// The value the opener asked for.
+        requested: String,
+    },
 }
 
 impl Error {
@@ -391,7 +424,10 @@ impl Error {
             Error::AlreadyExists { .. } | Error::Overlap { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
-            Error::InvalidTransition { .. } | Error::InvalidState { .. } | Error::DiskState { .. } => ErrorKind::InvalidState,
+            Error::InvalidTransition { .. }
+            | Error::InvalidState { .. }
+            | Error::DiskState { .. }
+            | Error::SettingNeedsStoppedVms { .. } => ErrorKind::InvalidState,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Timeout { .. } => ErrorKind::Timeout,
@@ -407,6 +443,7 @@ impl Error {
             Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Closed { .. } => ErrorKind::Closed,
+            Error::SettingConflict { .. } => ErrorKind::SettingConflict,
         }
     }
 

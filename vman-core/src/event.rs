@@ -22,15 +22,25 @@ pub enum ObjectKind {
     Image,
     /// An SSH public key of the catalogue.
     SshKey,
+    /// A setting of the state directory ([`Settings`](crate::Settings));
+    /// its id and name are the setting's key.
+    Setting,
 }
 
 impl ObjectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ObjectKind; 6] =
-        [ObjectKind::Template, ObjectKind::Network, ObjectKind::Vm, ObjectKind::Disk, ObjectKind::Image, ObjectKind::SshKey];
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Template,
+        ObjectKind::Network,
+        ObjectKind::Vm,
+        ObjectKind::Disk,
+        ObjectKind::Image,
+        ObjectKind::SshKey,
+        ObjectKind::Setting,
+    ];
 
     /// The kind's lower-case name, as the store and serde write it:
-    /// `template`, `network`, `vm`, `disk`, `image` or `ssh_key`.
+    /// `template`, `network`, `vm`, `disk`, `image`, `ssh_key` or `setting`.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Template => "template",
@@ -39,6 +49,7 @@ impl ObjectKind {
             ObjectKind::Disk => "disk",
             ObjectKind::Image => "image",
             ObjectKind::SshKey => "ssh_key",
+            ObjectKind::Setting => "setting",
         }
     }
 

@@ -32,12 +32,14 @@ pub mod convert;
 mod error;
 mod event;
 mod guest;
+mod host;
 mod manager;
 mod name;
 mod net;
 mod options;
 mod reconcile;
 mod runtime;
+mod settings;
 mod storage;
 mod store;
 mod subscription;
@@ -53,15 +55,21 @@ pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_U
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
 pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};
+pub use host::health::{HealthCheck, HostHealth};
+pub use host::stats::{HostStats, STATS_SAMPLE, VmStats};
 pub use manager::{MAX_EVENT_LIMIT, Manager};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use net::mac::MacAddr;
 pub use net::mode::NetworkMode;
 pub use net::mode::SSH_PORT;
 pub use net::model::{AddrRange, Network, NetworkSpec};
-pub use options::{MAX_BUSY_TIMEOUT_MS, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES, OpenOptions, default_state_dir};
+pub use options::{MAX_BUSY_TIMEOUT_MS, OpenOptions, default_state_dir};
 pub use reconcile::{Drift, ReconcileReport};
 pub use runtime::{Accel, DEFAULT_QEMU_USER};
+pub use settings::model::{
+    DEFAULT_DNSMASQ_BINARY, DEFAULT_QEMU_BINARY, DEFAULT_SERIAL_LOG_CAP_BYTES, MAX_SERIAL_LOG_CAP_BYTES, MIN_SERIAL_LOG_CAP_BYTES,
+    SettingKey, Settings,
+};
 pub use storage::model::{
     Disk, DiskFilter, DiskFormat, DiskSpec, Firmware, Image, ImageSpec, ImportSpec, MAX_DISK_BYTES, MAX_DISKS, MIN_DISK_BYTES, Snapshot,
 };

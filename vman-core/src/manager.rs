@@ -15,8 +15,10 @@ use crate::net::mac::MacAddr;
 use crate::net::mode::resolve_mode;
 use crate::net::model::{Network, NetworkSpec};
 use crate::options::OpenOptions;
+use crate::runtime::Runtime;
 use crate::runtime::paths::RunPaths;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::settings::apply as settings;
+use crate::settings::model::SettingKey;
 use crate::storage::model::DiskState;
 use crate::store::{self, Store};
 use crate::subscription::EventStream;
@@ -38,7 +40,18 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Opens `state_dir`, creating it (mode 0700) and its database if missing.
+    /// Opens `state_dir` and its database, adopts the VMs still running
+    /// there and reconciles. A missing directory is made (mode 0700) when
+    /// [`OpenOptions::create`] says so (the default), else refused with
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+    ///
+    /// The directory's [`Settings`](crate::Settings) decide how its VMs run.
+    /// A new directory (or one made before vman kept settings) takes the
+    /// settings `options` asks for, and the defaults for the rest; an
+    /// existing one keeps its own, and an `options` value that differs is
+    /// [`ErrorKind::SettingConflict`](crate::ErrorKind::SettingConflict).
+    /// Bridged networking without CAP_NET_ADMIN is
+    /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied).
     pub fn open(state_dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Manager> {
         let state_dir = state_dir.as_ref();
         if state_dir.as_os_str().is_empty() {
@@ -46,23 +59,22 @@ impl Manager {
         }
         // Everything a caller can get wrong is refused before the disk is touched.
         options.validate()?;
+        let requests: Vec<(SettingKey, String)> =
+            options.requests().into_iter().map(|(key, value)| Ok((key, key.normalize(&value)?))).collect::<Result<_>>()?;
         RunPaths::check_state_dir(state_dir)?;
+        if !options.create && !state_dir.join(store::DB_FILE).is_file() {
+            return Err(Error::not_found("vman state directory", state_dir.display().to_string()));
+        }
         DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(|e| Error::io("create state directory", state_dir, e))?;
         warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
-        let network_mode = resolve_mode(options.network)?;
-        let runtime = Runtime::new(
-            state_dir,
-            &RuntimeConfig {
-                qemu_binary: options.qemu_binary.clone(),
-                dnsmasq_binary: options.dnsmasq_binary.clone(),
-                accel: options.accel,
-                serial_log_cap_bytes: options.serial_log_cap_bytes,
-                qemu_user: options.qemu_user.clone(),
-            },
-        )?;
+        let settings = settings::at_open(&store, &requests)?;
+        let network_mode = resolve_mode(settings.network)?;
+        let runtime = Runtime::new(state_dir, &settings::runtime_config(&settings))?;
         let closing = Closing::new().map_err(|e| Error::io("create the close signal for", state_dir, e))?;
         let inner = Arc::new(Inner::new(state_dir.to_path_buf(), store, runtime, network_mode, closing));
+        // A change of the QEMU user that its process could not finish.
+        settings::share_files_with_qemu(&inner)?;
         // The watcher reaches the manager weakly: it must not keep it alive.
         let weak = Arc::downgrade(&inner);
         inner.runtime().start_watcher(move |exit| {

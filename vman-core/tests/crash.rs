@@ -22,16 +22,12 @@ const CHILD_SEED: &str = "VMAN_TEST_CRASH_SEED";
 
 /// Isolated NICs: these tests are about processes and records, and must not
 /// touch the host's interfaces.
-fn options(qemu: Option<&Path>) -> OpenOptions {
-    let mut options = OpenOptions { network: NetworkMode::Isolated, ..support::options() };
-    if let Some(qemu) = qemu {
-        options.qemu_binary = qemu.to_path_buf();
-    }
-    options
+fn options() -> OpenOptions {
+    OpenOptions { network: Some(NetworkMode::Isolated), ..support::options() }
 }
 
 fn open(dir: &Path) -> Manager {
-    Manager::open(dir, &options(None)).expect("open state dir")
+    Manager::open(dir, &options()).expect("open state dir")
 }
 
 /// A small, seedable generator: the failing seed is printed, so a failure
@@ -57,7 +53,11 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_DIR) else { return };
     let dir = PathBuf::from(dir);
     let qemu = std::env::var_os(CHILD_QEMU).map(PathBuf::from);
-    let vman = Manager::open(&dir, &options(qemu.as_deref())).unwrap();
+    let vman = Manager::open(&dir, &options()).unwrap();
+    // The QEMU binary is the directory's setting, which the parent made.
+    if let Some(qemu) = &qemu {
+        vman.set_setting("qemu_binary", qemu.to_str().unwrap()).unwrap();
+    }
     match std::env::var(CHILD_MODE).as_deref() {
         Ok("start") => {
             println!("BEGIN start a");

@@ -121,12 +121,14 @@ fn a_start_that_fails_keeps_qemus_words_and_leaves_a_clear_state() {
     assert_eq!(vm.state, VmState::Error);
     assert_eq!(vm.pid, None);
     assert!(vm.last_error.unwrap().contains("kernel"));
-    // A missing QEMU binary is a typed, actionable error too.
-    let other = vman_core::Manager::open(
-        dir.path(),
-        &vman_core::OpenOptions { qemu_binary: "/nonexistent/qemu-system-x86_64".into(), ..support::options() },
-    )
-    .unwrap();
+    // A missing QEMU binary is a typed, actionable error too. The binary is
+    // the directory's: another opener asking for another one is refused,
+    // and a changed setting reaches a manager opened before the change.
+    let other = vman_core::Manager::open(dir.path(), &support::options()).unwrap();
+    let asked = vman_core::OpenOptions { qemu_binary: Some("/nonexistent/qemu-system-x86_64".into()), ..support::options() };
+    let conflict = vman_core::Manager::open(dir.path(), &asked).unwrap_err();
+    assert_eq!(conflict.kind(), ErrorKind::SettingConflict, "{conflict}");
+    vman.set_setting("qemu_binary", "/nonexistent/qemu-system-x86_64").unwrap();
     let err = other.start("broken").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert_eq!(other.vm("broken").unwrap().state, VmState::Error);
@@ -138,7 +140,8 @@ fn a_chatty_guest_cannot_fill_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = support::Cleanup(dir.path().to_path_buf());
     let cap: u64 = 64 * 1024;
-    let vman = vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { serial_log_cap_bytes: cap, ..support::options() }).unwrap();
+    let vman =
+        vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { serial_log_cap_bytes: Some(cap), ..support::options() }).unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_vm(&VmSpec::new("chatty", "tiny").boot(spec_boot)).unwrap();
     vman.start("chatty").unwrap();
@@ -176,9 +179,11 @@ fn qemu_runs_as_an_unprivileged_user_under_a_seccomp_filter() {
     let Some(spec_boot) = boot("") else { return };
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = support::Cleanup(dir.path().to_path_buf());
-    let vman =
-        vman_core::Manager::open(dir.path(), &vman_core::OpenOptions { network: vman_core::NetworkMode::Isolated, ..support::options() })
-            .unwrap();
+    let vman = vman_core::Manager::open(
+        dir.path(),
+        &vman_core::OpenOptions { network: Some(vman_core::NetworkMode::Isolated), ..support::options() },
+    )
+    .unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 256, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
     vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(spec_boot)).unwrap();

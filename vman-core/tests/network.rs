@@ -44,7 +44,7 @@ fn in_own_netns(test: &str) -> bool {
 }
 
 fn bridged(dir: &std::path::Path) -> Manager {
-    Manager::open(dir, &OpenOptions { network: NetworkMode::Bridged, ..support::options() }).unwrap()
+    Manager::open(dir, &OpenOptions { network: Some(NetworkMode::Bridged), ..support::options() }).unwrap()
 }
 
 fn links() -> Vec<String> {
@@ -232,11 +232,9 @@ fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing(
     let after = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
     assert_eq!(before, after, "the foreign interfaces are untouched and nothing was added");
 
-    let no_dnsmasq = Manager::open(
-        dir.path(),
-        &OpenOptions { network: NetworkMode::Bridged, dnsmasq_binary: "/nonexistent/dnsmasq".into(), ..support::options() },
-    )
-    .unwrap();
+    // A directory setting: no VM runs, so it may change; the next start uses it.
+    vman.set_setting("dnsmasq_binary", "/nonexistent/dnsmasq").unwrap();
+    let no_dnsmasq = vman;
     no_dnsmasq.create_network(&NetworkSpec::new("v500", 500, "10.50.0.0/24")).unwrap();
     no_dnsmasq.create_vm(&VmSpec::new("vm500", "tiny").nic("v500").boot(spec_boot)).unwrap();
     let err = no_dnsmasq.start("vm500").unwrap_err();
@@ -251,7 +249,7 @@ fn user_mode_needs_no_privilege_and_forwards_ssh() {
     let Some(spec_boot) = boot("vman.net=dhcp") else { return };
     let dir = tempfile::tempdir().unwrap();
     let _cleanup = support::Cleanup(dir.path().to_path_buf());
-    let vman = Manager::open(dir.path(), &OpenOptions { network: NetworkMode::User, ..support::options() }).unwrap();
+    let vman = Manager::open(dir.path(), &OpenOptions { network: Some(NetworkMode::User), ..support::options() }).unwrap();
     vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
     vman.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24").reserve("10.100.0.2-10.100.0.20")).unwrap();
     let vm = vman.create_vm(&VmSpec::new("u1", "tiny").nic("lan").boot(spec_boot)).unwrap();

@@ -489,11 +489,12 @@ fn bad_open_options_are_refused_before_anything_is_created() {
         OpenOptions { busy_timeout_ms: 0, ..OpenOptions::default() },
         OpenOptions { busy_timeout_ms: vman_core::MAX_BUSY_TIMEOUT_MS + 1, ..OpenOptions::default() },
         OpenOptions { busy_timeout_ms: u64::MAX, ..OpenOptions::default() },
-        OpenOptions { qemu_binary: "".into(), ..OpenOptions::default() },
-        OpenOptions { dnsmasq_binary: "".into(), ..OpenOptions::default() },
-        OpenOptions { serial_log_cap_bytes: 0, ..OpenOptions::default() },
-        OpenOptions { serial_log_cap_bytes: vman_core::MIN_SERIAL_LOG_CAP_BYTES - 1, ..OpenOptions::default() },
-        OpenOptions { serial_log_cap_bytes: vman_core::MAX_SERIAL_LOG_CAP_BYTES + 1, ..OpenOptions::default() },
+        OpenOptions { qemu_binary: Some("".into()), ..OpenOptions::default() },
+        OpenOptions { dnsmasq_binary: Some("".into()), ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: Some(0), ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: Some(vman_core::MIN_SERIAL_LOG_CAP_BYTES - 1), ..OpenOptions::default() },
+        OpenOptions { serial_log_cap_bytes: Some(vman_core::MAX_SERIAL_LOG_CAP_BYTES + 1), ..OpenOptions::default() },
+        OpenOptions { qemu_user: Some("no-such-user-here".into()), ..OpenOptions::default() },
     ];
     for options in bad {
         let err = Manager::open(&state, &options).unwrap_err();

@@ -13,11 +13,13 @@ mod disk;
 mod error;
 mod event;
 mod guard;
+mod host;
 mod image;
 mod lifecycle;
 mod manager;
 mod network;
 mod reconcile;
+mod settings;
 mod snapshot;
 mod ssh_key;
 mod template;
@@ -29,11 +31,13 @@ pub use console::*;
 pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
 pub use event::*;
+pub use host::*;
 pub use image::*;
 pub use lifecycle::*;
 pub use manager::*;
 pub use network::*;
 pub use reconcile::*;
+pub use settings::*;
 pub use snapshot::*;
 pub use ssh_key::*;
 pub use template::*;
@@ -58,6 +62,11 @@ pub const RECORD_ITEMS: &[&str] = &[
     reconcile::VmanReconcileReport::HEADER,
     ssh_key::VmanSshKey::HEADER,
     ssh_key::VmanVmSshKey::HEADER,
+    settings::VmanSettings::HEADER,
+    host::VmanHostStats::HEADER,
+    host::VmanVmStats::HEADER,
+    host::VmanHostHealth::HEADER,
+    host::VmanHealthCheck::HEADER,
 ];
 
 /// The library's version, e.g. "0.1.0": static, never free it. Equal to the

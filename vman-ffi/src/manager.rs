@@ -16,12 +16,19 @@ pub struct VmanManager {
 
 /// Options for `vman_manager_open`; create with `vman_open_options_new`.
 /// Not thread-safe: one thread builds them.
+///
+/// The accelerator, network mode, binaries, QEMU user and serial log cap
+/// are settings of the state directory (see `vman_settings`): an option
+/// left unset takes the directory's value; a set one becomes the value of
+/// a directory being made, and must equal an existing directory's
+/// (otherwise `vman_manager_open` fails with VMAN_STATUS_SETTING_CONFLICT).
 #[derive(Debug)]
 pub struct VmanOpenOptions {
     inner: OpenOptions,
 }
 
-/// Creates options holding vman's defaults.
+/// Creates options that ask for no setting, create a missing directory, and
+/// wait 10000 ms for locks.
 ///
 /// `out` must not be NULL. On success `*out` is the options, owned by the
 /// caller (free them with `vman_open_options_free`).
@@ -58,8 +65,8 @@ pub unsafe extern "C" fn vman_open_options_set_busy_timeout_ms(options: *mut Vma
     })
 }
 
-/// The accelerator: "auto" (default: KVM only if a probe proves it runs
-/// guests faster), "kvm" or "tcg".
+/// Asks for the accelerator setting: "auto" (a new directory's default: KVM
+/// only if a probe proves it runs guests faster), "kvm" or "tcg".
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -73,14 +80,14 @@ pub unsafe extern "C" fn vman_open_options_set_accel(options: *mut VmanOpenOptio
     // SAFETY: per this function's contract.
     unsafe {
         guard::set_text(options, "options", accel, "accel", |o, v| {
-            o.inner.accel = v.parse()?;
+            o.inner.set_accel(v.parse()?);
             Ok(())
         })
     }
 }
 
-/// The QEMU binary (default "qemu-system-x86_64", looked up in PATH unless
-/// absolute).
+/// Asks for the QEMU binary setting (a new directory's default
+/// "qemu-system-x86_64", looked up in PATH unless absolute).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -100,8 +107,9 @@ pub unsafe extern "C" fn vman_open_options_set_qemu_binary(options: *mut VmanOpe
     }
 }
 
-/// How NICs reach their networks: "auto" (default: bridged with
-/// CAP_NET_ADMIN, else user), "bridged", "user" or "isolated".
+/// Asks for the network mode setting: "bridged", "user" or "isolated";
+/// "auto" asks for nothing in particular (a new directory then keeps
+/// bridged with CAP_NET_ADMIN, else user).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (another word; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -115,13 +123,14 @@ pub unsafe extern "C" fn vman_open_options_set_network(options: *mut VmanOpenOpt
     // SAFETY: per this function's contract.
     unsafe {
         guard::set_text(options, "options", mode, "mode", |o, v| {
-            o.inner.network = v.parse()?;
+            o.inner.set_network(v.parse()?);
             Ok(())
         })
     }
 }
 
-/// The DHCP server binary of bridged networks (default "dnsmasq").
+/// Asks for the DHCP server binary setting of bridged networks (a new
+/// directory's default "dnsmasq").
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty path; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -141,9 +150,10 @@ pub unsafe extern "C" fn vman_open_options_set_dnsmasq_binary(options: *mut Vman
     }
 }
 
-/// The user QEMU runs as when the embedding process is root (default:
-/// "vman-qemu" if that user exists, else "nobody"; QEMU never runs as root
-/// unless this names root). Ignored when the process is not root.
+/// Asks for the QEMU user setting: who QEMU runs as when the embedding
+/// process is root (a new directory's default: "vman-qemu" if that user
+/// exists, else "nobody"; QEMU never runs as root unless this names root).
+/// Ignored when the process is not root.
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (no such user; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
@@ -163,8 +173,8 @@ pub unsafe extern "C" fn vman_open_options_set_qemu_user(options: *mut VmanOpenO
     }
 }
 
-/// The size at which a VM's serial log is rotated (default 4 MiB; 4096 bytes
-/// to 1 TiB).
+/// Asks for the serial log cap setting: the size at which a VM's serial log
+/// is rotated (a new directory's default 4 MiB; 4096 bytes to 1 TiB).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (out of range; the options are
 /// unchanged), VMAN_STATUS_NULL_PARAMETER.
@@ -183,6 +193,26 @@ pub unsafe extern "C" fn vman_open_options_set_serial_log_cap(options: *mut Vman
     })
 }
 
+/// Whether `vman_manager_open` makes a missing state directory (default
+/// true). When false, a path that holds no vman database fails with
+/// VMAN_STATUS_NOT_FOUND and nothing is created.
+///
+/// Fails with VMAN_STATUS_NULL_PARAMETER.
+///
+/// Not thread-safe: no other thread may use `options` during the call.
+///
+/// # Safety
+/// Every pointer that is not NULL is valid, as the conventions say.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vman_open_options_set_create(options: *mut VmanOpenOptions, create: bool) -> VmanStatus {
+    guard::call(|| {
+        // SAFETY: per this function's contract.
+        let options = unsafe { guard::handle_mut(options, "options") }?;
+        options.inner.set_create(create);
+        Ok(())
+    })
+}
+
 /// Frees options; NULL is a no-op. No other thread may use `options` during
 /// or after the call. Never fails (clears the last error).
 ///
@@ -194,19 +224,25 @@ pub unsafe extern "C" fn vman_open_options_free(options: *mut VmanOpenOptions) {
     guard::get((), || unsafe { guard::free_handle(options) })
 }
 
-/// Opens `state_dir` (created with mode 0700 if missing) and its database,
-/// and adopts the VMs that are still running there. `options` may be NULL
-/// for the defaults; it stays the caller's.
+/// Opens `state_dir` (created with mode 0700 if missing, unless the options
+/// say not to) and its database, and adopts the VMs that are still running
+/// there. `options` may be NULL for the defaults; it stays the caller's. A
+/// new directory keeps the settings the options ask for (defaults for the
+/// rest); an existing one keeps its own.
 ///
 /// `out` must not be NULL. On success `*out` is the manager, owned by the
 /// caller (free it with `vman_manager_free`).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (a state directory too long for
 /// the socket paths under it; nothing is created),
-/// VMAN_STATUS_PERMISSION_DENIED (bridged networking without
-/// CAP_NET_ADMIN, or a directory vman may not use), VMAN_STATUS_TIMEOUT
-/// (another process holds the database), VMAN_STATUS_NULL_PARAMETER,
-/// VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+/// VMAN_STATUS_SETTING_CONFLICT (the options ask for a setting the
+/// directory keeps with another value; the message names both),
+/// VMAN_STATUS_NOT_FOUND (no state directory there and the options say not
+/// to create one), VMAN_STATUS_PERMISSION_DENIED (bridged networking
+/// without CAP_NET_ADMIN, or a directory vman may not use),
+/// VMAN_STATUS_TIMEOUT (another process holds the database),
+/// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+/// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 ///
 /// Thread-safe (`options` is only read).
 ///

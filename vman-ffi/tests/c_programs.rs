@@ -256,6 +256,32 @@ fn c_lifecycle_program_boots_a_guest_under_asan() {
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
+/// Settings, host stats and health from C with a real guest, under ASan
+/// like the lifecycle program (supervision needs pidfd_open).
+#[test]
+fn c_host_program_runs_a_guest_under_asan() {
+    if !require("gcc") {
+        return;
+    }
+    let Some((kernel, initrd)) = guest() else { return };
+    let work = work_dir();
+    let exe = work.path().join("host");
+    compile_with("gcc", &["-std=c11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"], "host.c", &exe);
+    let out = Command::new(&exe)
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=97")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .arg(work.path().join("state"))
+        .arg(kernel)
+        .arg(initrd)
+        .output()
+        .expect("run host");
+    reap(work.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "host.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
 /// Bridged and user-mode networking from C, in a network namespace of the
 /// test's own (`unshare --net`), under ASan like the lifecycle program.
 #[test]

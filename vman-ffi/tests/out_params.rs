@@ -86,6 +86,9 @@ fn required_out_params_answer_null_parameter_before_any_work() {
         null_parameter(vman_snapshot_list(m, name, null_mut()), "out");
         null_parameter(vman_image_spec_new(name, c"/tmp/x.img".as_ptr(), null_mut()), "out");
         null_parameter(vman_open_options_new(null_mut()), "out");
+        null_parameter(vman_settings(m, null_mut()), "out");
+        null_parameter(vman_host_stats(m, null_mut()), "out");
+        null_parameter(vman_host_health(m, null_mut()), "out");
         null_parameter(vman_default_state_dir(null_mut()), "out");
         // Checked first: no such VM would be NOT_FOUND, not what is answered.
         null_parameter(vman_console_attach(m, c"no-such-vm".as_ptr(), null_mut()), "out");
@@ -146,6 +149,7 @@ fn optional_out_params_may_be_null_and_the_call_acts() {
         assert_eq!(vman_reconcile(m, null_mut()), VmanStatus::Ok);
         let key = c"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIEEHKILeIA5KIMgEOxa+GSMJKC0wYoXMrzyXxBvwHzw alice@example";
         assert_eq!(vman_ssh_key_import(m, c"alice".as_ptr(), key.as_ptr(), null_mut()), VmanStatus::Ok);
+        assert_eq!(vman_set_setting(m, c"serial_log_cap_bytes".as_ptr(), c"65536".as_ptr(), null_mut()), VmanStatus::Ok);
 
         // Each acted: the records exist.
         let mut vm = null_mut();
@@ -160,5 +164,9 @@ fn optional_out_params_may_be_null_and_the_call_acts() {
         assert_eq!(vman_ssh_key_get(m, c"alice".as_ptr(), &mut key), VmanStatus::Ok);
         assert_eq!(vman_ssh_key_bits(key), 256);
         vman_ssh_key_free(key);
+        let mut settings = null_mut();
+        assert_eq!(vman_settings(m, &mut settings), VmanStatus::Ok);
+        assert_eq!(vman_settings_serial_log_cap_bytes(settings), 65536);
+        vman_settings_free(settings);
     }
 }

@@ -62,3 +62,35 @@ impl<'a, 'py> FromPyObject<'a, 'py> for PathArg {
         obj.extract::<std::path::PathBuf>().map(PathArg)
     }
 }
+
+/// A value for `Manager.set_setting`: an ``int`` (as its decimal text, any
+/// size, so core's range check answers), a ``str`` or ``os.PathLike``, or
+/// None (``""``, the default, which only ``qemu_user`` has). A ``bool`` or
+/// any other type is a `TypeError`.
+pub(crate) struct SettingValue(vman_core::Result<String>);
+
+impl SettingValue {
+    /// The value as text, or InvalidArgument (a path that is not UTF-8).
+    pub(crate) fn get(self) -> vman_core::Result<String> {
+        self.0
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for SettingValue {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        use pyo3::types::{PyBool, PyInt};
+        if obj.is_none() {
+            return Ok(SettingValue(Ok(String::new())));
+        }
+        if obj.is_instance_of::<PyBool>() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("a setting's value is a str, an int or None, not a bool"));
+        }
+        if obj.is_instance_of::<PyInt>() {
+            return Ok(SettingValue(Ok(obj.str()?.to_string())));
+        }
+        let path: std::path::PathBuf = obj.extract()?;
+        Ok(SettingValue(vman_core::convert::path_arg("setting value", path)))
+    }
+}

@@ -6,6 +6,7 @@
 mod args;
 mod console;
 mod errors;
+mod host;
 mod logging;
 mod manager;
 mod records;
@@ -37,6 +38,8 @@ mod _vman {
 
     #[pymodule_export]
     use crate::console::PyConsole;
+    #[pymodule_export]
+    use crate::host::{PyHealthCheck, PyHostHealth, PyHostStats, PySettings, PyVmStats};
     #[pymodule_export]
     use crate::manager::{PyEventStream, PyManager, PyNicSpec};
     #[pymodule_export]

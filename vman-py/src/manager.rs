@@ -17,9 +17,10 @@ use vman_core::{
     NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
 };
 
-use crate::args::{IntArg, PathArg};
+use crate::args::{IntArg, PathArg, SettingValue};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
+use crate::host::{PyHostHealth, PyHostStats, PySettings};
 use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySnapshot, PySshKey, PyTemplate, PyVm};
 
 /// A NIC to give a new VM: on ``network``, with a fixed ``ip`` or ``mac`` if
@@ -108,14 +109,24 @@ impl PyManager {
 
 #[pymethods]
 impl PyManager {
-    /// Opens ``state_dir``, creating it (mode 0700) and its database if
-    /// missing, and adopts the VMs that are still running. An option left
-    /// as None takes vman's default; a bad one raises
-    /// :class:`vman.InvalidArgumentError` before anything is created.
+    /// Opens ``state_dir`` and its database, and adopts the VMs that are
+    /// still running. A missing directory is created (mode 0700) unless
+    /// ``create`` is False, when it raises :class:`vman.NotFoundError` and
+    /// creates nothing.
+    ///
+    /// ``accel``, ``network``, ``qemu_binary``, ``dnsmasq_binary``,
+    /// ``qemu_user`` and ``serial_log_cap_bytes`` ask for the directory's
+    /// settings (see :meth:`settings`): None takes the directory's value; a
+    /// value becomes the setting of a directory being made, and one that
+    /// differs from an existing directory's raises
+    /// :class:`vman.SettingConflictError` (change it with
+    /// :meth:`set_setting`). ``network="auto"`` asks for nothing in
+    /// particular. A bad value raises :class:`vman.InvalidArgumentError`
+    /// before anything is created.
     #[new]
     #[pyo3(signature = (
         state_dir, *, busy_timeout_ms=None, accel=None, qemu_binary=None, serial_log_cap_bytes=None,
-        network=None, dnsmasq_binary=None, qemu_user=None,
+        network=None, dnsmasq_binary=None, qemu_user=None, create=true,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn open(
@@ -128,6 +139,7 @@ impl PyManager {
         network: Option<&str>,
         dnsmasq_binary: Option<std::path::PathBuf>,
         qemu_user: Option<&str>,
+        create: bool,
     ) -> PyVmanResult<Self> {
         // Core's defaults, overridden field by field through core's checks.
         let mut options = OpenOptions::default();
@@ -135,7 +147,7 @@ impl PyManager {
             options.set_busy_timeout_ms(ms.get("busy timeout")?)?;
         }
         if let Some(accel) = accel {
-            options.accel = accel.parse::<Accel>()?;
+            options.set_accel(accel.parse::<Accel>()?);
         }
         if let Some(path) = qemu_binary {
             options.set_qemu_binary(path)?;
@@ -144,7 +156,7 @@ impl PyManager {
             options.set_serial_log_cap_bytes(bytes.get("serial log cap")?)?;
         }
         if let Some(network) = network {
-            options.network = network.parse::<NetworkMode>()?;
+            options.set_network(network.parse::<NetworkMode>()?);
         }
         if let Some(path) = dnsmasq_binary {
             options.set_dnsmasq_binary(path)?;
@@ -152,6 +164,7 @@ impl PyManager {
         if let Some(user) = qemu_user {
             options.set_qemu_user(user)?;
         }
+        options.set_create(create);
         let inner = py.detach(|| Manager::open(&state_dir, &options))?;
         Ok(PyManager { state_dir: inner.state_dir().to_path_buf(), inner: RwLock::new(Some(inner)), closing: AtomicBool::new(false) })
     }
@@ -551,6 +564,47 @@ impl PyManager {
     /// time per VM; :class:`vman.InUseError` while another is attached.
     fn console(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyConsole> {
         Ok(PyConsole::new(self.call(py, |m| m.console(name))?))
+    }
+
+    /// The settings of the state directory, as it keeps them now.
+    fn settings(&self, py: Python<'_>) -> PyVmanResult<PySettings> {
+        Ok(self.call(py, |m| m.settings())?.into())
+    }
+
+    /// Changes setting ``key`` of the state directory, for every process
+    /// that uses it, and returns the settings as they are now. Keys:
+    /// ``network``, ``accel``, ``qemu_binary``, ``dnsmasq_binary``,
+    /// ``qemu_user`` (None or ``""`` for the default) and
+    /// ``serial_log_cap_bytes`` (an int, or its decimal text).
+    /// ``network="auto"`` is resolved by this process.
+    ///
+    /// ``network``, ``dnsmasq_binary`` and ``qemu_user`` change only while
+    /// no VM has a QEMU (:class:`vman.InvalidStateError` names the VMs to
+    /// stop); the others apply from each VM's next start. A change records
+    /// a ``setting`` event; setting the value kept already changes nothing.
+    /// An unknown key or a bad value raises
+    /// :class:`vman.InvalidArgumentError`; bridged without CAP_NET_ADMIN,
+    /// :class:`vman.PermissionDeniedError`.
+    fn set_setting(&self, py: Python<'_>, key: &str, value: SettingValue) -> PyVmanResult<PySettings> {
+        let value = value.get()?;
+        Ok(self.call(py, |m| m.set_setting(key, &value))?.into())
+    }
+
+    /// The host's CPU (count, load, busy share over a ~0.2 s sample that
+    /// this call waits out), memory and the state directory's disk, and for
+    /// every VM what its QEMU uses (CPU time and share, resident memory)
+    /// and what its files take on disk.
+    fn host_stats(&self, py: Python<'_>) -> PyVmanResult<PyHostStats> {
+        Ok(self.call(py, |m| m.host_stats())?.into())
+    }
+
+    /// Whether this host can run the state directory's VMs as its settings
+    /// say: the QEMU binary (and its version), qemu-img, the accelerator,
+    /// bridging privileges, dnsmasq, OVMF and a writable state directory.
+    /// A failed check says why and how to fix it; ``ok`` is False only when
+    /// a check the settings need failed.
+    fn host_health(&self, py: Python<'_>) -> PyVmanResult<PyHostHealth> {
+        Ok(self.call(py, |m| m.host_health())?.into())
     }
 
     /// Compares the store with reality, repairs drift, reports it.

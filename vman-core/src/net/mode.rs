@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::net::linux::Netlink;
 
 /// How VM NICs reach their networks on this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// Bridged with CAP_NET_ADMIN, otherwise user.

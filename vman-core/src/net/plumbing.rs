@@ -148,7 +148,7 @@ impl HostNet<'_> {
                 );
             }
         }
-        let owner = self.runtime.qemu_creds.as_ref().map(|c| c.uid);
+        let owner = self.runtime.values().qemu_creds.as_ref().map(|c| c.uid);
         let mut taps = vec![String::new(); vm.nics.len()];
         // Per network, under its lock: the bridge, its DHCP server and this
         // VM's taps on it. A teardown of the network takes the same lock, so
@@ -242,7 +242,7 @@ impl HostNet<'_> {
     }
 
     pub(crate) fn dhcp(&self, network_id: i64) -> DhcpServer {
-        DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.dnsmasq.clone())
+        DhcpServer::new(dhcp_dir(&self.runtime.run_root, network_id), self.runtime.values().dnsmasq.clone())
     }
 
     /// Removes the host side of a VM whose QEMU is gone (its exit already

@@ -25,6 +25,8 @@ impl Manager {
     /// it can, and reports every drift.
     pub fn reconcile(&self) -> Result<ReconcileReport> {
         let inner = &self.inner;
+        // Another manager may have changed the directory's settings.
+        crate::settings::apply::refresh(inner)?;
         let mut report = ReconcileReport::default();
         for vm in inner.store().read(|tx| store::vms_with_process(tx))? {
             // An operation in flight on this VM will settle it itself.
@@ -62,7 +64,7 @@ fn reconcile_host_network(ctx: &Inner, report: &mut ReconcileReport) -> Result<(
     }
     let mut nl = crate::net::linux::Netlink::open()?;
     let mut drifts = Vec::new();
-    let owner = ctx.runtime().qemu_creds.as_ref().map(|c| c.uid);
+    let owner = ctx.runtime().values().qemu_creds.as_ref().map(|c| c.uid);
     // Host work under each network's lock, outside any transaction; each
     // link is re-read under the lock, since a start may have moved on.
     let mut networks: Vec<i64> = Vec::new();

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Which accelerator QEMU uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// KVM if a probe proves it runs guests here, else TCG.
@@ -98,22 +98,30 @@ pub(crate) fn resolve(requested: Accel, qemu: &Path, cache_file: &Path) -> Accel
     if requested != Accel::Auto {
         return requested;
     }
-    // The key names the probe too, so a better probe is not fooled by the
-    // answer an older one cached.
-    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let boot_id = format!("{}/{PROBE_VERSION}", boot_id.trim());
-    let boot_id = boot_id.as_str();
-    if let Ok(cached) = fs::read_to_string(cache_file)
-        && let Some((id, answer)) = cached.trim().split_once(' ')
-        && id == boot_id
-        && let Ok(accel) = answer.parse::<Accel>()
-    {
+    if let Some(accel) = cached(cache_file) {
         return accel;
     }
     let accel = if kvm_runs_guests(qemu, cache_file.parent().unwrap_or(Path::new("/tmp"))) { Accel::Kvm } else { Accel::Tcg };
     log::info!("acceleration probe chose {}", accel.as_str());
-    let _ = fs::write(cache_file, format!("{boot_id} {}\n", accel.as_str()));
+    let _ = fs::write(cache_file, format!("{} {}\n", cache_key(), accel.as_str()));
     accel
+}
+
+/// The cache's key: this boot and this probe, so a better probe is not
+/// fooled by the answer an older one cached.
+fn cache_key() -> String {
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    format!("{}/{PROBE_VERSION}", boot_id.trim())
+}
+
+/// The answer a probe of this boot cached in `cache_file`, if any.
+pub(crate) fn cached(cache_file: &Path) -> Option<Accel> {
+    let cached = fs::read_to_string(cache_file).ok()?;
+    let (id, answer) = cached.trim().split_once(' ')?;
+    if id != cache_key() {
+        return None;
+    }
+    answer.parse().ok()
 }
 
 /// The probe itself; false on any doubt.
@@ -188,8 +196,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("accel");
         assert_eq!(resolve(Accel::Auto, Path::new("/nonexistent/qemu"), &cache), Accel::Tcg);
-        // The answer is cached with this boot's id.
+        // The answer is cached with this boot's id, and read back as such.
         assert!(fs::read_to_string(&cache).unwrap().trim().ends_with(" tcg"));
+        assert_eq!(cached(&cache), Some(Accel::Tcg));
+        fs::write(&cache, "another-boot/long-mode-v2 kvm\n").unwrap();
+        assert_eq!(cached(&cache), None, "another boot's answer is not this one's");
     }
 
     #[test]

@@ -13,11 +13,12 @@ pub(crate) mod watcher;
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use accel::Accel;
 use nix::fcntl::{Flock, FlockArg};
+use parking_lot::RwLock;
 
 use crate::console::log::SerialLog;
 use crate::error::{Error, Result};
@@ -30,16 +31,40 @@ const VM_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
 pub(crate) struct Runtime {
-    pub qemu: PathBuf,
-    pub dnsmasq: PathBuf,
-    requested_accel: Accel,
-    accel: OnceLock<Accel>,
+    /// What the directory's settings make of QEMU and dnsmasq; replaced as
+    /// a whole when the settings change (see [`Runtime::configure`]), so an
+    /// operation that took it sees one consistent set.
+    values: RwLock<Arc<RuntimeValues>>,
     pub run_root: PathBuf,
     locks_dir: PathBuf,
+    watcher: OnceLock<Watcher>,
+}
+
+/// The runtime's values from the directory's settings.
+#[derive(Debug)]
+pub(crate) struct RuntimeValues {
+    config: RuntimeConfig,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// The dnsmasq binary, resolved against PATH and the sbin directories.
+    pub dnsmasq: PathBuf,
+    accel: OnceLock<Accel>,
     pub serial_log_cap: u64,
     /// Who QEMU runs as; `None` when vman is not root (QEMU runs as vman).
     pub qemu_creds: Option<Credentials>,
-    watcher: OnceLock<Watcher>,
+}
+
+impl RuntimeValues {
+    fn new(config: &RuntimeConfig) -> Result<RuntimeValues> {
+        Ok(RuntimeValues {
+            qemu_creds: qemu_credentials(config.qemu_user.as_deref())?,
+            qemu: config.qemu_binary.clone(),
+            dnsmasq: find_in_sbin(&config.dnsmasq_binary),
+            accel: OnceLock::new(),
+            serial_log_cap: config.serial_log_cap_bytes,
+            config: config.clone(),
+        })
+    }
 }
 
 /// The state directory's folders for files QEMU opens: disks, base images,
@@ -57,7 +82,7 @@ pub(crate) fn check_user(user: &str) -> Result<()> {
     Credentials::of_user(user).map(drop)
 }
 
-/// Resolves who QEMU runs as (see `OpenOptions::qemu_user`).
+/// Resolves who QEMU runs as (see `Settings::qemu_user`).
 fn qemu_credentials(requested: Option<&str>) -> Result<Option<Credentials>> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
@@ -77,19 +102,26 @@ fn qemu_credentials(requested: Option<&str>) -> Result<Option<Credentials>> {
 /// sockets when it exits) and nothing else: the state and run directories
 /// get its group with search-only permission (0710); everything in them
 /// stays owner-only.
-fn let_qemu_through(dirs: &[&Path], creds: &Credentials) -> Result<()> {
+fn let_qemu_through(dirs: &[PathBuf], creds: &Credentials) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for dir in dirs {
-        nix::unistd::chown(*dir, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
-            .map_err(|e| Error::io("give the QEMU user's group access to", *dir, e.into()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o710)).map_err(|e| Error::io("set permissions of", *dir, e))?;
+        nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
+            .map_err(|e| Error::io("give the QEMU user's group access to", dir, e.into()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o710)).map_err(|e| Error::io("set permissions of", dir, e))?;
     }
     Ok(())
 }
 
+/// The directories the QEMU user passes through or opens files in.
+fn qemu_dirs(state_dir: &Path, run_root: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![state_dir.to_path_buf(), run_root.to_path_buf()];
+    dirs.extend(STORAGE_DIRS.iter().map(|d| state_dir.join(d)));
+    dirs
+}
+
 /// What the runtime is built from: plain values, checked by the caller
-/// (`OpenOptions` in the manager).
-#[derive(Debug, Clone)]
+/// (the directory's settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RuntimeConfig {
     pub qemu_binary: PathBuf,
     pub dnsmasq_binary: PathBuf,
@@ -105,27 +137,62 @@ impl Runtime {
         for dir in [&run_root, &locks_dir] {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
         }
-        let storage: Vec<PathBuf> = STORAGE_DIRS.iter().map(|d| state_dir.join(d)).collect();
-        for dir in &storage {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
+        for dir in STORAGE_DIRS.iter().map(|d| state_dir.join(d)) {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| Error::io("create", &dir, e))?;
         }
-        let qemu_creds = qemu_credentials(options.qemu_user.as_deref())?;
-        if let Some(creds) = &qemu_creds {
-            let mut dirs: Vec<&Path> = vec![state_dir, &run_root];
-            dirs.extend(storage.iter().map(PathBuf::as_path));
-            let_qemu_through(&dirs, creds)?;
+        let values = RuntimeValues::new(options)?;
+        if let Some(creds) = &values.qemu_creds {
+            let_qemu_through(&qemu_dirs(state_dir, &run_root), creds)?;
         }
-        Ok(Runtime {
-            qemu_creds,
-            qemu: options.qemu_binary.clone(),
-            dnsmasq: find_in_sbin(&options.dnsmasq_binary),
-            requested_accel: options.accel,
-            accel: OnceLock::new(),
-            run_root,
-            locks_dir,
-            serial_log_cap: options.serial_log_cap_bytes,
-            watcher: OnceLock::new(),
-        })
+        Ok(Runtime { values: RwLock::new(Arc::new(values)), run_root, locks_dir, watcher: OnceLock::new() })
+    }
+
+    /// The values in force now. Hold the `Arc` for the length of one
+    /// operation rather than calling this again midway.
+    pub fn values(&self) -> Arc<RuntimeValues> {
+        self.values.read().clone()
+    }
+
+    /// Takes the directory's settings as they are now; true when QEMU's
+    /// user changed (the directories were opened to its group; the caller
+    /// hands it the files). The accelerator `auto` resolved to stays
+    /// cached while the accelerator and the QEMU binary stay the same.
+    pub fn configure(&self, state_dir: &Path, config: &RuntimeConfig) -> Result<bool> {
+        let current = self.values();
+        if current.config == *config {
+            return Ok(false);
+        }
+        let values = RuntimeValues::new(config)?;
+        if current.config.accel == config.accel
+            && current.config.qemu_binary == config.qemu_binary
+            && let Some(accel) = current.accel.get()
+        {
+            let _ = values.accel.set(*accel);
+        }
+        let new_user = values.qemu_creds != current.qemu_creds;
+        if new_user && let Some(creds) = &values.qemu_creds {
+            let_qemu_through(&qemu_dirs(state_dir, &self.run_root), creds)?;
+        }
+        *self.values.write() = Arc::new(values);
+        Ok(new_user)
+    }
+
+    /// Gives the QEMU user's group to `file` if it has another (after the
+    /// QEMU user changed); its mode stays. Nothing to do when vman is not
+    /// root; a file that is gone is skipped.
+    pub fn regroup_for_qemu(&self, file: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(creds) = self.values().qemu_creds.clone() else { return Ok(()) };
+        let meta = match fs::symlink_metadata(file) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", file, e)),
+        };
+        if !meta.is_file() || meta.gid() == creds.gid {
+            return Ok(());
+        }
+        nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
+            .map_err(|e| Error::io("give the QEMU user's group access to", file, e.into()))
     }
 
     pub fn start_watcher(&self, on_exit: impl Fn(Exit) + Send + 'static) -> Result<()> {
@@ -141,7 +208,14 @@ impl Runtime {
     /// The accelerator to use, resolving `auto` once per manager (and once
     /// per host boot across managers, through a cache file).
     pub fn accel(&self) -> Accel {
-        *self.accel.get_or_init(|| accel::resolve(self.requested_accel, &self.qemu, &self.run_root.join("accel-probe")))
+        let values = self.values();
+        *values.accel.get_or_init(|| accel::resolve(values.config.accel, &values.qemu, &self.run_root.join("accel-probe")))
+    }
+
+    /// What `requested` resolves to with `qemu`: `auto` probes (once per
+    /// host boot, through the cache any manager of this directory shares).
+    pub fn resolve_accel(&self, requested: Accel, qemu: &Path) -> Accel {
+        accel::resolve(requested, qemu, &self.run_root.join("accel-probe"))
     }
 
     pub fn paths(&self, vm_id: &str) -> RunPaths {
@@ -149,23 +223,31 @@ impl Runtime {
     }
 
     pub fn serial_log(&self, vm_id: &str) -> SerialLog {
-        SerialLog::new(&self.paths(vm_id).dir, self.serial_log_cap)
+        SerialLog::new(&self.paths(vm_id).dir, self.values().serial_log_cap)
     }
 
     /// Serializes operations on one VM across threads and processes. An
     /// `flock` dies with its process, so a crash can never leave a VM locked.
     pub fn lock_vm(&self, vm_id: &str, vm_name: &str) -> Result<Flock<File>> {
-        self.lock_file(vm_id, &format!("VM {vm_name:?}"))
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"), FlockArg::LockExclusiveNonblock)
     }
 
-    fn lock_file(&self, file: &str, what: &str) -> Result<Flock<File>> {
+    /// The directory's settings lock: shared while a start reads the
+    /// settings and records `starting`, exclusive while a setting changes,
+    /// so a change that needs no running VM cannot slip between the two.
+    pub fn lock_settings(&self, exclusive: bool) -> Result<Flock<File>> {
+        let arg = if exclusive { FlockArg::LockExclusiveNonblock } else { FlockArg::LockSharedNonblock };
+        self.lock_file("settings", "the state directory's settings", arg)
+    }
+
+    fn lock_file(&self, file: &str, what: &str, arg: FlockArg) -> Result<Flock<File>> {
         let path = self.locks_dir.join(file);
         let deadline = Instant::now() + VM_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
             let file =
                 File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            match Flock::lock(file, arg) {
                 Ok(lock) => return Ok(lock),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
@@ -185,7 +267,7 @@ impl Runtime {
 
     /// Serializes setting up one network's bridge and DHCP server.
     pub fn lock_network(&self, network_id: i64) -> Result<Flock<File>> {
-        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"))
+        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"), FlockArg::LockExclusiveNonblock)
     }
 
     /// The VM's lock if nobody holds it now; never waits.
@@ -207,7 +289,8 @@ impl Runtime {
     /// directories above belong to the embedder, so they are only checked.
     pub fn check_qemu_can_reach(&self, state_dir: &Path) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let Some(creds) = &self.qemu_creds else { return Ok(()) };
+        let values = self.values();
+        let Some(creds) = &values.qemu_creds else { return Ok(()) };
         let absolute = fs::canonicalize(state_dir).map_err(|e| Error::io("resolve", state_dir, e))?;
         for dir in absolute.ancestors().skip(1) {
             let meta = fs::metadata(dir).map_err(|e| Error::io("inspect", dir, e))?;
@@ -237,7 +320,7 @@ impl Runtime {
     /// when QEMU drops privileges (it writes its pidfile and serial log there).
     pub fn prepare_run_dir(&self, paths: &RunPaths) -> Result<()> {
         paths.prepare()?;
-        if let Some(creds) = &self.qemu_creds {
+        if let Some(creds) = &self.values().qemu_creds {
             let (uid, gid) = (nix::unistd::Uid::from_raw(creds.uid), nix::unistd::Gid::from_raw(creds.gid));
             nix::unistd::chown(&paths.dir, Some(uid), Some(gid))
                 .map_err(|e| Error::io("hand the run directory to the QEMU user:", &paths.dir, e.into()))?;
@@ -254,7 +337,7 @@ impl Runtime {
     /// (0640); nobody else gets anything.
     pub fn share_with_qemu(&self, file: &Path, writable: bool) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        if let Some(creds) = &self.qemu_creds {
+        if let Some(creds) = &self.values().qemu_creds {
             nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(creds.gid)))
                 .map_err(|e| Error::io("give the QEMU user's group access to", file, e.into()))?;
         }
@@ -272,7 +355,7 @@ impl Runtime {
 
 /// Resolves a bare program name against PATH and then the sbin
 /// directories, where Debian puts dnsmasq but a non-login PATH may not look.
-fn find_in_sbin(program: &Path) -> PathBuf {
+pub(crate) fn find_in_sbin(program: &Path) -> PathBuf {
     if program.components().count() != 1 {
         return program.to_path_buf();
     }

@@ -12,8 +12,8 @@ use crate::store;
 use crate::vm::model::Vm;
 
 /// Where Debian's `ovmf` package puts the firmware (4 MiB flash layout).
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub(crate) const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub(crate) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The VM's disks, checked for a start: every one attached (none left
 /// mid-operation), and something to boot: a kernel, a disk or a CD-ROM.
@@ -63,7 +63,7 @@ pub(crate) fn prepare(ctx: &Inner, vm: &Vm, disks: Vec<Disk>) -> Result<Storage>
 /// The VM's own UEFI variable store, copied from OVMF's template at its
 /// first start and kept (boot entries the guest writes survive restarts).
 fn uefi_vars(ctx: &Inner, vm: &Vm) -> Result<PathBuf> {
-    let vars = ctx.state_dir().join("nvram").join(format!("{}.fd", vm.id));
+    let vars = uefi_vars_path(ctx, &vm.id);
     if !vars.exists() {
         let partial = vars.with_extension("fd.part");
         std::fs::copy(OVMF_VARS, &partial).map_err(|e| Error::io("copy the UEFI variable store to", &partial, e))?;
@@ -73,8 +73,13 @@ fn uefi_vars(ctx: &Inner, vm: &Vm) -> Result<PathBuf> {
     Ok(vars)
 }
 
+/// Where a VM's own UEFI variable store lives.
+pub(crate) fn uefi_vars_path(ctx: &Inner, vm_id: &str) -> PathBuf {
+    ctx.state_dir().join("nvram").join(format!("{vm_id}.fd"))
+}
+
 /// Removes what a deleted VM's start made (its UEFI variables and seed).
 pub(crate) fn forget(ctx: &Inner, vm_id: &str) {
-    let _ = std::fs::remove_file(ctx.state_dir().join("nvram").join(format!("{vm_id}.fd")));
+    let _ = std::fs::remove_file(uefi_vars_path(ctx, vm_id));
     let _ = std::fs::remove_file(ctx.state_dir().join("seeds").join(format!("{vm_id}.img")));
 }

@@ -1,16 +1,14 @@
 //! qemu-img, run with an argument vector and a deadline. The one place that
 //! knows its command line and its JSON.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::storage::model::DiskFormat;
-use crate::sys::pidfd::Pidfd;
+use crate::sys::command::{self, RunError};
 
 const QEMU_IMG: &str = "qemu-img";
 
@@ -130,54 +128,29 @@ pub(crate) fn snapshot(path: &Path, op: SnapshotOp, tag: &str) -> Result<()> {
 /// message, or with a timeout (the process is then killed).
 fn run(args: &[String], timeout: Duration) -> Result<Vec<u8>> {
     log::debug!("qemu-img {}", args.join(" "));
-    let mut child = Command::new(QEMU_IMG).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(
-        |e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Unsupported { what: "qemu-img is not installed (apt-get install qemu-utils)".into(), source: Some(Box::new(e)) }
-            }
-            _ => Error::io("run", QEMU_IMG, e),
-        },
-    )?;
-    // Both pipes are read by threads so a chatty qemu-img never blocks on a
-    // full pipe while we wait for it.
-    let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));
-    let mut stderr = child.stderr.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));
-    let started = Instant::now();
-    let exited = match Pidfd::open(child.id()) {
-        Ok(pidfd) => pidfd.wait(timeout).map_err(|e| Error::io("wait for", QEMU_IMG, e))?,
-        // No pidfd (an old kernel, or valgrind): poll our own child.
-        Err(_) => loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break true,
-                Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) => break false,
-                Err(e) => return Err(Error::io("wait for", QEMU_IMG, e)),
-            }
-        },
-    };
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Timeout {
+    let done = command::run(QEMU_IMG, args, timeout).map_err(|e| match e {
+        RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Error::Unsupported { what: "qemu-img is not installed (apt-get install qemu-utils)".into(), source: Some(Box::new(e)) }
+        }
+        RunError::Spawn(e) => Error::io("run", QEMU_IMG, e),
+        RunError::Wait(e) => Error::io("wait for", QEMU_IMG, e),
+        RunError::TimedOut(waited) => Error::Timeout {
             what: format!("qemu-img {}", args.first().map_or("", String::as_str)),
-            waited_ms: started.elapsed().as_millis() as u64,
+            waited_ms: waited.as_millis() as u64,
             source: None,
-        });
+        },
+    })?;
+    if done.status.success() {
+        return Ok(done.stdout);
     }
-    let status = child.wait().map_err(|e| Error::io("wait for", QEMU_IMG, e))?;
-    let out = stdout.take().and_then(|t| t.join().ok()).unwrap_or_default();
-    let err = stderr.take().and_then(|t| t.join().ok()).unwrap_or_default();
-    if status.success() {
-        return Ok(out);
-    }
-    let message = String::from_utf8_lossy(&err).lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
+    let message = String::from_utf8_lossy(&done.stderr).lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
     Err(Error::Qemu { message: format!("qemu-img {}: {message}", args.first().map_or("", String::as_str)), source: None })
 }
 
-fn read_all(r: &mut impl Read) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let _ = r.read_to_end(&mut buf);
-    buf
+/// qemu-img's version line, e.g. `qemu-img version 10.0.2 (Debian …)`.
+pub(crate) fn version() -> Result<String> {
+    let out = run(&["--version".to_string()], Duration::from_secs(10))?;
+    Ok(String::from_utf8_lossy(&out).lines().next().unwrap_or_default().trim().to_string())
 }
 
 #[cfg(test)]
@@ -185,7 +158,7 @@ mod tests {
     use super::*;
 
     fn have_qemu_img() -> bool {
-        let ok = Command::new(QEMU_IMG).arg("--version").output().is_ok_and(|o| o.status.success());
+        let ok = std::process::Command::new(QEMU_IMG).arg("--version").output().is_ok_and(|o| o.status.success());
         if !ok {
             assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "qemu-img must be installed under CI (scripts/setup)");
             eprintln!("skipping: qemu-img is not installed (run scripts/setup)");

@@ -14,6 +14,7 @@ mod ipam;
 mod keys;
 mod networks;
 mod schema;
+mod settings;
 mod templates;
 mod vms;
 
@@ -40,6 +41,7 @@ pub(crate) use hostlinks::{
 pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use keys::{copy_ssh_keys_to_vm, delete_ssh_key, insert_ssh_key, list_ssh_keys, ssh_key_by_name};
 pub(crate) use networks::{delete_network, insert_network, list_networks, network_by_name};
+pub(crate) use settings::{put_setting, setting, settings};
 pub(crate) use templates::{delete_template, describe_users, insert_template, list_templates, template_by_name};
 pub(crate) use vms::{
     ProcessFacts, all_vm_ids, insert_nic, insert_vm, list_vms, live_vm_id, mac_in_use, record_pid, set_cdrom, set_display_port, set_state,

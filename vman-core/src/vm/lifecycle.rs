@@ -103,11 +103,17 @@ impl Manager {
         let (_lock, vm) = lock_vm(inner, name)?;
         require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
         let disks = crate::storage::boot::check_bootable(inner, &vm)?;
+        // The directory's settings as they are now, held until `starting`
+        // is recorded: a change that needs no running VM either came
+        // before (and is used) or sees this VM starting (and is refused).
+        let settings_lock = inner.runtime().lock_settings(false)?;
+        crate::settings::apply::refresh(inner)?;
         inner.runtime().check_qemu_can_reach(inner.state_dir())?;
         let lineage = qemu::take_lineage(inner, &vm)?;
         let accel = inner.runtime().accel();
         let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
         inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
+        drop(settings_lock);
         let starting = Vm { state: VmState::Starting, ..vm };
         match qemu::launch(inner, &starting, &lineage, disks) {
             Ok((pid, pidfd)) => {

@@ -134,7 +134,7 @@ pub(crate) fn open_qemu(ctx: &Inner, vm: &Vm) -> Option<(u32, Pidfd)> {
 
 /// Hands a running QEMU to the watcher: its exit and its serial log.
 pub(crate) fn watch(ctx: &Inner, vm: &Vm, pid: u32, pidfd: Pidfd) -> Result<()> {
-    let what = Watched { pid, pidfd, run_dir: ctx.runtime().paths(&vm.id).dir, log_cap: ctx.runtime().serial_log_cap };
+    let what = Watched { pid, pidfd, run_dir: ctx.runtime().paths(&vm.id).dir, log_cap: ctx.runtime().values().serial_log_cap };
     ctx.runtime().watcher()?.watch(&vm.id, what);
     Ok(())
 }
@@ -158,6 +158,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::
     let log = ctx.runtime().serial_log(&vm.id);
     log.prepare_for_start().map_err(|e| Error::io("rotate the serial log of", &vm.name, e))?;
     let accel = ctx.runtime().accel();
+    let values = ctx.runtime().values();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -166,7 +167,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::
         let fds = inherited.fds();
         let argv = qemu_argv(vm, accel, &paths, &fds, log.path(), &nics, &storage);
         let stderr = std::fs::File::create(&paths.stderr).map_err(|e| Error::io("create", &paths.stderr, e))?;
-        let pid = process::spawn(&ctx.runtime().qemu, &argv, &inherited, stderr, ctx.runtime().qemu_creds.as_ref())?;
+        let pid = process::spawn(&values.qemu, &argv, &inherited, stderr, values.qemu_creds.as_ref())?;
         // QEMU has its own copies now; vman's listeners must close so a
         // QEMU that dies during startup resets the QMP connection below.
         drop(inherited);

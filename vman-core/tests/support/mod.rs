@@ -86,7 +86,7 @@ pub fn boot(extra_cmdline: &str) -> Option<BootSpec> {
 /// TCG, and isolated NICs: the host's interfaces are not these tests' to
 /// touch (networking tests choose bridged mode inside a namespace of their own).
 pub fn options() -> OpenOptions {
-    OpenOptions { accel: Accel::Tcg, network: vman_core::NetworkMode::Isolated, ..OpenOptions::default() }
+    OpenOptions { accel: Some(Accel::Tcg), network: Some(vman_core::NetworkMode::Isolated), ..OpenOptions::default() }
 }
 
 pub fn open(dir: &std::path::Path) -> Manager {

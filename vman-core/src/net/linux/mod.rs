@@ -23,6 +23,11 @@ mod tap;
 pub use netlink::Netlink;
 pub use tap::{create_persistent_tap, delete_persistent_tap, open_tap};
 
+/// Whether this process can open `/dev/net/tun`, which every tap needs.
+pub(crate) fn tun_usable() -> Result<()> {
+    tap::open_tun().map(drop)
+}
+
 /// Longest interface name the kernel accepts (IFNAMSIZ − 1).
 pub const IFNAME_MAX: usize = 15;
 

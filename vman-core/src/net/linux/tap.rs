@@ -168,7 +168,7 @@ impl Netlink {
     }
 }
 
-fn open_tun() -> Result<File> {
+pub(super) fn open_tun() -> Result<File> {
     OpenOptions::new().read(true).write(true).open(TUN_PATH).map_err(|source| match source.raw_os_error() {
         Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
             HostNetError::Unsupported { feature: "tun/tap devices (/dev/net/tun)", extack: None, source }
