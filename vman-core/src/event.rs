@@ -22,15 +22,24 @@ pub enum ObjectKind {
     Image,
     /// An SSH public key of the catalogue.
     SshKey,
+    /// A batch of VMs made in one call ([`Batch`](crate::Batch)).
+    Batch,
 }
 
 impl ObjectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ObjectKind; 6] =
-        [ObjectKind::Template, ObjectKind::Network, ObjectKind::Vm, ObjectKind::Disk, ObjectKind::Image, ObjectKind::SshKey];
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Template,
+        ObjectKind::Network,
+        ObjectKind::Vm,
+        ObjectKind::Disk,
+        ObjectKind::Image,
+        ObjectKind::SshKey,
+        ObjectKind::Batch,
+    ];
 
     /// The kind's lower-case name, as the store and serde write it:
-    /// `template`, `network`, `vm`, `disk`, `image` or `ssh_key`.
+    /// `template`, `network`, `vm`, `disk`, `image`, `ssh_key` or `batch`.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Template => "template",
@@ -39,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Disk => "disk",
             ObjectKind::Image => "image",
             ObjectKind::SshKey => "ssh_key",
+            ObjectKind::Batch => "batch",
         }
     }
 

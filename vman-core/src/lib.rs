@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod console;
 mod context;
 pub mod convert;
@@ -49,6 +50,8 @@ mod vm;
 /// public for embedders that manage their own interfaces, and for tests.
 pub use net::linux as hostnet;
 
+pub use batch::model::{Batch, BatchSpec, MAX_BATCH_SIZE};
+pub use batch::state::BatchState;
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};

@@ -4,6 +4,7 @@
 //! outlived the one that started them) and whenever the embedder asks. It
 //! never signals a process it has not proven to be the VM's QEMU.
 
+mod batch;
 pub(crate) mod report;
 mod storage;
 
@@ -34,6 +35,9 @@ impl Manager {
                 recover::reconcile_locked(inner, &vm, &mut report)?;
             }
         }
+        // Before storage: a dead batch's boot disks are removed with it,
+        // not made by the storage pass first.
+        batch::reconcile_batches(inner, &mut report)?;
         storage::reconcile_storage(inner, &mut report)?;
         reconcile_run_dirs(inner, &mut report)?;
         reconcile_host_network(inner, &mut report)?;
