@@ -130,14 +130,35 @@ pub(crate) fn snapshot(path: &Path, op: SnapshotOp, tag: &str) -> Result<()> {
 /// message, or with a timeout (the process is then killed).
 fn run(args: &[String], timeout: Duration) -> Result<Vec<u8>> {
     log::debug!("qemu-img {}", args.join(" "));
-    let mut child = Command::new(QEMU_IMG).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(
-        |e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Unsupported { what: "qemu-img is not installed (apt-get install qemu-utils)".into(), source: Some(Box::new(e)) }
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(QEMU_IMG);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // qemu-img dies with the embedder: its work is an intent's act, and the
+    // reconciler settles the intent once the embedder is gone, which it must
+    // not do while a qemu-img the embedder left still writes. SIGKILL comes
+    // when the spawning thread ends, which waits for it below; a parent
+    // that died before the prctl is caught by the getppid check.
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe system calls (prctl, getppid) on a value
+    // copied before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            _ => Error::io("run", QEMU_IMG, e),
-        },
-    )?;
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Unsupported { what: "qemu-img is not installed (apt-get install qemu-utils)".into(), source: Some(Box::new(e)) }
+        }
+        _ => Error::io("run", QEMU_IMG, e),
+    })?;
     // Both pipes are read by threads so a chatty qemu-img never blocks on a
     // full pipe while we wait for it.
     let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));
