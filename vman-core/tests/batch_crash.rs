@@ -257,3 +257,29 @@ fn kills_at_random_instants_of_create_and_delete_leave_the_batch_whole_or_gone()
     eprintln!("seed {seed}: kills by interrupted operation: {interrupted:?}; batches found whole: {whole}");
     let _ = open(dir.path()).delete_batch("worker");
 }
+
+#[test]
+fn a_batch_being_made_by_a_live_process_is_never_rolled_back_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    if setup(dir.path()).is_none() {
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    // The creator pauses 3 s in the second VM's launch, the first running.
+    let (script, mark) = wrapper(tools.path(), "qemu-system-x86_64", None, 2, 3);
+    let (mut child, lines) = embedder(dir.path(), &[(CHILD_MODE, "once".into()), (CHILD_QEMU, script.to_string_lossy().into_owned())]);
+    wait_for("the second launch", || marks(&mark) >= 2);
+    // Another process opens the directory meanwhile (and so reconciles).
+    let m = open(dir.path());
+    let report = m.reconcile().unwrap();
+    assert!(!report.drifts.iter().any(|d| d.found.contains("batch")), "{report:?}");
+    let batch = m.batch("worker").unwrap();
+    assert_eq!((batch.state, batch.vms.len()), (BatchState::Creating, COUNT));
+    wait_for("the creator to finish", || lines.lock().unwrap().iter().any(|l| l == "DONE"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    check(&m, dir.path(), "after a creation another process watched");
+    assert_eq!(m.batch("worker").unwrap().state, BatchState::Created);
+    assert_eq!(m.delete_batch("worker").unwrap().len(), COUNT);
+}
