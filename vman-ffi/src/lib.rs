@@ -8,6 +8,7 @@
 #[macro_use]
 mod record;
 
+mod batch;
 mod console;
 mod disk;
 mod error;
@@ -25,6 +26,7 @@ mod vm;
 
 use std::ffi::c_char;
 
+pub use batch::*;
 pub use console::*;
 pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
@@ -58,6 +60,8 @@ pub const RECORD_ITEMS: &[&str] = &[
     reconcile::VmanReconcileReport::HEADER,
     ssh_key::VmanSshKey::HEADER,
     ssh_key::VmanVmSshKey::HEADER,
+    batch::VmanBatch::HEADER,
+    batch::VmanNames::HEADER,
 ];
 
 /// The library's version, e.g. "0.1.0": static, never free it. Equal to the
