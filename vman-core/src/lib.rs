@@ -91,6 +91,8 @@ pub mod defaults {
     /// How long a detach from a running VM waits for the guest to release
     /// the disk.
     pub const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The number of a batch's first VM.
+    pub const BATCH_FIRST: u32 = 1;
 }
 
 /// vman's version, the same in the C header and the Python package.

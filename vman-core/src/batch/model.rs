@@ -28,7 +28,8 @@ pub struct BatchSpec {
     pub pattern: String,
     /// How many VMs, 1..=[`MAX_BATCH_SIZE`].
     pub count: u32,
-    /// The number of the first VM; the others follow in order.
+    /// The number of the first VM ([`BATCH_FIRST`](crate::defaults::BATCH_FIRST)
+    /// unless given); the others follow in order.
     #[serde(default = "first_default")]
     pub first: u32,
     /// Start every VM once all are made.
@@ -42,7 +43,7 @@ pub struct BatchSpec {
 }
 
 fn first_default() -> u32 {
-    1
+    crate::defaults::BATCH_FIRST
 }
 
 impl BatchSpec {
