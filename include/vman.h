@@ -1262,7 +1262,7 @@ size_t vman_event_list_len(const struct VmanEventList *list);
 const char *vman_event_object_id(const struct VmanEvent *event);
 
 /*
- "template", "network", "vm", "disk", "image" or "ssh_key".
+ "template", "network", "vm", "disk", "image", "ssh_key" or "batch".
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
  Thread-safe; never fails (clears the last error).
