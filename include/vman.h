@@ -153,6 +153,17 @@ typedef enum VmanStatus {
 } VmanStatus;
 
 /*
+ The state of a batch. Numbers are stable.
+ */
+typedef enum VmanBatchState {
+  VMAN_BATCH_STATE_CREATING = 0,
+  VMAN_BATCH_STATE_CREATED = 1,
+  VMAN_BATCH_STATE_ROLLING_BACK = 2,
+  VMAN_BATCH_STATE_DELETING = 3,
+  VMAN_BATCH_STATE_DELETED = 4,
+} VmanBatchState;
+
+/*
  Where a disk is in its life. Numbers are stable. Creating, attaching,
  detaching and deleting are intents that an operation (or, after a crash,
  `vman_reconcile`) settles.
@@ -191,6 +202,24 @@ typedef struct VmanAllocation VmanAllocation;
  thread-safe.
  */
 typedef struct VmanAllocationList VmanAllocationList;
+
+/*
+ A batch record: a snapshot taken when it was read; immutable,
+ thread-safe.
+ */
+typedef struct VmanBatch VmanBatch;
+
+/*
+ A list of records, owned by the caller; its items are borrowed from it. Immutable:
+ thread-safe.
+ */
+typedef struct VmanBatchList VmanBatchList;
+
+/*
+ A batch definition being built; create with `vman_batch_spec_new`. Not
+ thread-safe: one thread builds it.
+ */
+typedef struct VmanBatchSpec VmanBatchSpec;
 
 /*
  A live connection to a VM's serial console. Reads and writes on one
@@ -277,6 +306,12 @@ typedef struct VmanImageSpec VmanImageSpec;
  `const VmanManager*` may be called from many threads at once.
  */
 typedef struct VmanManager VmanManager;
+
+/*
+ Names (of the VMs a delete removed), in order; immutable,
+ thread-safe.
+ */
+typedef struct VmanNames VmanNames;
 
 /*
  A network record; immutable, thread-safe.
@@ -466,6 +501,263 @@ const char *vman_allocation_vm_id(const struct VmanAllocation *allocation);
  Thread-safe; never fails (clears the last error).
  */
 const char *vman_allocation_vm_name(const struct VmanAllocation *allocation);
+
+/*
+ How many VMs it was made with.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+uint32_t vman_batch_count(const struct VmanBatch *batch);
+
+/*
+ Creates the batch's VMs, all or none: every name is checked first, then
+ all the VMs are recorded in one transaction, their boot disks made and,
+ if asked, each started. If one VM cannot be recorded, made or started,
+ every VM of the batch is deleted again (QEMU killed, disks, seeds, taps
+ and addresses released) and the status of what stopped it returned.
+ `spec` stays the caller's.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_batch_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (a bad pattern, count, name or
+ VM spec; a fixed address or MAC shared by several VMs),
+ VMAN_STATUS_ALREADY_EXISTS (the batch's name or a VM's is taken; the
+ message names them), VMAN_STATUS_NOT_FOUND (no such template, network,
+ image or SSH key), VMAN_STATUS_EXHAUSTED (a network has too few free
+ addresses), VMAN_STATUS_QEMU (a VM did not start, or qemu-img failed),
+ VMAN_STATUS_UNSUPPORTED, VMAN_STATUS_PERMISSION_DENIED,
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE,
+ VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once; `spec` is
+ only read.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_create(const struct VmanManager *manager,
+                                  const struct VmanBatchSpec *spec,
+                                  struct VmanBatch **out);
+
+/*
+ Unix time of the batch's creation in milliseconds.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_batch_created_at_ms(const struct VmanBatch *batch);
+
+/*
+ Deletes a batch and every VM of it, stopping running ones by force. A
+ batch another process is still creating is waited for, then deleted.
+
+ `out` may be NULL; otherwise on success `*out` holds the names of the
+ VMs deleted, owned by the caller (free it with `vman_names_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_TIMEOUT (another
+ operation held a VM too long), VMAN_STATUS_QEMU (stopping a VM
+ failed; the batch is left deleting, which reconcile finishes),
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_delete(const struct VmanManager *manager,
+                                  const char *name,
+                                  struct VmanNames **out);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_batch_free(struct VmanBatch *batch);
+
+/*
+ Looks a live batch up by name.
+
+ `out` must not be NULL. On success `*out` is the record, owned by the
+ caller (free it with `vman_batch_free`).
+
+ Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_get(const struct VmanManager *manager,
+                               const char *name,
+                               struct VmanBatch **out);
+
+/*
+ The store's id, never reused.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+int64_t vman_batch_id(const struct VmanBatch *batch);
+
+/*
+ Every live batch (also those being created or deleted), by name.
+
+ `out` must not be NULL. On success `*out` is the list, owned by the
+ caller (free it with `vman_batch_list_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_list(const struct VmanManager *manager, struct VmanBatchList **out);
+
+/*
+ Frees a list the caller owns and every item in it; NULL is a no-op. No other thread
+ may use the list or its items during or after the call. Never fails (clears the last
+ error).
+
+ # Safety
+ `list` must be NULL or a list owned by the caller, and not used afterwards.
+ */
+void vman_batch_list_free(struct VmanBatchList *list);
+
+/*
+ Item `index` of the list, borrowed from it (valid until the list is freed; never free
+ it); NULL when `index` is out of range or the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+const struct VmanBatch *vman_batch_list_get(const struct VmanBatchList *list, size_t index);
+
+/*
+ The number of items in the list; 0 when the list is NULL. Thread-safe; never fails
+ (clears the last error).
+ */
+size_t vman_batch_list_len(const struct VmanBatchList *list);
+
+/*
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_batch_name(const struct VmanBatch *batch);
+
+/*
+ The naming pattern its VMs were named by, e.g. "worker{:02}".
+
+ Borrowed from the record (valid until it is freed); NULL when the record is NULL.
+ Thread-safe; never fails (clears the last error).
+ */
+const char *vman_batch_pattern(const struct VmanBatch *batch);
+
+/*
+ Frees a spec; NULL is a no-op. No other thread may use `spec` during or
+ after the call. Never fails (clears the last error).
+
+ # Safety
+ `spec` NULL or a live spec, not used afterwards.
+ */
+void vman_batch_spec_free(struct VmanBatchSpec *spec);
+
+/*
+ Starts a batch definition: `count` VMs named by `pattern` (one
+ placeholder, "{}" or "{:0N}", as in "worker{:02}" for worker01,
+ worker02…), each made as `vm` says. `vm` is copied (it stays the
+ caller's); its name must be empty (""), since each VM's name comes from
+ the pattern. The VMs are numbered from 1 and not started, and the batch
+ is named after the pattern, unless set otherwise. Everything is checked
+ when the batch is created.
+
+ `out` must not be NULL. On success `*out` is the spec, owned by the
+ caller (free it with `vman_batch_spec_free`).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Thread-safe: `vm` is only read (no other thread may change it during
+ the call).
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_spec_new(const char *pattern,
+                                    uint32_t count,
+                                    const struct VmanVmSpec *vm,
+                                    struct VmanBatchSpec **out);
+
+/*
+ Numbers the VMs from `first` (1 by default).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_spec_set_first(struct VmanBatchSpec *spec, uint32_t first);
+
+/*
+ Names the batch (unique among live batches); by default it is named
+ after its pattern without the placeholder ("worker{:02}" → "worker").
+ Checked when the batch is created.
+
+ Fails with VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_spec_set_name(struct VmanBatchSpec *spec, const char *name);
+
+/*
+ Whether every VM is started once all are made (not by default).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Not thread-safe: no other thread may use `spec` during the call.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_batch_spec_set_start(struct VmanBatchSpec *spec, bool start);
+
+/*
+ The state when the record was read (0 is VMAN_BATCH_STATE_CREATING).
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+enum VmanBatchState vman_batch_state(const struct VmanBatch *batch);
+
+/*
+ A static name for a batch state ("created"); "unknown" for a number
+ that is no state. Never NULL; static, never free it. Thread-safe; never
+ fails, and does not change the last error.
+ */
+const char *vman_batch_state_name(uint32_t state);
+
+/*
+ The name of its VM `index`, in the order they were made.
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_batch_vm(const struct VmanBatch *batch, size_t index);
+
+/*
+ How many live VMs it has (fewer than its count once some were
+ deleted on their own); see `vman_batch_vm`.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_batch_vm_count(const struct VmanBatch *batch);
 
 /*
  Frees what `bytes` holds and sets it to {NULL, 0}; `bytes` itself is the
@@ -1008,7 +1300,7 @@ size_t vman_event_list_len(const struct VmanEventList *list);
 const char *vman_event_object_id(const struct VmanEvent *event);
 
 /*
- "template", "network", "vm", "disk", "image" or "ssh_key".
+ "template", "network", "vm", "disk", "image", "ssh_key" or "batch".
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
  Thread-safe; never fails (clears the last error).
@@ -1695,6 +1987,31 @@ void vman_manager_free(struct VmanManager *manager);
 enum VmanStatus vman_manager_open(const char *state_dir,
                                   const struct VmanOpenOptions *options,
                                   struct VmanManager **out);
+
+/*
+ Frees a record the caller owns (one returned through an `out` parameter, not a list item
+ nor part of another record); NULL is a no-op. No other thread may use the record during
+ or after the call. Never fails (clears the last error).
+
+ # Safety
+ The record must be NULL or owned by the caller, and not used afterwards.
+ */
+void vman_names_free(struct VmanNames *names);
+
+/*
+ Name `index`.
+
+ Borrowed from the record (valid until it is freed); NULL when `index` is out of range
+ or the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+const char *vman_names_get(const struct VmanNames *names, size_t index);
+
+/*
+ How many names there are.
+
+ 0 when the record is NULL. Thread-safe; never fails (clears the last error).
+ */
+size_t vman_names_len(const struct VmanNames *names);
 
 /*
  Who holds which address of network `name`, in address order.
@@ -3047,6 +3364,30 @@ int64_t vman_vm_created_at_ms(const struct VmanVm *vm);
  Every pointer that is not NULL is valid, as the conventions say.
  */
 enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *name, bool force);
+
+/*
+ Deletes every live VM whose name starts with `prefix` (compared byte for
+ byte), stopping running ones by force, one after another; a batch left
+ with no VM is deleted too. It stops at the first VM that cannot be
+ deleted (the ones before it are gone).
+
+ `out` may be NULL; otherwise on success `*out` holds the names of the
+ VMs deleted, in name order, owned by the caller (free it with
+ `vman_names_free`).
+
+ Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty prefix, or one no
+ name can start with), VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_delete_by_prefix(const struct VmanManager *manager,
+                                         const char *prefix,
+                                         struct VmanNames **out);
 
 /*
 

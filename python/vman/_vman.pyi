@@ -4,7 +4,7 @@ import os
 import pathlib
 from typing import Any, Iterator, Literal, Optional, Sequence, TypedDict, Union, final
 
-__all__ = ["default_state_dir", "Console", "EventStream", "Manager", "NicSpec", "Allocation", "Disk", "Drift", "PortForward", "Event", "Image", "Network", "Nic", "ReconcileReport", "Snapshot", "SshKey", "Template", "Vm", "VmSshKey", "Settings", "HostStats", "VmStats", "HostHealth", "HealthCheck", "__version__", "VM_STATES", "DISK_STATES", "DEFAULTS", "_error_classes"]
+__all__ = ["default_state_dir", "Console", "EventStream", "Manager", "NicSpec", "Allocation", "Batch", "Disk", "Drift", "PortForward", "Event", "Image", "Network", "Nic", "ReconcileReport", "Snapshot", "SshKey", "Template", "Vm", "VmSshKey", "Settings", "HostStats", "VmStats", "HostHealth", "HealthCheck", "__version__", "VM_STATES", "DISK_STATES", "DEFAULTS", "_error_classes"]
 
 __version__: str
 VM_STATES: list[str]
@@ -16,6 +16,7 @@ class _Defaults(TypedDict):
     console_wait_timeout: float
     history_limit: int
     detach_timeout: float
+    batch_first: int
     disk_format: str
     firmware: str
     display: str
@@ -34,6 +35,7 @@ _DiskFormat = Literal["qcow2", "raw"]
 _Firmware = Literal["bios", "uefi"]
 _Display = Literal["none", "vnc-unix", "vnc-tcp"]
 _SnapshotState = Literal["creating", "ready", "reverting", "deleting", "error"]
+_BatchState = Literal["creating", "created", "rolling_back", "deleting", "deleted"]
 _Path = Union[str, os.PathLike[str]]
 
 @final
@@ -281,6 +283,25 @@ class Snapshot:
     def created_at_ms(self) -> int: ...
 
 @final
+class Batch:
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def state(self) -> _BatchState: ...
+    @property
+    def vms(self) -> list[str]: ...
+    @property
+    def created_at_ms(self) -> int: ...
+
+@final
 class Allocation:
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
@@ -306,7 +327,7 @@ class Event:
     @property
     def at_ms(self) -> int: ...
     @property
-    def object_kind(self) -> Literal["template", "network", "vm", "disk", "image", "ssh_key"]: ...
+    def object_kind(self) -> Literal["template", "network", "vm", "disk", "image", "ssh_key", "batch"]: ...
     @property
     def object_id(self) -> str: ...
     @property
@@ -588,6 +609,33 @@ class Manager:
     def set_setting(self, key: str, value: Union[str, int, os.PathLike[str], None]) -> Settings: ...
     def host_stats(self) -> HostStats: ...
     def host_health(self) -> HostHealth: ...
+    def create_batch(
+        self,
+        pattern: str,
+        *,
+        count: int,
+        template: str,
+        nics: Optional[Sequence[Union[str, NicSpec]]] = None,
+        kernel: Optional[str] = None,
+        initrd: Optional[str] = None,
+        cmdline: Optional[str] = None,
+        image: Optional[str] = None,
+        blank_disk: bool = False,
+        firmware: Optional[_Firmware] = None,
+        cdrom: Optional[_Path] = None,
+        boot_from_cdrom: bool = False,
+        display: _Display = "none",
+        cloud_init: bool = False,
+        user_data: Optional[str] = None,
+        ssh_keys: Optional[Sequence[str]] = None,
+        start: bool = False,
+        name: Optional[str] = None,
+        first: int = 1,
+    ) -> Batch: ...
+    def batches(self) -> list[Batch]: ...
+    def batch(self, name: str) -> Batch: ...
+    def delete_batch(self, name: str) -> list[str]: ...
+    def delete_vms(self, *, prefix: str) -> list[str]: ...
     def reconcile(self) -> ReconcileReport: ...
     def subscribe(self, after: Optional[int] = None) -> EventStream: ...
     def vm_history(self, vm: str, limit: int = 100) -> list[Event]: ...

@@ -26,7 +26,7 @@ def base(manager: vman.Manager) -> vman.Manager:
     return manager
 
 
-TABLES = ["templates", "networks", "network_reserved", "free_ranges", "vms", "nics", "disks", "images", "snapshots", "events"]
+TABLES = ["templates", "networks", "network_reserved", "free_ranges", "vms", "nics", "disks", "images", "snapshots", "batches", "events"]
 
 
 _SNAPSHOT = """

@@ -53,6 +53,8 @@ CORE_DEFAULTS = {
     ("Manager", "register_image", "firmware"): "firmware",
     ("Manager", "register_image", "arch"): "image_arch",
     ("Manager", "create_vm", "display"): "display",
+    ("Manager", "create_batch", "display"): "display",
+    ("Manager", "create_batch", "first"): "batch_first",
     ("Console", "read_until", "timeout"): "console_wait_timeout",
 }
 # Python's own: the buffer size of one read (no language but Python has a

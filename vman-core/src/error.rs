@@ -263,6 +263,21 @@ pub enum Error {
         vms: String,
     },
 
+    /// The operation needs the batch in another state, e.g. deleting a
+    /// batch that another process is still creating; its kind is
+    /// [`ErrorKind::InvalidState`].
+    #[error("Batch {batch:?} is {state}; {action} needs {needs}")]
+    BatchState {
+        /// The batch's name.
+        batch: String,
+        /// The state it is in.
+        state: crate::batch::state::BatchState,
+        /// What was attempted: `delete`…
+        action: &'static str,
+        /// What it needs, in words.
+        needs: &'static str,
+    },
+
     /// This process lacks a privilege or access right the operation needs,
     /// e.g. CAP_NET_ADMIN for bridged networking.
     #[error("Permission denied: {what}")]
@@ -427,7 +442,8 @@ impl Error {
             Error::InvalidTransition { .. }
             | Error::InvalidState { .. }
             | Error::DiskState { .. }
-            | Error::SettingNeedsStoppedVms { .. } => ErrorKind::InvalidState,
+            | Error::SettingNeedsStoppedVms { .. }
+            | Error::BatchState { .. } => ErrorKind::InvalidState,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Timeout { .. } => ErrorKind::Timeout,

@@ -25,11 +25,13 @@ pub enum ObjectKind {
     /// A setting of the state directory ([`Settings`](crate::Settings));
     /// its id and name are the setting's key.
     Setting,
+    /// A batch of VMs made in one call ([`Batch`](crate::Batch)).
+    Batch,
 }
 
 impl ObjectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 8] = [
         ObjectKind::Template,
         ObjectKind::Network,
         ObjectKind::Vm,
@@ -37,10 +39,12 @@ impl ObjectKind {
         ObjectKind::Image,
         ObjectKind::SshKey,
         ObjectKind::Setting,
+        ObjectKind::Batch,
     ];
 
     /// The kind's lower-case name, as the store and serde write it:
-    /// `template`, `network`, `vm`, `disk`, `image`, `ssh_key` or `setting`.
+    /// `template`, `network`, `vm`, `disk`, `image`, `ssh_key`, `setting`
+    /// or `batch`.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::Template => "template",
@@ -50,6 +54,7 @@ impl ObjectKind {
             ObjectKind::Image => "image",
             ObjectKind::SshKey => "ssh_key",
             ObjectKind::Setting => "setting",
+            ObjectKind::Batch => "batch",
         }
     }
 

@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod console;
 mod context;
 pub mod convert;
@@ -51,6 +52,8 @@ mod vm;
 /// public for embedders that manage their own interfaces, and for tests.
 pub use net::linux as hostnet;
 
+pub use batch::model::{Batch, BatchSpec, MAX_BATCH_SIZE};
+pub use batch::state::BatchState;
 pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
@@ -96,6 +99,8 @@ pub mod defaults {
     /// How long a detach from a running VM waits for the guest to release
     /// the disk.
     pub const DETACH_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The number of a batch's first VM.
+    pub const BATCH_FIRST: u32 = 1;
 }
 
 /// vman's version, the same in the C header and the Python package.

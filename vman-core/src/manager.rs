@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::context::Inner;
+use crate::context::{Inner, Write};
 use crate::error::{Error, Result};
 use crate::event::{Closing, Event, ObjectKind};
 use crate::net::mac::MacAddr;
@@ -19,11 +19,11 @@ use crate::runtime::Runtime;
 use crate::runtime::paths::RunPaths;
 use crate::settings::apply as settings;
 use crate::settings::model::SettingKey;
-use crate::storage::model::DiskState;
+use crate::storage::model::{Disk, DiskState};
 use crate::store::{self, Store};
 use crate::subscription::EventStream;
 use crate::template::{Template, TemplateSpec};
-use crate::vm::model::{Allocation, Vm, VmFilter, VmSpec};
+use crate::vm::model::{Allocation, ParsedNic, Vm, VmFilter, VmSpec};
 use crate::vm::qemu;
 
 /// The most events one history query returns.
@@ -203,44 +203,7 @@ impl Manager {
         let id = uuid::Uuid::now_v7().to_string();
         let ctx = &*self.inner;
         let _lock = ctx.runtime().lock_vm(&id, &spec.name)?;
-        let (vm, boot_disk) = ctx.write(|w| {
-            let template = store::template_by_name(w.tx, &spec.template)?
-                .ok_or_else(|| Error::not_found("template", &spec.template))?;
-            let image = match &spec.image {
-                Some(name) => Some(store::image_by_name(w.tx, name)?.ok_or_else(|| Error::not_found("image", name))?),
-                None => None,
-            };
-            let firmware = spec.firmware.or(image.as_ref().map(|i| i.firmware)).unwrap_or_default();
-            store::insert_vm(w.tx, &id, spec, firmware, &template, w.now)?;
-            for (slot, nic) in nics.iter().enumerate() {
-                let network = store::network_by_name(w.tx, &nic.network)?
-                    .ok_or_else(|| Error::not_found("network", &nic.network))?;
-                let ip = store::allocate(w.tx, &network, nic.ip)?;
-                let mac = match nic.mac {
-                    Some(mac) if store::mac_in_use(w.tx, mac)? => {
-                        return Err(Error::AlreadyExists { kind: "NIC", field: "MAC", value: mac.to_string() });
-                    }
-                    Some(mac) => mac,
-                    None => fresh_mac(w.tx)?,
-                };
-                store::insert_nic(w.tx, &id, slot as u32, network.id, ip, mac)?;
-            }
-            store::copy_ssh_keys_to_vm(w.tx, &id, &spec.ssh_keys)?;
-            let boot_disk = if image.is_some() || spec.blank_disk {
-                Some(crate::storage::ops::record_boot_disk(ctx, w.tx, &id, &spec.name, &template, image.as_ref())?)
-            } else {
-                None
-            };
-            let vm = store::vm_by_id(w.tx, &id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
-            let details = json!({
-                "template": vm.template,
-                "image": spec.image,
-                "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
-                "ssh_keys": vm.ssh_keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
-            });
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
-            Ok((vm, boot_disk))
-        })?;
+        let (vm, boot_disk) = ctx.write(|w| record_vm(ctx, w, &id, spec, &nics))?;
         if let Some(disk) = boot_disk
             && let Err(e) = crate::storage::ops::make_boot_disk(ctx, &disk)
                 .and_then(|()| crate::storage::ops::finish_create(ctx, disk.id, DiskState::Attached, Some((&vm.id, 0))).map(drop))
@@ -278,6 +241,47 @@ impl Manager {
         check_limit(limit)?;
         self.inner.store().read(|tx| store::recent_events(tx, limit))
     }
+}
+
+/// In a write transaction: records VM `id` as `spec` says, with `nics`
+/// (what `spec.validate()` answered), every address, MAC and SSH key, its
+/// boot disk (as `creating`, made after the commit), and its event. The
+/// caller holds the VM's lock.
+pub(crate) fn record_vm(ctx: &Inner, w: &mut Write<'_>, id: &str, spec: &VmSpec, nics: &[ParsedNic]) -> Result<(Vm, Option<Disk>)> {
+    let template = store::template_by_name(w.tx, &spec.template)?.ok_or_else(|| Error::not_found("template", &spec.template))?;
+    let image = match &spec.image {
+        Some(name) => Some(store::image_by_name(w.tx, name)?.ok_or_else(|| Error::not_found("image", name))?),
+        None => None,
+    };
+    let firmware = spec.firmware.or(image.as_ref().map(|i| i.firmware)).unwrap_or_default();
+    store::insert_vm(w.tx, id, spec, firmware, &template, w.now)?;
+    for (slot, nic) in nics.iter().enumerate() {
+        let network = store::network_by_name(w.tx, &nic.network)?.ok_or_else(|| Error::not_found("network", &nic.network))?;
+        let ip = store::allocate(w.tx, &network, nic.ip)?;
+        let mac = match nic.mac {
+            Some(mac) if store::mac_in_use(w.tx, mac)? => {
+                return Err(Error::AlreadyExists { kind: "NIC", field: "MAC", value: mac.to_string() });
+            }
+            Some(mac) => mac,
+            None => fresh_mac(w.tx)?,
+        };
+        store::insert_nic(w.tx, id, slot as u32, network.id, ip, mac)?;
+    }
+    store::copy_ssh_keys_to_vm(w.tx, id, &spec.ssh_keys)?;
+    let boot_disk = if image.is_some() || spec.blank_disk {
+        Some(crate::storage::ops::record_boot_disk(ctx, w.tx, id, &spec.name, &template, image.as_ref())?)
+    } else {
+        None
+    };
+    let vm = store::vm_by_id(w.tx, id)?.ok_or_else(|| Error::Internal("VM vanished while created".into()))?;
+    let details = json!({
+        "template": vm.template,
+        "image": spec.image,
+        "nics": vm.nics.iter().map(|n| json!({"network": n.network, "ip": n.ip.to_string(), "mac": n.mac.to_string()})).collect::<Vec<_>>(),
+        "ssh_keys": vm.ssh_keys.iter().map(|k| &k.name).collect::<Vec<_>>(),
+    });
+    w.record(ObjectKind::Vm, &vm.id, &vm.name, "created", details)?;
+    Ok((vm, boot_disk))
 }
 
 /// A random 52:54:00 MAC not used in this store. With 2^24 candidates a

@@ -18,7 +18,7 @@ record! {
     fn vman_event_id -> number<i64> = |e| e.id;
     /// Unix time of the event in milliseconds.
     fn vman_event_at_ms -> number<i64> = |e| e.at_ms;
-    /// "template", "network", "vm", "disk", "image" or "ssh_key".
+    /// "template", "network", "vm", "disk", "image", "ssh_key" or "batch".
     fn vman_event_object_kind -> text = |e| e.object_kind.as_str();
     /// The object's id (a UUID for VMs, a number for the others).
     fn vman_event_object_id -> text = |e| &e.object_id;

@@ -8,6 +8,7 @@
 #[macro_use]
 mod record;
 
+mod batch;
 mod console;
 mod disk;
 mod error;
@@ -27,6 +28,7 @@ mod vm;
 
 use std::ffi::c_char;
 
+pub use batch::*;
 pub use console::*;
 pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
@@ -67,6 +69,8 @@ pub const RECORD_ITEMS: &[&str] = &[
     host::VmanVmStats::HEADER,
     host::VmanHostHealth::HEADER,
     host::VmanHealthCheck::HEADER,
+    batch::VmanBatch::HEADER,
+    batch::VmanNames::HEADER,
 ];
 
 /// The library's version, e.g. "0.1.0": static, never free it. Equal to the

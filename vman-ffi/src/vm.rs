@@ -45,7 +45,7 @@ impl From<VmState> for VmanVmState {
 /// thread-safe: one thread builds it.
 #[derive(Debug)]
 pub struct VmanVmSpec {
-    inner: VmSpec,
+    pub(crate) inner: VmSpec,
 }
 
 record! {

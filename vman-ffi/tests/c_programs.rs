@@ -373,3 +373,44 @@ fn header_declares_exactly_the_exported_functions() {
     assert!(missing.is_empty(), "declared in include/vman.h but not exported: {missing:?}");
     assert!(exported.len() > 100, "{} functions exported", exported.len());
 }
+
+/// Batches from C: refused, made, listed, deleted by prefix and by batch,
+/// and one whose third QEMU fails for real (a wrapper hands QEMU a missing
+/// kernel for worker03) rolled back whole; under ASan like the lifecycle
+/// program.
+#[test]
+fn c_batch_program_rolls_back_a_failed_batch_under_asan() {
+    if !require("gcc") || !require("qemu-img") {
+        return;
+    }
+    let Some((kernel, initrd)) = guest() else { return };
+    let work = work_dir();
+    let exe = work.path().join("batch");
+    compile_with("gcc", &["-std=c11", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"], "batch.c", &exe);
+    let base = work.path().join("base.qcow2");
+    assert!(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&base).arg("64M").status().unwrap().success());
+    // QEMU's unprivileged user runs the wrapper: readable by all.
+    let qemu = work.path().join("qemu");
+    std::fs::write(
+        &qemu,
+        "#!/bin/sh\ncase \"$*\" in *guest=worker03,*) exec qemu-system-x86_64 \"$@\" -kernel /nonexistent/vmlinuz;; esac\n\
+         exec qemu-system-x86_64 \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(&exe)
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=97")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .arg(work.path().join("state"))
+        .arg(kernel)
+        .arg(initrd)
+        .arg(&base)
+        .arg(&qemu)
+        .output()
+        .expect("run batch");
+    reap(work.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "batch.c failed ({:?})\n{stdout}\n{stderr}", out.status.code());
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

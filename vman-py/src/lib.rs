@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod batch;
 mod console;
 mod errors;
 mod host;
@@ -25,6 +26,7 @@ fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("console_wait_timeout", CONSOLE_WAIT_TIMEOUT.as_secs_f64())?;
     d.set_item("history_limit", HISTORY_LIMIT)?;
     d.set_item("detach_timeout", DETACH_TIMEOUT.as_secs_f64())?;
+    d.set_item("batch_first", vman_core::defaults::BATCH_FIRST)?;
     d.set_item("disk_format", vman_core::DiskFormat::default().as_str())?;
     d.set_item("firmware", vman_core::Firmware::default().as_str())?;
     d.set_item("display", vman_core::Display::default().as_str())?;
@@ -36,6 +38,8 @@ fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 mod _vman {
     use super::*;
 
+    #[pymodule_export]
+    use crate::batch::PyBatch;
     #[pymodule_export]
     use crate::console::PyConsole;
     #[pymodule_export]

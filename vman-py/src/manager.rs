@@ -11,13 +11,14 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
-use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
+use vman_core::defaults::{BATCH_FIRST, CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 use vman_core::{
-    Accel, BootSpec, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec, Manager,
-    NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
+    Accel, BatchSpec, BootSpec, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec,
+    Manager, NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
 };
 
 use crate::args::{IntArg, PathArg, SettingValue};
+use crate::batch::PyBatch;
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
 use crate::host::{PyHostHealth, PyHostStats, PySettings};
@@ -63,6 +64,43 @@ impl From<NicArg> for NicSpec {
             NicArg::Spec(s) => NicSpec { network: s.network, ip: s.ip, mac: s.mac },
         }
     }
+}
+
+/// A VM spec from `create_vm`'s keyword arguments (also each VM of a
+/// batch's, with an empty name).
+#[allow(clippy::too_many_arguments)]
+fn vm_spec(
+    name: String,
+    template: String,
+    nics: Option<Vec<NicArg>>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    cmdline: Option<String>,
+    image: Option<String>,
+    blank_disk: bool,
+    firmware: Option<&str>,
+    cdrom: Option<PathArg>,
+    boot_from_cdrom: bool,
+    display: &str,
+    cloud_init: bool,
+    user_data: Option<String>,
+    ssh_keys: Option<Vec<String>>,
+) -> PyVmanResult<VmSpec> {
+    Ok(VmSpec {
+        name,
+        template,
+        nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(),
+        boot: BootSpec::from_parts(kernel, initrd, cmdline)?,
+        image,
+        blank_disk,
+        firmware: firmware.map(str::parse::<Firmware>).transpose()?,
+        cdrom: cdrom.map(|p| p.get("CD-ROM image")).transpose()?,
+        boot_from_cdrom,
+        display: display.parse::<Display>()?,
+        cloud_init,
+        user_data,
+        ssh_keys: ssh_keys.unwrap_or_default(),
+    })
 }
 
 /// A handle on one state directory. Thread-safe; several managers (in this
@@ -338,21 +376,23 @@ impl PyManager {
         user_data: Option<String>,
         ssh_keys: Option<Vec<String>>,
     ) -> PyVmanResult<PyVm> {
-        let spec = VmSpec {
+        let spec = vm_spec(
             name,
             template,
-            nics: nics.unwrap_or_default().into_iter().map(NicSpec::from).collect(),
-            boot: BootSpec::from_parts(kernel, initrd, cmdline)?,
+            nics,
+            kernel,
+            initrd,
+            cmdline,
             image,
             blank_disk,
-            firmware: firmware.map(str::parse::<Firmware>).transpose()?,
-            cdrom: cdrom.map(|p| p.get("CD-ROM image")).transpose()?,
+            firmware,
+            cdrom,
             boot_from_cdrom,
-            display: display.parse::<Display>()?,
+            display,
             cloud_init,
             user_data,
-            ssh_keys: ssh_keys.unwrap_or_default(),
-        };
+            ssh_keys,
+        )?;
         Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
 
@@ -605,6 +645,95 @@ impl PyManager {
     /// a check the settings need failed.
     fn host_health(&self, py: Python<'_>) -> PyVmanResult<PyHostHealth> {
         Ok(self.call(py, |m| m.host_health())?.into())
+    }
+
+    /// Creates ``count`` VMs named by ``pattern`` (one placeholder, ``{}``
+    /// or ``{:0N}``: ``"worker{:02}"`` gives worker01, worker02…, numbered
+    /// from ``first``), each made as :meth:`create_vm` would make it from
+    /// the same keyword arguments, and starts them if ``start``: all of
+    /// them, or none. Every name is checked first (a bad pattern or count
+    /// raises :class:`vman.InvalidArgumentError`, a taken name
+    /// :class:`vman.AlreadyExistsError` naming the VMs). If one VM cannot
+    /// be made or started, every VM of the batch is deleted again (QEMU
+    /// killed; disks, seeds, taps and addresses released) and the error
+    /// that stopped it is raised. ``name`` names the batch; by default the
+    /// pattern without its placeholder (``"worker"``).
+    #[pyo3(signature = (
+        pattern, *, count, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, blank_disk=false,
+        firmware=None, cdrom=None, boot_from_cdrom=false, display=Display::default().as_str(), cloud_init=false, user_data=None,
+        ssh_keys=None, start=false, name=None, first=IntArg::of(BATCH_FIRST.into()),
+    ), text_signature = "($self, pattern, *, count, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, \
+        blank_disk=False, firmware=None, cdrom=None, boot_from_cdrom=False, display='none', cloud_init=False, user_data=None, \
+        ssh_keys=None, start=False, name=None, first=1)")]
+    #[allow(clippy::too_many_arguments)]
+    fn create_batch(
+        &self,
+        py: Python<'_>,
+        pattern: String,
+        count: IntArg,
+        template: String,
+        nics: Option<Vec<NicArg>>,
+        kernel: Option<String>,
+        initrd: Option<String>,
+        cmdline: Option<String>,
+        image: Option<String>,
+        blank_disk: bool,
+        firmware: Option<&str>,
+        cdrom: Option<PathArg>,
+        boot_from_cdrom: bool,
+        display: &str,
+        cloud_init: bool,
+        user_data: Option<String>,
+        ssh_keys: Option<Vec<String>>,
+        start: bool,
+        name: Option<String>,
+        first: IntArg,
+    ) -> PyVmanResult<PyBatch> {
+        let vm = vm_spec(
+            String::new(),
+            template,
+            nics,
+            kernel,
+            initrd,
+            cmdline,
+            image,
+            blank_disk,
+            firmware,
+            cdrom,
+            boot_from_cdrom,
+            display,
+            cloud_init,
+            user_data,
+            ssh_keys,
+        )?;
+        let spec = BatchSpec { name, pattern, count: count.get("batch size")?, first: first.get("first number")?, start, vm };
+        Ok(self.call(py, |m| m.create_batch(&spec))?.into())
+    }
+
+    /// Every live batch (also those being created or deleted), by name.
+    fn batches(&self, py: Python<'_>) -> PyVmanResult<Vec<PyBatch>> {
+        Ok(self.call(py, |m| m.batches())?.into_iter().map(Into::into).collect())
+    }
+
+    /// The batch named ``name`` (:class:`vman.NotFoundError` if there is none).
+    fn batch(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyBatch> {
+        Ok(self.call(py, |m| m.batch(name))?.into())
+    }
+
+    /// Deletes a batch and every VM of it, stopping running ones by force;
+    /// returns the names of the VMs deleted. A batch another process is
+    /// still creating is waited for, then deleted.
+    fn delete_batch(&self, py: Python<'_>, name: &str) -> PyVmanResult<Vec<String>> {
+        self.call(py, |m| m.delete_batch(name))
+    }
+
+    /// Deletes every VM whose name starts with ``prefix`` (byte for byte),
+    /// stopping running ones by force; returns their names. A batch left
+    /// with no VM is deleted too. It stops at the first VM that cannot be
+    /// deleted (those before it are gone).
+    #[pyo3(signature = (*, prefix))]
+    fn delete_vms(&self, py: Python<'_>, prefix: &str) -> PyVmanResult<Vec<String>> {
+        self.call(py, |m| m.delete_vms_by_prefix(prefix))
     }
 
     /// Compares the store with reality, repairs drift, reports it.

@@ -4,6 +4,7 @@
 //! outlived the one that started them) and whenever the embedder asks. It
 //! never signals a process it has not proven to be the VM's QEMU.
 
+mod batch;
 pub(crate) mod report;
 mod storage;
 
@@ -36,8 +37,12 @@ impl Manager {
                 recover::reconcile_locked(inner, &vm, &mut report)?;
             }
         }
+        // Before storage: a dead batch's boot disks are removed with it,
+        // not made by the storage pass first.
+        batch::reconcile_batches(inner, &mut report)?;
         storage::reconcile_storage(inner, &mut report)?;
         reconcile_run_dirs(inner, &mut report)?;
+        reconcile_guest_files(inner, &mut report)?;
         reconcile_host_network(inner, &mut report)?;
         report.log();
         Ok(report)
@@ -137,6 +142,31 @@ fn reconcile_host_network(ctx: &Inner, report: &mut ReconcileReport) -> Result<(
         }
     }
     report.drifts.extend(drifts);
+    Ok(())
+}
+
+/// Seeds and UEFI variable stores of deleted VMs (a delete killed after
+/// its commit, before its cleanup): removed. Only ids recorded deleted: a
+/// file of an id not yet read may be a VM created meanwhile.
+fn reconcile_guest_files(ctx: &Inner, report: &mut ReconcileReport) -> Result<()> {
+    let deleted: std::collections::HashSet<String> =
+        ctx.store().read(|tx| store::all_vm_ids(tx))?.into_iter().filter(|(_, deleted)| *deleted).map(|(id, _)| id).collect();
+    for (dir, suffix) in [("seeds", ".img"), ("nvram", ".fd")] {
+        let Ok(entries) = fs::read_dir(ctx.state_dir().join(dir)) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `<id>.img`, or a killed write's `.<id>.img.<pid>.<n>.tmp`.
+            let id = name.trim_start_matches('.').split(suffix).next().unwrap_or_default();
+            if deleted.contains(id) {
+                let _ = fs::remove_file(entry.path());
+                report.drifts.push(Drift {
+                    vm: id.to_string(),
+                    found: format!("{dir}/{name} of a deleted VM"),
+                    action: "removed it".into(),
+                });
+            }
+        }
+    }
     Ok(())
 }
 

@@ -88,7 +88,7 @@ fn settle_snapshot(ctx: &Inner, snapshot: &crate::Snapshot, vm_id: &str, report:
 /// one to let go: a killed embedder's qemu-img dies with it, but a write
 /// it had in flight still lands, so an intent is settled only once its
 /// files are nobody's.
-fn unheld<'a>(paths: impl IntoIterator<Item = &'a str> + Clone) -> bool {
+pub(super) fn unheld<'a>(paths: impl IntoIterator<Item = &'a str> + Clone) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         if paths.clone().into_iter().all(|p| crate::sys::proc::holders(std::path::Path::new(p)).is_empty()) {

@@ -78,8 +78,16 @@ pub(crate) fn uefi_vars_path(ctx: &Inner, vm_id: &str) -> PathBuf {
     ctx.state_dir().join("nvram").join(format!("{vm_id}.fd"))
 }
 
-/// Removes what a deleted VM's start made (its UEFI variables and seed).
+/// Removes what a deleted VM's start made (its UEFI variables and seed,
+/// and a seed's temporary file that a killed start left).
 pub(crate) fn forget(ctx: &Inner, vm_id: &str) {
     let _ = std::fs::remove_file(uefi_vars_path(ctx, vm_id));
-    let _ = std::fs::remove_file(ctx.state_dir().join("seeds").join(format!("{vm_id}.img")));
+    let seeds = ctx.state_dir().join("seeds");
+    let _ = std::fs::remove_file(seeds.join(format!("{vm_id}.img")));
+    let partial = format!(".{vm_id}.img.");
+    for entry in std::fs::read_dir(&seeds).into_iter().flatten().flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&partial) && n.ends_with(".tmp")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! name free? which address is next?) cannot race another thread or process,
 //! and a crash leaves either all of it or none.
 
+mod batches;
 mod commit_watch;
 mod disks;
 mod events;
@@ -26,6 +27,9 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
+pub(crate) use batches::{
+    batch_by_id, batch_by_name, batch_members, batch_of_vm, insert_batch, list_batches, set_batch_state, set_vm_batch, unsettled_batches,
+};
 pub(crate) use commit_watch::CommitWatch;
 pub(crate) use disks::{
     NewDisk, clones_of, delete_disk_row, delete_image_row, delete_snapshot_row, delete_snapshots_of, disk_by_id, disk_by_name,

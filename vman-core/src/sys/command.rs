@@ -31,13 +31,30 @@ pub(crate) enum RunError {
 /// Runs `program` with `args`, stdin from /dev/null, and waits at most
 /// `timeout` for it to exit (it is killed after that).
 pub(crate) fn run(program: impl AsRef<OsStr>, args: &[impl AsRef<OsStr>], timeout: Duration) -> Result<Finished, RunError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(RunError::Spawn)?;
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // The program dies with the embedder: qemu-img's work is an intent's
+    // act, and the reconciler settles the intent once the embedder is gone,
+    // which it must not do while a qemu-img the embedder left still writes.
+    // SIGKILL comes when the spawning thread ends, which waits for it below;
+    // a parent that died before the prctl is caught by the getppid check.
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe system calls (prctl, getppid) on a value
+    // copied before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(RunError::Spawn)?;
     // Both pipes are read by threads so a chatty program never blocks on a
     // full pipe while we wait for it.
     let mut stdout = child.stdout.take().map(|mut s| std::thread::spawn(move || read_all(&mut s)));

@@ -32,14 +32,21 @@ use crate::vm::qemu::ExitCause;
 pub(crate) fn lock_vm(ctx: &Inner, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
     let id = ctx.store().read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
     let lock = ctx.runtime().lock_vm(&id, name)?;
-    let mut vm = vm_by_id(ctx, &id, name)?;
-    if vm.state.is_transitional() {
-        let mut report = crate::reconcile::report::ReconcileReport::default();
-        recover::reconcile_locked(ctx, &vm, &mut report)?;
-        report.log();
-        vm = vm_by_id(ctx, &id, name)?;
+    Ok((lock, settled(ctx, &id, name)?))
+}
+
+/// A live VM by id, re-read under its lock (which the caller holds): one
+/// left in a transitional state by an operation that died is reconciled
+/// first.
+pub(crate) fn settled(ctx: &Inner, id: &str, name: &str) -> Result<Vm> {
+    let vm = vm_by_id(ctx, id, name)?;
+    if !vm.state.is_transitional() {
+        return Ok(vm);
     }
-    Ok((lock, vm))
+    let mut report = crate::reconcile::report::ReconcileReport::default();
+    recover::reconcile_locked(ctx, &vm, &mut report)?;
+    report.log();
+    vm_by_id(ctx, id, name)
 }
 
 /// A live VM by id; `NotFound` under the name the caller used.
@@ -99,46 +106,8 @@ impl Manager {
     /// call returns once QEMU answers on QMP; the guest then boots (see
     /// [`Manager::wait_for_console`] to know when it is up).
     pub fn start(&self, name: &str) -> Result<Vm> {
-        let inner = &self.inner;
-        let (_lock, vm) = lock_vm(inner, name)?;
-        require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
-        let disks = crate::storage::boot::check_bootable(inner, &vm)?;
-        // The directory's settings as they are now, held until `starting`
-        // is recorded: a change that needs no running VM either came
-        // before (and is used) or sees this VM starting (and is refused).
-        let settings_lock = inner.runtime().lock_settings(false)?;
-        crate::settings::apply::refresh(inner)?;
-        inner.runtime().check_qemu_can_reach(inner.state_dir())?;
-        let lineage = qemu::take_lineage(inner, &vm)?;
-        let accel = inner.runtime().accel();
-        let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
-        inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
-        drop(settings_lock);
-        let starting = Vm { state: VmState::Starting, ..vm };
-        match qemu::launch(inner, &starting, &lineage, disks) {
-            Ok((pid, pidfd)) => {
-                let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
-                    let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
-                    inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
-                    qemu::watch(inner, &starting, pid, watch)
-                });
-                if let Err(e) = recorded {
-                    // QEMU runs but the store cannot say so: end it rather
-                    // than leave a process nobody knows about.
-                    let _ = qemu::kill_qemu(inner, &starting, &pidfd);
-                    inner.runtime().paths(&starting.id).clean();
-                    let _ = qemu::fail_start(inner, &starting, &e);
-                    return Err(e);
-                }
-                // QEMU holds the lineage lock from here on, alone.
-                drop(lineage);
-                vm_by_id(inner, &starting.id, name)
-            }
-            Err(e) => {
-                qemu::fail_start(inner, &starting, &e)?;
-                Err(e)
-            }
-        }
+        let (_lock, vm) = lock_vm(&self.inner, name)?;
+        start_locked(&self.inner, vm)
     }
 
     /// Stops a running or paused VM: ACPI power button, up to `timeout` for
@@ -198,60 +167,103 @@ impl Manager {
     /// history. A VM with a running QEMU is refused unless `force`, which
     /// force-stops it first.
     pub fn delete_vm(&self, name: &str, force: bool) -> Result<()> {
-        let inner = &self.inner;
-        let (_lock, vm) = lock_vm(inner, name)?;
-        if vm.state.has_process() {
-            if !force {
-                return Err(Error::InvalidState {
-                    vm: vm.name.clone(),
-                    state: vm.state,
-                    action: "delete",
-                    needs: "a stopped VM (or force)",
-                });
-            }
-            if matches!(vm.state, VmState::Running | VmState::Paused) {
-                stop_locked(inner, &vm, None)?;
-            } else if let Some((pid, pidfd)) = qemu::open_qemu(inner, &vm) {
-                // Stuck in starting or stopping: end whatever QEMU there is.
-                qemu::kill_qemu(inner, &vm, &pidfd)?;
-                qemu::settle_exit(inner, &vm.id, pid, ExitCause::Killed)?;
-            }
-        }
-        let vm = vm_by_id(inner, &vm.id, name)?;
-        if vm.state.has_process() {
-            // Stuck with no QEMU at all (a crash mid-operation).
-            inner.transition(
-                &vm,
-                vm.state,
-                VmState::Error,
-                &ProcessFacts { pid: Some(0), ..Default::default() },
-                json!({"reason": "no QEMU found during forced delete"}),
-            )?;
-        }
-        let vm = vm_by_id(inner, &vm.id, name)?;
-        // Its own disks go with it (marked `deleting` here, their files
-        // removed after the commit); disks it was only given are detached.
-        let disks = inner.write(|w| {
-            let disks = crate::storage::ops::release_disks_of(w, &vm)?;
-            store::soft_delete_vm(w.tx, &vm, w.now)?;
-            let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
-            let deleted = disks.doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
-            w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released, "deleted_disks": deleted}))?;
-            Ok(disks)
-        })?;
-        for disk in &disks.doomed {
-            crate::storage::ops::finish_delete(inner, disk)?;
-        }
-        // The VM's snapshots went with it; their tags must not stay on the
-        // disks it leaves behind (a later snapshot of that name would find
-        // them). Best effort: create_snapshot refuses a stale tag anyway.
-        for tag in &disks.snapshot_tags {
-            if let Err(e) = crate::storage::ops::remove_tags(&disks.kept, tag) {
-                log::warn!("cannot remove snapshot {tag:?} of deleted VM {:?} from its former disks: {e}", vm.name);
-            }
-        }
-        crate::storage::boot::forget(inner, &vm.id);
-        inner.runtime().forget_vm(&vm.id);
-        Ok(())
+        let (_lock, vm) = lock_vm(&self.inner, name)?;
+        delete_locked(&self.inner, vm, force)
     }
+}
+
+/// Starts `vm` (read under its lock, which the caller holds).
+pub(crate) fn start_locked(inner: &Inner, vm: Vm) -> Result<Vm> {
+    require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
+    let disks = crate::storage::boot::check_bootable(inner, &vm)?;
+    // The directory's settings as they are now, held until `starting`
+    // is recorded: a change that needs no running VM either came
+    // before (and is used) or sees this VM starting (and is refused).
+    let settings_lock = inner.runtime().lock_settings(false)?;
+    crate::settings::apply::refresh(inner)?;
+    inner.runtime().check_qemu_can_reach(inner.state_dir())?;
+    let lineage = qemu::take_lineage(inner, &vm)?;
+    let accel = inner.runtime().accel();
+    let facts = ProcessFacts { pid: Some(0), accel: Some(accel.as_str()), last_error: Some("") };
+    inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
+    drop(settings_lock);
+    let starting = Vm { state: VmState::Starting, ..vm };
+    match qemu::launch(inner, &starting, &lineage, disks) {
+        Ok((pid, pidfd)) => {
+            let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
+                let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
+                inner.transition(&starting, VmState::Starting, VmState::Running, &facts, json!({"pid": pid}))?;
+                qemu::watch(inner, &starting, pid, watch)
+            });
+            if let Err(e) = recorded {
+                // QEMU runs but the store cannot say so: end it rather
+                // than leave a process nobody knows about.
+                let _ = qemu::kill_qemu(inner, &starting, &pidfd);
+                inner.runtime().paths(&starting.id).clean();
+                let _ = qemu::fail_start(inner, &starting, &e);
+                return Err(e);
+            }
+            // QEMU holds the lineage lock from here on, alone.
+            drop(lineage);
+            vm_by_id(inner, &starting.id, &starting.name)
+        }
+        Err(e) => {
+            qemu::fail_start(inner, &starting, &e)?;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes `vm` (read under its lock, which the caller holds), as
+/// [`Manager::delete_vm`] says.
+pub(crate) fn delete_locked(inner: &Inner, vm: Vm, force: bool) -> Result<()> {
+    let name = vm.name.clone();
+    if vm.state.has_process() {
+        if !force {
+            return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM (or force)" });
+        }
+        if matches!(vm.state, VmState::Running | VmState::Paused) {
+            stop_locked(inner, &vm, None)?;
+        } else if let Some((pid, pidfd)) = qemu::open_qemu(inner, &vm) {
+            // Stuck in starting or stopping: end whatever QEMU there is.
+            qemu::kill_qemu(inner, &vm, &pidfd)?;
+            qemu::settle_exit(inner, &vm.id, pid, ExitCause::Killed)?;
+        }
+    }
+    let vm = vm_by_id(inner, &vm.id, &name)?;
+    if vm.state.has_process() {
+        // Stuck with no QEMU at all (a crash mid-operation).
+        inner.transition(
+            &vm,
+            vm.state,
+            VmState::Error,
+            &ProcessFacts { pid: Some(0), ..Default::default() },
+            json!({"reason": "no QEMU found during forced delete"}),
+        )?;
+    }
+    let vm = vm_by_id(inner, &vm.id, &name)?;
+    // Its own disks go with it (marked `deleting` here, their files
+    // removed after the commit); disks it was only given are detached.
+    let disks = inner.write(|w| {
+        let disks = crate::storage::ops::release_disks_of(w, &vm)?;
+        store::soft_delete_vm(w.tx, &vm, w.now)?;
+        let released = vm.nics.iter().map(|n| n.ip.to_string()).collect::<Vec<_>>();
+        let deleted = disks.doomed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+        w.record(ObjectKind::Vm, &vm.id, &vm.name, "deleted", json!({"released": released, "deleted_disks": deleted}))?;
+        Ok(disks)
+    })?;
+    for disk in &disks.doomed {
+        crate::storage::ops::finish_delete(inner, disk)?;
+    }
+    // The VM's snapshots went with it; their tags must not stay on the
+    // disks it leaves behind (a later snapshot of that name would find
+    // them). Best effort: create_snapshot refuses a stale tag anyway.
+    for tag in &disks.snapshot_tags {
+        if let Err(e) = crate::storage::ops::remove_tags(&disks.kept, tag) {
+            log::warn!("cannot remove snapshot {tag:?} of deleted VM {:?} from its former disks: {e}", vm.name);
+        }
+    }
+    crate::storage::boot::forget(inner, &vm.id);
+    inner.runtime().forget_vm(&vm.id);
+    Ok(())
 }
