@@ -142,6 +142,11 @@ typedef enum VmanStatus {
    */
   VMAN_STATUS_CLOSED = 16,
   /*
+   A wait was cancelled through its `VmanCancel` token; each
+   cancellable call says what it leaves.
+   */
+  VMAN_STATUS_CANCELLED = 17,
+  /*
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,

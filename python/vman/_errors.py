@@ -24,6 +24,7 @@ __all__ = [
     "QemuError",
     "InternalError",
     "ClosedError",
+    "CancelledError",
 ]
 
 
@@ -115,3 +116,16 @@ class ClosedError(VmanError):
     """The manager, stream or console was closed; nothing more will come."""
 
     kind = "closed"
+
+
+class CancelledError(VmanError):
+    """A wait was cancelled through its :class:`vman.Cancel` token.
+
+    Each cancellable method says what it leaves (a cancelled graceful
+    ``stop`` leaves the VM running, for instance). Not to be confused with
+    :class:`asyncio.CancelledError`, which :mod:`vman.aio` raises when the
+    awaiting task itself is cancelled; and Ctrl-C stays
+    :class:`KeyboardInterrupt`.
+    """
+
+    kind = "cancelled"

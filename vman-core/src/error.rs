@@ -46,12 +46,15 @@ pub enum ErrorKind {
     /// The manager (or the stream or console) was closed; nothing more
     /// will come from it.
     Closed,
+    /// A wait was cancelled through a [`Cancel`](crate::Cancel) token;
+    /// each cancellable operation says what it leaves.
+    Cancelled,
 }
 
 impl ErrorKind {
     /// Every kind, so each façade can prove in a test that its map gives
     /// every kind a code (or class) of its own.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
@@ -66,6 +69,7 @@ impl ErrorKind {
         ErrorKind::Qemu,
         ErrorKind::Internal,
         ErrorKind::Closed,
+        ErrorKind::Cancelled,
     ];
 
     /// A stable lower-case identifier, used in logs and by the façades' tests.
@@ -85,6 +89,7 @@ impl ErrorKind {
             ErrorKind::Qemu => "qemu",
             ErrorKind::Internal => "internal",
             ErrorKind::Closed => "closed",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -112,7 +117,8 @@ mod tests {
                 | ErrorKind::Database
                 | ErrorKind::Qemu
                 | ErrorKind::Internal
-                | ErrorKind::Closed => {}
+                | ErrorKind::Closed
+                | ErrorKind::Cancelled => {}
             }
         }
         let names: std::collections::HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -380,6 +386,14 @@ pub enum Error {
         /// `Event stream`, `Console`…
         what: &'static str,
     },
+
+    /// A wait was cancelled through its [`Cancel`](crate::Cancel) token.
+    #[error("Cancelled while waiting for {what}")]
+    Cancelled {
+        /// What was being waited for, and what was left: `VM "web1" to
+        /// power off (it was left running)`…
+        what: String,
+    },
 }
 
 impl Error {
@@ -407,6 +421,7 @@ impl Error {
             Error::Qmp { .. } => ErrorKind::Qemu,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Closed { .. } => ErrorKind::Closed,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
         }
     }
 

@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod cancel;
 mod console;
 mod context;
 pub mod convert;
@@ -49,7 +50,8 @@ mod vm;
 /// public for embedders that manage their own interfaces, and for tests.
 pub use net::linux as hostnet;
 
-pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
+pub use cancel::{CHECK_INTERVAL, Cancel};
+pub use console::{CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
 pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};

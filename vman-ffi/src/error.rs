@@ -50,13 +50,16 @@ pub enum VmanStatus {
     Internal = 15,
     /// The manager, stream or console was closed; nothing more will come.
     Closed = 16,
+    /// A wait was cancelled through its `VmanCancel` token; each
+    /// cancellable call says what it leaves.
+    Cancelled = 17,
     /// vman panicked; the call was abandoned. Please report it.
     Panic = 99,
 }
 
 impl VmanStatus {
     /// Every status, in number order.
-    const ALL: [VmanStatus; 18] = [
+    const ALL: [VmanStatus; 19] = [
         VmanStatus::Ok,
         VmanStatus::InvalidArgument,
         VmanStatus::NullParameter,
@@ -74,6 +77,7 @@ impl VmanStatus {
         VmanStatus::Qemu,
         VmanStatus::Internal,
         VmanStatus::Closed,
+        VmanStatus::Cancelled,
         VmanStatus::Panic,
     ];
 
@@ -97,6 +101,7 @@ impl VmanStatus {
             ErrorKind::Qemu => VmanStatus::Qemu,
             ErrorKind::Internal => VmanStatus::Internal,
             ErrorKind::Closed => VmanStatus::Closed,
+            ErrorKind::Cancelled => VmanStatus::Cancelled,
             _ => return None,
         })
     }
@@ -120,6 +125,7 @@ impl VmanStatus {
             VmanStatus::Qemu => c"qemu",
             VmanStatus::Internal => c"internal",
             VmanStatus::Closed => c"closed",
+            VmanStatus::Cancelled => c"cancelled",
             VmanStatus::Panic => c"panic",
         }
     }
@@ -229,6 +235,7 @@ mod tests {
                 (14, "qemu"),
                 (15, "internal"),
                 (16, "closed"),
+                (17, "cancelled"),
                 (99, "panic"),
             ]
         );

@@ -37,6 +37,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Qemu => "QemuError",
         ErrorKind::Internal => "InternalError",
         ErrorKind::Closed => "ClosedError",
+        ErrorKind::Cancelled => "CancelledError",
         _ => UNMAPPED,
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub use accel::Accel;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::cancel::Cancel;
 use crate::console::log::SerialLog;
 use crate::error::{Error, Result};
 use process::{Credentials, RunPaths};
@@ -155,10 +156,16 @@ impl Runtime {
     /// Serializes operations on one VM across threads and processes. An
     /// `flock` dies with its process, so a crash can never leave a VM locked.
     pub fn lock_vm(&self, vm_id: &str, vm_name: &str) -> Result<Flock<File>> {
-        self.lock_file(vm_id, &format!("VM {vm_name:?}"))
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"), None)
     }
 
-    fn lock_file(&self, file: &str, what: &str) -> Result<Flock<File>> {
+    /// [`lock_vm`](Self::lock_vm) whose wait for another operation ends
+    /// with `Cancelled` once `cancel` is.
+    pub fn lock_vm_cancellable(&self, vm_id: &str, vm_name: &str, cancel: Option<&Cancel>) -> Result<Flock<File>> {
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"), cancel)
+    }
+
+    fn lock_file(&self, file: &str, what: &str, cancel: Option<&Cancel>) -> Result<Flock<File>> {
         let path = self.locks_dir.join(file);
         let deadline = Instant::now() + VM_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
@@ -168,7 +175,9 @@ impl Runtime {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(lock),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
+                    if !crate::cancel::sleep(pause, cancel) {
+                        return Err(Error::Cancelled { what: format!("another operation on {what} to finish") });
+                    }
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -185,7 +194,7 @@ impl Runtime {
 
     /// Serializes setting up one network's bridge and DHCP server.
     pub fn lock_network(&self, network_id: i64) -> Result<Flock<File>> {
-        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"))
+        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"), None)
     }
 
     /// The VM's lock if nobody holds it now; never waits.
