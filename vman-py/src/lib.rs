@@ -4,11 +4,13 @@
 #![warn(missing_docs)]
 
 mod args;
+mod cancel;
 mod console;
 mod errors;
 mod logging;
 mod manager;
 mod records;
+mod signals;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -35,6 +37,8 @@ fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 mod _vman {
     use super::*;
 
+    #[pymodule_export]
+    use crate::cancel::PyCancel;
     #[pymodule_export]
     use crate::console::PyConsole;
     #[pymodule_export]
@@ -66,6 +70,7 @@ mod _vman {
         // vman-core logs through `log`; route it into Python's logging,
         // under the logger "vman" (python/vman/__init__.py gives it a
         // NullHandler, so nothing is printed unless the application asks).
+        crate::signals::init(m.py())?;
         crate::logging::install(m.py())?;
         m.add("__version__", vman_core::VERSION)?;
         m.add("VM_STATES", vman_core::VmState::ALL.map(|s| s.as_str()).to_vec())?;

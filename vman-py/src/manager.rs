@@ -13,11 +13,12 @@ use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
 use vman_core::defaults::{CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 use vman_core::{
-    Accel, BootSpec, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec, Manager,
+    Accel, BootSpec, Cancel, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec, Manager,
     NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
 };
 
 use crate::args::{IntArg, PathArg};
+use crate::cancel::{PyCancel, SIGNAL_CHECK};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
 use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconcileReport, PySnapshot, PySshKey, PyTemplate, PyVm};
@@ -92,16 +93,22 @@ impl PyManager {
         })?)
     }
 
-    /// As `call`, for work that answers Python errors itself (waits that
-    /// check for Ctrl-C).
-    fn with_manager<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> PyResult<T> + Send) -> PyResult<T> {
-        py.detach(|| {
-            let closed = || PyErr::from(PyVmanError(vman_core::Error::Closed { what: "Manager" }));
+    /// As `call`, for a call that waits: it gets a cancellation token, a
+    /// child of `cancel` if given, and is interrupted by Ctrl-C on the main
+    /// thread (see `cancel::interruptible`).
+    fn wait<T: Send>(
+        &self,
+        py: Python<'_>,
+        cancel: Option<&Bound<'_, PyCancel>>,
+        f: impl FnOnce(&Manager, &Cancel) -> vman_core::Result<T> + Send,
+    ) -> PyResult<T> {
+        crate::cancel::interruptible(py, cancel.map(Bound::get), |token| {
             if self.closing.load(Ordering::SeqCst) {
-                return Err(closed());
+                return Err(vman_core::Error::Closed { what: "Manager" });
             }
             let guard = self.inner.read();
-            f(guard.as_ref().ok_or_else(closed)?)
+            let manager = guard.as_ref().ok_or(vman_core::Error::Closed { what: "Manager" })?;
+            f(manager, token)
         })
     }
 }
@@ -414,10 +421,11 @@ impl PyManager {
     /// Detaches a disk. From a running VM the guest is asked to release it
     /// and given ``timeout`` seconds; if it does not,
     /// :class:`vman.TimeoutError` is raised and the disk stays attached.
-    #[pyo3(signature = (vm, disk, timeout=DETACH_TIMEOUT.as_secs_f64()), text_signature = "($self, vm, disk, timeout=30.0)")]
-    fn detach_disk(&self, py: Python<'_>, vm: &str, disk: &str, timeout: f64) -> PyVmanResult<PyDisk> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.detach_disk(vm, disk, timeout))?.into())
+    #[pyo3(signature = (vm, disk, timeout=DETACH_TIMEOUT.as_secs_f64(), *, cancel=None),
+           text_signature = "($self, vm, disk, timeout=30.0, *, cancel=None)")]
+    fn detach_disk(&self, py: Python<'_>, vm: &str, disk: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyDisk> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.detach_disk_cancellable(vm, disk, timeout, c))?.into())
     }
 
     /// Registers a base image (an absolute path to a regular file): its
@@ -466,8 +474,9 @@ impl PyManager {
     /// Takes snapshot ``name`` of every disk of a VM (all qcow2): of a
     /// stopped VM with qemu-img, of a running or paused one with a QMP job
     /// that saves its memory too.
-    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
-        Ok(self.call(py, |m| m.create_snapshot(vm, name))?.into())
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PySnapshot> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.create_snapshot_cancellable(vm, name, c))?.into())
     }
 
     /// A VM's snapshots, oldest first.
@@ -479,14 +488,16 @@ impl PyManager {
     /// running one (memory too) only to a live one; reverting a running
     /// guest's disks to a disk-only snapshot raises
     /// :class:`vman.UnsupportedError` (stop it first).
-    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
-        Ok(self.call(py, |m| m.revert_snapshot(vm, name))?.into())
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PySnapshot> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.revert_snapshot_cancellable(vm, name, c))?.into())
     }
 
     /// Deletes snapshot ``name`` of VM ``vm`` from every disk of the VM
     /// (with qemu-img when it is stopped, a QMP job when it runs).
-    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<()> {
-        self.call(py, |m| m.delete_snapshot(vm, name))
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<()> {
+        self.wait(py, cancel.as_ref(), |m, c| m.delete_snapshot_cancellable(vm, name, c))
     }
 
     /// Puts the ISO at ``iso`` in the VM's CD-ROM drive, or ejects it when
@@ -497,15 +508,16 @@ impl PyManager {
     }
 
     /// Starts QEMU; returns once it answers on QMP (the guest then boots).
-    fn start(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(self.call(py, |m| m.start(name))?.into())
+    #[pyo3(signature = (name, *, cancel=None))]
+    fn start(&self, py: Python<'_>, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.start_cancellable(name, c))?.into())
     }
 
     /// ACPI power button, up to ``timeout`` seconds, then forced.
-    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
-    fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.stop(name, timeout))?.into())
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64(), *, cancel=None), text_signature = "($self, name, timeout=30.0, *, cancel=None)")]
+    fn stop(&self, py: Python<'_>, name: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.stop_cancellable(name, timeout, c))?.into())
     }
 
     /// QMP quit, then SIGKILL if QEMU lingers.
@@ -514,10 +526,10 @@ impl PyManager {
     }
 
     /// Stops the VM as :meth:`stop` does, then starts it.
-    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
-    fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.restart(name, timeout))?.into())
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64(), *, cancel=None), text_signature = "($self, name, timeout=30.0, *, cancel=None)")]
+    fn restart(&self, py: Python<'_>, name: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.restart_cancellable(name, timeout, c))?.into())
     }
 
     fn pause(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
@@ -541,10 +553,18 @@ impl PyManager {
     /// :class:`vman.InvalidStateError` for a VM without a running QEMU (also
     /// when it exits during the wait), :class:`vman.TimeoutError` if no line
     /// came. Ctrl-C interrupts it.
-    #[pyo3(signature = (name, pattern, timeout=CONSOLE_WAIT_TIMEOUT.as_secs_f64()), text_signature = "($self, name, pattern, timeout=60.0)")]
-    fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyResult<String> {
+    #[pyo3(signature = (name, pattern, timeout=CONSOLE_WAIT_TIMEOUT.as_secs_f64(), *, cancel=None),
+           text_signature = "($self, name, pattern, timeout=60.0, *, cancel=None)")]
+    fn wait_for_console(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        pattern: &str,
+        timeout: f64,
+        cancel: Option<Bound<'_, PyCancel>>,
+    ) -> PyResult<String> {
         let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
-        self.with_manager(py, |m| crate::console::wait_for_console(m, name, pattern, timeout))
+        self.wait(py, cancel.as_ref(), |m, c| m.wait_for_console_cancellable(name, pattern, timeout, c))
     }
 
     /// Attaches to the serial console: a :class:`vman.Console`. One at a
@@ -598,30 +618,31 @@ pub(crate) struct PyEventStream {
     inner: EventStream,
 }
 
-/// How long one blocking wait lasts before Python gets a chance to handle
-/// signals (so an iterating loop still answers Ctrl-C).
-const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
-
 #[pymethods]
 impl PyEventStream {
     /// The next event, waiting up to ``timeout`` seconds (forever if None,
     /// not at all if 0); None if none came. Raises :class:`vman.ClosedError`
     /// once the stream or its manager is closed.
-    #[pyo3(signature = (timeout=None))]
-    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
+    #[pyo3(signature = (timeout=None, *, cancel=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<Option<PyEvent>> {
         let deadline = match timeout {
             Some(t) => Some(std::time::Instant::now() + seconds_arg("timeout", t).map_err(PyVmanError)?),
             None => None,
         };
+        let token = cancel.as_ref().map(|c| c.get().inner.clone());
         loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK),
                 None => SIGNAL_CHECK,
             };
-            if let Some(event) = py.detach(|| self.inner.next(slice)).map_err(PyVmanError)? {
+            let next = py.detach(|| match &token {
+                Some(token) => self.inner.next_cancellable(slice, token),
+                None => self.inner.next(slice),
+            });
+            if let Some(event) = next.map_err(PyVmanError)? {
                 return Ok(Some(event.into()));
             }
-            py.check_signals()?;
+            crate::signals::check(py)?;
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Ok(None);
             }
@@ -659,7 +680,7 @@ impl PyEventStream {
     /// Blocks until the next event; raises ClosedError once closed.
     fn __next__(&self, py: Python<'_>) -> PyResult<PyEvent> {
         loop {
-            if let Some(event) = self.next(py, None)? {
+            if let Some(event) = self.next(py, None, None)? {
                 return Ok(event);
             }
         }
