@@ -8,6 +8,7 @@
 #[macro_use]
 mod record;
 
+mod cancel;
 mod console;
 mod disk;
 mod error;
@@ -25,6 +26,7 @@ mod vm;
 
 use std::ffi::c_char;
 
+pub use cancel::*;
 pub use console::*;
 pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};
