@@ -147,6 +147,11 @@ typedef enum VmanStatus {
    */
   VMAN_STATUS_SETTING_CONFLICT = 17,
   /*
+   A wait was cancelled through its `VmanCancel` token; each
+   cancellable call says what it leaves.
+   */
+  VMAN_STATUS_CANCELLED = 18,
+  /*
    vman panicked; the call was abandoned. Please report it.
    */
   VMAN_STATUS_PANIC = 99,
@@ -220,6 +225,14 @@ typedef struct VmanBatchList VmanBatchList;
  thread-safe: one thread builds it.
  */
 typedef struct VmanBatchSpec VmanBatchSpec;
+
+/*
+ A cancellation token: `vman_cancel_cancel` makes every wait given it
+ end with `VMAN_STATUS_CANCELLED`. Thread-safe: a `const VmanCancel *`
+ may be used by any number of threads at once (that is its purpose), as
+ long as none of them frees it meanwhile.
+ */
+typedef struct VmanCancel VmanCancel;
 
 /*
  A live connection to a VM's serial console. Reads and writes on one
@@ -770,6 +783,53 @@ size_t vman_batch_vm_count(const struct VmanBatch *batch);
 void vman_bytes_free(struct VmanBytes *bytes);
 
 /*
+ Cancels every wait given `cancel`, now and from now on (a cancelled
+ token stays cancelled: make a new one for the next operation).
+ Idempotent; NULL is a no-op.
+
+ Thread-safe: call it from any thread while others wait with the token.
+ Never fails (clears the last error).
+
+ # Safety
+ `cancel` NULL or live.
+ */
+void vman_cancel_cancel(const struct VmanCancel *cancel);
+
+/*
+ Frees a token; NULL is a no-op. No call may still be using it, and no
+ other thread may use it during or after the call. Never fails (clears
+ the last error).
+
+ # Safety
+ `cancel` NULL or live, not used afterwards.
+ */
+void vman_cancel_free(struct VmanCancel *cancel);
+
+/*
+ Whether `vman_cancel_cancel` was called on `cancel`; false for NULL.
+ Thread-safe; never fails (clears the last error).
+
+ # Safety
+ `cancel` NULL or live.
+ */
+bool vman_cancel_is_cancelled(const struct VmanCancel *cancel);
+
+/*
+ Makes a token that is not cancelled.
+
+ `out` must not be NULL. On success `*out` is the token, owned by the
+ caller (free it with `vman_cancel_free` once no call uses it).
+
+ Fails with VMAN_STATUS_NULL_PARAMETER.
+
+ Thread-safe.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_cancel_new(struct VmanCancel **out);
+
+/*
  Attaches to a running VM's serial console. One console per VM at a
  time, across threads and processes: freeing it (or its process ending)
  lets the next one in.
@@ -1007,6 +1067,34 @@ enum VmanStatus vman_disk_detach(const struct VmanManager *manager,
                                  const char *disk,
                                  uint64_t timeout_ms,
                                  struct VmanDisk **out);
+
+/*
+ `vman_disk_detach` that `cancel` (may be NULL: no token) can end: while
+ waiting for another operation on the VM nothing has changed; while the
+ guest is given `timeout_ms` to release the disk, it leaves what a
+ timeout leaves (the disk attached, the release still asked for: the
+ next detach or reconcile completes it if the guest lets go).
+
+ `out` may be NULL; otherwise on success `*out` is the disk as it is
+ afterwards, owned by the caller (free it with `vman_disk_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_disk_detach`:
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_disk_detach_cancellable(const struct VmanManager *manager,
+                                             const char *vm,
+                                             const char *disk,
+                                             uint64_t timeout_ms,
+                                             const struct VmanCancel *cancel,
+                                             struct VmanDisk **out);
 
 /*
  "qcow2" or "raw".
@@ -1415,6 +1503,28 @@ enum VmanStatus vman_event_stream_new_after(const struct VmanManager *manager,
 enum VmanStatus vman_event_stream_next(struct VmanEventStream *stream,
                                        uint64_t timeout_ms,
                                        struct VmanEvent **out);
+
+/*
+ `vman_event_stream_next` that `cancel` (may be NULL: no token) can end;
+ the stream stays open and loses nothing.
+
+ `out` must not be NULL. On success `*out` is the event, owned by the
+ caller (free it with `vman_event_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_event_stream_next`:
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_CLOSED, VMAN_STATUS_INVALID_ARGUMENT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Not thread-safe for `stream` (one thread at a time per stream, as
+ `vman_event_stream_next`); `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_event_stream_next_cancellable(struct VmanEventStream *stream,
+                                                   uint64_t timeout_ms,
+                                                   const struct VmanCancel *cancel,
+                                                   struct VmanEvent **out);
 
 /*
  What was found (a version, a path), or why it is not usable.
@@ -2738,6 +2848,34 @@ enum VmanStatus vman_snapshot_create(const struct VmanManager *manager,
                                      struct VmanSnapshot **out);
 
 /*
+ `vman_snapshot_create` that `cancel` (may be NULL: no token) can end:
+ while waiting for another operation on the VM nothing has changed; a
+ cancel while the snapshot is taken lets it finish (QEMU cannot abandon
+ a snapshot job midway) and then removes it: a create that answers
+ VMAN_STATUS_CANCELLED leaves no snapshot.
+
+ `out` may be NULL; otherwise on success `*out` is the new record, owned
+ by the caller (free it with `vman_snapshot_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_snapshot_create`:
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_ALREADY_EXISTS,
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_UNSUPPORTED,
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_snapshot_create_cancellable(const struct VmanManager *manager,
+                                                 const char *vm,
+                                                 const char *name,
+                                                 const struct VmanCancel *cancel,
+                                                 struct VmanSnapshot **out);
+
+/*
  Unix time it was taken in milliseconds.
 
  0 when the record is NULL. Thread-safe; never fails (clears the last error).
@@ -3673,6 +3811,32 @@ enum VmanStatus vman_vm_restart(const struct VmanManager *manager,
                                 struct VmanVm **out);
 
 /*
+ `vman_vm_restart` that `cancel` (may be NULL: no token) can end: during
+ the stop as `vman_vm_stop_cancellable` says (the VM stays running),
+ during the start as `vman_vm_start_cancellable` says (it is stopped).
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_vm_restart`:
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_PERMISSION_DENIED, VMAN_STATUS_ALREADY_EXISTS,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_restart_cancellable(const struct VmanManager *manager,
+                                            const char *name,
+                                            uint64_t timeout_ms,
+                                            const struct VmanCancel *cancel,
+                                            struct VmanVm **out);
+
+/*
  Resumes a paused guest (QMP cont).
 
  `out` may be NULL; otherwise on success `*out` is the VM as it is
@@ -3931,6 +4095,32 @@ enum VmanStatus vman_vm_start(const struct VmanManager *manager,
                               struct VmanVm **out);
 
 /*
+ `vman_vm_start` that `cancel` (may be NULL: no token) can end: while
+ waiting for another operation on the VM nothing has changed; while
+ waiting for the new QEMU to answer, that QEMU is killed, its network
+ unplugged and the VM recorded stopped (with a "cancelled" event). A
+ start whose QEMU answered is not undone.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_vm_start`:
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_NOT_FOUND, VMAN_STATUS_QEMU,
+ VMAN_STATUS_PERMISSION_DENIED, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_ALREADY_EXISTS, VMAN_STATUS_NULL_PARAMETER,
+ VMAN_STATUS_INVALID_UTF8, VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_start_cancellable(const struct VmanManager *manager,
+                                          const char *name,
+                                          const struct VmanCancel *cancel,
+                                          struct VmanVm **out);
+
+/*
  The state when the record was read (0 is VMAN_VM_STATE_CREATED).
 
  0 when the record is NULL. Thread-safe; never fails (clears the last error).
@@ -4035,6 +4225,34 @@ enum VmanStatus vman_vm_stop(const struct VmanManager *manager,
                              struct VmanVm **out);
 
 /*
+ `vman_vm_stop` that `cancel` (may be NULL: no token) can end: while
+ waiting for another operation on the VM nothing has changed; while the
+ guest is given `timeout_ms` to power off, nothing has been forced, so
+ the VM is recorded running again (a paused VM was resumed for the power
+ button), with a "cancelled" event; the guest may still act on the power
+ button later. Once vman forces the stop it is seen through.
+
+ `out` may be NULL; otherwise on success `*out` is the VM as it is
+ afterwards, owned by the caller (free it with `vman_vm_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_vm_stop`:
+ VMAN_STATUS_INVALID_STATE, VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_QEMU, VMAN_STATUS_TIMEOUT,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_stop_cancellable(const struct VmanManager *manager,
+                                         const char *name,
+                                         uint64_t timeout_ms,
+                                         const struct VmanCancel *cancel,
+                                         struct VmanVm **out);
+
+/*
  The template the VM was made from.
 
  Borrowed from the record (valid until it is freed); NULL when the record is NULL.
@@ -4082,6 +4300,31 @@ enum VmanStatus vman_vm_wait_for_console(const struct VmanManager *manager,
                                          const char *pattern,
                                          uint64_t timeout_ms,
                                          char **out_line);
+
+/*
+ `vman_vm_wait_for_console` that `cancel` (may be NULL: no token) can
+ end; waiting changes nothing, so nothing is left to undo.
+
+ `out_line` may be NULL; otherwise on success `*out_line` is the line,
+ owned by the caller (free it with `vman_string_free`).
+
+ Fails with VMAN_STATUS_CANCELLED, and as `vman_vm_wait_for_console`:
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_INVALID_STATE,
+ VMAN_STATUS_INVALID_ARGUMENT, VMAN_STATUS_NOT_FOUND,
+ VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
+ VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
+
+ Thread-safe: `manager` and `cancel` may be used by other threads at once.
+
+ # Safety
+ Every pointer that is not NULL is valid, as the conventions say.
+ */
+enum VmanStatus vman_vm_wait_for_console_cancellable(const struct VmanManager *manager,
+                                                     const char *name,
+                                                     const char *pattern,
+                                                     uint64_t timeout_ms,
+                                                     const struct VmanCancel *cancel,
+                                                     char **out_line);
 
 #ifdef __cplusplus
 }  // extern "C"

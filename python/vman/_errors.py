@@ -25,6 +25,7 @@ __all__ = [
     "InternalError",
     "ClosedError",
     "SettingConflictError",
+    "CancelledError",
 ]
 
 
@@ -125,3 +126,16 @@ class SettingConflictError(VmanError):
     changes it."""
 
     kind = "setting_conflict"
+
+
+class CancelledError(VmanError):
+    """A wait was cancelled through its :class:`vman.Cancel` token.
+
+    Each cancellable method says what it leaves (a cancelled graceful
+    ``stop`` leaves the VM running, for instance). Not to be confused with
+    :class:`asyncio.CancelledError`, which :mod:`vman.aio` raises when the
+    awaiting task itself is cancelled; and Ctrl-C stays
+    :class:`KeyboardInterrupt`.
+    """
+
+    kind = "cancelled"

@@ -50,12 +50,15 @@ pub enum ErrorKind {
     /// binary…) that differs from the one the state directory keeps;
     /// nothing was opened.
     SettingConflict,
+    /// A wait was cancelled through a [`Cancel`](crate::Cancel) token;
+    /// each cancellable operation says what it leaves.
+    Cancelled,
 }
 
 impl ErrorKind {
     /// Every kind, so each façade can prove in a test that its map gives
     /// every kind a code (or class) of its own.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
@@ -71,6 +74,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::Closed,
         ErrorKind::SettingConflict,
+        ErrorKind::Cancelled,
     ];
 
     /// A stable lower-case identifier, used in logs and by the façades' tests.
@@ -91,6 +95,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Closed => "closed",
             ErrorKind::SettingConflict => "setting_conflict",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -119,7 +124,8 @@ mod tests {
                 | ErrorKind::Qemu
                 | ErrorKind::Internal
                 | ErrorKind::Closed
-                | ErrorKind::SettingConflict => {}
+                | ErrorKind::SettingConflict
+                | ErrorKind::Cancelled => {}
             }
         }
         let names: std::collections::HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -428,6 +434,14 @@ pub enum Error {
         /// The value the opener asked for.
         requested: String,
     },
+
+    /// A wait was cancelled through its [`Cancel`](crate::Cancel) token.
+    #[error("Cancelled while waiting for {what}")]
+    Cancelled {
+        /// What was being waited for, and what was left: `VM "web1" to
+        /// power off (it was left running)`…
+        what: String,
+    },
 }
 
 impl Error {
@@ -460,6 +474,7 @@ impl Error {
             Error::Internal(_) => ErrorKind::Internal,
             Error::Closed { .. } => ErrorKind::Closed,
             Error::SettingConflict { .. } => ErrorKind::SettingConflict,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
         }
     }
 

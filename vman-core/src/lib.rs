@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod cancel;
 mod console;
 mod context;
 pub mod convert;
@@ -54,7 +55,8 @@ pub use net::linux as hostnet;
 
 pub use batch::model::{Batch, BatchSpec, MAX_BATCH_SIZE};
 pub use batch::state::BatchState;
-pub use console::{CHECK_INTERVAL, CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
+pub use cancel::{CHECK_INTERVAL, Cancel};
+pub use console::{CONSOLE_MATCH_MAX, CONSOLE_READ_MAX, CONSOLE_UNTIL_MAX, Console};
 pub use error::{DatabaseError, Error, ErrorKind, Result};
 pub use event::{Event, ObjectKind};
 pub use guest::ssh_key::{MAX_COMMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_RSA_BITS, MAX_VM_SSH_KEYS, MIN_RSA_BITS, SshKey, SshKeyType, VmSshKey};

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
+use crate::cancel::{self, Cancel, Woke};
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::store::{self, CommitWatch};
@@ -109,6 +110,19 @@ impl EventStream {
     /// or its manager was closed. Threads calling this on one stream take
     /// turns.
     pub fn next(&self, timeout: Duration) -> Result<Option<Event>> {
+        self.next_with(timeout, None)
+    }
+
+    /// [`next`](Self::next) that ends with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) as soon as
+    /// `cancel` is cancelled (an event already at hand is returned first).
+    /// The stream stays open and loses nothing: the next call goes on
+    /// from where this one stopped.
+    pub fn next_cancellable(&self, timeout: Duration, cancel: &Cancel) -> Result<Option<Event>> {
+        self.next_with(timeout, Some(cancel))
+    }
+
+    fn next_with(&self, timeout: Duration, cancel: Option<&Cancel>) -> Result<Option<Event>> {
         let deadline = Instant::now().checked_add(timeout);
         let mut cursor = self.cursor.lock();
         loop {
@@ -130,7 +144,11 @@ impl EventStream {
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
-            wait_readable(self.epoll.0.as_fd(), left).map_err(|e| Error::io("wait for events in", self.commits.dir(), e.into()))?;
+            let mut fds = [PollFd::new(self.epoll.0.as_fd(), PollFlags::POLLIN)];
+            let woke = cancel::wait(&mut fds, deadline, cancel).map_err(|e| Error::io("wait for events in", self.commits.dir(), e))?;
+            if woke == Woke::Cancelled {
+                return Err(Error::Cancelled { what: "the next event".into() });
+            }
         }
     }
 
@@ -197,21 +215,5 @@ impl AsFd for EventStream {
     /// Readable while [`EventStream::next`] may have something; see the type.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.0.as_fd()
-    }
-}
-
-/// Blocks until `fd` is readable or `timeout` (`None`: forever) passes; a
-/// signal counts as a (spurious) wake-up: the caller re-examines everything
-/// after each.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> nix::Result<()> {
-    let timeout = match timeout {
-        // Round up: a sub-millisecond rest must not spin until the deadline.
-        Some(left) => PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX),
-        None => PollTimeout::NONE,
-    };
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    match poll(&mut fds, timeout) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-        Err(e) => Err(e),
     }
 }

@@ -53,13 +53,16 @@ pub enum VmanStatus {
     /// The opener asked for a setting that differs from the one the state
     /// directory keeps (see `vman_settings`); nothing was opened.
     SettingConflict = 17,
+    /// A wait was cancelled through its `VmanCancel` token; each
+    /// cancellable call says what it leaves.
+    Cancelled = 18,
     /// vman panicked; the call was abandoned. Please report it.
     Panic = 99,
 }
 
 impl VmanStatus {
     /// Every status, in number order.
-    const ALL: [VmanStatus; 19] = [
+    const ALL: [VmanStatus; 20] = [
         VmanStatus::Ok,
         VmanStatus::InvalidArgument,
         VmanStatus::NullParameter,
@@ -78,6 +81,7 @@ impl VmanStatus {
         VmanStatus::Internal,
         VmanStatus::Closed,
         VmanStatus::SettingConflict,
+        VmanStatus::Cancelled,
         VmanStatus::Panic,
     ];
 
@@ -102,6 +106,7 @@ impl VmanStatus {
             ErrorKind::Internal => VmanStatus::Internal,
             ErrorKind::Closed => VmanStatus::Closed,
             ErrorKind::SettingConflict => VmanStatus::SettingConflict,
+            ErrorKind::Cancelled => VmanStatus::Cancelled,
             _ => return None,
         })
     }
@@ -126,6 +131,7 @@ impl VmanStatus {
             VmanStatus::Internal => c"internal",
             VmanStatus::Closed => c"closed",
             VmanStatus::SettingConflict => c"setting_conflict",
+            VmanStatus::Cancelled => c"cancelled",
             VmanStatus::Panic => c"panic",
         }
     }
@@ -236,6 +242,7 @@ mod tests {
                 (15, "internal"),
                 (16, "closed"),
                 (17, "setting_conflict"),
+                (18, "cancelled"),
                 (99, "panic"),
             ]
         );

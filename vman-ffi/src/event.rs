@@ -93,7 +93,7 @@ pub unsafe extern "C" fn vman_recent_events(manager: *const VmanManager, limit: 
 /// on a stream; open one per thread that follows events.
 #[derive(Debug)]
 pub struct VmanEventStream {
-    inner: EventStream,
+    pub(crate) inner: EventStream,
 }
 
 /// Subscribes to the events committed from now on (after the newest one).

@@ -9,6 +9,7 @@
 mod record;
 
 mod batch;
+mod cancel;
 mod console;
 mod disk;
 mod error;
@@ -29,6 +30,7 @@ mod vm;
 use std::ffi::c_char;
 
 pub use batch::*;
+pub use cancel::*;
 pub use console::*;
 pub use disk::*;
 pub use error::{VmanStatus, vman_last_error_message, vman_status_name};

@@ -217,6 +217,13 @@ fn c_events_program_passes_under_valgrind() {
     passes_under_valgrind("events", &[]);
 }
 
+/// Cancellation tokens: one cancelled from another thread (pthreads)
+/// ends a wait; a cancelled one makes every waiting call refuse.
+#[test]
+fn c_cancel_program_passes_under_valgrind() {
+    passes_under_valgrind("cancel", &[]);
+}
+
 /// The test guest (tests/guest/build.sh, cached): (kernel, initrd).
 fn guest() -> Option<(PathBuf, PathBuf)> {
     if !require("qemu-system-x86_64") {

@@ -7,18 +7,25 @@ use pyo3::prelude::*;
 #[pyclass(frozen, eq, hash, module = "vman", name = "Batch")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyBatch {
+    /// The batch's number, never reused.
     #[pyo3(get)]
     id: i64,
+    /// The batch's name (by default the pattern without its placeholder: ``"worker"``).
     #[pyo3(get)]
     name: String,
+    /// The naming pattern its VMs were named by, e.g. ``"worker{:02}"``.
     #[pyo3(get)]
     pattern: String,
+    /// How many VMs it was made with.
     #[pyo3(get)]
     count: u32,
+    /// ``"creating"``, ``"created"``, ``"rolling_back"``, ``"deleting"`` or ``"deleted"``.
     #[pyo3(get)]
     state: &'static str,
+    /// Its live VMs' names, in the order they were made.
     #[pyo3(get)]
     vms: Vec<String>,
+    /// When it was made, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }

@@ -154,10 +154,3 @@ impl PyConsole {
         format!("<vman.Console vm={:?} {state}>", self.vm)
     }
 }
-
-/// The same interruptible wait for `Manager.wait_for_console`.
-/// `Manager.wait_for_console`, interruptible by Ctrl-C; called with the GIL
-/// released.
-pub(crate) fn wait_for_console(manager: &vman_core::Manager, name: &str, pattern: &str, timeout: Duration) -> PyResult<String> {
-    Ok(manager.wait_for_console_with(name, pattern, timeout, check_signals)?)
-}

@@ -38,6 +38,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Internal => "InternalError",
         ErrorKind::Closed => "ClosedError",
         ErrorKind::SettingConflict => "SettingConflictError",
+        ErrorKind::Cancelled => "CancelledError",
         _ => UNMAPPED,
     }
 }
@@ -109,7 +110,8 @@ impl From<Interrupted> for PyErr {
 }
 
 /// The check core calls between slices of a wait, with the GIL released:
-/// takes the GIL for a moment and runs Python's signal handlers.
+/// takes the GIL for a moment and runs Python's signal handlers (see
+/// `signals::check`).
 pub(crate) fn check_signals() -> Result<(), Interrupted> {
-    Python::attach(|py| py.check_signals()).map_err(Interrupted::Python)
+    Python::attach(crate::signals::check).map_err(Interrupted::Python)
 }

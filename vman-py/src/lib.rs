@@ -5,12 +5,14 @@
 
 mod args;
 mod batch;
+mod cancel;
 mod console;
 mod errors;
 mod host;
 mod logging;
 mod manager;
 mod records;
+mod signals;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -40,6 +42,8 @@ mod _vman {
 
     #[pymodule_export]
     use crate::batch::PyBatch;
+    #[pymodule_export]
+    use crate::cancel::PyCancel;
     #[pymodule_export]
     use crate::console::PyConsole;
     #[pymodule_export]
@@ -73,6 +77,7 @@ mod _vman {
         // vman-core logs through `log`; route it into Python's logging,
         // under the logger "vman" (python/vman/__init__.py gives it a
         // NullHandler, so nothing is printed unless the application asks).
+        crate::signals::init(m.py())?;
         crate::logging::install(m.py())?;
         m.add("__version__", vman_core::VERSION)?;
         m.add("VM_STATES", vman_core::VmState::ALL.map(|s| s.as_str()).to_vec())?;

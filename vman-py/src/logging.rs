@@ -6,6 +6,13 @@
 //! outside `logging.getLogger("vman")`. Every record is renamed into the
 //! `vman` tree first: `vman_core::reconcile` → `vman.reconcile`, and a
 //! dependency's `rusqlite` → `vman.rusqlite`.
+//!
+//! Each record runs Python's `logging` code on the thread that logged it;
+//! on the main thread a pending signal's handler may run inside it. What
+//! that code raises is never left as the thread's current exception (as
+//! pyo3-log would): it goes to `signals::defer`, which gives a
+//! `KeyboardInterrupt` back to the interpreter (see signals.rs for the bug
+//! this fixes).
 
 use log::{LevelFilter, Log, Metadata, Record};
 use pyo3::prelude::*;
@@ -39,16 +46,30 @@ impl Log for VmanLogger {
 
     fn log(&self, record: &Record<'_>) {
         let target = vman_target(record.target());
-        self.0.log(
-            &Record::builder()
-                .args(*record.args())
-                .level(record.level())
-                .target(&target)
-                .module_path(record.module_path())
-                .file(record.file())
-                .line(record.line())
-                .build(),
-        );
+        let renamed = Record::builder()
+            .args(*record.args())
+            .level(record.level())
+            .target(&target)
+            .module_path(record.module_path())
+            .file(record.file())
+            .line(record.line())
+            .build();
+        if !self.0.enabled(renamed.metadata()) {
+            return;
+        }
+        Python::attach(|py| {
+            // An exception already set (a Rust caller between a failed
+            // Python call and its return) stays the caller's.
+            let before = PyErr::take(py);
+            self.0.log(&renamed);
+            let raised = PyErr::take(py);
+            if let Some(before) = before {
+                before.restore(py);
+            }
+            if let Some(raised) = raised {
+                crate::signals::defer(py, raised);
+            }
+        });
     }
 
     fn flush(&self) {

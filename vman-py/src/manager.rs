@@ -13,12 +13,13 @@ use pyo3::types::{PyBytes, PyTuple};
 use vman_core::convert::seconds_arg;
 use vman_core::defaults::{BATCH_FIRST, CONSOLE_TAIL_BYTES, CONSOLE_WAIT_TIMEOUT, DETACH_TIMEOUT, HISTORY_LIMIT, STOP_TIMEOUT};
 use vman_core::{
-    Accel, BatchSpec, BootSpec, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec,
+    Accel, BatchSpec, BootSpec, Cancel, DiskFilter, DiskFormat, DiskSpec, DiskState, Display, EventStream, Firmware, ImageSpec, ImportSpec,
     Manager, NetworkMode, NetworkSpec, NicSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState,
 };
 
 use crate::args::{IntArg, PathArg, SettingValue};
 use crate::batch::PyBatch;
+use crate::cancel::{PyCancel, SIGNAL_CHECK};
 use crate::console::PyConsole;
 use crate::errors::{PyVmanError, PyVmanResult};
 use crate::host::{PyHostHealth, PyHostStats, PySettings};
@@ -29,10 +30,13 @@ use crate::records::{PyAllocation, PyDisk, PyEvent, PyImage, PyNetwork, PyReconc
 #[pyclass(frozen, from_py_object, eq, hash, module = "vman", name = "NicSpec")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyNicSpec {
+    /// The network the NIC joins, by name.
     #[pyo3(get)]
     network: String,
+    /// A fixed address on that network, or None to allocate the lowest free one.
     #[pyo3(get)]
     ip: Option<String>,
+    /// A fixed MAC, or None for a fresh random ``52:54:00:..`` one.
     #[pyo3(get)]
     mac: Option<String>,
 }
@@ -103,8 +107,36 @@ fn vm_spec(
     })
 }
 
-/// A handle on one state directory. Thread-safe; several managers (in this
-/// or other processes) may open the same directory.
+/// A handle on one state directory: ``Manager(state_dir, **options)``.
+///
+/// Opens ``state_dir`` and its database, and adopts the VMs that are still
+/// running (see :meth:`reconcile`). A missing directory is created (mode
+/// 0700) unless ``create`` is False, when it raises
+/// :class:`vman.NotFoundError` and creates nothing.
+///
+/// ``accel`` (``"auto"``, ``"kvm"`` or ``"tcg"``), ``network`` (``"auto"``,
+/// ``"bridged"``, ``"user"`` or ``"isolated"``), ``qemu_binary``,
+/// ``dnsmasq_binary``, ``qemu_user`` (the unprivileged user QEMU runs as
+/// when vman is root) and ``serial_log_cap_bytes`` ask for the directory's
+/// settings (see :meth:`settings`): None takes the directory's value; a
+/// value becomes the setting of a directory being made, and one that
+/// differs from an existing directory's raises
+/// :class:`vman.SettingConflictError` (change it with :meth:`set_setting`).
+/// ``network="auto"`` asks for nothing in particular. ``busy_timeout_ms``
+/// is this process's own. Raises :class:`vman.InvalidArgumentError` for a
+/// bad value (before anything is created), :class:`vman.PermissionDeniedError`
+/// (``"bridged"`` without CAP_NET_ADMIN), :class:`vman.DatabaseError`,
+/// :class:`vman.IoError`.
+///
+/// Thread-safe: share one manager across threads (every call releases the
+/// GIL), or open several on the same directory from several threads or
+/// processes; the database serializes their writes. Closing it (or leaving
+/// its ``with`` block) leaves running VMs running. Methods that wait take
+/// ``cancel=`` (a :class:`vman.Cancel`) and answer Ctrl-C; see
+/// docs/python.md.
+///
+/// >>> with vman.Manager("/var/lib/vman", accel="tcg") as m:
+/// ...     print([vm.name for vm in m.vms()])
 #[pyclass(frozen, module = "vman", name = "Manager")]
 pub(crate) struct PyManager {
     /// `None` once closed. Every call holds the read lock while it runs;
@@ -131,36 +163,29 @@ impl PyManager {
         })?)
     }
 
-    /// As `call`, for work that answers Python errors itself (waits that
-    /// check for Ctrl-C).
-    fn with_manager<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Manager) -> PyResult<T> + Send) -> PyResult<T> {
-        py.detach(|| {
-            let closed = || PyErr::from(PyVmanError(vman_core::Error::Closed { what: "Manager" }));
+    /// As `call`, for a call that waits: it gets a cancellation token, a
+    /// child of `cancel` if given, and is interrupted by Ctrl-C on the main
+    /// thread (see `cancel::interruptible`).
+    fn wait<T: Send>(
+        &self,
+        py: Python<'_>,
+        cancel: Option<&Bound<'_, PyCancel>>,
+        f: impl FnOnce(&Manager, &Cancel) -> vman_core::Result<T> + Send,
+    ) -> PyResult<T> {
+        crate::cancel::interruptible(py, cancel.map(Bound::get), |token| {
             if self.closing.load(Ordering::SeqCst) {
-                return Err(closed());
+                return Err(vman_core::Error::Closed { what: "Manager" });
             }
             let guard = self.inner.read();
-            f(guard.as_ref().ok_or_else(closed)?)
+            let manager = guard.as_ref().ok_or(vman_core::Error::Closed { what: "Manager" })?;
+            f(manager, token)
         })
     }
 }
 
 #[pymethods]
 impl PyManager {
-    /// Opens ``state_dir`` and its database, and adopts the VMs that are
-    /// still running. A missing directory is created (mode 0700) unless
-    /// ``create`` is False, when it raises :class:`vman.NotFoundError` and
-    /// creates nothing.
-    ///
-    /// ``accel``, ``network``, ``qemu_binary``, ``dnsmasq_binary``,
-    /// ``qemu_user`` and ``serial_log_cap_bytes`` ask for the directory's
-    /// settings (see :meth:`settings`): None takes the directory's value; a
-    /// value becomes the setting of a directory being made, and one that
-    /// differs from an existing directory's raises
-    /// :class:`vman.SettingConflictError` (change it with
-    /// :meth:`set_setting`). ``network="auto"`` asks for nothing in
-    /// particular. A bad value raises :class:`vman.InvalidArgumentError`
-    /// before anything is created.
+    /// See the class documentation.
     #[new]
     #[pyo3(signature = (
         state_dir, *, busy_timeout_ms=None, accel=None, qemu_binary=None, serial_log_cap_bytes=None,
@@ -213,11 +238,11 @@ impl PyManager {
         self.state_dir.clone()
     }
 
-    /// Closes the manager: every method raises :class:`vman.ClosedError`
-    /// from now on, and its event streams are closed. Waits for calls in
-    /// progress on other threads (Ctrl-C interrupts the wait; the manager
-    /// then stays closed to new calls, and calling close again finishes).
-    /// Running VMs are not affected. Idempotent.
+    /// Closes the manager: every method raises :class:`vman.ClosedError` from
+    /// now on, and its event streams are closed. Waits for calls in progress on
+    /// other threads (Ctrl-C interrupts the wait; the manager then stays closed
+    /// to new calls, and calling close again finishes). Running VMs are not
+    /// affected: they keep running and the next manager adopts them. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.closing.store(true, Ordering::SeqCst);
         loop {
@@ -242,6 +267,15 @@ impl PyManager {
         self.close(py)
     }
 
+    /// Creates a size template: ``vcpus`` (1-255), ``memory_mib`` (16 MiB to
+    /// 4 TiB) and ``disk_gib`` (1 to 64 Ki; the size of a VM's boot disk made
+    /// from an image) are copied into each VM made from it.
+    ///
+    /// Raises :class:`vman.InvalidArgumentError` (a bad name or size; nothing
+    /// is recorded), :class:`vman.AlreadyExistsError` (the name is taken).
+    ///
+    /// >>> m.create_template("small", vcpus=1, memory_mib=512, disk_gib=10)
+    /// Template(name="small", vcpus=1, memory_mib=512, disk_gib=10)
     #[pyo3(signature = (name, *, vcpus, memory_mib, disk_gib, description=None))]
     fn create_template(
         &self,
@@ -262,18 +296,37 @@ impl PyManager {
         Ok(self.call(py, |m| m.create_template(&spec))?.into())
     }
 
+    /// The template named ``name``; :class:`vman.NotFoundError` if there is none.
     fn template(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyTemplate> {
         Ok(self.call(py, |m| m.template(name))?.into())
     }
 
+    /// All templates, by name.
     fn templates(&self, py: Python<'_>) -> PyVmanResult<Vec<PyTemplate>> {
         Ok(self.call(py, |m| m.templates())?.into_iter().map(Into::into).collect())
     }
 
+    /// Deletes a template. Raises :class:`vman.InUseError` while a live VM was
+    /// made from it, :class:`vman.NotFoundError` if there is none.
     fn delete_template(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_template(name))
     }
 
+    /// Creates a VLAN network and its address pool.
+    ///
+    /// ``vlan`` is the 802.1Q id (1-4094), ``cidr`` the subnet (/8 to /30,
+    /// overlapping no other network's). ``gateway`` defaults to the subnet's
+    /// first host; ``reserved`` lists addresses or ``"first-last"`` ranges never
+    /// handed out; ``dns`` the servers a bridged network's DHCP offers; ``uplink``
+    /// a host interface whose ``<uplink>.<vlan>`` joins the VLAN's bridge.
+    ///
+    /// Raises :class:`vman.InvalidArgumentError` (a bad value),
+    /// :class:`vman.AlreadyExistsError` (the name or VLAN id is taken, or the
+    /// subnet overlaps another network's), :class:`vman.UnsupportedError` (an
+    /// uplink on a host without 802.1Q).
+    ///
+    /// >>> m.create_network("lan", vlan=100, cidr="10.100.0.0/24", reserved=["10.100.0.2-10.100.0.9"])
+    /// Network(name="lan", vlan=100, cidr="10.100.0.0/24", gateway="10.100.0.1")
     #[pyo3(signature = (name, *, vlan, cidr, gateway=None, reserved=None, dns=None, uplink=None))]
     #[allow(clippy::too_many_arguments)]
     fn create_network(
@@ -299,56 +352,88 @@ impl PyManager {
         Ok(self.call(py, |m| m.create_network(&spec))?.into())
     }
 
+    /// The network named ``name``; :class:`vman.NotFoundError` if there is none.
     fn network(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyNetwork> {
         Ok(self.call(py, |m| m.network(name))?.into())
     }
 
+    /// All networks, by VLAN id.
     fn networks(&self, py: Python<'_>) -> PyVmanResult<Vec<PyNetwork>> {
         Ok(self.call(py, |m| m.networks())?.into_iter().map(Into::into).collect())
     }
 
+    /// Deletes a network. Raises :class:`vman.InUseError` while any address on
+    /// it is allocated (delete its VMs first), :class:`vman.NotFoundError` if
+    /// there is none.
     fn delete_network(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_network(name))
     }
 
+    /// Who holds which address of ``network``, in address order: a list of
+    /// :class:`vman.Allocation`. :class:`vman.NotFoundError` if there is no such
+    /// network.
     fn allocations(&self, py: Python<'_>, network: &str) -> PyVmanResult<Vec<PyAllocation>> {
         Ok(self.call(py, |m| m.allocations(network))?.into_iter().map(Into::into).collect())
     }
 
-    /// Imports an OpenSSH public key line (``"type base64 [comment]"``, as in
-    /// a ``.pub`` file) under ``name``: ssh-ed25519, ecdsa-sha2-nistp256,
-    /// -384 or -521, or ssh-rsa of 2048 bits or more. A malformed, truncated,
-    /// weak, DSA or private key raises :class:`vman.InvalidArgumentError`
-    /// saying which; a taken name :class:`vman.AlreadyExistsError`.
+    /// Imports an OpenSSH public key line (``"type base64 [comment]"``, as in a
+    /// ``.pub`` file) under ``name``: ssh-ed25519, ecdsa-sha2-nistp256, -384 or
+    /// -521, or ssh-rsa of 2048 bits or more. VMs are given keys by name in
+    /// :meth:`create_vm`.
+    ///
+    /// Raises :class:`vman.InvalidArgumentError` for a malformed, truncated,
+    /// weak, DSA or private key (saying which), :class:`vman.AlreadyExistsError`
+    /// for a taken name.
+    ///
+    /// >>> m.import_ssh_key("alice", open("/home/alice/.ssh/id_ed25519.pub").read())
     fn import_ssh_key(&self, py: Python<'_>, name: &str, public_key: &str) -> PyVmanResult<PySshKey> {
         Ok(self.call(py, |m| m.import_ssh_key(name, public_key))?.into())
     }
 
-    /// The SSH key named ``name`` (``vman.NotFoundError`` if there is none).
+    /// The SSH key named ``name``; :class:`vman.NotFoundError` if there is none.
     fn ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<PySshKey> {
         Ok(self.call(py, |m| m.ssh_key(name))?.into())
     }
 
-    /// The catalogue, by name.
+    /// The SSH key catalogue, by name.
     fn ssh_keys(&self, py: Python<'_>) -> PyVmanResult<Vec<PySshKey>> {
         Ok(self.call(py, |m| m.ssh_keys())?.into_iter().map(Into::into).collect())
     }
 
-    /// Deletes a key from the catalogue; VMs given it keep their copies.
+    /// Deletes a key from the catalogue; VMs given it keep their own copies.
+    /// :class:`vman.NotFoundError` if there is none.
     fn delete_ssh_key(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_ssh_key(name))
     }
 
-    /// Records a VM. Each NIC is a network name or a :class:`NicSpec`; all
-    /// addresses are allocated in one transaction, or none. ``kernel`` (with
-    /// ``initrd`` and ``cmdline``) makes QEMU boot that kernel directly;
-    /// ``image`` gives it a boot disk that is a linked clone of that
-    /// registered image, ``blank_disk`` an empty one (both sized by the
-    /// template). ``firmware`` is by default the image's, else ``"bios"``.
-    /// ``cdrom`` puts an ISO in its CD-ROM drive (``boot_from_cdrom``: boot
-    /// from it first); ``display`` gives it a VNC console; ``cloud_init``
-    /// a NoCloud seed at each start, with ``user_data`` merged in.
-    /// ``ssh_keys`` names keys of the catalogue; the VM keeps its own copies.
+    /// Records a VM (it is not started: see :meth:`start`).
+    ///
+    /// - ``template`` names its size template.
+    /// - ``nics``: each a network name or a :class:`vman.NicSpec` (a fixed
+    ///   address or MAC); every address is allocated in one transaction, or none.
+    /// - What it boots: ``kernel`` (with ``initrd`` and ``cmdline``) boots that
+    ///   Linux kernel directly; ``image`` gives it a boot disk that is a linked
+    ///   clone of that registered image, ``blank_disk`` an empty one (both sized
+    ///   by the template); ``cdrom`` puts an ISO in its CD-ROM drive
+    ///   (``boot_from_cdrom``: boot from it first). ``firmware`` (``"bios"`` or
+    ///   ``"uefi"``) is by default the image's, else ``"bios"``.
+    /// - ``display``: ``"none"`` (serial console only), ``"vnc-unix"`` or
+    ///   ``"vnc-tcp"``.
+    /// - ``cloud_init``: a NoCloud seed at each start (hostname, network config,
+    ///   its SSH keys), with ``user_data`` (a ``#cloud-config`` document) merged
+    ///   in. ``ssh_keys`` names keys of the catalogue; the VM keeps its own copies.
+    ///
+    /// Raises :class:`vman.InvalidArgumentError` (a bad name, address, MAC or
+    /// option; nothing recorded), :class:`vman.NotFoundError` (the template,
+    /// a network, the image or a key), :class:`vman.AlreadyExistsError` (the
+    /// name, a fixed address or MAC is taken), :class:`vman.ExhaustedError` (a
+    /// network has no free address), :class:`vman.IoError` (the boot disk could
+    /// not be made; the VM is removed again).
+    ///
+    /// >>> vm = m.create_vm("web1", template="small", nics=["lan", vman.NicSpec("lan", ip="10.100.0.50")],
+    /// ...                  kernel="/boot/vmlinuz", initrd="/boot/initrd.img", cmdline="console=ttyS0")
+    /// >>> [nic.ip for nic in vm.nics]
+    /// ['10.100.0.10', '10.100.0.50']
     #[pyo3(signature = (
         name, *, template, nics=None, kernel=None, initrd=None, cmdline=None, image=None, blank_disk=false,
         firmware=None, cdrom=None, boot_from_cdrom=false, display=Display::default().as_str(), cloud_init=false, user_data=None,
@@ -396,25 +481,33 @@ impl PyManager {
         Ok(self.call(py, |m| m.create_vm(&spec))?.into())
     }
 
+    /// The live VM named ``name`` as it is now; :class:`vman.NotFoundError` if there is none.
     fn vm(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
         Ok(self.call(py, |m| m.vm(name))?.into())
     }
 
+    /// Live VMs by name; only those in ``state`` (one of :data:`vman.VM_STATES`)
+    /// or whose name starts with ``name_prefix``, if given.
     #[pyo3(signature = (*, state=None, name_prefix=None))]
     fn vms(&self, py: Python<'_>, state: Option<&str>, name_prefix: Option<String>) -> PyVmanResult<Vec<PyVm>> {
         let filter = VmFilter { state: state.map(str::parse::<VmState>).transpose()?, name_prefix };
         Ok(self.call(py, |m| m.vms(&filter))?.into_iter().map(Into::into).collect())
     }
 
-    /// Soft-deletes a VM; a running one only with ``force=True``, which
-    /// stops it first.
+    /// Soft-deletes a VM: frees its name, releases its addresses, deletes the
+    /// boot disk made with it (detaching the others) and keeps its history (see
+    /// :meth:`vm_history` with its id). A VM with a running QEMU raises
+    /// :class:`vman.InvalidStateError` unless ``force=True``, which stops it at
+    /// once first.
     #[pyo3(signature = (name, *, force=false))]
     fn delete_vm(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_vm(name, force))
     }
 
     /// Creates an empty disk of ``size_bytes`` bytes (at least one MiB, a
-    /// multiple of 512) under the state directory.
+    /// multiple of 512) under the state directory, ``format`` ``"qcow2"`` or
+    /// ``"raw"``. Raises :class:`vman.InvalidArgumentError`,
+    /// :class:`vman.AlreadyExistsError`, :class:`vman.IoError`.
     #[pyo3(signature = (name, size_bytes, *, format=DiskFormat::default().as_str()),
            text_signature = "($self, name, size_bytes, *, format='qcow2')")]
     fn create_disk(&self, py: Python<'_>, name: String, size_bytes: IntArg, format: &str) -> PyVmanResult<PyDisk> {
@@ -422,61 +515,79 @@ impl PyManager {
         Ok(self.call(py, |m| m.create_disk(&spec))?.into())
     }
 
-    /// Makes a disk of an existing image file (an absolute path; not a
-    /// device node, not through a symlink): copied into the state
-    /// directory, or with ``copy=False`` used in place, which must be inside
-    /// it. ``format`` None probes it (an image naming a backing file is then
-    /// refused).
+    /// Makes a disk of an existing image file (an absolute path; not a device
+    /// node, not through a symlink): copied into the state directory, or with
+    /// ``copy=False`` used in place, which must be inside it. ``format`` None
+    /// probes it (an image naming a backing file is then refused). Raises
+    /// :class:`vman.InvalidArgumentError`, :class:`vman.AlreadyExistsError`,
+    /// :class:`vman.IoError`.
     #[pyo3(signature = (name, source, *, format=None, copy=true))]
     fn import_disk(&self, py: Python<'_>, name: String, source: PathArg, format: Option<&str>, copy: bool) -> PyVmanResult<PyDisk> {
         let spec = ImportSpec { name, source: source.get("disk source")?, format: format.map(str::parse::<DiskFormat>).transpose()?, copy };
         Ok(self.call(py, |m| m.import_disk(&spec))?.into())
     }
 
-    /// The disk named ``name`` (``vman.NotFoundError`` if there is none).
+    /// The disk named ``name``; :class:`vman.NotFoundError` if there is none.
     fn disk(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyDisk> {
         Ok(self.call(py, |m| m.disk(name))?.into())
     }
 
-    /// Disks by name; only those attached to ``vm``, or in ``state``, if given.
+    /// Disks by name; only those attached to VM ``vm``, or in ``state`` (one of :data:`vman.DISK_STATES`), if given.
     #[pyo3(signature = (*, vm=None, state=None))]
     fn disks(&self, py: Python<'_>, vm: Option<String>, state: Option<&str>) -> PyVmanResult<Vec<PyDisk>> {
         let filter = DiskFilter { vm, state: state.map(str::parse::<DiskState>).transpose()? };
         Ok(self.call(py, |m| m.disks(&filter))?.into_iter().map(Into::into).collect())
     }
 
-    /// Deletes a disk attached to no VM, and its file if vman owns it.
+    /// Deletes a disk attached to no VM, and its file if vman owns it. Raises
+    /// :class:`vman.InvalidStateError` while it is attached.
     fn delete_disk(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_disk(name))
     }
 
-    /// Grows a disk (live while its VM runs); shrinking loses data past the
-    /// new end, so it needs ``force=True`` and a VM that does not run.
+    /// Grows a disk to ``size_bytes`` (live while its VM runs: the guest sees it
+    /// at once). Shrinking loses data past the new end, so it needs
+    /// ``force=True`` and a VM that does not run (:class:`vman.UnsupportedError`
+    /// otherwise).
     #[pyo3(signature = (name, size_bytes, *, force=false))]
     fn resize_disk(&self, py: Python<'_>, name: &str, size_bytes: IntArg, force: bool) -> PyVmanResult<PyDisk> {
         let size_bytes = size_bytes.get("disk size")?;
         Ok(self.call(py, |m| m.resize_disk(name, size_bytes, force))?.into())
     }
 
-    /// Attaches an available disk to a VM: part of its next start, or
-    /// hot-plugged into its running QEMU (the guest sees a new virtio disk).
+    /// Attaches an available disk to a VM at its lowest free slot: part of its
+    /// next start, or hot-plugged into its running QEMU (the guest sees a new
+    /// virtio disk). Raises :class:`vman.InvalidStateError` (the disk is not
+    /// available), :class:`vman.InvalidArgumentError` (the VM has all its disks).
     fn attach_disk(&self, py: Python<'_>, vm: &str, disk: &str) -> PyVmanResult<PyDisk> {
         Ok(self.call(py, |m| m.attach_disk(vm, disk))?.into())
     }
 
-    /// Detaches a disk. From a running VM the guest is asked to release it
-    /// and given ``timeout`` seconds; if it does not,
-    /// :class:`vman.TimeoutError` is raised and the disk stays attached.
-    #[pyo3(signature = (vm, disk, timeout=DETACH_TIMEOUT.as_secs_f64()), text_signature = "($self, vm, disk, timeout=30.0)")]
-    fn detach_disk(&self, py: Python<'_>, vm: &str, disk: &str, timeout: f64) -> PyVmanResult<PyDisk> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.detach_disk(vm, disk, timeout))?.into())
+    /// Detaches a disk from VM ``vm``. From a running VM the guest is asked to
+    /// release it and given ``timeout`` seconds; if it does not,
+    /// :class:`vman.TimeoutError` is raised and the disk stays attached (the
+    /// request stands: the next detach or :meth:`reconcile` completes it once
+    /// the guest lets go).
+    ///
+    /// ``cancel`` (a :class:`vman.Cancel`) or Ctrl-C end the wait the same way
+    /// as a timeout: the disk stays attached; :class:`vman.CancelledError` or
+    /// :class:`KeyboardInterrupt` is raised.
+    #[pyo3(signature = (vm, disk, timeout=DETACH_TIMEOUT.as_secs_f64(), *, cancel=None),
+           text_signature = "($self, vm, disk, timeout=30.0, *, cancel=None)")]
+    fn detach_disk(&self, py: Python<'_>, vm: &str, disk: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyDisk> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.detach_disk_cancellable(vm, disk, timeout, c))?.into())
     }
 
-    /// Registers a base image (an absolute path to a regular file): its
-    /// format and size are read, its SHA-256 computed, and (unless
-    /// ``copy=False``: used in place, inside the state directory) its file
-    /// copied in.
+    /// Registers a base image: an absolute path to a regular file, whose format
+    /// and size are read and SHA-256 computed, and which is copied in (unless
+    /// ``copy=False``: used in place, inside the state directory). VMs boot from
+    /// linked clones of it (:meth:`create_vm` with ``image=``); its file is never
+    /// written. ``firmware`` says what its VMs need. Raises
+    /// :class:`vman.InvalidArgumentError`, :class:`vman.AlreadyExistsError`,
+    /// :class:`vman.IoError`.
+    ///
+    /// >>> m.register_image("debian-12", "/srv/images/debian-12.qcow2", os="debian-12", firmware="uefi")
     #[pyo3(signature = (
         name, source, *, os=String::new(), arch=ImageSpec::new("", "").arch, description=String::new(),
         firmware=Firmware::default().as_str(), format=None, copy=true,
@@ -500,7 +611,7 @@ impl PyManager {
         Ok(self.call(py, |m| m.register_image(&spec))?.into())
     }
 
-    /// The image named ``name`` (``vman.NotFoundError`` if there is none).
+    /// The image named ``name``; :class:`vman.NotFoundError` if there is none.
     fn image(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyImage> {
         Ok(self.call(py, |m| m.image(name))?.into())
     }
@@ -510,78 +621,124 @@ impl PyManager {
         Ok(self.call(py, |m| m.images())?.into_iter().map(Into::into).collect())
     }
 
-    /// Removes an image from the catalogue (and its file, if copied in);
+    /// Removes an image from the catalogue (and its file, if copied in); raises
     /// :class:`vman.InUseError` while a disk is cloned from it.
     fn delete_image(&self, py: Python<'_>, name: &str) -> PyVmanResult<()> {
         self.call(py, |m| m.delete_image(name))
     }
 
-    /// Takes snapshot ``name`` of every disk of a VM (all qcow2): of a
-    /// stopped VM with qemu-img, of a running or paused one with a QMP job
-    /// that saves its memory too.
-    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
-        Ok(self.call(py, |m| m.create_snapshot(vm, name))?.into())
+    /// Takes snapshot ``name`` of every disk of VM ``vm`` (all qcow2): of a
+    /// stopped VM with qemu-img, of a running or paused one with a QMP job that
+    /// saves its memory too (the guest pauses meanwhile).
+    ///
+    /// Raises :class:`vman.AlreadyExistsError`, :class:`vman.UnsupportedError`
+    /// (a raw disk), :class:`vman.InvalidStateError` (no disk, or starting or
+    /// stopping); nothing is left behind. Cancelled (``cancel`` or Ctrl-C) while
+    /// it is taken, the snapshot is finished and removed again:
+    /// :class:`vman.CancelledError` (or :class:`KeyboardInterrupt`) means no
+    /// snapshot.
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn create_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PySnapshot> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.create_snapshot_cancellable(vm, name, c))?.into())
     }
 
-    /// A VM's snapshots, oldest first.
+    /// VM ``vm``'s snapshots, oldest first.
     fn snapshots(&self, py: Python<'_>, vm: &str) -> PyVmanResult<Vec<PySnapshot>> {
         Ok(self.call(py, |m| m.snapshots(vm))?.into_iter().map(Into::into).collect())
     }
 
-    /// Brings a VM's disks back to a snapshot: a stopped VM to any, a
-    /// running one (memory too) only to a live one; reverting a running
-    /// guest's disks to a disk-only snapshot raises
-    /// :class:`vman.UnsupportedError` (stop it first).
-    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<PySnapshot> {
-        Ok(self.call(py, |m| m.revert_snapshot(vm, name))?.into())
+    /// Brings VM ``vm``'s disks back to snapshot ``name``: a stopped VM to any,
+    /// a running one (memory too: the guest resumes where it was) only to a live
+    /// one; reverting a running guest's disks to a disk-only snapshot raises
+    /// :class:`vman.UnsupportedError` (stop it first). Once begun, a revert is
+    /// seen through: ``cancel`` and Ctrl-C only stop a wait for the VM's lock.
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn revert_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PySnapshot> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.revert_snapshot_cancellable(vm, name, c))?.into())
     }
 
-    /// Deletes snapshot ``name`` of VM ``vm`` from every disk of the VM
-    /// (with qemu-img when it is stopped, a QMP job when it runs).
-    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str) -> PyVmanResult<()> {
-        self.call(py, |m| m.delete_snapshot(vm, name))
+    /// Deletes snapshot ``name`` from every disk of VM ``vm`` (with qemu-img when
+    /// it is stopped, a QMP job when it runs). Once begun it is seen through:
+    /// ``cancel`` and Ctrl-C only stop a wait for the VM's lock.
+    #[pyo3(signature = (vm, name, *, cancel=None))]
+    fn delete_snapshot(&self, py: Python<'_>, vm: &str, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<()> {
+        self.wait(py, cancel.as_ref(), |m, c| m.delete_snapshot_cancellable(vm, name, c))
     }
 
-    /// Puts the ISO at ``iso`` in the VM's CD-ROM drive, or ejects it when
-    /// ``iso`` is None: at once in a running VM, else from its next start.
+    /// Puts the ISO at ``iso`` (an absolute path) in the VM's CD-ROM drive, or
+    /// ejects it when ``iso`` is None: at once in a running VM, else from its
+    /// next start. Returns the VM.
     fn change_cdrom(&self, py: Python<'_>, vm: &str, iso: Option<PathArg>) -> PyVmanResult<PyVm> {
         let iso = iso.map(|p| p.get("CD-ROM image")).transpose()?;
         Ok(self.call(py, |m| m.change_cdrom(vm, iso.as_deref()))?.into())
     }
 
-    /// Starts QEMU; returns once it answers on QMP (the guest then boots).
-    fn start(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
-        Ok(self.call(py, |m| m.start(name))?.into())
+    /// Starts a created, stopped or failed VM and returns it running. Returns
+    /// once QEMU answers on QMP; the guest then boots (see
+    /// :meth:`wait_for_console`). A failed start leaves the VM ``"error"`` with
+    /// QEMU's own words in :attr:`vman.Vm.last_error`.
+    ///
+    /// Raises :class:`vman.InvalidStateError` (not startable, or no boot
+    /// source), :class:`vman.QemuError` (QEMU refused), :class:`vman.PermissionDeniedError`,
+    /// :class:`vman.UnsupportedError` (no QEMU binary).
+    ///
+    /// Interrupted by ``cancel`` (a :class:`vman.Cancel`) or Ctrl-C before QEMU
+    /// answered, the new QEMU is killed and the VM is ``"stopped"``, with a
+    /// ``cancelled`` event; :class:`vman.CancelledError` or
+    /// :class:`KeyboardInterrupt` is raised.
+    #[pyo3(signature = (name, *, cancel=None))]
+    fn start(&self, py: Python<'_>, name: &str, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.start_cancellable(name, c))?.into())
     }
 
-    /// ACPI power button, up to ``timeout`` seconds, then forced.
-    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
-    fn stop(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.stop(name, timeout))?.into())
+    /// Stops a running or paused VM: the ACPI power button, up to ``timeout``
+    /// seconds for the guest to power off, then QMP ``quit``, then SIGKILL
+    /// (recorded as a ``forced`` event). Returns the stopped VM.
+    ///
+    /// Interrupted by ``cancel`` (a :class:`vman.Cancel`) or Ctrl-C while the
+    /// guest is given its time, nothing has been forced: the VM stays
+    /// ``"running"`` (a paused one was resumed for the power button), with a
+    /// ``cancelled`` event, and :class:`vman.CancelledError` or
+    /// :class:`KeyboardInterrupt` is raised once that is recorded. Once the stop
+    /// is being forced it is seen through.
+    ///
+    /// Raises :class:`vman.InvalidStateError` (not running or paused),
+    /// :class:`vman.InvalidArgumentError` (a negative timeout).
+    ///
+    /// >>> m.stop("web1", timeout=60).state
+    /// 'stopped'
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64(), *, cancel=None), text_signature = "($self, name, timeout=30.0, *, cancel=None)")]
+    fn stop(&self, py: Python<'_>, name: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.stop_cancellable(name, timeout, c))?.into())
     }
 
-    /// QMP quit, then SIGKILL if QEMU lingers.
+    /// Stops a VM at once: QMP ``quit``, then SIGKILL if QEMU lingers. Returns the stopped VM.
     fn force_stop(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
         Ok(self.call(py, |m| m.force_stop(name))?.into())
     }
 
-    /// Stops the VM as :meth:`stop` does, then starts it.
-    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64()), text_signature = "($self, name, timeout=30.0)")]
-    fn restart(&self, py: Python<'_>, name: &str, timeout: f64) -> PyVmanResult<PyVm> {
-        let timeout = seconds_arg("timeout", timeout)?;
-        Ok(self.call(py, |m| m.restart(name, timeout))?.into())
+    /// Stops the VM as :meth:`stop` does (within ``timeout``), then starts it.
+    /// Interrupted during the stop it stays running, during the start it is
+    /// stopped (see :meth:`stop` and :meth:`start`).
+    #[pyo3(signature = (name, timeout=STOP_TIMEOUT.as_secs_f64(), *, cancel=None), text_signature = "($self, name, timeout=30.0, *, cancel=None)")]
+    fn restart(&self, py: Python<'_>, name: &str, timeout: f64, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<PyVm> {
+        let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
+        Ok(self.wait(py, cancel.as_ref(), |m, c| m.restart_cancellable(name, timeout, c))?.into())
     }
 
+    /// Halts the guest's vCPUs (QMP ``stop``); QEMU keeps running. Returns the ``"paused"`` VM.
     fn pause(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
         Ok(self.call(py, |m| m.pause(name))?.into())
     }
 
+    /// Resumes a paused guest (QMP ``cont``). Returns the ``"running"`` VM.
     fn resume(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
         Ok(self.call(py, |m| m.resume(name))?.into())
     }
 
-    /// The last ``max_bytes`` of the VM's serial console output.
+    /// The last ``max_bytes`` bytes the guest wrote to its serial console, also
+    /// of a stopped VM (the log keeps the previous part too).
     #[pyo3(signature = (name, max_bytes=IntArg::of_usize(CONSOLE_TAIL_BYTES)), text_signature = "($self, name, max_bytes=65536)")]
     fn console_tail<'py>(&self, py: Python<'py>, name: &str, max_bytes: IntArg) -> PyVmanResult<Bound<'py, PyBytes>> {
         let max_bytes = max_bytes.get("max_bytes")?;
@@ -589,19 +746,35 @@ impl PyManager {
         Ok(PyBytes::new(py, &bytes))
     }
 
-    /// Waits for a console line matching the regex ``pattern`` printed
-    /// during the current run of the VM's QEMU and returns it. Raises
-    /// :class:`vman.InvalidStateError` for a VM without a running QEMU (also
-    /// when it exits during the wait), :class:`vman.TimeoutError` if no line
-    /// came. Ctrl-C interrupts it.
-    #[pyo3(signature = (name, pattern, timeout=CONSOLE_WAIT_TIMEOUT.as_secs_f64()), text_signature = "($self, name, pattern, timeout=60.0)")]
-    fn wait_for_console(&self, py: Python<'_>, name: &str, pattern: &str, timeout: f64) -> PyResult<String> {
+    /// Waits up to ``timeout`` seconds for a console line matching the regular
+    /// expression ``pattern`` printed during the current run of the VM's QEMU,
+    /// and returns that line. Output of earlier runs never matches.
+    ///
+    /// Raises :class:`vman.InvalidStateError` for a VM without a running QEMU
+    /// (also as soon as it exits during the wait), :class:`vman.TimeoutError` if
+    /// no line came, :class:`vman.CancelledError` if ``cancel`` was cancelled;
+    /// Ctrl-C raises :class:`KeyboardInterrupt`.
+    ///
+    /// >>> m.start("web1")
+    /// >>> m.wait_for_console("web1", r"login:", timeout=120)
+    #[pyo3(signature = (name, pattern, timeout=CONSOLE_WAIT_TIMEOUT.as_secs_f64(), *, cancel=None),
+           text_signature = "($self, name, pattern, timeout=60.0, *, cancel=None)")]
+    fn wait_for_console(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        pattern: &str,
+        timeout: f64,
+        cancel: Option<Bound<'_, PyCancel>>,
+    ) -> PyResult<String> {
         let timeout = seconds_arg("timeout", timeout).map_err(PyVmanError)?;
-        self.with_manager(py, |m| crate::console::wait_for_console(m, name, pattern, timeout))
+        self.wait(py, cancel.as_ref(), |m, c| m.wait_for_console_cancellable(name, pattern, timeout, c))
     }
 
-    /// Attaches to the serial console: a :class:`vman.Console`. One at a
-    /// time per VM; :class:`vman.InUseError` while another is attached.
+    /// Attaches to the VM's serial console: a :class:`vman.Console`. One at a
+    /// time per VM, across threads and processes: :class:`vman.InUseError` while
+    /// another is attached; :class:`vman.InvalidStateError` without a running
+    /// QEMU.
     fn console(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyConsole> {
         Ok(PyConsole::new(self.call(py, |m| m.console(name))?))
     }
@@ -736,14 +909,21 @@ impl PyManager {
         self.call(py, |m| m.delete_vms_by_prefix(prefix))
     }
 
-    /// Compares the store with reality, repairs drift, reports it.
+    /// Compares the store with reality and repairs the drift: VMs whose QEMU
+    /// died or runs unrecorded, operations a crash interrupted, stale run files,
+    /// host networking, disks and snapshots left mid-operation. Returns what it
+    /// found and did (:class:`vman.ReconcileReport`). Also run by every open.
     fn reconcile(&self, py: Python<'_>) -> PyVmanResult<PyReconcileReport> {
         Ok(self.call(py, |m| m.reconcile())?.into())
     }
 
     /// A live stream of the events committed to the state directory by any
-    /// manager in any process: from now on, or, with ``after``, every event
-    /// after that id first (resume without gaps; 0 replays all history).
+    /// manager in any process (:class:`vman.EventStream`): from now on, or with
+    /// ``after``, every event after that id first (resume without gaps; 0
+    /// replays all history).
+    ///
+    /// >>> for event in m.subscribe():   # Ctrl-C ends it
+    /// ...     print(event.object_name, event.action)
     #[pyo3(signature = (after=None))]
     fn subscribe(&self, py: Python<'_>, after: Option<i64>) -> PyVmanResult<PyEventStream> {
         let inner = self.call(py, |m| match after {
@@ -753,15 +933,15 @@ impl PyManager {
         Ok(PyEventStream { inner })
     }
 
-    /// The newest ``limit`` events of a VM (live name, or id of a deleted
-    /// one), oldest first.
+    /// The newest ``limit`` (1-10000) events of VM ``vm`` (its live name, or the
+    /// id of a deleted one), oldest first.
     #[pyo3(signature = (vm, limit=IntArg::of(HISTORY_LIMIT.into())), text_signature = "($self, vm, limit=100)")]
     fn vm_history(&self, py: Python<'_>, vm: &str, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
         Ok(self.call(py, |m| m.vm_history(vm, limit))?.into_iter().map(Into::into).collect())
     }
 
-    /// The newest ``limit`` events across the store, oldest first.
+    /// The newest ``limit`` (1-10000) events across the state directory, oldest first.
     #[pyo3(signature = (limit=IntArg::of(HISTORY_LIMIT.into())), text_signature = "($self, limit=100)")]
     fn recent_events(&self, py: Python<'_>, limit: IntArg) -> PyVmanResult<Vec<PyEvent>> {
         let limit = limit.get("limit")?;
@@ -781,30 +961,33 @@ pub(crate) struct PyEventStream {
     inner: EventStream,
 }
 
-/// How long one blocking wait lasts before Python gets a chance to handle
-/// signals (so an iterating loop still answers Ctrl-C).
-const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
-
 #[pymethods]
 impl PyEventStream {
-    /// The next event, waiting up to ``timeout`` seconds (forever if None,
-    /// not at all if 0); None if none came. Raises :class:`vman.ClosedError`
-    /// once the stream or its manager is closed.
-    #[pyo3(signature = (timeout=None))]
-    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<PyEvent>> {
+    /// The next event, waiting up to ``timeout`` seconds (forever if None, not
+    /// at all if 0); None if none came. Raises :class:`vman.ClosedError` once
+    /// the stream or its manager is closed, :class:`vman.CancelledError` if
+    /// ``cancel`` was cancelled (the stream goes on: nothing is lost). Ctrl-C
+    /// interrupts the wait.
+    #[pyo3(signature = (timeout=None, *, cancel=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>, cancel: Option<Bound<'_, PyCancel>>) -> PyResult<Option<PyEvent>> {
         let deadline = match timeout {
             Some(t) => Some(std::time::Instant::now() + seconds_arg("timeout", t).map_err(PyVmanError)?),
             None => None,
         };
+        let token = cancel.as_ref().map(|c| c.get().inner.clone());
         loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_CHECK),
                 None => SIGNAL_CHECK,
             };
-            if let Some(event) = py.detach(|| self.inner.next(slice)).map_err(PyVmanError)? {
+            let next = py.detach(|| match &token {
+                Some(token) => self.inner.next_cancellable(slice, token),
+                None => self.inner.next(slice),
+            });
+            if let Some(event) = next.map_err(PyVmanError)? {
                 return Ok(Some(event.into()));
             }
-            py.check_signals()?;
+            crate::signals::check(py)?;
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Ok(None);
             }
@@ -842,7 +1025,7 @@ impl PyEventStream {
     /// Blocks until the next event; raises ClosedError once closed.
     fn __next__(&self, py: Python<'_>) -> PyResult<PyEvent> {
         loop {
-            if let Some(event) = self.next(py, None)? {
+            if let Some(event) = self.next(py, None, None)? {
                 return Ok(event);
             }
         }

@@ -9,18 +9,25 @@ use pyo3::prelude::*;
 #[pyclass(frozen, eq, hash, module = "vman", name = "Template")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyTemplate {
+    /// The store's id, never reused after a delete.
     #[pyo3(get)]
     id: i64,
+    /// The template's name, unique in the state directory.
     #[pyo3(get)]
     name: String,
+    /// Virtual CPUs of each VM made from it, 1 to 255.
     #[pyo3(get)]
     vcpus: u32,
+    /// Guest memory in MiB, 16 to 4 Mi (4 TiB).
     #[pyo3(get)]
     memory_mib: u64,
+    /// Root disk size in GiB (a VM's boot disk from an image, or its blank disk), 1 to 64 Ki.
     #[pyo3(get)]
     disk_gib: u64,
+    /// Free text for people; may be empty.
     #[pyo3(get)]
     description: String,
+    /// When it was created, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -50,22 +57,32 @@ impl PyTemplate {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Network")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyNetwork {
+    /// The store's id, never reused after a delete.
     #[pyo3(get)]
     id: i64,
+    /// The network's name, unique in the state directory.
     #[pyo3(get)]
     name: String,
+    /// Its 802.1Q VLAN id, 1 to 4094, unique in the state directory.
     #[pyo3(get)]
     vlan: u16,
+    /// Its subnet, e.g. ``"10.100.0.0/24"`` (/8 to /30), overlapping no other network's.
     #[pyo3(get)]
     cidr: String,
+    /// Its gateway address: a host of ``cidr`` never handed to a VM.
     #[pyo3(get)]
     gateway: String,
+    /// Address ranges never handed out (``"10.0.0.10-10.0.0.19"`` or single addresses), sorted and
+    /// merged.
     #[pyo3(get)]
     reserved: Vec<String>,
+    /// DNS servers the DHCP server of a bridged network offers guests, in the order given.
     #[pyo3(get)]
     dns: Vec<String>,
+    /// The host interface whose ``<uplink>.<vlan>`` joins the bridge, or None.
     #[pyo3(get)]
     uplink: Option<String>,
+    /// When it was created, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -97,20 +114,28 @@ impl PyNetwork {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Nic")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyNic {
+    /// Position on the VM, from 0; the guest sees NICs in this order.
     #[pyo3(get)]
     index: u32,
+    /// The name of its network.
     #[pyo3(get)]
     network: String,
+    /// The network's VLAN id.
     #[pyo3(get)]
     vlan: u16,
+    /// Its address, held on the network until the VM is deleted.
     #[pyo3(get)]
     ip: String,
+    /// The network's prefix length (8 to 30): the guest's netmask.
     #[pyo3(get)]
     prefix_len: u8,
+    /// The network's gateway: the guest's default route.
     #[pyo3(get)]
     gateway: String,
+    /// Its MAC address (``52:54:00:..``), unique in the state directory.
     #[pyo3(get)]
     mac: String,
+    /// The host tap of this NIC while the VM runs bridged, else None.
     #[pyo3(get)]
     host_interface: Option<String>,
 }
@@ -126,12 +151,16 @@ impl PyNic {
 #[pyclass(frozen, eq, hash, module = "vman", name = "PortForward")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyPortForward {
+    /// The index of the NIC whose user-mode network carries the forward.
     #[pyo3(get)]
     nic_index: u32,
+    /// The TCP port in the guest (22: SSH).
     #[pyo3(get)]
     guest_port: u16,
+    /// Always ``"127.0.0.1"``: forwards are reachable from this host only.
     #[pyo3(get)]
     host_address: String,
+    /// The TCP port on ``host_address``, chosen from the free ones at each start.
     #[pyo3(get)]
     host_port: u16,
 }
@@ -147,54 +176,82 @@ impl PyPortForward {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Vm")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyVm {
+    /// A UUIDv7: unique forever, sorts by creation time. Names a deleted VM's history.
     #[pyo3(get)]
     id: String,
+    /// The VM's name, unique among live VMs; freed when it is deleted.
     #[pyo3(get)]
     name: String,
+    /// The template it was made from (its sizes were copied into the VM).
     #[pyo3(get)]
     template: String,
+    /// Virtual CPUs, copied from the template.
     #[pyo3(get)]
     vcpus: u32,
+    /// Guest memory in MiB, copied from the template.
     #[pyo3(get)]
     memory_mib: u64,
+    /// Root disk size in GiB, copied from the template.
     #[pyo3(get)]
     disk_gib: u64,
+    /// Where the VM is in its lifecycle: one of :data:`vman.VM_STATES` (``"created"``, ``"running"``…).
     #[pyo3(get)]
     state: &'static str,
+    /// Its NICs (:class:`vman.Nic`), in slot order.
     #[pyo3(get)]
     nics: Vec<PyNic>,
+    /// The kernel QEMU boots directly, or None (the firmware boots a disk or CD).
     #[pyo3(get)]
     kernel: Option<String>,
+    /// The initrd given with ``kernel``, or None.
     #[pyo3(get)]
     initrd: Option<String>,
+    /// The kernel command line given with ``kernel``, or None.
     #[pyo3(get)]
     cmdline: Option<String>,
+    /// The QEMU process id while the VM has one, else None.
     #[pyo3(get)]
     pid: Option<u32>,
+    /// The accelerator QEMU runs (or last ran) with: ``"kvm"`` or ``"tcg"``; None before the first
+    /// start.
     #[pyo3(get)]
     accel: Option<String>,
+    /// Why the last start failed or QEMU died, or None.
     #[pyo3(get)]
     last_error: Option<String>,
+    /// Host ports forwarded to the guest (user-mode networking) while it runs:
+    /// :class:`vman.PortForward`.
     #[pyo3(get)]
     port_forwards: Vec<PyPortForward>,
+    /// ``"bios"`` (SeaBIOS) or ``"uefi"`` (OVMF).
     #[pyo3(get)]
     firmware: &'static str,
+    /// The ISO in its CD-ROM drive, or None.
     #[pyo3(get)]
     cdrom: Option<String>,
+    /// Whether it boots from the CD-ROM before its disk.
     #[pyo3(get)]
     boot_from_cdrom: bool,
+    /// Its graphical console: ``"none"``, ``"vnc-unix"`` or ``"vnc-tcp"``.
     #[pyo3(get)]
     display: &'static str,
+    /// Where its VNC server listens while it runs (``"unix:<path>"`` or ``"127.0.0.1:<port>"``), else
+    /// None.
     #[pyo3(get)]
     display_address: Option<String>,
+    /// Whether it gets a cloud-init NoCloud seed at each start.
     #[pyo3(get)]
     cloud_init: bool,
+    /// The caller's own cloud-init user-data merged into the seed, or None.
     #[pyo3(get)]
     user_data: Option<String>,
+    /// Its own copies of the SSH keys it was given (:class:`vman.VmSshKey`), in the order given.
     #[pyo3(get)]
     ssh_keys: Vec<PyVmSshKey>,
+    /// When it was created, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
+    /// When its state last changed (at first, when it was created), in Unix milliseconds.
     #[pyo3(get)]
     updated_at_ms: i64,
 }
@@ -267,30 +324,44 @@ impl PyVm {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Disk")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyDisk {
+    /// The store's id, never reused.
     #[pyo3(get)]
     id: i64,
+    /// Its name, unique among disks.
     #[pyo3(get)]
     name: String,
+    /// ``"qcow2"`` or ``"raw"``.
     #[pyo3(get)]
     format: &'static str,
+    /// The size the guest sees, in bytes.
     #[pyo3(get)]
     size_bytes: u64,
+    /// The file's absolute path.
     #[pyo3(get)]
     path: String,
+    /// Whether vman owns the file (made or copied in; removed with the disk) or uses a caller's file in
+    /// place (never removed).
     #[pyo3(get)]
     owned: bool,
+    /// For a linked clone, the name of the base image under it, else None.
     #[pyo3(get)]
     image: Option<String>,
+    /// Where it is in its life: one of :data:`vman.DISK_STATES` (``"available"``, ``"attached"``…).
     #[pyo3(get)]
     state: &'static str,
+    /// The name of the VM it is attached to, or None.
     #[pyo3(get)]
     vm: Option<String>,
+    /// Its position on that VM, from 0 (the guest's device order follows it), or None.
     #[pyo3(get)]
     slot: Option<u32>,
+    /// Made with its VM (a boot disk): deleted when the VM is.
     #[pyo3(get)]
     delete_with_vm: bool,
+    /// Why the last operation on it failed, or None.
     #[pyo3(get)]
     last_error: Option<String>,
+    /// When it was created, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -328,28 +399,40 @@ impl PyDisk {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Image")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyImage {
+    /// The store's id, never reused.
     #[pyo3(get)]
     id: i64,
+    /// Its name, unique among images.
     #[pyo3(get)]
     name: String,
+    /// The guest OS, free text (``"debian-12"``).
     #[pyo3(get)]
     os: String,
+    /// The guest architecture (``"x86_64"``).
     #[pyo3(get)]
     arch: String,
+    /// Free text for people.
     #[pyo3(get)]
     description: String,
+    /// ``"qcow2"`` or ``"raw"``.
     #[pyo3(get)]
     format: &'static str,
+    /// The size the guest sees, in bytes.
     #[pyo3(get)]
     virtual_size: u64,
+    /// SHA-256 of the file as registered, lower-case hex.
     #[pyo3(get)]
     sha256: String,
+    /// The firmware its VMs need: ``"bios"`` or ``"uefi"``.
     #[pyo3(get)]
     firmware: &'static str,
+    /// The file's absolute path.
     #[pyo3(get)]
     path: String,
+    /// Copied in (removed with the image) or used in place (never removed).
     #[pyo3(get)]
     owned: bool,
+    /// When it was registered, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -387,16 +470,24 @@ impl PyImage {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Snapshot")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PySnapshot {
+    /// The store's id, never reused.
     #[pyo3(get)]
     id: i64,
+    /// The VM's name.
     #[pyo3(get)]
     vm: String,
+    /// The snapshot's name, unique per VM.
     #[pyo3(get)]
     name: String,
+    /// Taken while the VM ran: it holds the guest's memory too, and a revert of a running VM resumes it
+    /// there.
     #[pyo3(get)]
     live: bool,
+    /// ``"ready"``, or an intent a crash left: ``"creating"``, ``"reverting"``, ``"deleting"``,
+    /// ``"error"``.
     #[pyo3(get)]
     state: String,
+    /// When it was taken, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -424,22 +515,33 @@ impl PySnapshot {
 #[pyclass(frozen, eq, hash, module = "vman", name = "SshKey")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PySshKey {
+    /// The store's id, never reused after a delete.
     #[pyo3(get)]
     id: i64,
+    /// The key's name, unique in the catalogue.
     #[pyo3(get)]
     name: String,
+    /// Its type: ``"ssh-ed25519"``, ``"ecdsa-sha2-nistp256"`` (-384, -521) or ``"ssh-rsa"``.
     #[pyo3(get)]
     key_type: &'static str,
+    /// Its size as ``ssh-keygen -l`` prints it (256 for ed25519, the curve's size for ECDSA, the
+    /// modulus's bits for RSA).
     #[pyo3(get)]
     bits: u32,
+    /// The normalized key line (``type base64 [comment]``): the line to put in ``authorized_keys``.
     #[pyo3(get)]
     public_key: String,
+    /// The comment of the imported line (``""`` when it had none).
     #[pyo3(get)]
     comment: String,
+    /// ``SHA256:`` and the unpadded base64 SHA-256 of the key, as ``ssh-keygen -l -E sha256`` prints
+    /// it.
     #[pyo3(get)]
     fingerprint_sha256: String,
+    /// ``MD5:`` and the MD5 of the key as colon-separated hex, as ``ssh-keygen -l -E md5`` prints it.
     #[pyo3(get)]
     fingerprint_md5: String,
+    /// When it was imported, in Unix milliseconds.
     #[pyo3(get)]
     created_at_ms: i64,
 }
@@ -475,10 +577,13 @@ impl PySshKey {
 #[pyclass(frozen, eq, hash, module = "vman", name = "VmSshKey")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyVmSshKey {
+    /// The key's name in the catalogue when the VM was given it.
     #[pyo3(get)]
     name: String,
+    /// The key line, as the guest gets it.
     #[pyo3(get)]
     public_key: String,
+    /// ``SHA256:`` and the unpadded base64 SHA-256 of the key.
     #[pyo3(get)]
     fingerprint_sha256: String,
 }
@@ -500,16 +605,22 @@ impl PyVmSshKey {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Allocation")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyAllocation {
+    /// The network's name.
     #[pyo3(get)]
     network: String,
+    /// The address held.
     #[pyo3(get)]
     ip: String,
+    /// The MAC of the NIC that holds it.
     #[pyo3(get)]
     mac: String,
+    /// The holding VM's id (:attr:`vman.Vm.id`).
     #[pyo3(get)]
     vm_id: String,
+    /// The holding VM's name.
     #[pyo3(get)]
     vm_name: String,
+    /// The holding NIC's index on its VM.
     #[pyo3(get)]
     nic_index: u32,
 }
@@ -538,24 +649,34 @@ impl PyAllocation {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Event")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyEvent {
+    /// Increases with every event in a state directory: commit order. Resume a subscription after it.
     #[pyo3(get)]
     id: i64,
+    /// When it happened, in Unix milliseconds.
     #[pyo3(get)]
     at_ms: i64,
+    /// What it is about: ``"template"``, ``"network"``, ``"vm"``, ``"disk"``, ``"image"``,
+    /// ``"ssh_key"``, ``"setting"`` or ``"batch"``.
     #[pyo3(get)]
     object_kind: &'static str,
+    /// The object's id: a VM's UUID, the others' numeric id as text.
     #[pyo3(get)]
     object_id: String,
+    /// The object's name when the event was written (a deleted VM's name may since belong to another
+    /// VM).
     #[pyo3(get)]
     object_name: String,
+    /// What happened: ``"created"``, ``"deleted"``, ``"state_changed"``, ``"forced"``, ``"cancelled"``…
     #[pyo3(get)]
     action: String,
     /// Action-specific details as a JSON object string: canonical (keys
     /// sorted, no spaces), so equal details compare and hash equal.
     #[pyo3(get)]
     details_json: String,
+    /// The OS user that made the change.
     #[pyo3(get)]
     os_user: String,
+    /// The id of the process that made the change.
     #[pyo3(get)]
     pid: u32,
 }
@@ -593,10 +714,13 @@ impl PyEvent {
 #[pyclass(frozen, eq, hash, module = "vman", name = "Drift")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyDrift {
+    /// The VM (or other object) concerned, by name.
     #[pyo3(get)]
     vm: String,
+    /// What the reconciler found, in words.
     #[pyo3(get)]
     found: String,
+    /// What it did about it, in words.
     #[pyo3(get)]
     action: String,
 }
@@ -612,8 +736,11 @@ impl PyDrift {
 #[pyclass(frozen, eq, hash, module = "vman", name = "ReconcileReport")]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PyReconcileReport {
+    /// Every difference found between the store and reality, with what was done (:class:`vman.Drift`);
+    /// empty when all agreed.
     #[pyo3(get)]
     drifts: Vec<PyDrift>,
+    /// The VMs whose running QEMU this manager took over (proved and now watches).
     #[pyo3(get)]
     adopted: Vec<String>,
 }

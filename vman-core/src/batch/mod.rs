@@ -92,7 +92,7 @@ impl Manager {
             }
             if spec.start {
                 for (vm, _) in &vms {
-                    lifecycle::start_locked(ctx, lifecycle::settled(ctx, &vm.id, &vm.name)?)?;
+                    lifecycle::start_locked(ctx, lifecycle::settled(ctx, &vm.id, &vm.name)?, None)?;
                 }
             }
             ctx.write(|w| {

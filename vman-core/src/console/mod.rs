@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{MsgFlags, recv, send};
 
 pub(crate) use self::log::LineFollower;
+use crate::cancel::{self, CHECK_INTERVAL, Cancel, Woke};
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::manager::Manager;
@@ -50,9 +51,6 @@ pub const CONSOLE_MATCH_MAX: usize = 64 * 1024;
 /// [`Console::read_until`] returns at most this many bytes, the newest,
 /// ending with the match.
 pub const CONSOLE_UNTIL_MAX: usize = 1 << 20;
-
-/// How often the `_with` waits call their check while nothing happens.
-pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The per-VM console lock, in the VM's run directory.
 const LOCK_FILE: &str = "console.lock";
@@ -117,11 +115,14 @@ impl Deadline {
 
 /// Waits until one of `fds` reports an event or the deadline passes
 /// (`Ok(false)`). With a check, wakes at least every [`CHECK_INTERVAL`] to
-/// call it; its error ends the wait.
+/// call it; its error ends the wait. A cancelled `cancel` ends it with
+/// [`Error::Cancelled`] waiting for `what`.
 fn wait_any<E: From<Error>>(
     fds: &mut [PollFd<'_>],
     deadline: &Deadline,
     check: &mut Check<'_, E>,
+    cancel: Option<&Cancel>,
+    what: &dyn Fn() -> String,
     on_error: impl Fn(io::Error) -> Error,
 ) -> std::result::Result<bool, E> {
     loop {
@@ -129,21 +130,15 @@ fn wait_any<E: From<Error>>(
         if left.is_some_and(|l| l.is_zero()) {
             return Ok(false);
         }
-        let slice = match (left, check.is_some()) {
-            (Some(l), true) => Some(l.min(CHECK_INTERVAL)),
-            (None, true) => Some(CHECK_INTERVAL),
-            (left, false) => left,
+        let slice_end = match (left, check.is_some()) {
+            (Some(l), true) => Instant::now().checked_add(l.min(CHECK_INTERVAL)),
+            (None, true) => Instant::now().checked_add(CHECK_INTERVAL),
+            (_, false) => deadline.at,
         };
-        let timeout = match slice {
-            // Round up: a sub-millisecond remainder must not become a zero
-            // timeout that spins until the deadline.
-            Some(d) => PollTimeout::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
-        match poll(fds, timeout) {
-            Ok(n) if n > 0 => return Ok(true),
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(on_error(e.into()).into()),
+        match cancel::wait(fds, slice_end, cancel).map_err(&on_error)? {
+            Woke::Ready => return Ok(true),
+            Woke::Cancelled => return Err(Error::Cancelled { what: what() }.into()),
+            Woke::TimedOut => {}
         }
         if let Some(check) = check.as_mut() {
             check()?;
@@ -287,7 +282,7 @@ impl Console {
     fn wait<E: From<Error>>(&self, events: PollFlags, deadline: &Deadline, check: &mut Check<'_, E>) -> std::result::Result<bool, E> {
         let stream = self.stream()?;
         let mut fds = [PollFd::new(stream.as_fd(), events)];
-        wait_any(&mut fds, deadline, check, self.io_error("wait for the console"))
+        wait_any(&mut fds, deadline, check, None, &String::new, self.io_error("wait for the console"))
     }
 
     fn read_inner<E: From<Error>>(&mut self, buf: &mut [u8], timeout: Duration, mut check: Check<'_, E>) -> std::result::Result<usize, E> {
@@ -496,7 +491,15 @@ impl Manager {
     /// size rotation moved aside earlier in this run are not searched:
     /// wait before the guest gets chatty.
     pub fn wait_for_console(&self, name: &str, pattern: &str, timeout: Duration) -> Result<String> {
-        self.wait_for_console_inner(name, pattern, timeout, no_check())
+        self.wait_for_console_inner(name, pattern, timeout, no_check(), None)
+    }
+
+    /// [`wait_for_console`](Self::wait_for_console) that ends with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) as soon as
+    /// `cancel` is cancelled. Nothing is changed by waiting, so nothing
+    /// is left to undo.
+    pub fn wait_for_console_cancellable(&self, name: &str, pattern: &str, timeout: Duration, cancel: &Cancel) -> Result<String> {
+        self.wait_for_console_inner(name, pattern, timeout, no_check(), Some(cancel))
     }
 
     /// [`wait_for_console`](Self::wait_for_console) that calls `check` at
@@ -509,7 +512,7 @@ impl Manager {
         timeout: Duration,
         mut check: impl FnMut() -> std::result::Result<(), E>,
     ) -> std::result::Result<String, E> {
-        self.wait_for_console_inner(name, pattern, timeout, Some(&mut check))
+        self.wait_for_console_inner(name, pattern, timeout, Some(&mut check), None)
     }
 
     fn wait_for_console_inner<E: From<Error>>(
@@ -518,9 +521,12 @@ impl Manager {
         pattern: &str,
         timeout: Duration,
         mut check: Check<'_, E>,
+        cancel: Option<&Cancel>,
     ) -> std::result::Result<String, E> {
         const ACTION: &str = "wait for console output";
         let regex = regex::Regex::new(pattern).map_err(|e| Error::invalid_because("pattern", "not a regular expression", e))?;
+        let what = || format!("{pattern:?} on the console of VM {name:?}");
+        cancel::check(cancel, what)?;
         let inner = &self.inner;
         let vm = running_vm(inner, name, ACTION)?;
         // This run's QEMU: its exit ends the wait. Its log holds only this
@@ -543,8 +549,8 @@ impl Manager {
                 return Err(qemu_gone(inner, &vm, ACTION).into());
             }
             let mut fds = [PollFd::new(follower.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-            if !wait_any(&mut fds, &deadline, &mut check, log_err)? {
-                return Err(deadline.expired(format!("{pattern:?} on the console of VM {name:?}")).into());
+            if !wait_any(&mut fds, &deadline, &mut check, cancel, &what, log_err)? {
+                return Err(deadline.expired(what()).into());
             }
             exited = fds[1].revents().is_some_and(|r| !r.is_empty());
         }

@@ -158,7 +158,7 @@ fn settle_disk(ctx: &Inner, disk: Disk, report: &mut ReconcileReport) -> Result<
             if live
                 && state == DiskState::Detaching
                 && plugged(ctx)?
-                && let Err(e) = hotplug::unplug(ctx, &vm, &disk, RECONCILE_DETACH_WAIT)
+                && let Err(e) = hotplug::unplug(ctx, &vm, &disk, RECONCILE_DETACH_WAIT, None)
             {
                 log::info!("reconcile: disk {:?} of VM {:?} was not released: {e}", disk.name, vm.name);
             }

@@ -20,6 +20,7 @@ pub use accel::Accel;
 use nix::fcntl::{Flock, FlockArg};
 use parking_lot::RwLock;
 
+use crate::cancel::Cancel;
 use crate::console::log::SerialLog;
 use crate::error::{Error, Result};
 use process::{Credentials, RunPaths};
@@ -229,7 +230,13 @@ impl Runtime {
     /// Serializes operations on one VM across threads and processes. An
     /// `flock` dies with its process, so a crash can never leave a VM locked.
     pub fn lock_vm(&self, vm_id: &str, vm_name: &str) -> Result<Flock<File>> {
-        self.lock_file(vm_id, &format!("VM {vm_name:?}"), FlockArg::LockExclusiveNonblock)
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"), FlockArg::LockExclusiveNonblock, None)
+    }
+
+    /// [`lock_vm`](Self::lock_vm) whose wait for another operation ends
+    /// with `Cancelled` once `cancel` is.
+    pub fn lock_vm_cancellable(&self, vm_id: &str, vm_name: &str, cancel: Option<&Cancel>) -> Result<Flock<File>> {
+        self.lock_file(vm_id, &format!("VM {vm_name:?}"), FlockArg::LockExclusiveNonblock, cancel)
     }
 
     /// The directory's settings lock: shared while a start reads the
@@ -237,10 +244,10 @@ impl Runtime {
     /// so a change that needs no running VM cannot slip between the two.
     pub fn lock_settings(&self, exclusive: bool) -> Result<Flock<File>> {
         let arg = if exclusive { FlockArg::LockExclusiveNonblock } else { FlockArg::LockSharedNonblock };
-        self.lock_file("settings", "the state directory's settings", arg)
+        self.lock_file("settings", "the state directory's settings", arg, None)
     }
 
-    fn lock_file(&self, file: &str, what: &str, arg: FlockArg) -> Result<Flock<File>> {
+    fn lock_file(&self, file: &str, what: &str, arg: FlockArg, cancel: Option<&Cancel>) -> Result<Flock<File>> {
         let path = self.locks_dir.join(file);
         let deadline = Instant::now() + VM_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
@@ -250,7 +257,9 @@ impl Runtime {
             match Flock::lock(file, arg) {
                 Ok(lock) => return Ok(lock),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
+                    if !crate::cancel::sleep(pause, cancel) {
+                        return Err(Error::Cancelled { what: format!("another operation on {what} to finish") });
+                    }
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -267,7 +276,7 @@ impl Runtime {
 
     /// Serializes setting up one network's bridge and DHCP server.
     pub fn lock_network(&self, network_id: i64) -> Result<Flock<File>> {
-        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"), FlockArg::LockExclusiveNonblock)
+        self.lock_file(&format!("net-{network_id}"), &format!("network {network_id}"), FlockArg::LockExclusiveNonblock, None)
     }
 
     /// The VM's lock if nobody holds it now; never waits.

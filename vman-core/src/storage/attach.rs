@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::cancel::Cancel;
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
@@ -14,7 +15,7 @@ use crate::manager::Manager;
 use crate::storage::hotplug;
 use crate::storage::model::{Disk, DiskState, MAX_DISKS};
 use crate::store;
-use crate::vm::lifecycle::lock_vm;
+use crate::vm::lifecycle::{lock_vm, lock_vm_cancellable};
 use crate::vm::model::Vm;
 use crate::vm::state::VmState;
 
@@ -85,8 +86,23 @@ impl Manager {
     /// [`crate::ErrorKind::Timeout`] and the disk stays attached.
     /// [`defaults::DETACH_TIMEOUT`](crate::defaults::DETACH_TIMEOUT) is the usual wait.
     pub fn detach_disk(&self, vm: &str, disk: &str, timeout: Duration) -> Result<Disk> {
+        self.detach_disk_with(vm, disk, timeout, None)
+    }
+
+    /// [`detach_disk`](Self::detach_disk) that ends with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) once `cancel`
+    /// is cancelled: while waiting for another operation on the VM
+    /// (nothing changed), or while the guest is given `timeout` to release
+    /// the disk, which then leaves what a timeout leaves: the disk
+    /// attached, the guest's release still asked for (the next detach or
+    /// reconcile completes it if the guest lets go).
+    pub fn detach_disk_cancellable(&self, vm: &str, disk: &str, timeout: Duration, cancel: &Cancel) -> Result<Disk> {
+        self.detach_disk_with(vm, disk, timeout, Some(cancel))
+    }
+
+    fn detach_disk_with(&self, vm: &str, disk: &str, timeout: Duration, cancel: Option<&Cancel>) -> Result<Disk> {
         let ctx = &*self.inner;
-        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let (_lock, vm) = lock_vm_cancellable(ctx, vm, cancel)?;
         let hot = live(&vm, "detach a disk")?;
         let disk = disk_by_name(ctx, disk)?;
         if disk.vm_id.as_deref() != Some(vm.id.as_str()) || disk.state != DiskState::Attached {
@@ -102,7 +118,7 @@ impl Manager {
         if hot {
             ctx.store()
                 .write(|tx| store::set_disk_state(tx, disk.id, DiskState::Attached, DiskState::Detaching, Some((&vm.id, slot)), ""))?;
-            if let Err(e) = hotplug::unplug(ctx, &vm, &disk, timeout) {
+            if let Err(e) = hotplug::unplug(ctx, &vm, &disk, timeout, cancel) {
                 ctx.store()
                     .write(|tx| store::set_disk_state(tx, disk.id, DiskState::Detaching, DiskState::Attached, Some((&vm.id, slot)), ""))?;
                 return Err(e);

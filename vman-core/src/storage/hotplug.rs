@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cancel::{CHECK_INTERVAL, Cancel};
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::runtime::qmp::QmpClient;
@@ -34,8 +35,9 @@ pub(crate) fn plug(ctx: &Inner, vm: &Vm, disk: &Disk, slot: u32) -> Result<()> {
 /// Asks the guest to release `disk` and waits up to `timeout` for it. On
 /// timeout the device stays (the guest may still let go later: whoever
 /// looks next, a detach or the reconciler, finishes the job) and the error
-/// says the guest did not release it.
-pub(crate) fn unplug(ctx: &Inner, vm: &Vm, disk: &Disk, timeout: Duration) -> Result<()> {
+/// says the guest did not release it. A cancel during the wait leaves the
+/// same as a timeout, and says `Cancelled`.
+pub(crate) fn unplug(ctx: &Inner, vm: &Vm, disk: &Disk, timeout: Duration, cancel: Option<&Cancel>) -> Result<()> {
     let mut qmp = crate::vm::qemu::qmp(ctx, vm)?;
     let id = device_id(disk.id);
     let started = Instant::now();
@@ -51,21 +53,42 @@ pub(crate) fn unplug(ctx: &Inner, vm: &Vm, disk: &Disk, timeout: Duration) -> Re
             Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "device_del", source }),
         };
         if requested {
-            wait_deleted(&mut qmp, vm, disk, &id, started, timeout)?;
+            wait_deleted(&mut qmp, vm, disk, &id, started, timeout, cancel)?;
         }
     }
     remove_node(&mut qmp, vm, disk.id)
 }
 
 /// Waits for the guest to release device `id` (QEMU's `DEVICE_DELETED`).
-fn wait_deleted(qmp: &mut QmpClient, vm: &Vm, disk: &Disk, id: &str, started: Instant, timeout: Duration) -> Result<()> {
+/// QMP events arrive through a buffered reader, not a descriptor to poll
+/// beside the token, so a cancel is looked at between slices of
+/// [`CHECK_INTERVAL`].
+fn wait_deleted(
+    qmp: &mut QmpClient,
+    vm: &Vm,
+    disk: &Disk,
+    id: &str,
+    started: Instant,
+    timeout: Duration,
+    cancel: Option<&Cancel>,
+) -> Result<()> {
     let deadline = started + timeout;
+    let what = || {
+        format!(
+            "the guest of VM {:?} to release disk {:?}; the disk stays attached (the request stands: if the guest lets go \
+             later, the next detach or reconcile completes it)",
+            vm.name, disk.name
+        )
+    };
     loop {
+        crate::cancel::check(cancel, what)?;
         let left = deadline.saturating_duration_since(Instant::now());
-        let event = qmp.wait_event("DEVICE_DELETED", left).map_err(qmp_error(vm, "device_del"))?;
+        let slice = if cancel.is_some() { left.min(CHECK_INTERVAL) } else { left };
+        let event = qmp.wait_event("DEVICE_DELETED", slice).map_err(qmp_error(vm, "device_del"))?;
         match event {
             Some(e) if e.data.get("device").and_then(Value::as_str) == Some(id) => break,
             Some(_) => continue, // the virtio backend's own event, or another device's
+            None if slice < left => continue,
             // The event may have come before this connection was made.
             None if !plugged_devices(qmp, vm)?.contains(id) => break,
             None => {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cancel::Cancel;
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
@@ -18,7 +19,7 @@ use crate::storage::model::{Disk, DiskFormat, Snapshot};
 use crate::storage::ops::{disks_with_tag, remove_tags};
 use crate::storage::qemu_img::{self, SnapshotOp};
 use crate::store;
-use crate::vm::lifecycle::lock_vm;
+use crate::vm::lifecycle::lock_vm_cancellable;
 use crate::vm::model::Vm;
 use crate::vm::state::VmState;
 
@@ -114,6 +115,21 @@ impl Manager {
     /// with qemu-img; a running or paused VM's with a QMP `snapshot-save`
     /// job, which saves its memory too (the guest pauses while it runs).
     pub fn create_snapshot(&self, vm: &str, name: &str) -> Result<Snapshot> {
+        self.create_snapshot_with(vm, name, None)
+    }
+
+    /// [`create_snapshot`](Self::create_snapshot) with a cancellation
+    /// token. A cancel while waiting for another operation on the VM
+    /// changes nothing; one while the snapshot is taken lets it finish
+    /// (QEMU does a live snapshot job's work in one step that cannot be
+    /// abandoned, and qemu-img's are short), then removes it again: a
+    /// create that answers [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled)
+    /// leaves no snapshot.
+    pub fn create_snapshot_cancellable(&self, vm: &str, name: &str, cancel: &Cancel) -> Result<Snapshot> {
+        self.create_snapshot_with(vm, name, Some(cancel))
+    }
+
+    fn create_snapshot_with(&self, vm: &str, name: &str, cancel: Option<&Cancel>) -> Result<Snapshot> {
         validate_name("snapshot name", name)?;
         if name.bytes().all(|b| b.is_ascii_digit()) {
             // qemu-img and QEMU look a tag up among snapshot ids too: "1"
@@ -121,7 +137,7 @@ impl Manager {
             return Err(Error::invalid("snapshot name", format!("{name:?} is all digits, which QEMU would take for a snapshot id")));
         }
         let ctx = &*self.inner;
-        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let (_lock, vm) = lock_vm_cancellable(ctx, vm, cancel)?;
         let live = is_live(&vm, "snapshot")?;
         let disks = snapshot_disks(ctx, &vm)?;
         // A tag vman did not record for this VM (left by another VM the
@@ -140,6 +156,9 @@ impl Manager {
         } else {
             disk_op(&disks, SnapshotOp::Create, name)
         };
+        // Cancelled while it was taken: it is undone like a failure.
+        let taken = taken
+            .and_then(|()| crate::cancel::check(cancel, || format!("snapshot {name:?} of VM {:?} (it was taken, then removed)", vm.name)));
         if let Err(e) = taken {
             // Whatever part was taken goes (the tag is this call's own: a
             // stale one was refused above).
@@ -173,8 +192,21 @@ impl Manager {
     /// a running guest's disks under it would corrupt its filesystems, so
     /// a disk-only snapshot needs the VM stopped first (`Unsupported`).
     pub fn revert_snapshot(&self, vm: &str, name: &str) -> Result<Snapshot> {
+        self.revert_snapshot_with(vm, name, None)
+    }
+
+    /// [`revert_snapshot`](Self::revert_snapshot) with a cancellation
+    /// token: a cancel while waiting for another operation on the VM
+    /// changes nothing; once the revert has begun it is seen through (a
+    /// half-loaded guest or half-reverted set of disks is no state to
+    /// leave), and the call answers its outcome.
+    pub fn revert_snapshot_cancellable(&self, vm: &str, name: &str, cancel: &Cancel) -> Result<Snapshot> {
+        self.revert_snapshot_with(vm, name, Some(cancel))
+    }
+
+    fn revert_snapshot_with(&self, vm: &str, name: &str, cancel: Option<&Cancel>) -> Result<Snapshot> {
         let ctx = &*self.inner;
-        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let (_lock, vm) = lock_vm_cancellable(ctx, vm, cancel)?;
         let live = is_live(&vm, "revert to a snapshot")?;
         let snapshot = ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.ok_or_else(|| not_found(&vm, name))?;
         if live && !snapshot.live {
@@ -217,8 +249,20 @@ impl Manager {
 
     /// Deletes a snapshot from every disk of the VM.
     pub fn delete_snapshot(&self, vm: &str, name: &str) -> Result<()> {
+        self.delete_snapshot_with(vm, name, None)
+    }
+
+    /// [`delete_snapshot`](Self::delete_snapshot) with a cancellation
+    /// token: a cancel while waiting for another operation on the VM
+    /// changes nothing; once the delete has begun it is seen through and
+    /// the call answers its outcome.
+    pub fn delete_snapshot_cancellable(&self, vm: &str, name: &str, cancel: &Cancel) -> Result<()> {
+        self.delete_snapshot_with(vm, name, Some(cancel))
+    }
+
+    fn delete_snapshot_with(&self, vm: &str, name: &str, cancel: Option<&Cancel>) -> Result<()> {
         let ctx = &*self.inner;
-        let (_lock, vm) = lock_vm(ctx, vm)?;
+        let (_lock, vm) = lock_vm_cancellable(ctx, vm, cancel)?;
         let live = is_live(&vm, "delete a snapshot")?;
         let snapshot = ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.ok_or_else(|| not_found(&vm, name))?;
         let disks = ctx.store().read(|tx| store::disks_of_vm(tx, &vm.id))?;

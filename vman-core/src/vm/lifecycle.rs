@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags};
 use serde_json::json;
 
+use crate::cancel::{self, Cancel, Woke};
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
@@ -30,8 +32,15 @@ use crate::vm::qemu::ExitCause;
 /// operation that died (its lock is ours now) is reconciled first, so
 /// the caller sees where it really is.
 pub(crate) fn lock_vm(ctx: &Inner, name: &str) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
+    lock_vm_cancellable(ctx, name, None)
+}
+
+/// [`lock_vm`] whose wait for another operation on the VM ends with
+/// `Cancelled` once `cancel` is (nothing is changed by then).
+pub(crate) fn lock_vm_cancellable(ctx: &Inner, name: &str, cancel: Option<&Cancel>) -> Result<(nix::fcntl::Flock<std::fs::File>, Vm)> {
+    cancel::check(cancel, || format!("VM {name:?} to be free"))?;
     let id = ctx.store().read(|tx| store::live_vm_id(tx, name))?.ok_or_else(|| Error::not_found("VM", name))?;
-    let lock = ctx.runtime().lock_vm(&id, name)?;
+    let lock = ctx.runtime().lock_vm_cancellable(&id, name, cancel)?;
     Ok((lock, settled(ctx, &id, name)?))
 }
 
@@ -70,7 +79,7 @@ fn running_qemu(ctx: &Inner, vm: &Vm) -> Result<(u32, Pidfd)> {
     }
 }
 
-fn stop_locked(ctx: &Inner, vm: &Vm, graceful: Option<Duration>) -> Result<()> {
+fn stop_locked(ctx: &Inner, vm: &Vm, graceful: Option<Duration>, cancel: Option<&Cancel>) -> Result<()> {
     let (pid, pidfd) = running_qemu(ctx, vm)?;
     let started = Instant::now();
     let details = match graceful {
@@ -89,16 +98,55 @@ fn stop_locked(ctx: &Inner, vm: &Vm, graceful: Option<Duration>) -> Result<()> {
             }
             call(qmp.system_powerdown(), "system_powerdown")
         });
-        powered_off = asked.is_ok() && pidfd.wait(timeout).unwrap_or(false);
+        if asked.is_ok() {
+            let deadline = Instant::now().checked_add(timeout);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match cancel::wait(&mut fds, deadline, cancel) {
+                Ok(Woke::Ready) => powered_off = true,
+                Ok(Woke::Cancelled) if pidfd.is_alive() => return cancel_stop(ctx, vm, pid, started),
+                // Gone as the cancel came: the stop is done, as asked.
+                Ok(Woke::Cancelled) => powered_off = true,
+                // A wait that fails is a guest that did not power off.
+                Ok(Woke::TimedOut) | Err(_) => {}
+            }
+        }
     }
     if !powered_off {
         if graceful.is_some() {
             ctx.write(|w| w.record(ObjectKind::Vm, &vm.id, &vm.name, "forced", json!({"after_ms": started.elapsed().as_millis() as u64})))?;
         }
+        // From here on the stop is seen through: forcing takes at most
+        // twice QUIT_GRACE, and a half-forced QEMU is nobody's VM.
         qemu::kill_qemu(ctx, vm, &pidfd)?;
     }
     qemu::settle_exit(ctx, &vm.id, pid, ExitCause::Clean)?;
     Ok(())
+}
+
+/// A graceful stop cancelled while the guest was given time to power
+/// off: vman had not forced anything, so the VM is recorded running again
+/// (its vCPUs run: a paused VM was resumed for the power button), with a
+/// `cancelled` event. The power button was pressed: a guest that acts on
+/// it later simply stops, and the watcher records that. If QEMU exited
+/// meanwhile (the watcher settled it), the stop happened: that stands.
+fn cancel_stop(ctx: &Inner, vm: &Vm, pid: u32, started: Instant) -> Result<()> {
+    let after_ms = started.elapsed().as_millis() as u64;
+    let reverted = ctx.write(|w| {
+        let now = store::vm_by_id(w.tx, &vm.id)?;
+        if !now.is_some_and(|now| now.state == VmState::Stopping && now.pid == Some(pid)) {
+            return Ok(false);
+        }
+        store::set_state(w.tx, vm, VmState::Stopping, VmState::Running, &ProcessFacts::default(), w.now)?;
+        let reason = "stop cancelled before it was forced";
+        w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", json!({"from": "stopping", "to": "running", "reason": reason}))?;
+        w.record(ObjectKind::Vm, &vm.id, &vm.name, "cancelled", json!({"operation": "stop", "after_ms": after_ms, "left": "running"}))?;
+        Ok(true)
+    })?;
+    if !reverted {
+        qemu::settle_exit(ctx, &vm.id, pid, ExitCause::Clean)?;
+        return Ok(());
+    }
+    Err(Error::Cancelled { what: format!("VM {:?} to power off (it was left running)", vm.name) })
 }
 
 impl Manager {
@@ -106,26 +154,55 @@ impl Manager {
     /// call returns once QEMU answers on QMP; the guest then boots (see
     /// [`Manager::wait_for_console`] to know when it is up).
     pub fn start(&self, name: &str) -> Result<Vm> {
-        let (_lock, vm) = lock_vm(&self.inner, name)?;
-        start_locked(&self.inner, vm)
+        self.start_with(name, None)
+    }
+
+    /// [`start`](Self::start) that ends with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) once `cancel`
+    /// is cancelled: while waiting for another operation on the VM
+    /// (nothing changed), or while waiting for the new QEMU to answer on
+    /// QMP (that QEMU is killed, its network unplugged, and the VM recorded
+    /// `stopped` with a `cancelled` event). A start whose QEMU answered is
+    /// done and is not undone.
+    pub fn start_cancellable(&self, name: &str, cancel: &Cancel) -> Result<Vm> {
+        self.start_with(name, Some(cancel))
+    }
+
+    fn start_with(&self, name: &str, cancel: Option<&Cancel>) -> Result<Vm> {
+        let (_lock, vm) = lock_vm_cancellable(&self.inner, name, cancel)?;
+        start_locked(&self.inner, vm, cancel)
     }
 
     /// Stops a running or paused VM: ACPI power button, up to `timeout` for
     /// the guest to power off, then QMP `quit`, then SIGKILL.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<Vm> {
-        self.stop_with(name, Some(timeout))
+        self.stop_with(name, Some(timeout), None)
+    }
+
+    /// [`stop`](Self::stop) that ends with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) once `cancel`
+    /// is cancelled: while waiting for another operation on the VM
+    /// (nothing changed), or while the guest is given `timeout` to power
+    /// off. Then nothing has been forced: the VM is recorded `running`
+    /// again (a paused VM was resumed for the power button and stays
+    /// running), with a `cancelled` event, and its guest may still act on
+    /// the power button it was sent. Once vman forces the stop (the
+    /// timeout passed) the stop is seen through; a guest that powered off
+    /// as the cancel came is stopped, and the call succeeds.
+    pub fn stop_cancellable(&self, name: &str, timeout: Duration, cancel: &Cancel) -> Result<Vm> {
+        self.stop_with(name, Some(timeout), Some(cancel))
     }
 
     /// Stops a VM at once: QMP `quit`, then SIGKILL if QEMU lingers.
     pub fn force_stop(&self, name: &str) -> Result<Vm> {
-        self.stop_with(name, None)
+        self.stop_with(name, None, None)
     }
 
-    fn stop_with(&self, name: &str, graceful: Option<Duration>) -> Result<Vm> {
+    fn stop_with(&self, name: &str, graceful: Option<Duration>, cancel: Option<&Cancel>) -> Result<Vm> {
         let inner = &self.inner;
-        let (_lock, vm) = lock_vm(inner, name)?;
+        let (_lock, vm) = lock_vm_cancellable(inner, name, cancel)?;
         require(&vm, "stop", &[VmState::Running, VmState::Paused], "a running or paused VM")?;
-        stop_locked(inner, &vm, graceful)?;
+        stop_locked(inner, &vm, graceful, cancel)?;
         vm_by_id(inner, &vm.id, name)
     }
 
@@ -133,6 +210,16 @@ impl Manager {
     pub fn restart(&self, name: &str, timeout: Duration) -> Result<Vm> {
         self.stop(name, timeout)?;
         self.start(name)
+    }
+
+    /// [`restart`](Self::restart) with a cancellation token: a cancel
+    /// during the stop leaves the VM as
+    /// [`stop_cancellable`](Self::stop_cancellable) says (running), during
+    /// the start as [`start_cancellable`](Self::start_cancellable) says
+    /// (stopped).
+    pub fn restart_cancellable(&self, name: &str, timeout: Duration, cancel: &Cancel) -> Result<Vm> {
+        self.stop_cancellable(name, timeout, cancel)?;
+        self.start_cancellable(name, cancel)
     }
 
     /// Halts the guest's vCPUs (QMP `stop`); QEMU keeps running.
@@ -173,7 +260,7 @@ impl Manager {
 }
 
 /// Starts `vm` (read under its lock, which the caller holds).
-pub(crate) fn start_locked(inner: &Inner, vm: Vm) -> Result<Vm> {
+pub(crate) fn start_locked(inner: &Inner, vm: Vm, cancel: Option<&Cancel>) -> Result<Vm> {
     require(&vm, "start", &[VmState::Created, VmState::Stopped, VmState::Error], "a created, stopped or failed VM")?;
     let disks = crate::storage::boot::check_bootable(inner, &vm)?;
     // The directory's settings as they are now, held until `starting`
@@ -188,7 +275,7 @@ pub(crate) fn start_locked(inner: &Inner, vm: Vm) -> Result<Vm> {
     inner.transition(&vm, vm.state, VmState::Starting, &facts, json!({"accel": accel.as_str()}))?;
     drop(settings_lock);
     let starting = Vm { state: VmState::Starting, ..vm };
-    match qemu::launch(inner, &starting, &lineage, disks) {
+    match qemu::launch(inner, &starting, &lineage, disks, cancel) {
         Ok((pid, pidfd)) => {
             let recorded = pidfd.try_clone().map_err(|e| Error::io("duplicate the pidfd of", &starting.name, e)).and_then(|watch| {
                 let facts = ProcessFacts { pid: Some(pid), ..Default::default() };
@@ -208,7 +295,11 @@ pub(crate) fn start_locked(inner: &Inner, vm: Vm) -> Result<Vm> {
             vm_by_id(inner, &starting.id, &starting.name)
         }
         Err(e) => {
-            qemu::fail_start(inner, &starting, &e)?;
+            if e.kind() == crate::ErrorKind::Cancelled {
+                qemu::cancel_start(inner, &starting)?;
+            } else {
+                qemu::fail_start(inner, &starting, &e)?;
+            }
             Err(e)
         }
     }
@@ -223,7 +314,7 @@ pub(crate) fn delete_locked(inner: &Inner, vm: Vm, force: bool) -> Result<()> {
             return Err(Error::InvalidState { vm: vm.name.clone(), state: vm.state, action: "delete", needs: "a stopped VM (or force)" });
         }
         if matches!(vm.state, VmState::Running | VmState::Paused) {
-            stop_locked(inner, &vm, None)?;
+            stop_locked(inner, &vm, None, None)?;
         } else if let Some((pid, pidfd)) = qemu::open_qemu(inner, &vm) {
             // Stuck in starting or stopping: end whatever QEMU there is.
             qemu::kill_qemu(inner, &vm, &pidfd)?;

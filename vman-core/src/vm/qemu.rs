@@ -4,16 +4,20 @@
 //! which the watcher thread and the operations both call; whichever comes
 //! first wins and the other finds nothing to do.
 
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags};
 use serde_json::json;
 
+use crate::cancel::{self, Cancel, Woke};
 use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::runtime::argv::{QemuFds, qemu_argv};
 use crate::runtime::process::{self, Inherited, Lineage, Pidfd, Reaped};
-use crate::runtime::qmp::QmpClient;
+use crate::runtime::qmp::{QmpClient, QmpError};
 use crate::runtime::watcher::{Exit, Watched};
 use crate::store::{self, ProcessFacts};
 use crate::vm::model::Vm;
@@ -108,16 +112,37 @@ pub(crate) fn settle_exit(ctx: &Inner, vm_id: &str, pid: u32, cause: ExitCause) 
 /// the commit, so the network already counts this VM out).
 pub(crate) fn fail_start(ctx: &Inner, vm: &Vm, error: &Error) -> Result<()> {
     let message = error.full_message();
+    end_start(ctx, vm, VmState::Error, json!({"reason": "start failed", "error": message}), &message, None)
+}
+
+/// Records a start cancelled before its QEMU answered (that QEMU was
+/// killed by `launch`): `stopped`, as nothing runs and the VM can be
+/// started again, with a `cancelled` event; then unplugs as `fail_start`.
+pub(crate) fn cancel_start(ctx: &Inner, vm: &Vm) -> Result<()> {
+    let cancelled = json!({"operation": "start", "left": "stopped"});
+    end_start(ctx, vm, VmState::Stopped, json!({"reason": "start cancelled"}), "", Some(cancelled))
+}
+
+fn end_start(
+    ctx: &Inner,
+    vm: &Vm,
+    to: VmState,
+    details: serde_json::Value,
+    last_error: &str,
+    event: Option<serde_json::Value>,
+) -> Result<()> {
     ctx.write(|w| {
-        let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(&message) };
-        store::set_state(w.tx, vm, VmState::Starting, VmState::Error, &facts, w.now)?;
-        w.record(
-            ObjectKind::Vm,
-            &vm.id,
-            &vm.name,
-            "state_changed",
-            json!({"from": "starting", "to": "error", "reason": "start failed", "error": message}),
-        )?;
+        let facts = ProcessFacts { pid: Some(0), accel: None, last_error: Some(last_error) };
+        store::set_state(w.tx, vm, VmState::Starting, to, &facts, w.now)?;
+        let mut details = details;
+        if let Some(map) = details.as_object_mut() {
+            map.insert("from".into(), json!("starting"));
+            map.insert("to".into(), json!(to.as_str()));
+        }
+        w.record(ObjectKind::Vm, &vm.id, &vm.name, "state_changed", details)?;
+        if let Some(event) = event {
+            w.record(ObjectKind::Vm, &vm.id, &vm.name, "cancelled", event)?;
+        }
         store::set_forwards(w.tx, &vm.id, &[])
     })?;
     ctx.net().unplug_nics(&vm.id);
@@ -150,8 +175,9 @@ pub(crate) fn qmp(ctx: &Inner, vm: &Vm) -> Result<QmpClient> {
 /// of vman from then on leaves a QEMU the next opener can find. On any
 /// failure after the spawn the QEMU is killed: a failed start leaks no
 /// process. In user mode a forwarded port can be taken between choosing
-/// it and QEMU binding it; then a fresh one is tried.
-pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::Disk>) -> Result<(u32, Pidfd)> {
+/// it and QEMU binding it; then a fresh one is tried. A cancel while
+/// QEMU comes up is such a failure (`Cancelled`).
+pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::Disk>, cancel: Option<&Cancel>) -> Result<(u32, Pidfd)> {
     let paths = ctx.runtime().paths(&vm.id);
     ctx.runtime().prepare_run_dir(&paths)?;
     let storage = crate::storage::boot::prepare(ctx, vm, disks)?;
@@ -179,7 +205,7 @@ pub(crate) fn launch(ctx: &Inner, vm: &Vm, lineage: &Lineage, disks: Vec<crate::
             _ => Error::io("open a pidfd on QEMU of", &vm.name, e),
         })?;
         let recorded = ctx.write(|w| store::record_pid(w.tx, &vm.id, VmState::Starting, pid));
-        let proven = recorded.and_then(|()| await_qemu(ctx, vm, pid, &pidfd, &fds));
+        let proven = recorded.and_then(|()| await_qemu(ctx, vm, pid, &pidfd, &fds, cancel));
         let proven = proven.and_then(|()| record_display(ctx, vm));
         match proven {
             Ok(()) => return Ok((pid, pidfd)),
@@ -210,16 +236,38 @@ fn record_display(ctx: &Inner, vm: &Vm) -> Result<()> {
     ctx.store().write(|tx| store::set_display_port(tx, &vm.id, port))
 }
 
-/// Waits for a just-spawned QEMU to answer QMP and proves who it is.
-fn await_qemu(ctx: &Inner, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds) -> Result<()> {
+/// Waits for a just-spawned QEMU to answer QMP and proves who it is. The
+/// wait for its greeting polls the QMP socket, QEMU's pidfd (a QEMU that
+/// gives up ends the wait at once) and `cancel`.
+fn await_qemu(ctx: &Inner, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds, cancel: Option<&Cancel>) -> Result<()> {
     let paths = ctx.runtime().paths(&vm.id);
-    let status = QmpClient::connect(&paths.qmp, LAUNCH_TIMEOUT).and_then(|mut qmp| qmp.query_status());
+    let failed = || process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code());
+    let deadline = Instant::now() + LAUNCH_TIMEOUT;
+    // vman made the listening socket: the connection is queued at once and
+    // QEMU's greeting comes when its main loop runs.
+    let stream = match UnixStream::connect(&paths.qmp) {
+        Ok(stream) => stream,
+        // QEMU gave up during startup (its listener went with it).
+        Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => return Err(failed()),
+        Err(e) => return Err(Error::Qmp { vm: vm.name.clone(), command: "connect", source: QmpError::Connect(e) }),
+    };
+    let mut polled = [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let woke = cancel::wait(&mut polled, Some(deadline), cancel).map_err(|e| Error::io("wait for QEMU of", &vm.name, e))?;
+    let greeted = polled[0].revents().is_some_and(|r| !r.is_empty());
+    match woke {
+        Woke::Cancelled => return Err(Error::Cancelled { what: format!("QEMU of VM {:?} to answer (it was ended)", vm.name) }),
+        // QEMU gave up during startup: its own words say why.
+        Woke::Ready if !greeted => return Err(failed()),
+        Woke::TimedOut => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source: QmpError::Timeout }),
+        Woke::Ready => {}
+    }
+    // The greeting is there; the handshake gets what is left of the launch
+    // time, and at least one command's worth.
+    let left = deadline.saturating_duration_since(Instant::now()).max(QMP_TIMEOUT);
+    let status = QmpClient::from_stream(stream, left).and_then(|mut qmp| qmp.query_status());
     let status = match status {
         Ok(status) => status,
-        // QEMU gave up during startup: its own words say why.
-        Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => {
-            return Err(process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code()));
-        }
+        Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => return Err(failed()),
         Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
     };
     if !process::is_qemu_of(pidfd, pid, &vm.id) {

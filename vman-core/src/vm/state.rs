@@ -84,7 +84,7 @@ impl VmState {
                 | (Starting, Running | Paused | Stopped | Error)
                 | (Running, Paused | Stopping | Stopped | Error)
                 | (Paused, Running | Stopping | Stopped | Error)
-                | (Stopping, Stopped | Error)
+                | (Stopping, Running | Stopped | Error)
                 | (Stopped, Starting | Deleted)
                 | (Error, Starting | Stopped | Deleted)
         )
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn illegal_transitions_are_typed_errors() {
         for (from, to) in
-            [(Created, Running), (Stopped, Running), (Running, Starting), (Running, Deleted), (Stopping, Running), (Deleted, Created)]
+            [(Created, Running), (Stopped, Running), (Running, Starting), (Running, Deleted), (Stopping, Paused), (Deleted, Created)]
         {
             let err = from.check_transition(to, "web1").unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidState);
