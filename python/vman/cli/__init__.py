@@ -58,12 +58,17 @@ def open_manager(state_dir: Optional[str]) -> vman.Manager:
     a typing mistake is an error rather than a new, empty state."""
     default = vman.default_state_dir()
     path = Path(state_dir) if state_dir is not None else default
+    create = True
     if os.path.abspath(path) != os.path.abspath(default):
-        if not path.is_dir():
-            raise CliError("not_found", f"no state directory {str(path)!r} (only the default, {str(default)!r}, is made when missing)")
-        if not (path / "vman.db").exists() and any(path.iterdir()):
+        if path.is_dir() and not (path / "vman.db").exists() and any(path.iterdir()):
             raise CliError("invalid_argument", f"{str(path)!r} is not a vman state directory (it has no vman.db and is not empty)")
-    return vman.Manager(path)
+        # An empty directory made for vman may become one; a missing one
+        # is the library's NotFound, and nothing is created.
+        create = path.is_dir()
+    try:
+        return vman.Manager(path, create=create)
+    except vman.NotFoundError:
+        raise CliError("not_found", f"no state directory {str(path)!r} (only the default, {str(default)!r}, is made when missing)") from None
 
 
 def one_line(message: str) -> str:

@@ -10,20 +10,10 @@ import vman
 from . import records
 from .cmd_vm import nic_arg, print_event
 from .common import Ctx
-from .exits import not_available
 from .grammar import Commands
 from .output import size, when
 
 DEFAULTS = vman.DEFAULTS
-
-
-def library_call(m: vman.Manager, name: str, what: str) -> Callable[..., Any]:
-    """A Manager method that other parts of the library provide; a clear
-    error (exit code of "unsupported") where this build lacks it."""
-    call: Optional[Callable[..., Any]] = getattr(m, name, None)
-    if call is None:
-        raise not_available(what)
-    return call
 
 
 # --- batch ------------------------------------------------------------------
@@ -46,7 +36,7 @@ def show_batch(ctx: Ctx, b: Any) -> None:
 
 def batch_create(ctx: Ctx) -> None:
     a = ctx.args
-    create = library_call(ctx.m, "create_batch", "batch provisioning")
+    create = ctx.m.create_batch
     nics: List[Any] = [net if ip is None else vman.NicSpec(net, ip=ip) for net, ip in a.nic]
     b = create(
         a.pattern,
@@ -63,7 +53,7 @@ def batch_create(ctx: Ctx) -> None:
 
 
 def batch_list(ctx: Ctx) -> None:
-    batches = library_call(ctx.m, "batches", "batch provisioning")()
+    batches = ctx.m.batches()
     if ctx.out.json:
         return ctx.out.data([records.batch(b) for b in batches])
     ctx.out.table(
@@ -73,15 +63,15 @@ def batch_list(ctx: Ctx) -> None:
 
 
 def batch_show(ctx: Ctx) -> None:
-    show_batch(ctx, library_call(ctx.m, "batch", "batch provisioning")(ctx.args.batch))
+    show_batch(ctx, ctx.m.batch(ctx.args.batch))
 
 
 def batch_delete(ctx: Ctx) -> None:
     a = ctx.args
     if a.prefix is not None:
-        gone = library_call(ctx.m, "delete_vms", "deleting VMs by prefix")(prefix=a.prefix)
+        gone = ctx.m.delete_vms(prefix=a.prefix)
     else:
-        gone = library_call(ctx.m, "delete_batch", "batch provisioning")(a.batch)
+        gone = ctx.m.delete_batch(a.batch)
     names = [str(n) for n in gone or []]
     if ctx.out.json:
         return ctx.out.data({"deleted": names})
@@ -143,7 +133,7 @@ def events(ctx: Ctx) -> None:
 
 
 def host_health(ctx: Ctx) -> None:
-    h = records.host_health(library_call(ctx.m, "host_health", "host health")())
+    h = records.host_health(ctx.m.host_health())
     if ctx.out.json:
         return ctx.out.data(h)
     rows = []
@@ -159,7 +149,7 @@ def percent(value: Optional[float]) -> str:
 
 
 def host_stats(ctx: Ctx) -> None:
-    s = records.host_stats(library_call(ctx.m, "host_stats", "host stats")())
+    s = records.host_stats(ctx.m.host_stats())
     if ctx.out.json:
         return ctx.out.data(s)
     ctx.out.fields(
@@ -190,11 +180,11 @@ def show_settings(ctx: Ctx, values: Any) -> None:
 
 
 def settings_show(ctx: Ctx) -> None:
-    show_settings(ctx, library_call(ctx.m, "settings", "settings of the state directory")())
+    show_settings(ctx, ctx.m.settings())
 
 
 def settings_set(ctx: Ctx) -> None:
-    show_settings(ctx, library_call(ctx.m, "set_setting", "settings of the state directory")(ctx.args.key, ctx.args.value))
+    show_settings(ctx, ctx.m.set_setting(ctx.args.key, ctx.args.value))
 
 
 # --- reconcile --------------------------------------------------------------

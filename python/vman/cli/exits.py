@@ -34,7 +34,8 @@ EXIT_CODES: Dict[str, int] = {
     "qemu": 14,
     "internal": 15,
     "closed": 16,
-    "cancelled": 17,
+    "setting_conflict": 17,
+    "cancelled": 18,
 }
 
 
@@ -55,8 +56,3 @@ class CliError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-def not_available(what: str) -> CliError:
-    """The library this CLI runs on lacks a call the command needs."""
-    return CliError("unsupported", f"{what} is not available in this build of vman")

@@ -87,15 +87,12 @@ def waiting(describe: Callable[[float], str], console: Optional[Callable[[], Opt
     keyword arguments for the library method it wraps
     (``lambda **cancel: m.stop(name, timeout=t, **cancel)``).
 
-    Ctrl-C: the library's waits check for signals (the console and event
-    waits end at once) or finish their step first (a stop ends in a stopped
-    VM), then KeyboardInterrupt propagates and the CLI exits 130. Every
-    state a wait passes through is one the library records, so an
+    Ctrl-C: the library's waiting methods, called on the main thread,
+    answer it themselves: the wait is cancelled, what the cancel leaves is
+    recorded (a graceful stop cancelled leaves the VM running, a start
+    cancelled before QEMU answered leaves it stopped), and only then is
+    KeyboardInterrupt raised, which the CLI turns into exit 130. So an
     interrupted command leaves each VM in a state ``vman vm status`` shows
-    truthfully. When the library offers cancellation tokens (``vman.Cancel``
-    and ``cancel=`` on its waiting methods), this is the one place to
-    switch: make a token, have SIGINT cancel it for the duration, call
-    ``call(cancel=token)``, and turn the cancellation into
-    KeyboardInterrupt."""
+    truthfully."""
     with Progress(describe, console):
         return call()
