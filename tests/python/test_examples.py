@@ -20,6 +20,7 @@ import pytest
 
 import vman
 from conftest import REPO, _skip_or_fail
+from readme import blocks
 from test_readme import cargo_artifact
 
 EXAMPLES = REPO / "examples"
@@ -122,3 +123,19 @@ def test_the_rust_example_runs(tmp_path: Path, guest: dict) -> None:
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     check_story(out, "10.33.3")
     nothing_left(state)
+
+
+def test_the_c_guides_code_compiles_strictly(tmp_path: Path) -> None:
+    """Each C block of docs/c.md is a translation unit that compiles with
+    strict warnings (as C and, for the header, C++-compatible C)."""
+    if shutil.which("gcc") is None:
+        _skip_or_fail("gcc is not installed")
+    snippets = blocks("c", REPO / "docs" / "c.md")
+    assert len(snippets) >= 3, "docs/c.md shows ownership, errors, events and the console in C"
+    for i, code in enumerate(snippets):
+        source = tmp_path / f"snippet{i}.c"
+        source.write_text(code)
+        out = subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wc++-compat",
+                              "-I", str(REPO / "include"), "-c", str(source), "-o", str(tmp_path / f"snippet{i}.o")],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, f"docs/c.md C block {i + 1}:\n{code}\n{out.stderr}"
