@@ -139,3 +139,15 @@ def test_the_c_guides_code_compiles_strictly(tmp_path: Path) -> None:
                               "-I", str(REPO / "include"), "-c", str(source), "-o", str(tmp_path / f"snippet{i}.o")],
                              capture_output=True, text=True)
         assert out.returncode == 0, f"docs/c.md C block {i + 1}:\n{code}\n{out.stderr}"
+
+
+def test_the_c_guides_status_table_is_the_headers() -> None:
+    """docs/c.md lists every VmanStatus with its number, and nothing else:
+    a status added to the header must be explained there too."""
+    header = (REPO / "include" / "vman.h").read_text()
+    enum = header[header.index("typedef enum VmanStatus {"):]
+    enum = enum[: enum.index("} VmanStatus;")]
+    declared = {name: int(value) for name, value in re.findall(r"^\s*(VMAN_STATUS_\w+) = (\d+),", enum, re.M)}
+    guide = (REPO / "docs" / "c.md").read_text()
+    documented = {name: int(value) for name, value in re.findall(r"^\| `(VMAN_STATUS_\w+)` \| (\d+) \|", guide, re.M)}
+    assert len(declared) > 10 and documented == declared
