@@ -76,14 +76,12 @@ def assert_one_line_error(err: str) -> None:
 # --- the command line itself ---------------------------------------------------
 
 
-def test_version_help_and_the_hidden_demo():
+def test_version_and_help():
     assert vman_process("--version").stdout == f"vman {vman.__version__}\n"
     top = vman_process("--help")
     assert top.returncode == 0
     for group in ["template", "network", "image", "disk", "key", "vm", "snapshot", "batch", "events", "host", "settings", "reconcile"]:
         assert re.search(rf"^\s+{group}\s", top.stdout, re.M), f"{group} missing from --help"
-    assert "demo" not in top.stdout, "the old demo stays hidden"
-    assert vman_process("demo", "--help").returncode == 0, "scripts/demo still calls it"
     verbs = vman_process("vm", "--help").stdout
     vm_verbs = ["create", "list", "show", "delete", "start", "stop", "restart", "pause", "resume", "status", "history", "display"]
     for verb in vm_verbs + ["console", "tail"]:

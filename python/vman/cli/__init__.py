@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 import vman
 
-from . import cmd_objects, cmd_ops, cmd_vm, demo
+from . import cmd_objects, cmd_ops, cmd_vm
 from .common import Ctx
 from .exits import FAILURE, INTERRUPTED, USAGE, CliError, exit_code, kind_exit_code
 from .grammar import Commands, Parser, global_options
@@ -46,7 +46,6 @@ def build_parser() -> Parser:
     cmd_objects.register(top)
     cmd_vm.register(top)
     cmd_ops.register(top)
-    demo.register(top)
     return parser
 
 
