@@ -215,9 +215,11 @@ fn a_start_cancelled_before_qemu_answers_ends_it_and_records_stopped() {
     let run = format!("{}/run/", dir.path().display());
     assert!(processes_mentioning(&run).is_empty(), "the launch was ended");
 
-    // Reopened with the real QEMU, the VM starts as any stopped VM.
+    // With the real QEMU again (a setting of the directory), the reopened
+    // VM starts as any stopped VM.
     drop(slow);
     let m = open(dir.path());
+    m.set_setting("qemu_binary", "qemu-system-x86_64").unwrap();
     assert!(m.reconcile().unwrap().drifts.is_empty());
     assert_eq!(m.start("g").unwrap().state, VmState::Running);
     m.wait_for_console("g", READY, BOOT_WAIT).unwrap();
