@@ -191,6 +191,18 @@ pub enum Error {
         other_cidr: String,
     },
 
+    /// A host interface has the name vman gives a VLAN's bridge or a NIC's
+    /// tap, and vman did not make it; it was left untouched. Its kind is
+    /// [`ErrorKind::AlreadyExists`].
+    #[error("Host interface {name} exists and was not made by vman; {advice}")]
+    ForeignInterface {
+        /// The interface's name, e.g. `vmbr100`.
+        name: String,
+        /// What the user can do: `remove or rename it`, and for a bridge
+        /// `or use another VLAN id`.
+        advice: &'static str,
+    },
+
     /// The object is still used and cannot be deleted (a template by live
     /// VMs, a network by its VMs' addresses) or taken (a console by
     /// another client).
@@ -450,7 +462,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } | Error::Overlap { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. } | Error::Overlap { .. } | Error::ForeignInterface { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
             Error::InvalidTransition { .. }

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vman_core::hostnet::{HostNetError, Netlink, create_persistent_tap, delete_persistent_tap, validate_ifname};
+use vman_core::hostnet::{HostNetError, IpFamily, Netlink, create_persistent_tap, delete_persistent_tap, validate_ifname};
 
 // ----- harness ---------------------------------------------------------------
 
@@ -396,6 +396,60 @@ fn vlan_support_is_probed_without_side_effects() {
     });
 }
 
+// ----- policy-routing rules ------------------------------------------------------
+
+/// `ip <family> rule show` lines (tab-separated, as ip prints them) naming
+/// input interface `iif`.
+fn ip_rules(family: &str, iif: &str) -> Vec<String> {
+    let needle = format!("iif {iif} ");
+    ip(&[family, "rule", "show"]).lines().filter(|l| l.contains(&needle)).map(|l| l.trim().to_owned()).collect()
+}
+
+#[test]
+fn prohibit_rules_are_made_once_found_exactly_and_removed_with_every_copy() {
+    in_netns("prohibit_rules_are_made_once_found_exactly_and_removed_with_every_copy", || {
+        let mut nl = netlink();
+        for (family, flag) in [(IpFamily::V4, "-4"), (IpFamily::V6, "-6")] {
+            // Before the interface exists: the kernel keeps it by name.
+            assert!(!nl.has_prohibit_rule(family, "vmbr60", 1000).unwrap());
+            assert!(nl.ensure_prohibit_rule(family, "vmbr60", 1000).unwrap(), "{flag}: added");
+            assert!(!nl.ensure_prohibit_rule(family, "vmbr60", 1000).unwrap(), "{flag}: found, not added again");
+            assert_eq!(ip_rules(flag, "vmbr60"), ["1000:\tfrom all iif vmbr60 [detached] prohibit"], "{flag}");
+            assert!(nl.has_prohibit_rule(family, "vmbr60", 1000).unwrap());
+
+            // Rules that are not this one: another priority, another
+            // interface, another action, a narrower selector.
+            ip(&[flag, "rule", "add", "iif", "vmbr60", "prohibit", "pref", "1001"]);
+            ip(&[flag, "rule", "add", "iif", "vmbr61", "prohibit", "pref", "1000"]);
+            ip(&[flag, "rule", "add", "iif", "vmbr62", "blackhole", "pref", "1000"]);
+            ip(&[flag, "rule", "add", "iif", "vmbr63", "fwmark", "7", "prohibit", "pref", "1000"]);
+            assert!(!nl.has_prohibit_rule(family, "vmbr62", 1000).unwrap(), "{flag}: blackhole is not prohibit");
+            assert!(!nl.has_prohibit_rule(family, "vmbr63", 1000).unwrap(), "{flag}: a fwmark narrows it");
+            assert!(!nl.has_prohibit_rule(family, "vmbr60", 1002).unwrap());
+            // A copy differing only in its protocol, which NLM_F_EXCL lets in.
+            ip(&[flag, "rule", "add", "iif", "vmbr60", "prohibit", "pref", "1000", "protocol", "static"]);
+            let others: Vec<String> = ["vmbr61", "vmbr62", "vmbr63"].iter().flat_map(|i| ip_rules(flag, i)).collect();
+
+            // Once the interface exists the rule is attached, and it stays
+            // (detached again) when the interface goes: it must be deleted.
+            nl.ensure_bridge("vmbr60", None, None).unwrap();
+            assert!(ip_rules(flag, "vmbr60").iter().all(|r| !r.contains("detached")), "{flag}");
+            nl.ensure_bridge_absent("vmbr60").unwrap();
+            assert_eq!(ip_rules(flag, "vmbr60").len(), 3, "{flag}: rules outlive their interface");
+
+            assert_eq!(nl.remove_prohibit_rule(family, "vmbr60", 1000).unwrap(), 2, "{flag}: both copies");
+            assert_eq!(nl.remove_prohibit_rule(family, "vmbr60", 1000).unwrap(), 0, "{flag}: idempotent");
+            assert_eq!(ip_rules(flag, "vmbr60"), ["1001:\tfrom all iif vmbr60 [detached] prohibit"], "{flag}: another priority stays");
+            let still: Vec<String> = ["vmbr61", "vmbr62", "vmbr63"].iter().flat_map(|i| ip_rules(flag, i)).collect();
+            assert_eq!(still, others, "{flag}: the other rules are untouched");
+        }
+        // The two families are apart: IPv4's rules are not IPv6's.
+        ip(&["-6", "rule", "flush"]);
+        assert!(nl.has_prohibit_rule(IpFamily::V4, "vmbr61", 1000).unwrap());
+        assert!(!nl.has_prohibit_rule(IpFamily::V6, "vmbr61", 1000).unwrap());
+    });
+}
+
 // ----- input checks and privileges --------------------------------------------
 
 #[test]
@@ -445,6 +499,7 @@ fn without_cap_net_admin_changes_fail_with_permission_denied() {
         check(nl.create_persistent_tap("vt50", None));
         check(nl.ensure_tap_on_bridge("vt50", "vmbr50", None).map(|_| ()));
         check(nl.delete_link("vmbr50"));
+        check(nl.ensure_prohibit_rule(IpFamily::V4, "vmbr50", 1000).map(|_| ()));
         // Reading needs no privilege.
         assert!(nl.link_by_name("vmbr50").expect("lookup").is_some());
     });

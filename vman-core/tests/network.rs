@@ -152,6 +152,147 @@ fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
     assert_eq!(dnsmasq_count(dir.path()), 0, "no VM runs: no DHCP server");
 }
 
+/// The policy-routing rules at vman's priority (1000, documented in
+/// docs/ARCHITECTURE.md), each prefixed by its family: `-4 1000:\tfrom all
+/// iif vmbr100 prohibit`.
+fn vman_rules() -> Vec<String> {
+    let mut rules = Vec::new();
+    for family in ["-4", "-6"] {
+        let out = Command::new("ip").args([family, "rule", "show"]).output().unwrap();
+        assert!(out.status.success(), "ip {family} rule: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        rules.extend(text.lines().filter(|l| l.starts_with("1000:")).map(|l| format!("{family} {l}")));
+    }
+    rules
+}
+
+/// What `vman_rules` shows for bridges that isolate `bridges`.
+fn isolation_rules(bridges: &[&str]) -> Vec<String> {
+    let mut rules = Vec::new();
+    for family in ["-4", "-6"] {
+        rules.extend(bridges.iter().map(|b| format!("{family} 1000:\tfrom all iif {b} prohibit")));
+    }
+    rules
+}
+
+fn ip_rule(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn sysctl(path: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/net/{path}")).unwrap().trim().to_string()
+}
+
+#[test]
+fn vlans_stay_apart_when_ip_forward_is_turned_on_after_their_bridges_exist() {
+    if !in_own_netns("vlans_stay_apart_when_ip_forward_is_turned_on_after_their_bridges_exist") {
+        return;
+    }
+    let Some(dhcp_boot) = boot("vman.net=dhcp") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
+    let vman = bridged(dir.path());
+    vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    vman.create_network(&NetworkSpec::new("v3111", 3111, "10.111.0.0/24")).unwrap();
+    vman.create_network(&NetworkSpec::new("v3112", 3112, "10.112.0.0/24")).unwrap();
+    vman.create_vm(&VmSpec::new("a", "tiny").nic("v3111").boot(dhcp_boot.clone())).unwrap();
+    vman.create_vm(&VmSpec::new("b", "tiny").nic("v3112").boot(dhcp_boot)).unwrap();
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
+    for vm in ["a", "b"] {
+        vman.start(vm).unwrap();
+    }
+    for vm in ["a", "b"] {
+        vman.wait_for_console(vm, READY, BOOT_WAIT).unwrap();
+        vman.wait_for_console(vm, "^VMAN-DHCP eth0 ", Duration::from_secs(5)).unwrap();
+    }
+    assert_eq!(vman_rules(), isolation_rules(&["vmbr3111", "vmbr3112"]));
+    assert_eq!(sysctl("ipv4/conf/vmbr3111/forwarding"), "0");
+
+    // What Docker's or libvirt's start does: the kernel then rewrites every
+    // interface's forwarding flag, vman's 0 included.
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+    assert_eq!(sysctl("ipv4/conf/vmbr3111/forwarding"), "1");
+    assert_eq!(sysctl("ipv4/conf/vmbr3112/forwarding"), "1");
+
+    let ip = |vm: &str| vman.vm(vm).unwrap().nics[0].ip.to_string();
+    let gateway = |vm: &str| vman.vm(vm).unwrap().nics[0].gateway.to_string();
+    let ping = |from: &str, to: String| {
+        run_in_guest(
+            &vman,
+            from,
+            &format!("ping -c 2 -W 2 {to} >/dev/null 2>&1 && echo PING-OK || echo PING-FAIL"),
+            &["PING-OK", "PING-FAIL"],
+        )
+    };
+    assert_eq!(ping("a", gateway("a")), "PING-OK", "the host's own address (gateway, DHCP, DNS) is still delivered");
+    assert_eq!(ping("b", gateway("b")), "PING-OK", "the host's own address (gateway, DHCP, DNS) is still delivered");
+    assert_eq!(ping("a", ip("b")), "PING-FAIL", "VLAN 3111 must not reach VLAN 3112 through the host");
+    assert_eq!(ping("b", ip("a")), "PING-FAIL", "VLAN 3112 must not reach VLAN 3111 through the host");
+
+    // The rules are what keeps them apart: without them the host routes.
+    for bridge in ["vmbr3111", "vmbr3112"] {
+        ip_rule(&["-4", "rule", "del", "iif", bridge, "prohibit", "pref", "1000"]);
+    }
+    assert_eq!(ping("a", ip("b")), "PING-OK", "routed once the rules are gone");
+    let report = vman.reconcile().unwrap();
+    let found: Vec<&str> = report.drifts.iter().map(|d| d.found.as_str()).collect();
+    assert_eq!(found.len(), 2, "{report:?}");
+    assert!(found.iter().all(|f| f.starts_with("isolation rule of bridge vmbr311")), "{report:?}");
+    assert_eq!(vman_rules(), isolation_rules(&["vmbr3111", "vmbr3112"]), "made again, once each");
+    assert_eq!(ping("a", ip("b")), "PING-FAIL", "isolated again after the reconcile");
+    assert_eq!(ping("b", ip("a")), "PING-FAIL", "isolated again after the reconcile");
+
+    for vm in ["a", "b"] {
+        vman.force_stop(vm).unwrap();
+        vman.delete_vm(vm, false).unwrap();
+    }
+    for network in ["v3111", "v3112"] {
+        vman.delete_network(network).unwrap();
+    }
+    assert_eq!(vman_rules(), Vec::<String>::new(), "the rules went with the bridges");
+    assert_eq!(links(), Vec::<String>::new());
+}
+
+#[test]
+fn reconcile_restores_an_isolation_rule_deleted_by_hand_and_no_process_duplicates_one() {
+    if !in_own_netns("reconcile_restores_an_isolation_rule_deleted_by_hand_and_no_process_duplicates_one") {
+        return;
+    }
+    let Some(spec_boot) = boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
+    let first = bridged(dir.path());
+    first.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    first.create_network(&NetworkSpec::new("lan", 100, "10.100.0.0/24")).unwrap();
+    for vm in ["g1", "g2"] {
+        first.create_vm(&VmSpec::new(vm, "tiny").nic("lan").boot(spec_boot.clone())).unwrap();
+    }
+    first.start("g1").unwrap();
+    // Another manager of the directory brings the same network up again.
+    let second = bridged(dir.path());
+    second.start("g2").unwrap();
+    assert_eq!(vman_rules(), isolation_rules(&["vmbr100"]), "one rule per family, whoever made the bridge");
+
+    for family in ["-4", "-6"] {
+        ip_rule(&[family, "rule", "del", "iif", "vmbr100", "prohibit", "pref", "1000"]);
+        assert_eq!(vman_rules().len(), 1, "{family} rule deleted by hand");
+        let report = second.reconcile().unwrap();
+        assert_eq!(report.drifts.len(), 1, "{report:?}");
+        assert_eq!(report.drifts[0].found, "isolation rule of bridge vmbr100 (network lan) missing: its VLAN could be routed to others");
+        assert_eq!(report.drifts[0].action, "made it again");
+        assert_eq!(vman_rules(), isolation_rules(&["vmbr100"]));
+        let report = first.reconcile().unwrap();
+        assert!(report.drifts.is_empty(), "{report:?}");
+        assert_eq!(vman_rules(), isolation_rules(&["vmbr100"]), "no duplicate");
+    }
+    first.force_stop("g1").unwrap();
+    assert_eq!(vman_rules(), isolation_rules(&["vmbr100"]), "g2 still runs there");
+    second.force_stop("g2").unwrap();
+    assert_eq!(vman_rules(), Vec::<String>::new(), "gone with the bridge");
+    assert!(second.reconcile().unwrap().drifts.is_empty());
+}
+
 const KILLED_CHILD: &str = "VMAN_TEST_NETNS_EMBEDDER";
 
 /// Not a test on its own: the embedder that is killed in
@@ -198,9 +339,11 @@ fn a_killed_embedder_leaves_nothing_the_reconciler_cannot_fix() {
     let mut expected = vec![k1_tap, "vmbr100".to_string()];
     expected.sort();
     assert_eq!(links(), expected, "exactly what k1 needs");
+    assert_eq!(vman_rules(), isolation_rules(&["vmbr100"]));
     assert_eq!(dnsmasq_count(dir.path()), 1);
     vman.stop("k1", Duration::from_secs(1)).unwrap();
     assert_eq!(links(), Vec::<String>::new());
+    assert_eq!(vman_rules(), Vec::<String>::new());
     assert_eq!(dnsmasq_count(dir.path()), 0);
     let report = vman.reconcile().unwrap();
     assert!(report.drifts.is_empty(), "{report:?}");
@@ -226,11 +369,15 @@ fn foreign_interfaces_and_a_missing_dnsmasq_are_typed_errors_that_touch_nothing(
         vman.create_vm(&VmSpec::new(format!("vm{vlan}"), "tiny").nic(net).boot(spec_boot.clone())).unwrap();
         let err = vman.start(&format!("vm{vlan}")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-        assert!(err.to_string().contains(&format!("vmbr{vlan}")) && err.to_string().contains("not made by vman"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("Host interface vmbr{vlan} exists and was not made by vman; remove or rename it, or use another VLAN id")
+        );
         assert_eq!(vman.vm(&format!("vm{vlan}")).unwrap().state, VmState::Error);
     }
     let after = Command::new("ip").args(["-d", "-j", "link"]).output().unwrap().stdout;
     assert_eq!(before, after, "the foreign interfaces are untouched and nothing was added");
+    assert_eq!(vman_rules(), Vec::<String>::new(), "no rule for someone else's interface");
 
     // A directory setting: no VM runs, so it may change; the next start uses it.
     vman.set_setting("dnsmasq_binary", "/nonexistent/dnsmasq").unwrap();

@@ -6,8 +6,8 @@
 //!   running VM is a persistent tap on that bridge; one dnsmasq per bridge
 //!   serves exactly the store's MAC→IP allocations (no dynamic pool). The
 //!   bridge and its dnsmasq exist while some VM on the network has a QEMU.
-//!   Forwarding *from* a vman bridge is switched off, so VLANs stay apart
-//!   even on hosts with `ip_forward=1`.
+//!   Nothing arriving on a vman bridge is routed by the host, so VLANs stay
+//!   apart even on hosts with `ip_forward=1`: see [`ISOLATION_RULE_PRIORITY`].
 //! - **User** (no privileges): QEMU's user-mode NAT per NIC, handing the
 //!   guest its allocated address by DHCP, with a host port forwarded to the
 //!   guest's SSH port (chosen at start, recorded in the store).
@@ -23,13 +23,69 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
-use crate::net::linux::{HostNetError, Netlink};
+use crate::net::linux::{HostNetError, IpFamily, Netlink};
 use crate::net::mode::{NetworkMode, SSH_PORT};
 use crate::net::model::Network;
 use crate::runtime::Runtime;
 use crate::runtime::argv::NicBackend;
 use crate::store::{self, ForwardRow, HostLink, Store, now_ms};
 use crate::vm::model::Vm;
+
+/// The priority of the policy-routing rules that keep VLANs apart: one
+/// `iif vmbr<vid> prohibit` rule per bridge and IP family, made before the
+/// bridge and deleted after it. A packet from a guest is delivered if it is
+/// for one of the host's own addresses (the `local` table's rule, at 0, comes
+/// first: the gateway, DHCP, DNS), and otherwise refused, never routed, by
+/// this rule, before any table that could route it (`main` is at 32766;
+/// tools that route by policy sit between, e.g. Tailscale at 5210-5310 and
+/// wg-quick at 32764-32765; Cilium moves the `local` rule to 100).
+///
+/// This is what isolates VLANs. The per-interface `forwarding` sysctl,
+/// also written 0, cannot: the kernel rewrites every interface's flag
+/// whenever `net.ipv4.ip_forward` changes (as Docker, libvirt or a
+/// `sysctl -w` do). A rule is keyed by interface name, priority and action,
+/// so every process of every state directory makes or finds the same one.
+pub(crate) const ISOLATION_RULE_PRIORITY: u32 = 1000;
+// After the `local` rule wherever it sits (0, or Cilium's 100), before `main`.
+const _: () = assert!(100 < ISOLATION_RULE_PRIORITY && ISOLATION_RULE_PRIORITY < 32766);
+
+const FAMILIES: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+/// `outcome` of a rule call for `family`, where a kernel without IPv6
+/// counts as `without` (there is nothing to route then).
+fn unless_no_ipv6<T>(family: IpFamily, outcome: Result<T, HostNetError>, without: T) -> Result<T> {
+    match outcome {
+        Err(HostNetError::Unsupported { .. }) if family == IpFamily::V6 => Ok(without),
+        other => Ok(other?),
+    }
+}
+
+/// Makes sure nothing arriving on `bridge` is routed by the host (it need
+/// not exist yet). Idempotent; never duplicates a rule.
+pub(crate) fn ensure_isolated(nl: &mut Netlink, bridge: &str) -> Result<()> {
+    for family in FAMILIES {
+        unless_no_ipv6(family, nl.ensure_prohibit_rule(family, bridge, ISOLATION_RULE_PRIORITY).map(drop), ())?;
+    }
+    Ok(())
+}
+
+/// Whether every rule of [`ensure_isolated`] is there.
+pub(crate) fn is_isolated(nl: &mut Netlink, bridge: &str) -> Result<bool> {
+    for family in FAMILIES {
+        if !unless_no_ipv6(family, nl.has_prohibit_rule(family, bridge, ISOLATION_RULE_PRIORITY), true)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes the rules of [`ensure_isolated`] (every copy), once `bridge` is gone.
+pub(crate) fn remove_isolation(nl: &mut Netlink, bridge: &str) -> Result<()> {
+    for family in FAMILIES {
+        unless_no_ipv6(family, nl.remove_prohibit_rule(family, bridge, ISOLATION_RULE_PRIORITY).map(drop), ())?;
+    }
+    Ok(())
+}
 
 pub(crate) fn bridge_name(vlan: u16) -> String {
     format!("vmbr{vlan}")
@@ -39,6 +95,12 @@ pub(crate) fn bridge_name(vlan: u16) -> String {
 pub(crate) fn tap_name(vm_id: &str, slot: u32) -> String {
     let hex: String = vm_id.chars().filter(char::is_ascii_hexdigit).collect();
     format!("vt{}{:x}", &hex[hex.len().saturating_sub(12)..], slot)
+}
+
+/// What to do about a host interface that has a name vman wants: a VLAN's
+/// bridge (`vmbr<vid>`) can take another name with another VLAN id.
+fn foreign_advice(name: &str) -> &'static str {
+    if name.starts_with("vmbr") { "remove or rename it, or use another VLAN id" } else { "remove or rename it" }
 }
 
 /// A stable, locally administered MAC for a bridge, so the gateway's MAC
@@ -53,11 +115,9 @@ impl From<HostNetError> for Error {
             HostNetError::PermissionDenied { .. } => {
                 Error::PermissionDenied { what: "host networking needs root or CAP_NET_ADMIN".into(), source: Some(Box::new(e)) }
             }
-            HostNetError::NotOurs { ref name, .. } | HostNetError::AlreadyExists { link: ref name } => Error::AlreadyExists {
-                kind: "host interface",
-                field: "name",
-                value: format!("{name} (not made by vman: remove or rename it, or use another VLAN id)"),
-            },
+            HostNetError::NotOurs { name, .. } | HostNetError::AlreadyExists { link: name } => {
+                Error::ForeignInterface { advice: foreign_advice(&name), name }
+            }
             HostNetError::Unsupported { .. } => Error::Unsupported { what: "a host networking feature".into(), source: Some(Box::new(e)) },
             HostNetError::InvalidName { .. } | HostNetError::InvalidArgument { .. } => {
                 Error::InvalidArgument { what: "host interface", reason: "refused by the host".into(), source: Some(Box::new(e)) }
@@ -186,18 +246,13 @@ impl HostNet<'_> {
         self.ensure_dhcp(network)
     }
 
-    /// The network's bridge, with the gateway address, up, not forwarding.
+    /// The network's bridge, with the gateway address, up, isolated.
     fn ensure_bridge(&self, nl: &mut Netlink, network: &Network) -> Result<()> {
         let name = bridge_name(network.vlan);
         let ours = self.store.read(|tx| store::link(tx, &name))?.is_some_and(|l| l.is_bridge && l.network_id == network.id);
         if !ours && nl.link_by_name(&name)?.is_some() {
             // An interface of that name that vman did not record: not ours.
-            return Err(HostNetError::NotOurs {
-                name: name.clone(),
-                expected: "vman bridge",
-                found: "an interface vman did not make".into(),
-            }
-            .into());
+            return Err(Error::ForeignInterface { advice: foreign_advice(&name), name });
         }
         self.store.write(|tx| {
             store::record_link(
@@ -206,6 +261,8 @@ impl HostNet<'_> {
                 now_ms(),
             )
         })?;
+        // Isolated before it exists, so it never routes a packet.
+        ensure_isolated(nl, &name)?;
         let bridge = nl.ensure_bridge(&name, Some(bridge_mac(network.vlan)), Some((network.gateway, network.cidr.prefix_len())))?;
         if let Some(uplink) = &network.uplink {
             // The VLAN leaves the host through <uplink>.<vid>, a port of the bridge.
@@ -217,7 +274,8 @@ impl HostNet<'_> {
             nl.set_controller(port.index, bridge)?;
             nl.set_up(port.index)?;
         }
-        // VLANs must not reach each other through the host.
+        // Belt and braces: the rules isolate; this flag alone would not
+        // survive a change of `ip_forward` (see ISOLATION_RULE_PRIORITY).
         let sysctl = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
         fs::write(&sysctl, "0").map_err(|e| Error::io("turn off forwarding on", &sysctl, e))?;
         Ok(())
@@ -312,10 +370,11 @@ impl HostNet<'_> {
         {
             log::warn!("cannot remove uplink {vlan_if}: {e}");
         }
+        // The bridge first, then its rules: it never routes meanwhile.
         for bridge in bridges {
-            match nl.ensure_bridge_absent(&bridge.name) {
-                Ok(_) => self.store.write(|tx| store::forget_link(tx, &bridge.name))?,
-                Err(e) => log::warn!("cannot remove bridge {}: {e}", bridge.name),
+            match nl.ensure_bridge_absent(&bridge.name).map_err(Error::from).and_then(|_| remove_isolation(nl, &bridge.name)) {
+                Ok(()) => self.store.write(|tx| store::forget_link(tx, &bridge.name))?,
+                Err(e) => log::warn!("cannot remove bridge {} or its isolation rules: {}", bridge.name, e.full_message()),
             }
         }
         Ok(true)
@@ -344,6 +403,19 @@ mod tests {
         assert_eq!(dns, "10.0.0.5".parse::<Ipv4Addr>().unwrap());
         let NicBackend::User { dns, .. } = user_backend("10.0.0.2".parse().unwrap(), &net, gw, 2222) else { panic!() };
         assert_eq!(dns, "10.0.0.6".parse::<Ipv4Addr>().unwrap());
+    }
+
+    #[test]
+    fn a_foreign_interface_is_named_apart_from_the_advice() {
+        let veth: Error = HostNetError::NotOurs { name: "vmbr3101".into(), expected: "bridge", found: "kind veth".into() }.into();
+        assert_eq!(veth.kind(), crate::ErrorKind::AlreadyExists);
+        assert_eq!(
+            veth.to_string(),
+            "Host interface vmbr3101 exists and was not made by vman; remove or rename it, or use another VLAN id"
+        );
+        let tap: Error = HostNetError::AlreadyExists { link: "vt5f6a7b8c9d0e0".into() }.into();
+        assert_eq!(tap.kind(), crate::ErrorKind::AlreadyExists);
+        assert_eq!(tap.to_string(), "Host interface vt5f6a7b8c9d0e0 exists and was not made by vman; remove or rename it");
     }
 
     #[test]

@@ -49,12 +49,12 @@ impl Manager {
     }
 }
 
-/// Host interfaces and DHCP servers: what no running VM needs goes; what
-/// a running VM needs and is missing is made again. Only interfaces vman
-/// recorded are ever touched.
+/// Host interfaces, their isolation rules and DHCP servers: what no
+/// running VM needs goes; what a running VM needs and is missing is made
+/// again. Only interfaces vman recorded (and their rules) are ever touched.
 fn reconcile_host_network(ctx: &Inner, report: &mut ReconcileReport) -> Result<()> {
     use crate::net::mode::has_net_admin;
-    use crate::net::plumbing::bridge_name;
+    use crate::net::plumbing::{bridge_name, is_isolated};
     let links = ctx.store().read(|tx| store::all_links(tx))?;
     if links.is_empty() {
         return Ok(());
@@ -121,7 +121,8 @@ fn reconcile_host_network(ctx: &Inner, report: &mut ReconcileReport) -> Result<(
             });
         }
     }
-    // Networks with running VMs: bridge and DHCP server present.
+    // Networks with running VMs: bridge, its isolation rules and DHCP
+    // server present.
     for network in ctx.store().read(|tx| store::list_networks(tx))? {
         if ctx.store().read(|tx| store::running_vms_on(tx, network.id))? == 0 {
             continue;
@@ -131,15 +132,19 @@ fn reconcile_host_network(ctx: &Inner, report: &mut ReconcileReport) -> Result<(
         if !recorded {
             continue; // not bridged (user or isolated mode)
         }
-        if nl.link_by_name(&bridge)?.is_none() || ctx.net().dhcp(network.id).running_pid().is_none() {
-            let _lock = ctx.runtime().lock_network(network.id)?;
-            ctx.net().ensure_network_up(&mut nl, &network)?;
-            drifts.push(Drift {
-                vm: "-".into(),
-                found: format!("bridge or DHCP of network {} missing", network.name),
-                action: "made them again".into(),
-            });
-        }
+        let (found, action) = if nl.link_by_name(&bridge)?.is_none() || ctx.net().dhcp(network.id).running_pid().is_none() {
+            (format!("bridge or DHCP of network {} missing", network.name), "made them again")
+        } else if !is_isolated(&mut nl, &bridge)? {
+            (
+                format!("isolation rule of bridge {bridge} (network {}) missing: its VLAN could be routed to others", network.name),
+                "made it again",
+            )
+        } else {
+            continue;
+        };
+        let _lock = ctx.runtime().lock_network(network.id)?;
+        ctx.net().ensure_network_up(&mut nl, &network)?;
+        drifts.push(Drift { vm: "-".into(), found, action: action.into() });
     }
     report.drifts.extend(drifts);
     Ok(())

@@ -1,4 +1,5 @@
-//! Host networking on Linux: bridges, ports, addresses and persistent taps.
+//! Host networking on Linux: bridges, ports, addresses, persistent taps and
+//! the policy-routing rules that keep a bridge's traffic from being routed.
 //!
 //! Everything here is blocking and runs in the network namespace of the
 //! calling *thread* (a netlink socket and `/dev/net/tun` bind to the namespace
@@ -6,6 +7,7 @@
 //!
 //! * Bridges, addresses, ports and 802.1Q links go through rtnetlink
 //!   ([`Netlink`], netlink-packet-route over a blocking netlink-sys socket).
+//! * Rules (`iif <name> prohibit`) go through rtnetlink too (`rule`).
 //! * Taps are made with `TUNSETIFF`/`TUNSETPERSIST` on `/dev/net/tun`
 //!   (the kernel refuses tun/tap creation over rtnetlink with EOPNOTSUPP).
 //!
@@ -18,9 +20,11 @@ use std::fmt;
 use std::io;
 
 mod netlink;
+mod rule;
 mod tap;
 
 pub use netlink::Netlink;
+pub use rule::IpFamily;
 pub use tap::{create_persistent_tap, delete_persistent_tap, open_tap};
 
 /// Whether this process can open `/dev/net/tun`, which every tap needs.
