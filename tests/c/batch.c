@@ -259,7 +259,8 @@ int main(int argc, char **argv) {
   nothing_left();
 
   /* Started, the third QEMU fails for real: all three are taken back. */
-  OK(vman_open_options_set_qemu_binary(options, argv[5]));
+  /* The QEMU binary is the directory's setting: every opener uses it. */
+  OK(vman_set_setting(mgr, "qemu_binary", argv[5], NULL));
   OK(vman_manager_open(state_dir, options, &failing));
   vman_open_options_free(options);
   OK(vman_batch_spec_set_first(spec, 1));
