@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import vman
 
 from . import records
-from .common import Ctx, path_arg, read_text, size_arg
+from .common import Ctx, path_arg, read_text, seconds_arg, size_arg
 from .grammar import Commands
 from .output import size, when
 from .progress import console_reader, waiting
@@ -339,7 +339,7 @@ def register(top: Commands) -> None:
     p = g.add("detach", disk_detach, "detach a disk from a VM (a running guest is asked to release it)")
     p.add_argument("vm")
     p.add_argument("disk")
-    p.add_argument("--timeout", type=float, default=DEFAULTS["detach_timeout"], metavar="S", help="seconds the guest has to release it")
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULTS["detach_timeout"], metavar="S", help="seconds the guest has to release it")
     p = g.add("resize", disk_resize, "grow a disk (live if its VM runs); shrinking needs --force")
     p.add_argument("disk")
     p.add_argument("size", type=size_arg)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Optional
 
 import vman
 
 from . import records
-from .cmd_vm import nic_arg, print_event
-from .common import Ctx
+from .cmd_vm import add_spec_arguments, print_event, spec
+from .common import Ctx, size_arg
+from .exits import CliError
 from .grammar import Commands
-from .output import size, when
+from .output import reader_gone, size, when
 
 DEFAULTS = vman.DEFAULTS
+
+# How often `events --follow` looks whether its reader is still there
+# while no event comes.
+FOLLOW_CHECK = 0.5
 
 
 # --- batch ------------------------------------------------------------------
@@ -36,19 +42,7 @@ def show_batch(ctx: Ctx, b: Any) -> None:
 
 def batch_create(ctx: Ctx) -> None:
     a = ctx.args
-    create = ctx.m.create_batch
-    nics: List[Any] = [net if ip is None else vman.NicSpec(net, ip=ip) for net, ip in a.nic]
-    b = create(
-        a.pattern,
-        count=a.count,
-        template=a.template,
-        image=a.image,
-        nics=nics,
-        ssh_keys=a.key,
-        cloud_init=a.cloud_init,
-        start=a.start,
-        name=a.name,
-    )
+    b = ctx.m.create_batch(a.pattern, count=a.count, first=a.first, start=a.start, name=a.name, **spec(a))
     show_batch(ctx, b)
 
 
@@ -123,7 +117,12 @@ def events(ctx: Ctx) -> None:
             return
     sys.stdout.flush()
     with stream:
-        for e in stream:
+        while True:
+            e = stream.next(timeout=FOLLOW_CHECK)
+            if e is None:
+                if reader_gone():
+                    raise BrokenPipeError("stdout's reader went away")  # main exits quietly
+                continue
             if e.id > last and wanted(e):
                 print_event(ctx.out, e)
                 sys.stdout.flush()
@@ -183,8 +182,18 @@ def settings_show(ctx: Ctx) -> None:
     show_settings(ctx, ctx.m.settings())
 
 
+# Settings whose value is a size: they take what `disk create --size` takes.
+SIZE_SETTINGS = {"serial_log_cap_bytes"}
+
+
 def settings_set(ctx: Ctx) -> None:
-    show_settings(ctx, ctx.m.set_setting(ctx.args.key, ctx.args.value))
+    key, value = ctx.args.key, ctx.args.value
+    if key in SIZE_SETTINGS:
+        try:
+            value = size_arg(value)
+        except argparse.ArgumentTypeError as e:
+            raise CliError("invalid_argument", f"{key}: {e}") from None
+    show_settings(ctx, ctx.m.set_setting(key, value))
 
 
 # --- reconcile --------------------------------------------------------------
@@ -204,13 +213,9 @@ def register(top: Commands) -> None:
     p = g.add("create", batch_create, "create COUNT VMs named by PATTERN (worker{:02} -> worker01, worker02, ...)")
     p.add_argument("pattern")
     p.add_argument("--count", type=int, required=True, metavar="N")
-    p.add_argument("--template", required=True)
-    p.add_argument("--image")
-    p.add_argument("--nic", action="append", default=[], type=nic_arg, metavar="NET", help="a NIC on network NET (repeatable)")
-    p.add_argument("--key", action="append", default=[], metavar="KEY", help="an SSH key of the catalogue (repeatable)")
-    p.add_argument("--cloud-init", action="store_true")
-    p.add_argument("--start", action="store_true", help="start every VM")
+    p.add_argument("--first", type=int, default=1, metavar="N", help="the number of the first VM (default 1)")
     p.add_argument("--name", help="the batch's name (default: made from the pattern)")
+    add_spec_arguments(p)  # each VM is made as `vm create` makes one; --start starts them all
     g.add("list", batch_list, "list batches", aliases=["ls"])
     g.add("show", batch_show, "show one batch").add_argument("batch")
     p = g.add("delete", batch_delete, "delete a batch's VMs, or every VM whose name starts with --prefix")
@@ -234,6 +239,6 @@ def register(top: Commands) -> None:
     g.add("show", settings_show, "print the settings")
     p = g.add("set", settings_set, "change a setting")
     p.add_argument("key")
-    p.add_argument("value")
+    p.add_argument("value", help="serial_log_cap_bytes takes a size as disk create --size does (4M, 4194304)")
 
     top.add("reconcile", reconcile, "make the records true to what runs (also done at every open)")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import vman
 
 from . import console as console_cmd
 from . import records
-from .common import Ctx, path_arg, read_text
+from .common import Ctx, check_pattern, count_arg, path_arg, read_text, seconds_arg
 from .exits import CliError
 from .grammar import Commands
-from .output import Output, when
+from .output import Output, size, when
 from .progress import console_reader, waiting
 from .terminal import strip_escapes
 
@@ -33,8 +33,10 @@ def addresses(v: vman.Vm) -> str:
 
 
 def show_vm(ctx: Ctx, v: vman.Vm, **extra: Any) -> None:
+    """One VM in full, with its disks (``vm show``, ``vm create``)."""
+    disks = sorted(ctx.m.disks(vm=v.name), key=lambda d: (d.slot is None, d.slot or 0, d.name))
     if ctx.out.json:
-        return ctx.out.data({**records.vm(v), **extra})
+        return ctx.out.data({**records.vm(v), "disks": [records.vm_disk(d) for d in disks], **extra})
     boot = "kernel " + (v.kernel or "") if v.kernel else None
     pairs: List[Tuple[str, Any]] = [
         ("name", v.name),
@@ -58,6 +60,7 @@ def show_vm(ctx: Ctx, v: vman.Vm, **extra: Any) -> None:
         ("display", f"{v.display} {v.display_address or ''}".strip()),
         ("cloud-init", v.cloud_init),
         ("ssh keys", [k.name for k in v.ssh_keys]),
+        ("disks", [f"{d.name} (slot {d.slot}, {size(d.size_bytes)})" for d in disks]),
         ("created", when(v.created_at_ms)),
         ("updated", when(v.updated_at_ms)),
     ]
@@ -73,15 +76,32 @@ def one_line(out: Output, v: vman.Vm, note: str = "") -> None:
     out.line(text)
 
 
-def vm_create(ctx: Ctx) -> None:
-    a = ctx.args
-    m = ctx.m
-    for d in a.disk:
-        m.disk(d)  # every named disk exists before anything is made
+def add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that say how a VM is made, shared by ``vm create`` and
+    ``batch create`` (so the two cannot drift); :func:`spec` reads them."""
+    p.add_argument("--template", required=True)
+    p.add_argument("--image", help="boot from a linked clone of this image")
+    p.add_argument("--blank-disk", action="store_true", help="give it an empty boot disk of the template's size")
+    p.add_argument("--nic", action="append", default=[], type=nic_arg, metavar="NET[=IP]", help="a NIC on network NET (repeatable)")
+    p.add_argument("--kernel", type=path_arg, help="boot this kernel directly")
+    p.add_argument("--initrd", type=path_arg)
+    p.add_argument("--cmdline")
+    p.add_argument("--key", action="append", default=[], metavar="KEY", help="an SSH key of the catalogue (repeatable)")
+    p.add_argument("--cloud-init", action="store_true", help="give it a NoCloud seed (keys, addresses)")
+    p.add_argument("--user-data", metavar="FILE", help="cloud-config merged into the seed (implies --cloud-init)")
+    p.add_argument("--firmware", choices=["bios", "uefi"], help="default: the image's, else bios")
+    p.add_argument("--cdrom", type=path_arg, metavar="ISO")
+    p.add_argument("--boot-from-cdrom", action="store_true")
+    p.add_argument("--display", choices=["none", "vnc-unix", "vnc-tcp"], default=DEFAULTS["display"])
+    p.add_argument("--start", action="store_true", help="start it once made")
+
+
+def spec(a: argparse.Namespace) -> Dict[str, Any]:
+    """The keyword arguments of ``create_vm`` and ``create_batch`` the
+    options of :func:`add_spec_arguments` give (the user data file read)."""
     user_data = read_text(a.user_data) if a.user_data else None
     nics: List[Union[str, vman.NicSpec]] = [net if ip is None else vman.NicSpec(net, ip=ip) for net, ip in a.nic]
-    v = m.create_vm(
-        a.name,
+    return dict(
         template=a.template,
         nics=nics,
         kernel=a.kernel,
@@ -97,6 +117,14 @@ def vm_create(ctx: Ctx) -> None:
         user_data=user_data,
         ssh_keys=a.key,
     )
+
+
+def vm_create(ctx: Ctx) -> None:
+    a = ctx.args
+    m = ctx.m
+    for d in a.disk:
+        m.disk(d)  # every named disk exists before anything is made
+    v = m.create_vm(a.name, **spec(a))
     try:
         for d in a.disk:
             m.attach_disk(v.name, d)
@@ -130,6 +158,8 @@ def vm_delete(ctx: Ctx) -> None:
 
 def vm_start(ctx: Ctx) -> None:
     a = ctx.args
+    if a.wait_console is not None:
+        check_pattern(ctx.m, a.vm, a.wait_console, "--wait-console")  # before the start: a refusal changes nothing
     v = ctx.m.start(a.vm)
     if a.wait_console is None:
         return show_state(ctx, v)
@@ -224,8 +254,20 @@ def vm_display(ctx: Ctx) -> None:
         ctx.out.line(f"{v.display} {v.display_address or '(when it runs)'}")
 
 
+def vm_cdrom(ctx: Ctx) -> None:
+    a = ctx.args
+    v = ctx.m.change_cdrom(a.vm, None if a.eject else a.iso)
+    if ctx.out.json:
+        return ctx.out.data(records.vm(v))
+    when_ = "now" if v.pid else "from its next start"
+    ctx.out.line(f"{v.name}: CD-ROM {v.cdrom} ({when_})" if v.cdrom else f"{v.name}: CD-ROM ejected ({when_})")
+
+
 def vm_console(ctx: Ctx) -> None:
     a = ctx.args
+    for kind, pattern in a.steps:
+        if kind == "expect":
+            check_pattern(ctx.m, a.vm, pattern, "--expect")  # before any --send reaches the guest
     console_cmd.console(ctx.m, ctx.out, a.vm, a.steps, a.timeout, a.raw)
 
 
@@ -260,22 +302,8 @@ def register_vm_verbs(g: Commands, shown: bool) -> None:
 
     p = g.add("create", vm_create, h("create a VM"), description="create a VM (its addresses are allocated at once)")
     p.add_argument("name")
-    p.add_argument("--template", required=True)
-    p.add_argument("--image", help="boot from a linked clone of this image")
-    p.add_argument("--blank-disk", action="store_true", help="give it an empty boot disk of the template's size")
-    p.add_argument("--nic", action="append", default=[], type=nic_arg, metavar="NET[=IP]", help="a NIC on network NET (repeatable)")
+    add_spec_arguments(p)
     p.add_argument("--disk", action="append", default=[], metavar="DISK", help="attach this disk (repeatable)")
-    p.add_argument("--kernel", type=path_arg, help="boot this kernel directly")
-    p.add_argument("--initrd", type=path_arg)
-    p.add_argument("--cmdline")
-    p.add_argument("--key", action="append", default=[], metavar="KEY", help="an SSH key of the catalogue (repeatable)")
-    p.add_argument("--cloud-init", action="store_true", help="give it a NoCloud seed (keys, addresses)")
-    p.add_argument("--user-data", metavar="FILE", help="cloud-config merged into the seed (implies --cloud-init)")
-    p.add_argument("--firmware", choices=["bios", "uefi"], help="default: the image's, else bios")
-    p.add_argument("--cdrom", type=path_arg, metavar="ISO")
-    p.add_argument("--boot-from-cdrom", action="store_true")
-    p.add_argument("--display", choices=["none", "vnc-unix", "vnc-tcp"], default=DEFAULTS["display"])
-    p.add_argument("--start", action="store_true", help="start it once made")
     p = g.add("list", vm_list, h("list VMs"), aliases=["ls"])
     p.add_argument("--prefix", help="only VMs whose name starts so")
     p.add_argument("--state", choices=STATES, help="only VMs in this state")
@@ -286,14 +314,14 @@ def register_vm_verbs(g: Commands, shown: bool) -> None:
     p = g.add("start", vm_start, h("start a VM"))
     p.add_argument("vm")
     p.add_argument("--wait-console", metavar="REGEX", help="then wait for a console line matching REGEX")
-    p.add_argument("--timeout", type=float, default=DEFAULTS["console_wait_timeout"], metavar="S", help="how long --wait-console waits")
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULTS["console_wait_timeout"], metavar="S", help="how long --wait-console waits")
     p = g.add("stop", vm_stop, h("stop a VM: ACPI power button, forced after --timeout"))
     p.add_argument("vm")
     p.add_argument("--force", action="store_true", help="stop at once (no power button)")
-    p.add_argument("--timeout", type=float, default=DEFAULTS["stop_timeout"], metavar="S", help="seconds the guest has to power off")
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULTS["stop_timeout"], metavar="S", help="seconds the guest has to power off")
     p = g.add("restart", vm_restart, h("stop (gracefully, up to --timeout) and start a VM"))
     p.add_argument("vm")
-    p.add_argument("--timeout", type=float, default=DEFAULTS["stop_timeout"], metavar="S", help="seconds the guest has to power off")
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULTS["stop_timeout"], metavar="S", help="seconds the guest has to power off")
     g.add("pause", vm_pause, h("pause a running VM's vCPUs")).add_argument("vm")
     g.add("resume", vm_resume, h("resume a paused VM")).add_argument("vm")
     g.add("status", vm_status, h("print a VM's state")).add_argument("vm")
@@ -301,6 +329,11 @@ def register_vm_verbs(g: Commands, shown: bool) -> None:
     p.add_argument("vm", help="a VM's name, or the id of a deleted one")
     p.add_argument("-n", type=int, default=DEFAULTS["history_limit"], metavar="N", help="the newest N events")
     g.add("display", vm_display, h("where a VM's VNC display listens")).add_argument("vm")
+    p = g.add("cdrom", vm_cdrom, h("put an ISO in a VM's CD-ROM drive, or eject it (at once if it runs)"))
+    p.add_argument("vm")
+    iso = p.add_mutually_exclusive_group(required=True)
+    iso.add_argument("iso", nargs="?", type=path_arg, metavar="ISO")
+    iso.add_argument("--eject", action="store_true", help="empty the drive")
     p = g.add(
         "console",
         vm_console,
@@ -311,12 +344,12 @@ def register_vm_verbs(g: Commands, shown: bool) -> None:
         "--send", action=StepAction, dest="steps", metavar="TEXT", help="type TEXT and Enter (repeatable; in order with --expect)"
     )
     p.add_argument("--expect", action=StepAction, dest="steps", metavar="REGEX", help="wait for output matching REGEX and print it")
-    p.add_argument("--timeout", type=float, default=DEFAULTS["console_wait_timeout"], metavar="S", help="how long each --expect waits")
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULTS["console_wait_timeout"], metavar="S", help="how long each --expect waits")
     p.add_argument("--raw", action="store_true", help="print output with its escape codes")
     p.set_defaults(steps=[])
     p = g.add("tail", vm_tail, h("the end of a VM's console output (escape codes removed)"))
     p.add_argument("vm")
-    p.add_argument("--bytes", type=int, default=DEFAULTS["console_tail_bytes"], metavar="N", help="at most the last N bytes")
+    p.add_argument("--bytes", type=count_arg, default=DEFAULTS["console_tail_bytes"], metavar="N", help="at most the last N bytes")
     p.add_argument("--follow", "-f", action="store_true", help="then print what comes, until Ctrl-C")
     p.add_argument("--raw", action="store_true", help="as the guest wrote it, escape codes included")
 
@@ -354,7 +387,9 @@ def snapshot_revert(ctx: Ctx) -> None:
         console_reader(ctx.m, a.vm),
         lambda **cancel: ctx.m.revert_snapshot(a.vm, a.name, **cancel),
     )
-    show_snapshot(ctx, s)
+    if ctx.out.json:
+        return ctx.out.data(records.snapshot(s))
+    ctx.out.line(f"{a.vm}: reverted to snapshot {s.name} ({'disks and memory' if s.live else 'disks'})")
 
 
 def snapshot_delete(ctx: Ctx) -> None:

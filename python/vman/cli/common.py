@@ -4,6 +4,7 @@ argument types the groups share."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -42,6 +43,51 @@ def size_arg(text: str) -> int:
     return int(value)
 
 
+# The longest wait the library takes (vman_core::convert::seconds_arg).
+MAX_SECONDS = 86_400.0
+
+
+def seconds_arg(text: str) -> float:
+    """A wait in seconds, 0 to a day (the library's range), checked on the
+    command line so a command never acts and then refuses its timeout."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if math.isnan(value) or not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} s is outside 0-{MAX_SECONDS:g} s")
+    return value
+
+
+def count_arg(text: str) -> int:
+    """A whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def check_pattern(m: vman.Manager, vm: str, pattern: str, option: str) -> None:
+    """Refuses ``pattern`` if the library would: its regular expressions are
+    Rust's, not Python's ``re``. The library has no call that only checks
+    one; ``wait_for_console`` compiles the pattern before it looks at the
+    VM, and with no time to wait it changes nothing, so it is asked. Only
+    its verdict on the pattern counts: whether ``vm`` can be waited on is
+    the command's business, later."""
+    try:
+        m.wait_for_console(vm, pattern, timeout=0)
+    except vman.InvalidArgumentError as e:
+        # The regex crate's message draws the pattern with a caret under
+        # the fault; its last line says what the fault is.
+        why = str(e).strip().splitlines()[-1].removeprefix("error: ")
+        raise CliError("invalid_argument", f"{option} {pattern!r} is not a regular expression (Rust regex syntax): {why}") from None
+    except vman.VmanError:
+        pass
+
+
 def path_arg(text: str) -> str:
     """A file the user named, relative to the current directory (the
     library takes absolute paths)."""
@@ -50,14 +96,15 @@ def path_arg(text: str) -> str:
 
 def read_text(path: str) -> str:
     """A text file the user named (``-``: stdin), or a CliError of the
-    kind that fits."""
+    kind that fits. A missing file is ``invalid_argument``, as the library
+    answers for a missing image, disk or kernel path."""
     if path == "-":
         return sys.stdin.read()
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except FileNotFoundError:
-        raise CliError("not_found", f"no file {path!r}") from None
+        raise CliError("invalid_argument", f"{path!r} cannot be opened: no such file") from None
     except PermissionError:
         raise CliError("permission_denied", f"cannot read {path!r}") from None
     except (OSError, UnicodeDecodeError) as e:

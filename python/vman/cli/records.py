@@ -125,6 +125,11 @@ def disk(d: vman.Disk) -> Json:
     }
 
 
+def vm_disk(d: vman.Disk) -> Json:
+    """A disk as ``vm show`` lists it under its VM."""
+    return {"name": d.name, "slot": d.slot, "size_bytes": d.size_bytes}
+
+
 def image(i: vman.Image) -> Json:
     return {
         "id": i.id,
