@@ -9,6 +9,7 @@ library calls and prints the result; the rules are the library's.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
@@ -18,18 +19,30 @@ import vman
 
 from . import cmd_objects, cmd_ops, cmd_vm
 from .common import Ctx
-from .exits import FAILURE, INTERRUPTED, USAGE, CliError, exit_code, kind_exit_code
+from .exits import BROKEN_PIPE, EXIT_CODES, INTERRUPTED, USAGE, CliError, exit_code, kind_exit_code
 from .grammar import Commands, Parser, global_options
 from .output import Output
 
 __all__ = ["main", "build_parser", "open_manager"]
 
-EPILOG = """\
-Every vm verb is also a top-level command: `vman start web1` is
-`vman vm start web1`, `vman ls` is `vman vm list`.
-Global options go anywhere on the line. Exit codes: 0 done, 2 usage,
-3-16 a vman error by kind (docs/cli.md), 130 interrupted.
-"""
+
+def epilog() -> str:
+    """The end of ``vman --help``; its exit codes are the table's."""
+    codes = ["0 done,", "1 a bug in the CLI,", "2 usage;", "a vman error by kind (docs/cli.md):"]
+    codes += [f"{code} {kind}," for kind, code in sorted(EXIT_CODES.items(), key=lambda kc: kc[1])]
+    codes[-1] = codes[-1].rstrip(",") + ";"
+    codes += [f"{INTERRUPTED} interrupted (Ctrl-C);", f"{BROKEN_PIPE} stdout's reader went away (| head)."]
+    lines = ["Exit codes:"]
+    for item in codes:  # wrapped between items, never inside one
+        if len(lines[-1]) + 1 + len(item) > 78:
+            lines.append(item)
+        else:
+            lines[-1] += " " + item
+    return (
+        "Every vm verb is also a top-level command: `vman start web1` is\n"
+        "`vman vm start web1`, `vman ls` is `vman vm list`.\n"
+        "Global options go anywhere on the line.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def build_parser() -> Parser:
@@ -38,7 +51,7 @@ def build_parser() -> Parser:
         prog="vman",
         parents=[common],
         description="vman: virtual machines on this host (templates, VLAN networks, images, disks, VMs).",
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vman {vman.__version__}")
@@ -89,6 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error already reported
         return e.code if isinstance(e.code, int) else USAGE
     out = Output(getattr(args, "json", False))
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Each line reaches a pipe's reader when printed, not at exit.
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         with open_manager(getattr(args, "state_dir", None)) as m:
             return args.handler(Ctx(m, out, args)) or 0
@@ -99,7 +115,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return fail("interrupted", INTERRUPTED)
     except BrokenPipeError:
-        # The reader went away (`vman events | head`): not an error of ours.
-        # Point stdout at /dev/null so the interpreter's final flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return FAILURE
+        # The reader went away (`vman events | head`): not an error of ours,
+        # so nothing is said. Point stdout at /dev/null so the interpreter's
+        # final flush is quiet too.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE

@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 import vman
 
 from .exits import CliError
-from .output import Output
+from .output import Output, reader_gone
 from .progress import console_reader, waiting
 from .terminal import new_bytes, strip_escapes
 
@@ -126,6 +126,8 @@ def tail(m: vman.Manager, name: str, max_bytes: int, follow: bool, raw: bool) ->
     emit(seen[-max_bytes:] if max_bytes else b"", raw)
     while follow:
         time.sleep(FOLLOW_INTERVAL)
+        if reader_gone():
+            raise BrokenPipeError("stdout's reader went away")  # main exits quietly
         now = m.console_tail(name, window)
         if now != seen:
             emit(new_bytes(seen, now), raw)

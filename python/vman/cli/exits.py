@@ -17,6 +17,10 @@ FAILURE = 1
 USAGE = 2
 # Interrupted by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+# stdout's reader went away (`vman events --follow | head -1`): the command
+# stops quietly with 128 + SIGPIPE, the status a shell reports for any
+# program a closed pipe ended (`yes | head -1`).
+BROKEN_PIPE = 141
 
 # vman error kind (vman.VmanError.kind, the C API's status) -> exit code.
 EXIT_CODES: Dict[str, int] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import select
 import sys
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
@@ -37,6 +38,20 @@ def cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def reader_gone() -> bool:
+    """True once nobody will read stdout again: a pipe whose reader exited
+    (``vman events --follow | head -1``). A command that waits for more to
+    print asks between waits, so it ends then rather than at its next
+    write."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False  # not a file descriptor (tests capture stdout)
+    poller = select.poll()
+    poller.register(fd, 0)  # only POLLERR, POLLHUP, POLLNVAL are reported
+    return bool(poller.poll(0))
 
 
 class Output:
