@@ -856,8 +856,9 @@ class Manager:
     ``cancel=`` (a :class:`vman.Cancel`) and answer Ctrl-C; see
     docs/python.md.
 
-    >>> with vman.Manager("/var/lib/vman", accel="tcg") as m:
+    >>> with vman.Manager("/var/lib/vman") as m:     # the directory's own settings
     ...     print([vm.name for vm in m.vms()])
+    >>> vman.Manager("/srv/lab", accel="tcg").close()   # a new directory: TCG becomes its setting
     """
     def __new__(
         cls,

@@ -135,8 +135,9 @@ fn vm_spec(
 /// ``cancel=`` (a :class:`vman.Cancel`) and answer Ctrl-C; see
 /// docs/python.md.
 ///
-/// >>> with vman.Manager("/var/lib/vman", accel="tcg") as m:
+/// >>> with vman.Manager("/var/lib/vman") as m:     # the directory's own settings
 /// ...     print([vm.name for vm in m.vms()])
+/// >>> vman.Manager("/srv/lab", accel="tcg").close()   # a new directory: TCG becomes its setting
 #[pyclass(frozen, module = "vman", name = "Manager")]
 pub(crate) struct PyManager {
     /// `None` once closed. Every call holds the read lock while it runs;
