@@ -191,6 +191,27 @@ pub enum Error {
         other_cidr: String,
     },
 
+    /// The VM already has a snapshot of that name; its kind is
+    /// [`ErrorKind::AlreadyExists`].
+    #[error("Snapshot {snapshot:?} of VM {vm:?} already exists")]
+    SnapshotExists {
+        /// The snapshot's name.
+        snapshot: String,
+        /// The VM's name.
+        vm: String,
+    },
+
+    /// A disk of the VM holds a snapshot tag that vman did not record for
+    /// the VM (left from before the disk was the VM's, or made by hand);
+    /// it was left untouched. Its kind is [`ErrorKind::AlreadyExists`].
+    #[error("Disk {disk:?} holds a snapshot tagged {snapshot:?} that is not one of this VM's; remove it with qemu-img snapshot -d")]
+    StraySnapshotTag {
+        /// The tag, the name asked for.
+        snapshot: String,
+        /// The disk's name.
+        disk: String,
+    },
+
     /// A host interface has the name vman gives a VLAN's bridge or a NIC's
     /// tap, and vman did not make it; it was left untouched. Its kind is
     /// [`ErrorKind::AlreadyExists`].
@@ -462,7 +483,11 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } | Error::Overlap { .. } | Error::ForeignInterface { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. }
+            | Error::Overlap { .. }
+            | Error::ForeignInterface { .. }
+            | Error::SnapshotExists { .. }
+            | Error::StraySnapshotTag { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
             Error::InvalidTransition { .. }
