@@ -291,6 +291,16 @@ pub enum Error {
         needs: &'static str,
     },
 
+    /// A deletion of several VMs without force found some with a QEMU; it
+    /// deleted nothing. Its kind is [`ErrorKind::InvalidState`].
+    #[error("Deleting {what} would kill {vms}, which have a QEMU; stop them first, or delete with force")]
+    VmsRunning {
+        /// What was to be deleted: `batch "web"`, `the VMs named web*`.
+        what: String,
+        /// The VMs with a QEMU, e.g. `VM a, b, c and others`.
+        vms: String,
+    },
+
     /// A setting that running VMs depend on (network mode, dnsmasq, QEMU
     /// user) was to change while some VM has a QEMU; its kind is
     /// [`ErrorKind::InvalidState`].
@@ -494,6 +504,7 @@ impl Error {
             | Error::InvalidState { .. }
             | Error::DiskState { .. }
             | Error::SettingNeedsStoppedVms { .. }
+            | Error::VmsRunning { .. }
             | Error::BatchState { .. } => ErrorKind::InvalidState,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
