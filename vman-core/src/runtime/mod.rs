@@ -225,7 +225,7 @@ impl Runtime {
         let accel = accel::resolve(requested, qemu, &self.run_root.join("accel-probe"));
         if requested == Accel::Auto
             && accel == Accel::Kvm
-            && let Err(e) = accel::kvm_usable(qemu_user)
+            && let Err(e) = process::kvm_usable(qemu_user)
         {
             log::info!("auto chose tcg: {e}");
             return Accel::Tcg;
@@ -235,7 +235,7 @@ impl Runtime {
 
     /// Whether QEMU, as the user it runs as, can open `/dev/kvm`.
     pub fn kvm_usable(&self) -> std::io::Result<()> {
-        accel::kvm_usable(self.values().qemu_creds.as_ref())
+        process::kvm_usable(self.values().qemu_creds.as_ref())
     }
 
     pub fn paths(&self, vm_id: &str) -> RunPaths {
