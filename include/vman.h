@@ -561,13 +561,17 @@ enum VmanStatus vman_batch_create(const struct VmanManager *manager,
 int64_t vman_batch_created_at_ms(const struct VmanBatch *batch);
 
 /*
- Deletes a batch and every VM of it, stopping running ones by force. A
- batch another process is still creating is waited for, then deleted.
+ Deletes a batch and every VM of it. With `force`, running (or paused)
+ VMs are stopped by force; without it, a batch with any VM that has a
+ QEMU is refused with VMAN_STATUS_INVALID_STATE (the message names
+ them) and nothing is deleted. A batch another process is still
+ creating is waited for, then deleted.
 
  `out` may be NULL; otherwise on success `*out` holds the names of the
  VMs deleted, owned by the caller (free it with `vman_names_free`).
 
- Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_TIMEOUT (another
+ Fails with VMAN_STATUS_INVALID_STATE (see above),
+ VMAN_STATUS_NOT_FOUND, VMAN_STATUS_TIMEOUT (another
  operation held a VM too long), VMAN_STATUS_QEMU (stopping a VM
  failed; the batch is left deleting, which reconcile finishes),
  VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
@@ -580,6 +584,7 @@ int64_t vman_batch_created_at_ms(const struct VmanBatch *batch);
  */
 enum VmanStatus vman_batch_delete(const struct VmanManager *manager,
                                   const char *name,
+                                  bool force,
                                   struct VmanNames **out);
 
 /*
@@ -3505,16 +3510,20 @@ enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *na
 
 /*
  Deletes every live VM whose name starts with `prefix` (compared byte for
- byte), stopping running ones by force, one after another; a batch left
- with no VM is deleted too. It stops at the first VM that cannot be
- deleted (the ones before it are gone).
+ byte: any VM, in a batch or not), one after another; a batch left with
+ no VM is deleted too. With `force`, running (or paused) VMs are stopped
+ by force; without it, if any of them has a QEMU the call fails with
+ VMAN_STATUS_INVALID_STATE (the message names them) and nothing is
+ deleted. It stops at the first VM that cannot be deleted (the ones
+ before it are gone).
 
  `out` may be NULL; otherwise on success `*out` holds the names of the
  VMs deleted, in name order, owned by the caller (free it with
  `vman_names_free`).
 
  Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty prefix, or one no
- name can start with), VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU,
+ name can start with), VMAN_STATUS_INVALID_STATE (see above),
+ VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU,
  VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
  VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 
@@ -3525,6 +3534,7 @@ enum VmanStatus vman_vm_delete(const struct VmanManager *manager, const char *na
  */
 enum VmanStatus vman_vm_delete_by_prefix(const struct VmanManager *manager,
                                          const char *prefix,
+                                         bool force,
                                          struct VmanNames **out);
 
 /*

@@ -1271,16 +1271,20 @@ class Manager:
         """Every live batch (also those being created or deleted), by name."""
     def batch(self, name: str) -> Batch:
         """The batch named ``name`` (:class:`vman.NotFoundError` if there is none)."""
-    def delete_batch(self, name: str) -> list[str]:
-        """Deletes a batch and every VM of it, stopping running ones by force;
-        returns the names of the VMs deleted. A batch another process is
-        still creating is waited for, then deleted.
+    def delete_batch(self, name: str, *, force: bool = False) -> list[str]:
+        """Deletes a batch and every VM of it; returns the names of the VMs
+        deleted. A batch with a running (or paused) VM is refused with
+        :class:`vman.InvalidStateError` naming them, nothing deleted, unless
+        ``force=True``, which stops them at once first. A batch another
+        process is still creating is waited for, then deleted.
         """
-    def delete_vms(self, *, prefix: str) -> list[str]:
-        """Deletes every VM whose name starts with ``prefix`` (byte for byte),
-        stopping running ones by force; returns their names. A batch left
-        with no VM is deleted too. It stops at the first VM that cannot be
-        deleted (those before it are gone).
+    def delete_vms(self, *, prefix: str, force: bool = False) -> list[str]:
+        """Deletes every VM whose name starts with ``prefix`` (byte for byte: any
+        VM, in a batch or not); returns their names. If any of them is running
+        (or paused) it is refused with :class:`vman.InvalidStateError` naming
+        them, nothing deleted, unless ``force=True``, which stops them at once
+        first. A batch left with no VM is deleted too. It stops at the first
+        VM that cannot be deleted (those before it are gone).
         """
     def reconcile(self) -> ReconcileReport:
         """Compares the store with reality and repairs the drift: VMs whose QEMU

@@ -456,11 +456,11 @@ class AsyncManager:
     async def batch(self, name: str) -> Batch:
         return await self._call(self._m.batch, name)
 
-    async def delete_batch(self, name: str) -> list[str]:
-        return await self._call(self._m.delete_batch, name)
+    async def delete_batch(self, name: str, *, force: bool = False) -> list[str]:
+        return await self._call(self._m.delete_batch, name, force=force)
 
-    async def delete_vms(self, *, prefix: str) -> list[str]:
-        return await self._call(self._m.delete_vms, prefix=prefix)
+    async def delete_vms(self, *, prefix: str, force: bool = False) -> list[str]:
+        return await self._call(self._m.delete_vms, prefix=prefix, force=force)
 
     # ----- the state directory and the host --------------------------------
 

@@ -234,8 +234,8 @@ int main(int argc, char **argv) {
   CHECK(vm_count() == 3 && batch_count() == 1);
 
   /* Deleted by prefix: the batch goes with its last VM. */
-  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_delete_by_prefix(mgr, "", NULL));
-  OK(vman_vm_delete_by_prefix(mgr, "worker0", &names));
+  EXPECT(VMAN_STATUS_INVALID_ARGUMENT, vman_vm_delete_by_prefix(mgr, "", false, NULL));
+  OK(vman_vm_delete_by_prefix(mgr, "worker0", false, &names));
   CHECK(vman_names_len(names) == 3);
   STREQ(vman_names_get(names, 0), "worker01");
   CHECK(vman_names_get(names, 3) == NULL);
@@ -252,10 +252,18 @@ int main(int argc, char **argv) {
   CHECK(vman_batch_vm_count(batch) == 3);
   vman_batch_free(batch);
   CHECK(processes_of_state_dir() == 3);
-  OK(vman_batch_delete(mgr, "workers", &names));
+  /* Without force neither call kills them, and nothing is deleted. */
+  names = NULL;
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_batch_delete(mgr, "workers", false, &names));
+  msg = vman_last_error_message();
+  CHECK(msg != NULL && strstr(msg, "worker07") != NULL && strstr(msg, "force") != NULL);
+  CHECK(names == NULL);
+  EXPECT(VMAN_STATUS_INVALID_STATE, vman_vm_delete_by_prefix(mgr, "worker", false, &names));
+  CHECK(names == NULL && vm_count() == 3 && batch_count() == 1 && processes_of_state_dir() == 3);
+  OK(vman_batch_delete(mgr, "workers", true, &names));
   CHECK(vman_names_len(names) == 3);
   vman_names_free(names);
-  EXPECT(VMAN_STATUS_NOT_FOUND, vman_batch_delete(mgr, "workers", NULL));
+  EXPECT(VMAN_STATUS_NOT_FOUND, vman_batch_delete(mgr, "workers", false, NULL));
   nothing_left();
 
   /* Started, the third QEMU fails for real: all three are taken back. */

@@ -145,7 +145,13 @@ def test_a_started_batch_whose_third_qemu_fails_is_rolled_back_whole(tcg, guest,
     b = tcg.create_batch("node{}", count=2, **spec)  # type: ignore[arg-type]
     pids = [tcg.vm(n).pid for n in b.vms]
     assert all(p is not None and alive(p) for p in pids) and sorted(qemus_of(state)) == sorted(pids)
-    assert tcg.delete_batch("node") == ["node1", "node2"]
+    # Without force neither delete kills them, and nothing is deleted.
+    with pytest.raises(vman.InvalidStateError, match="node1, node2.*force"):
+        tcg.delete_batch("node")
+    with pytest.raises(vman.InvalidStateError, match="node1, node2"):
+        tcg.delete_vms(prefix="no")
+    assert tcg.batch("node").vms == ["node1", "node2"] and sorted(qemus_of(state)) == sorted(pids)
+    assert tcg.delete_batch("node", force=True) == ["node1", "node2"]
     assert qemus_of(state) == [] and tcg.vms() == [] and tcg.disks() == []
     assert os.listdir(state / "disks") == []
     assert not any(stat.S_ISREG(p.stat().st_mode) for p in (state / "seeds").iterdir())

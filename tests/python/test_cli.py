@@ -702,6 +702,10 @@ def test_a_guest_through_the_cli(state, guest):
     assert vm("pause", "g1").stdout.startswith("g1: paused")
     assert vm("status", "g1").stdout == "paused\n"
     assert vm("resume", "g1").stdout.startswith("g1: running")
+    # Deleting by prefix never kills a running VM without --force.
+    kept = vm("batch", "delete", "--prefix", "g")
+    assert kept.returncode == exits.EXIT_CODES["invalid_state"] and "g1" in kept.stderr and "force" in kept.stderr
+    assert vm("status", "g1").stdout == "running\n"
 
     snap = json.loads(vm("snapshot", "create", "g1", "live1", "--json").stdout)
     assert (snap["live"], snap["state"]) == (True, "ready")

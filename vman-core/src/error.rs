@@ -191,6 +191,27 @@ pub enum Error {
         other_cidr: String,
     },
 
+    /// The VM already has a snapshot of that name; its kind is
+    /// [`ErrorKind::AlreadyExists`].
+    #[error("Snapshot {snapshot:?} of VM {vm:?} already exists")]
+    SnapshotExists {
+        /// The snapshot's name.
+        snapshot: String,
+        /// The VM's name.
+        vm: String,
+    },
+
+    /// A disk of the VM holds a snapshot tag that vman did not record for
+    /// the VM (left from before the disk was the VM's, or made by hand);
+    /// it was left untouched. Its kind is [`ErrorKind::AlreadyExists`].
+    #[error("Disk {disk:?} holds a snapshot tagged {snapshot:?} that is not one of this VM's; remove it with qemu-img snapshot -d")]
+    StraySnapshotTag {
+        /// The tag, the name asked for.
+        snapshot: String,
+        /// The disk's name.
+        disk: String,
+    },
+
     /// A host interface has the name vman gives a VLAN's bridge or a NIC's
     /// tap, and vman did not make it; it was left untouched. Its kind is
     /// [`ErrorKind::AlreadyExists`].
@@ -268,6 +289,16 @@ pub enum Error {
         action: &'static str,
         /// What it needs, in words.
         needs: &'static str,
+    },
+
+    /// A deletion of several VMs without force found some with a QEMU; it
+    /// deleted nothing. Its kind is [`ErrorKind::InvalidState`].
+    #[error("Deleting {what} would kill {vms}, which have a QEMU; stop them first, or delete with force")]
+    VmsRunning {
+        /// What was to be deleted: `batch "web"`, `the VMs named web*`.
+        what: String,
+        /// The VMs with a QEMU, e.g. `VM a, b, c and others`.
+        vms: String,
     },
 
     /// A setting that running VMs depend on (network mode, dnsmasq, QEMU
@@ -462,13 +493,18 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } | Error::Overlap { .. } | Error::ForeignInterface { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. }
+            | Error::Overlap { .. }
+            | Error::ForeignInterface { .. }
+            | Error::SnapshotExists { .. }
+            | Error::StraySnapshotTag { .. } => ErrorKind::AlreadyExists,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::Exhausted { .. } => ErrorKind::Exhausted,
             Error::InvalidTransition { .. }
             | Error::InvalidState { .. }
             | Error::DiskState { .. }
             | Error::SettingNeedsStoppedVms { .. }
+            | Error::VmsRunning { .. }
             | Error::BatchState { .. } => ErrorKind::InvalidState,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Unsupported { .. } => ErrorKind::Unsupported,

@@ -50,7 +50,8 @@ impl Manager {
     /// settings `options` asks for, and the defaults for the rest; an
     /// existing one keeps its own, and an `options` value that differs is
     /// [`ErrorKind::SettingConflict`](crate::ErrorKind::SettingConflict).
-    /// Bridged networking without CAP_NET_ADMIN is
+    /// A bridged directory opens without CAP_NET_ADMIN too; what needs the
+    /// privilege (starting a VM with NICs, making the directory bridged) is
     /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied).
     pub fn open(state_dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Manager> {
         let state_dir = state_dir.as_ref();
@@ -69,7 +70,7 @@ impl Manager {
         warn_if_writable_by_others(state_dir);
         let store = Store::open(&state_dir.join(store::DB_FILE), Duration::from_millis(options.busy_timeout_ms))?;
         let settings = settings::at_open(&store, &requests)?;
-        let network_mode = resolve_mode(settings.network)?;
+        let network_mode = resolve_mode(settings.network);
         let runtime = Runtime::new(state_dir, &settings::runtime_config(&settings))?;
         let closing = Closing::new().map_err(|e| Error::io("create the close signal for", state_dir, e))?;
         let inner = Arc::new(Inner::new(state_dir.to_path_buf(), store, runtime, network_mode, closing));

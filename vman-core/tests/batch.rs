@@ -90,7 +90,7 @@ fn a_batch_of_linked_clones_is_made_listed_and_deleted_whole() {
     m.delete_vm("worker02", false).unwrap();
     assert_eq!(m.batch("worker").unwrap().vms, ["worker01", "worker03"]);
 
-    assert_eq!(m.delete_batch("worker").unwrap(), ["worker01", "worker03"]);
+    assert_eq!(m.delete_batch("worker", false).unwrap(), ["worker01", "worker03"]);
     assert_eq!(m.batch("worker").unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(batch_events(&m, "worker"), ["creating", "created", "deleting", "deleted"]);
     let left: Vec<String> = m.vms(&VmFilter::default()).unwrap().into_iter().map(|v| v.name).collect();
@@ -99,7 +99,7 @@ fn a_batch_of_linked_clones_is_made_listed_and_deleted_whole() {
     assert_eq!(std::fs::read_dir(dir.path().join("disks")).unwrap().count(), 2);
     // The name is free again.
     m.create_batch(&BatchSpec::new("worker{:02}", 1, worker())).unwrap();
-    assert_eq!(m.delete_batch("nope").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(m.delete_batch("nope", false).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[test]
@@ -158,15 +158,15 @@ fn delete_by_prefix_takes_matching_vms_and_retires_emptied_batches() {
     m.create_vm(&VmSpec::new("workers-db", "t")).unwrap();
     m.create_vm(&VmSpec::new("cpx", "t")).unwrap();
     for bad in ["", "-x", "a b", "../x"] {
-        assert_eq!(m.delete_vms_by_prefix(bad).unwrap_err().kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        assert_eq!(m.delete_vms_by_prefix(bad, false).unwrap_err().kind(), ErrorKind::InvalidArgument, "{bad:?}");
     }
-    assert!(m.delete_vms_by_prefix("nothing").unwrap().is_empty());
+    assert!(m.delete_vms_by_prefix("nothing", false).unwrap().is_empty());
     // Byte for byte, case-sensitive.
-    assert!(m.delete_vms_by_prefix("CP").unwrap().is_empty());
-    assert_eq!(m.delete_vms_by_prefix("cp0").unwrap(), ["cp01", "cp02", "cp03"]);
+    assert!(m.delete_vms_by_prefix("CP", false).unwrap().is_empty());
+    assert_eq!(m.delete_vms_by_prefix("cp0", false).unwrap(), ["cp01", "cp02", "cp03"]);
     assert_eq!(m.batch("control").unwrap_err().kind(), ErrorKind::NotFound, "an emptied batch is deleted");
     assert_eq!(batch_events(&m, "control"), ["creating", "created", "deleted"]);
-    assert_eq!(m.delete_vms_by_prefix("worker").unwrap(), ["worker1", "worker2", "workers-db"]);
+    assert_eq!(m.delete_vms_by_prefix("worker", false).unwrap(), ["worker1", "worker2", "workers-db"]);
     assert!(m.batches().unwrap().is_empty());
     let left: Vec<String> = m.vms(&VmFilter::default()).unwrap().into_iter().map(|v| v.name).collect();
     assert_eq!(left, ["cpx"]);
@@ -281,7 +281,17 @@ fn a_batch_whose_third_start_fails_leaves_nothing_behind() {
     let vms: Vec<_> = batch.vms.iter().map(|n| m.vm(n).unwrap()).collect();
     assert!(vms.iter().all(|v| v.state == VmState::Running && v.pid.is_some_and(support::alive)));
     assert_eq!(links().iter().filter(|l| l.starts_with("vt")).count(), 2, "{:?}", links());
-    assert_eq!(m.delete_batch("node").unwrap(), ["node1", "node2"]);
+    // Without force, neither the batch nor a prefix deletion kills them:
+    // refused before anything is deleted, naming the running VMs.
+    let events = m.recent_events(1000).unwrap().len();
+    for err in [m.delete_batch("node", false).unwrap_err(), m.delete_vms_by_prefix("no", false).unwrap_err()] {
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        assert!(err.to_string().contains("VM node1, node2") && err.to_string().contains("force"), "{err}");
+    }
+    assert_eq!(m.recent_events(1000).unwrap().len(), events, "nothing was deleted");
+    assert_eq!(m.batch("node").unwrap().vms, ["node1", "node2"]);
+    assert!(vms.iter().all(|v| support::alive(v.pid.unwrap())));
+    assert_eq!(m.delete_batch("node", true).unwrap(), ["node1", "node2"]);
     assert!(vms.iter().all(|v| !support::alive(v.pid.unwrap())));
     check_nothing_left(&m, dir.path(), &before);
 }

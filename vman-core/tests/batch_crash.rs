@@ -55,7 +55,7 @@ fn batch_crash_child() {
     }
     loop {
         println!("BEGIN delete");
-        match m.delete_batch("worker") {
+        match m.delete_batch("worker", true) {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             other => ok("delete", other.map(drop)),
         }
@@ -255,7 +255,7 @@ fn kills_at_random_instants_of_create_and_delete_leave_the_batch_whole_or_gone()
         whole += m.batches().unwrap().len();
     }
     eprintln!("seed {seed}: kills by interrupted operation: {interrupted:?}; batches found whole: {whole}");
-    let _ = open(dir.path()).delete_batch("worker");
+    let _ = open(dir.path()).delete_batch("worker", true);
 }
 
 #[test]
@@ -281,5 +281,5 @@ fn a_batch_being_made_by_a_live_process_is_never_rolled_back_under_it() {
     child.wait().unwrap();
     check(&m, dir.path(), "after a creation another process watched");
     assert_eq!(m.batch("worker").unwrap().state, BatchState::Created);
-    assert_eq!(m.delete_batch("worker").unwrap().len(), COUNT);
+    assert_eq!(m.delete_batch("worker", true).unwrap().len(), COUNT);
 }

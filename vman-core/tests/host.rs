@@ -88,3 +88,34 @@ fn health_names_each_check_and_a_bogus_qemu_with_its_fix() {
     assert!(qemu.fix.as_deref().unwrap().contains("vman settings set qemu_binary"), "{qemu:?}");
     assert!(health.check("qemu_img").unwrap().ok, "the other checks are unaffected");
 }
+
+/// Whether `nobody`, with its own group and `/dev/kvm`'s (the groups vman
+/// gives QEMU), opens `/dev/kvm` read-write: asked of the kernel, in a
+/// child that really runs as nobody.
+fn nobody_opens_kvm() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata("/dev/kvm") else { return false };
+    let gid = String::from_utf8(std::process::Command::new("id").args(["-g", "nobody"]).output().unwrap().stdout).unwrap();
+    let groups = if meta.gid() == 0 { gid.trim().to_string() } else { format!("{},{}", gid.trim(), meta.gid()) };
+    std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", &format!("--regid={}", gid.trim()), &format!("--groups={groups}"), "sh", "-c", ": <>/dev/kvm"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn health_judges_kvm_as_the_user_qemu_runs_as() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = vman_core::OpenOptions { accel: Some(vman_core::Accel::Kvm), qemu_user: Some("nobody".into()), ..support::options() };
+    let vman = vman_core::Manager::open(dir.path(), &options).unwrap();
+    let accel = vman.host_health().unwrap().check("accel").unwrap().clone();
+    let usable = nobody_opens_kvm();
+    assert_eq!(accel.ok, usable, "nobody {} open /dev/kvm: {accel:?}", if usable { "can" } else { "cannot" });
+    if !usable && std::path::Path::new("/dev/kvm").exists() {
+        // vman (root) opens it; QEMU's user is the one refused, and named.
+        assert!(accel.detail.contains("QEMU's user nobody may not open it"), "{accel:?}");
+        assert!(accel.fix.as_deref().unwrap().contains("qemu_user"), "{accel:?}");
+    }
+}

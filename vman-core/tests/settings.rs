@@ -195,3 +195,72 @@ fn a_new_qemu_user_gets_the_files_qemu_opens_even_after_a_crash() {
     assert_eq!(vman.settings().unwrap().qemu_user.as_deref(), Some("nobody"));
     assert_eq!(std::fs::metadata(&disk.path).unwrap().gid(), gid_of("nobody"));
 }
+
+/// The child half of the test below: runs (under `setpriv`, without
+/// CAP_NET_ADMIN) only when the parent names the directory.
+#[test]
+fn unprivileged_child_of_a_bridged_directory() {
+    let Some(dir) = std::env::var_os("VMAN_TEST_UNPRIVILEGED_DIR") else { return };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    assert_eq!(u64::from_str_radix(eff, 16).unwrap() & (1 << 12), 0, "the child must lack CAP_NET_ADMIN: {eff}");
+
+    // Opening, reading, health and settings work as they would for root.
+    let vman = Manager::open(&dir, &OpenOptions::default()).unwrap();
+    assert_eq!(vman.settings().unwrap().network, NetworkMode::Bridged);
+    assert_eq!(vman.vms(&Default::default()).unwrap().len(), 1);
+    let health = vman.host_health().unwrap();
+    let bridge = health.check("bridge").unwrap();
+    assert!(!bridge.ok && bridge.required, "{bridge:?}");
+
+    // Plugging a NIC into a bridge is what needs the privilege: refused
+    // before anything is recorded, naming the remedies.
+    let before = vman.recent_events(1000).unwrap();
+    let err = vman.start("g1").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("root") && text.contains("CAP_NET_ADMIN") && text.contains("vman settings set network user"), "{text}");
+    assert!(!text.contains("open with network mode"), "no advice that loops: {text}");
+    assert_eq!(vman.vm("g1").unwrap().state, VmState::Created);
+    assert_eq!(vman.recent_events(1000).unwrap(), before, "a refused start records nothing");
+    // Making a directory bridged needs it too…
+    let err = vman.set_setting("network", "isolated").and_then(|_| vman.set_setting("network", "bridged")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(vman.settings().unwrap().network, NetworkMode::Isolated);
+    // …and so does a new directory asking for it.
+    let fresh = tempfile::tempdir().unwrap();
+    let bridged = OpenOptions { network: Some(NetworkMode::Bridged), ..OpenOptions::default() };
+    assert_eq!(Manager::open(fresh.path(), &bridged).unwrap_err().kind(), ErrorKind::PermissionDenied);
+    // The advice works without the privilege: leaving bridged needs none.
+    assert_eq!(vman.set_setting("network", "user").unwrap().network, NetworkMode::User);
+    println!("UNPRIVILEGED-CHILD-OK");
+}
+
+#[test]
+fn a_bridged_directory_opens_without_cap_net_admin_and_only_plugging_nics_is_refused() {
+    let Some(boot) = support::boot("") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = support::Cleanup(dir.path().to_path_buf());
+    let bridged = OpenOptions { network: Some(NetworkMode::Bridged), ..support::options() };
+    let vman = Manager::open(dir.path(), &bridged).unwrap();
+    vman.create_template(&TemplateSpec::new("tiny", 1, 192, 1)).unwrap();
+    vman.create_network(&vman_core::NetworkSpec::new("lan", 3170, "10.117.0.0/24")).unwrap();
+    vman.create_vm(&VmSpec::new("g1", "tiny").nic("lan").boot(boot)).unwrap();
+    drop(vman);
+    // This test binary again, as root without CAP_NET_ADMIN: the kernel
+    // gives root's exec only the capabilities of its bounding set.
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "unprivileged_child_of_a_bridged_directory", "--nocapture", "--test-threads=1"])
+        .env("VMAN_TEST_UNPRIVILEGED_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("UNPRIVILEGED-CHILD-OK"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -557,11 +557,20 @@ fn a_boot_disk_moved_to_another_vm_is_not_deleted_with_it_and_snapshots_never_ou
     assert!(Command::new("qemu-img").args(["snapshot", "-c", "stale", &data.path]).status().unwrap().success());
     m.create_vm(&VmSpec::new("d", "t")).unwrap();
     m.attach_disk("d", "data").unwrap();
-    assert_eq!(m.create_snapshot("d", "stale").unwrap_err().kind(), ErrorKind::AlreadyExists);
+    let stray = m.create_snapshot("d", "stale").unwrap_err();
+    assert_eq!(stray.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        stray.to_string(),
+        r#"Disk "data" holds a snapshot tagged "stale" that is not one of this VM's; remove it with qemu-img snapshot -d"#
+    );
     assert!(m.snapshots("d").unwrap().is_empty());
 
     // A revert refuses, before touching anything, when a disk came later.
     m.create_snapshot("d", "s1").unwrap();
+    // A second one of the same name is this VM's own, not a stray tag.
+    let again = m.create_snapshot("d", "s1").unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(again.to_string(), r#"Snapshot "s1" of VM "d" already exists"#);
     m.create_disk(&DiskSpec::new("later", 8 * MIB)).unwrap();
     m.attach_disk("d", "later").unwrap();
     let err = m.revert_snapshot("d", "s1").unwrap_err();

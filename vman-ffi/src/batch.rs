@@ -258,13 +258,17 @@ pub unsafe extern "C" fn vman_batch_list(manager: *const VmanManager, out: *mut 
     unsafe { new_handle(out, || Ok(guard::handle(manager, "manager")?.inner.batches()?.into_iter().collect())) }
 }
 
-/// Deletes a batch and every VM of it, stopping running ones by force. A
-/// batch another process is still creating is waited for, then deleted.
+/// Deletes a batch and every VM of it. With `force`, running (or paused)
+/// VMs are stopped by force; without it, a batch with any VM that has a
+/// QEMU is refused with VMAN_STATUS_INVALID_STATE (the message names
+/// them) and nothing is deleted. A batch another process is still
+/// creating is waited for, then deleted.
 ///
 /// `out` may be NULL; otherwise on success `*out` holds the names of the
 /// VMs deleted, owned by the caller (free it with `vman_names_free`).
 ///
-/// Fails with VMAN_STATUS_NOT_FOUND, VMAN_STATUS_TIMEOUT (another
+/// Fails with VMAN_STATUS_INVALID_STATE (see above),
+/// VMAN_STATUS_NOT_FOUND, VMAN_STATUS_TIMEOUT (another
 /// operation held a VM too long), VMAN_STATUS_QEMU (stopping a VM
 /// failed; the batch is left deleting, which reconcile finishes),
 /// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
@@ -275,27 +279,36 @@ pub unsafe extern "C" fn vman_batch_list(manager: *const VmanManager, out: *mut 
 /// # Safety
 /// Every pointer that is not NULL is valid, as the conventions say.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn vman_batch_delete(manager: *const VmanManager, name: *const c_char, out: *mut *mut VmanNames) -> VmanStatus {
+pub unsafe extern "C" fn vman_batch_delete(
+    manager: *const VmanManager,
+    name: *const c_char,
+    force: bool,
+    out: *mut *mut VmanNames,
+) -> VmanStatus {
     // SAFETY: every pointer is NULL or valid, per this function's contract.
     unsafe {
         optional_handle(out, || {
             let (manager, name) = (guard::handle(manager, "manager")?, guard::string(name, "name")?);
-            Ok(manager.inner.delete_batch(name)?.into())
+            Ok(manager.inner.delete_batch(name, force)?.into())
         })
     }
 }
 
 /// Deletes every live VM whose name starts with `prefix` (compared byte for
-/// byte), stopping running ones by force, one after another; a batch left
-/// with no VM is deleted too. It stops at the first VM that cannot be
-/// deleted (the ones before it are gone).
+/// byte: any VM, in a batch or not), one after another; a batch left with
+/// no VM is deleted too. With `force`, running (or paused) VMs are stopped
+/// by force; without it, if any of them has a QEMU the call fails with
+/// VMAN_STATUS_INVALID_STATE (the message names them) and nothing is
+/// deleted. It stops at the first VM that cannot be deleted (the ones
+/// before it are gone).
 ///
 /// `out` may be NULL; otherwise on success `*out` holds the names of the
 /// VMs deleted, in name order, owned by the caller (free it with
 /// `vman_names_free`).
 ///
 /// Fails with VMAN_STATUS_INVALID_ARGUMENT (an empty prefix, or one no
-/// name can start with), VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU,
+/// name can start with), VMAN_STATUS_INVALID_STATE (see above),
+/// VMAN_STATUS_TIMEOUT, VMAN_STATUS_QEMU,
 /// VMAN_STATUS_NULL_PARAMETER, VMAN_STATUS_INVALID_UTF8,
 /// VMAN_STATUS_DATABASE, VMAN_STATUS_IO.
 ///
@@ -307,13 +320,14 @@ pub unsafe extern "C" fn vman_batch_delete(manager: *const VmanManager, name: *c
 pub unsafe extern "C" fn vman_vm_delete_by_prefix(
     manager: *const VmanManager,
     prefix: *const c_char,
+    force: bool,
     out: *mut *mut VmanNames,
 ) -> VmanStatus {
     // SAFETY: every pointer is NULL or valid, per this function's contract.
     unsafe {
         optional_handle(out, || {
             let (manager, prefix) = (guard::handle(manager, "manager")?, guard::string(prefix, "prefix")?);
-            Ok(manager.inner.delete_vms_by_prefix(prefix)?.into())
+            Ok(manager.inner.delete_vms_by_prefix(prefix, force)?.into())
         })
     }
 }

@@ -894,20 +894,25 @@ impl PyManager {
         Ok(self.call(py, |m| m.batch(name))?.into())
     }
 
-    /// Deletes a batch and every VM of it, stopping running ones by force;
-    /// returns the names of the VMs deleted. A batch another process is
-    /// still creating is waited for, then deleted.
-    fn delete_batch(&self, py: Python<'_>, name: &str) -> PyVmanResult<Vec<String>> {
-        self.call(py, |m| m.delete_batch(name))
+    /// Deletes a batch and every VM of it; returns the names of the VMs
+    /// deleted. A batch with a running (or paused) VM is refused with
+    /// :class:`vman.InvalidStateError` naming them, nothing deleted, unless
+    /// ``force=True``, which stops them at once first. A batch another
+    /// process is still creating is waited for, then deleted.
+    #[pyo3(signature = (name, *, force=false))]
+    fn delete_batch(&self, py: Python<'_>, name: &str, force: bool) -> PyVmanResult<Vec<String>> {
+        self.call(py, |m| m.delete_batch(name, force))
     }
 
-    /// Deletes every VM whose name starts with ``prefix`` (byte for byte),
-    /// stopping running ones by force; returns their names. A batch left
-    /// with no VM is deleted too. It stops at the first VM that cannot be
-    /// deleted (those before it are gone).
-    #[pyo3(signature = (*, prefix))]
-    fn delete_vms(&self, py: Python<'_>, prefix: &str) -> PyVmanResult<Vec<String>> {
-        self.call(py, |m| m.delete_vms_by_prefix(prefix))
+    /// Deletes every VM whose name starts with ``prefix`` (byte for byte: any
+    /// VM, in a batch or not); returns their names. If any of them is running
+    /// (or paused) it is refused with :class:`vman.InvalidStateError` naming
+    /// them, nothing deleted, unless ``force=True``, which stops them at once
+    /// first. A batch left with no VM is deleted too. It stops at the first
+    /// VM that cannot be deleted (those before it are gone).
+    #[pyo3(signature = (*, prefix, force=false))]
+    fn delete_vms(&self, py: Python<'_>, prefix: &str, force: bool) -> PyVmanResult<Vec<String>> {
+        self.call(py, |m| m.delete_vms_by_prefix(prefix, force))
     }
 
     /// Compares the store with reality and repairs the drift: VMs whose QEMU

@@ -63,9 +63,9 @@ def batch_show(ctx: Ctx) -> None:
 def batch_delete(ctx: Ctx) -> None:
     a = ctx.args
     if a.prefix is not None:
-        gone = ctx.m.delete_vms(prefix=a.prefix)
+        gone = ctx.m.delete_vms(prefix=a.prefix, force=a.force)
     else:
-        gone = ctx.m.delete_batch(a.batch)
+        gone = ctx.m.delete_batch(a.batch, force=a.force)
     names = [str(n) for n in gone or []]
     if ctx.out.json:
         return ctx.out.data({"deleted": names})
@@ -221,7 +221,8 @@ def register(top: Commands) -> None:
     p = g.add("delete", batch_delete, "delete a batch's VMs, or every VM whose name starts with --prefix")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("batch", nargs="?")
-    what.add_argument("--prefix")
+    what.add_argument("--prefix", help="every VM whose name starts so, in a batch or not")
+    p.add_argument("--force", action="store_true", help="stop running VMs first (without it, any running VM refuses the delete)")
 
     p = top.add(
         "events", events, "the event history; --follow for live events", description="events, oldest first (JSON Lines with --json)"

@@ -28,7 +28,7 @@ use crate::name::validate_name;
 use crate::storage::model::DiskState;
 use crate::store;
 use crate::vm::lifecycle;
-use crate::vm::model::VmFilter;
+use crate::vm::model::{Vm, VmFilter};
 use model::{Batch, BatchSpec};
 use state::BatchState;
 
@@ -124,12 +124,14 @@ impl Manager {
         self.inner.store().read(|tx| store::list_batches(tx))
     }
 
-    /// Deletes a batch and every VM of it, stopping running ones by force;
-    /// answers the names of the VMs deleted. A batch another process is
-    /// still creating is waited for (up to the lock timeout) and then
-    /// deleted. A crash part-way leaves the batch `deleting`, which the
-    /// reconciler finishes.
-    pub fn delete_batch(&self, name: &str) -> Result<Vec<String>> {
+    /// Deletes a batch and every VM of it; answers the names of the VMs
+    /// deleted. Running (or paused) VMs are stopped by force when `force`
+    /// says so; without it, a batch with any VM that has a QEMU is refused
+    /// with [`ErrorKind::InvalidState`] naming them, and nothing is deleted.
+    /// A batch another process is still creating is waited for (up to the
+    /// lock timeout) and then deleted. A crash part-way leaves the batch
+    /// `deleting`, which the reconciler finishes.
+    pub fn delete_batch(&self, name: &str, force: bool) -> Result<Vec<String>> {
         let ctx = &*self.inner;
         let batch = self.batch(name)?;
         let mut members = ctx.store().read(|tx| store::batch_members(tx, batch.id))?;
@@ -143,34 +145,57 @@ impl Manager {
         if batch.state == BatchState::Deleted {
             return Err(Error::not_found("batch", name));
         }
+        if !force {
+            let members = ctx.store().read(|tx| store::batch_members(tx, batch.id))?;
+            let vms = members.iter().map(|(id, vm_name)| lifecycle::settled(ctx, id, vm_name)).collect::<Result<Vec<_>>>()?;
+            refuse_running(&vms, || format!("batch {:?}", batch.name))?;
+        }
         remove_members(ctx, batch.id, &batch.name, batch.state, BatchState::Deleting, "deleted by request")
     }
 
     /// Deletes every live VM whose name starts with `prefix` (a non-empty
-    /// prefix of a valid name; compared byte for byte), stopping running
-    /// ones by force, one after another; answers their names. It stops at
-    /// the first VM that cannot be deleted (the ones before it are gone).
-    /// A batch left with no VM by it is recorded deleted.
-    pub fn delete_vms_by_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+    /// prefix of a valid name; compared byte for byte, so it matches any
+    /// VM, in a batch or not), one after another; answers their names.
+    /// Running (or paused) VMs are stopped by force when `force` says so;
+    /// without it, if any of them has a QEMU the call is refused with
+    /// [`ErrorKind::InvalidState`] naming them, and nothing is deleted. It
+    /// stops at the first VM that cannot be deleted (the ones before it are
+    /// gone). A batch left with no VM by it is recorded deleted.
+    pub fn delete_vms_by_prefix(&self, prefix: &str, force: bool) -> Result<Vec<String>> {
         validate_name("VM name prefix", prefix)?;
         let ctx = &*self.inner;
         let filter = VmFilter { name_prefix: Some(prefix.to_string()), ..VmFilter::default() };
-        let mut deleted = Vec::new();
-        let mut batches = BTreeSet::new();
-        for vm in self.vms(&filter)? {
-            let _lock = ctx.runtime().lock_vm(&vm.id, &vm.name)?;
-            let vm = match lifecycle::settled(ctx, &vm.id, &vm.name) {
-                Ok(vm) => vm,
+        let mut found: Vec<(String, String)> = self.vms(&filter)?.into_iter().map(|vm| (vm.id, vm.name)).collect();
+        // Every lock first, in id order (as a batch deletion takes them):
+        // the check below must still hold when the last VM is deleted.
+        found.sort();
+        let mut locks = Vec::with_capacity(found.len());
+        for (id, vm_name) in &found {
+            locks.push(ctx.runtime().lock_vm(id, vm_name)?);
+        }
+        let mut vms = Vec::with_capacity(found.len());
+        for (id, vm_name) in &found {
+            match lifecycle::settled(ctx, id, vm_name) {
+                Ok(vm) => vms.push(vm),
                 Err(e) if e.kind() == ErrorKind::NotFound => continue, // deleted meanwhile
                 Err(e) => return Err(e),
-            };
+            }
+        }
+        vms.sort_by(|a, b| a.name.cmp(&b.name));
+        if !force {
+            refuse_running(&vms, || format!("the VMs named {prefix}*"))?;
+        }
+        let mut deleted = Vec::new();
+        let mut batches = BTreeSet::new();
+        for vm in vms {
             if let Some(batch_id) = ctx.store().read(|tx| store::batch_of_vm(tx, &vm.id))? {
                 batches.insert(batch_id);
             }
             let name = vm.name.clone();
-            lifecycle::delete_locked(ctx, vm, true)?;
+            lifecycle::delete_locked(ctx, vm, force)?;
             deleted.push(name);
         }
+        drop(locks);
         for batch_id in batches {
             ctx.write(|w| {
                 let Some(batch) = store::batch_by_id(w.tx, batch_id)? else { return Ok(()) };
@@ -183,6 +208,16 @@ impl Manager {
         }
         Ok(deleted)
     }
+}
+
+/// Refuses, naming them, when any of `vms` (read under their locks) has a
+/// QEMU: a deletion of several VMs without force must not kill one.
+fn refuse_running(vms: &[Vm], what: impl FnOnce() -> String) -> Result<()> {
+    let running: Vec<String> = vms.iter().filter(|vm| vm.state.has_process()).map(|vm| vm.name.clone()).collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(Error::VmsRunning { what: what(), vms: store::describe_users("VM", &running) })
 }
 
 /// Deletes every live VM of batch `batch_id` and records it deleted: the

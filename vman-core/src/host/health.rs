@@ -108,33 +108,30 @@ pub(crate) fn check_qemu_img() -> HealthCheck {
 }
 
 /// `resolved` is what `auto` resolves to here (the probe's cached answer);
-/// `None` when the setting is not `auto`.
+/// `None` when the setting is not `auto`. `kvm` is whether QEMU, as the
+/// user it runs as, can open `/dev/kvm`.
 pub(crate) fn check_accel(setting: Accel, resolved: Option<Accel>, kvm: std::io::Result<()>) -> HealthCheck {
     match (setting, resolved) {
         (Accel::Tcg, _) => HealthCheck::pass("accel", true, "tcg, as set: software emulation, slow but needs nothing beyond QEMU"),
         (Accel::Kvm, _) => match kvm {
-            Ok(()) => HealthCheck::pass("accel", true, "kvm, as set (taken without a probe): /dev/kvm opens"),
+            Ok(()) => HealthCheck::pass("accel", true, "kvm, as set (taken without a probe): /dev/kvm opens for QEMU's user"),
             Err(e) => HealthCheck::fail(
                 "accel",
                 true,
-                format!("kvm is set but /dev/kvm does not open: {e}"),
-                "load kvm_intel or kvm_amd and let vman's user open /dev/kvm (group kvm), \
-                 or let vman choose: vman settings set accel auto",
+                format!("kvm is set but QEMU cannot use /dev/kvm: {e}"),
+                "load kvm_intel or kvm_amd and let QEMU's user open /dev/kvm (mode 0660, group kvm: vman gives QEMU that group), \
+                 or set qemu_user to a user that may, or let vman choose: vman settings set accel auto",
             ),
         },
         (_, Some(Accel::Kvm)) => HealthCheck::pass("accel", true, "auto chose kvm: a probe this boot ran a guest under KVM"),
         (_, _) => {
             let why = match kvm {
                 Ok(()) => "/dev/kvm opens, but a probe this boot found KVM does not run guests here (nested, without VMX?)".to_string(),
-                Err(e) => format!("/dev/kvm does not open ({e})"),
+                Err(e) => format!("QEMU cannot use /dev/kvm ({e})"),
             };
             HealthCheck::pass("accel", true, format!("auto chose tcg: {why}; guests run emulated, slowly"))
         }
     }
-}
-
-pub(crate) fn kvm_opens() -> std::io::Result<()> {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(drop)
 }
 
 pub(crate) fn check_bridge(network: NetworkMode) -> HealthCheck {

@@ -108,7 +108,7 @@ impl Manager {
         let checks: Vec<HealthCheck> = vec![
             qemu,
             health::check_qemu_img(),
-            health::check_accel(settings.accel, resolved, health::kvm_opens()),
+            health::check_accel(settings.accel, resolved, ctx.runtime().kvm_usable()),
             health::check_bridge(settings.network),
             health::check_dnsmasq(&settings.dnsmasq_binary, settings.network),
             health::check_ovmf(uefi),

@@ -62,18 +62,27 @@ pub(crate) fn has_net_admin() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
-/// Resolves `auto`, and refuses bridged mode without the privilege.
-pub(crate) fn resolve_mode(requested: NetworkMode) -> Result<NetworkMode> {
-    let privileged = has_net_admin();
+/// Resolves `auto`: bridged with CAP_NET_ADMIN, else user. Any other mode
+/// stands as it is, privileged or not: a directory's setting says how its
+/// VMs are plugged in, and only doing that ([`require_net_admin`]) needs
+/// the privilege; reading the directory never does.
+pub(crate) fn resolve_mode(requested: NetworkMode) -> NetworkMode {
     match requested {
-        NetworkMode::Auto if privileged => Ok(NetworkMode::Bridged),
-        NetworkMode::Auto => Ok(NetworkMode::User),
-        NetworkMode::Bridged if !privileged => Err(Error::PermissionDenied {
-            what: "bridged networking needs root or CAP_NET_ADMIN; open with network mode \"user\" for QEMU's user-mode NAT instead".into(),
-            source: None,
-        }),
-        mode => Ok(mode),
+        NetworkMode::Auto if has_net_admin() => NetworkMode::Bridged,
+        NetworkMode::Auto => NetworkMode::User,
+        mode => mode,
     }
+}
+
+/// What an unprivileged process is told when it would make bridged
+/// networking: who can, and how the directory leaves bridged mode.
+pub(crate) const BRIDGED_NEEDS_NET_ADMIN: &str = "bridged networking needs root or CAP_NET_ADMIN: run vman as root or grant it \
+     CAP_NET_ADMIN, or switch this state directory to QEMU's user-mode NAT with `vman settings set network user`";
+
+/// Refuses, with [`BRIDGED_NEEDS_NET_ADMIN`], host networking work (bridges,
+/// taps, making a directory bridged) in a process without CAP_NET_ADMIN.
+pub(crate) fn require_net_admin() -> Result<()> {
+    if has_net_admin() { Ok(()) } else { Err(Error::PermissionDenied { what: BRIDGED_NEEDS_NET_ADMIN.into(), source: None }) }
 }
 
 /// Refuses an uplink this host cannot serve: the kernel must have 802.1Q.

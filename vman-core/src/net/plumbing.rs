@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::net::dhcp::{DhcpConfig, DhcpError, DhcpServer};
 use crate::net::linux::{HostNetError, IpFamily, Netlink};
-use crate::net::mode::{NetworkMode, SSH_PORT};
+use crate::net::mode::{BRIDGED_NEEDS_NET_ADMIN, NetworkMode, SSH_PORT, require_net_admin};
 use crate::net::model::Network;
 use crate::runtime::Runtime;
 use crate::runtime::argv::NicBackend;
@@ -113,7 +113,7 @@ impl From<HostNetError> for Error {
     fn from(e: HostNetError) -> Error {
         match e {
             HostNetError::PermissionDenied { .. } => {
-                Error::PermissionDenied { what: "host networking needs root or CAP_NET_ADMIN".into(), source: Some(Box::new(e)) }
+                Error::PermissionDenied { what: BRIDGED_NEEDS_NET_ADMIN.into(), source: Some(Box::new(e)) }
             }
             HostNetError::NotOurs { name, .. } | HostNetError::AlreadyExists { link: name } => {
                 Error::ForeignInterface { advice: foreign_advice(&name), name }
@@ -173,6 +173,16 @@ pub(crate) struct HostNet<'a> {
 }
 
 impl HostNet<'_> {
+    /// Refuses to start `vm` when plugging its NICs needs a privilege this
+    /// process lacks (bridged mode without CAP_NET_ADMIN), before anything
+    /// is recorded or made.
+    pub(crate) fn check_can_plug(&self, vm: &Vm) -> Result<()> {
+        match self.mode {
+            NetworkMode::Bridged | NetworkMode::Auto if !vm.nics.is_empty() => require_net_admin(),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes the host side of every NIC of `vm` (in `starting`), returning
     /// QEMU's backends.
     pub(crate) fn plug_nics(&self, vm: &Vm) -> Result<Vec<NicBackend>> {
@@ -192,7 +202,10 @@ impl HostNet<'_> {
             }
             // A failure part-way is undone by the caller recording the
             // failed start (`fail_start`), which unplugs in one transaction.
-            NetworkMode::Bridged | NetworkMode::Auto => self.plug_bridged(vm),
+            NetworkMode::Bridged | NetworkMode::Auto => {
+                self.check_can_plug(vm)?;
+                self.plug_bridged(vm)
+            }
         }
     }
 

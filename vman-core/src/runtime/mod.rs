@@ -210,13 +210,32 @@ impl Runtime {
     /// per host boot across managers, through a cache file).
     pub fn accel(&self) -> Accel {
         let values = self.values();
-        *values.accel.get_or_init(|| accel::resolve(values.config.accel, &values.qemu, &self.run_root.join("accel-probe")))
+        *values.accel.get_or_init(|| self.auto_for_qemus_user(values.config.accel, &values.qemu, values.qemu_creds.as_ref()))
     }
 
     /// What `requested` resolves to with `qemu`: `auto` probes (once per
     /// host boot, through the cache any manager of this directory shares).
     pub fn resolve_accel(&self, requested: Accel, qemu: &Path) -> Accel {
-        accel::resolve(requested, qemu, &self.run_root.join("accel-probe"))
+        self.auto_for_qemus_user(requested, qemu, self.values().qemu_creds.as_ref())
+    }
+
+    /// `auto` resolved by the probe (which runs as vman), then demoted to
+    /// TCG when QEMU's user may not open `/dev/kvm`.
+    fn auto_for_qemus_user(&self, requested: Accel, qemu: &Path, qemu_user: Option<&Credentials>) -> Accel {
+        let accel = accel::resolve(requested, qemu, &self.run_root.join("accel-probe"));
+        if requested == Accel::Auto
+            && accel == Accel::Kvm
+            && let Err(e) = process::kvm_usable(qemu_user)
+        {
+            log::info!("auto chose tcg: {e}");
+            return Accel::Tcg;
+        }
+        accel
+    }
+
+    /// Whether QEMU, as the user it runs as, can open `/dev/kvm`.
+    pub fn kvm_usable(&self) -> std::io::Result<()> {
+        process::kvm_usable(self.values().qemu_creds.as_ref())
     }
 
     pub fn paths(&self, vm_id: &str) -> RunPaths {

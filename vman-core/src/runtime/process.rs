@@ -42,6 +42,46 @@ impl Credentials {
     }
 }
 
+/// The device QEMU opens for KVM.
+pub(crate) const KVM_DEVICE: &str = "/dev/kvm";
+
+/// Whether QEMU, run as `qemu_user` (`None`: as this process), can open
+/// `/dev/kvm` read-write. The device must open for this process; for
+/// another user, its owner, group and mode decide as the kernel's check
+/// does (ACLs aside), with the groups vman gives QEMU.
+pub(crate) fn kvm_usable(qemu_user: Option<&Credentials>) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let device = fs::OpenOptions::new().read(true).write(true).open(KVM_DEVICE)?;
+    let Some(creds) = qemu_user else { return Ok(()) };
+    let meta = device.metadata()?;
+    if may_read_write(meta.mode(), meta.uid(), meta.gid(), creds) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{KVM_DEVICE} has mode {:04o}, owner uid {}, group gid {}: QEMU's user {} may not open it read-write",
+            meta.mode() & 0o7777,
+            meta.uid(),
+            meta.gid(),
+            creds.user
+        ),
+    ))
+}
+
+/// The kernel's permission check for read and write: the owner's bits for
+/// the owner, else the group's for a member, else the others'.
+fn may_read_write(mode: u32, owner: u32, group: u32, creds: &Credentials) -> bool {
+    let bits = if creds.uid == owner {
+        mode >> 6
+    } else if creds.gid == group || creds.groups.contains(&group) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o6 == 0o6
+}
+
 /// The VM's QEMU lineage lock, `<state>/locks/<vm id>.qemu`.
 ///
 /// The launching vman takes it (`flock`, exclusive) before it spawns QEMU
@@ -267,6 +307,17 @@ pub(crate) fn prove_qemu(pid: u32, vm_id: &str) -> Option<Pidfd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_access_is_judged_as_qemus_user() {
+        let nobody = Credentials { user: "nobody".into(), uid: 65534, gid: 65534, groups: vec![65534, 993] };
+        assert!(!may_read_write(0o600, 0, 0, &nobody), "root's alone");
+        assert!(may_read_write(0o660, 0, 993, &nobody), "the kvm group vman gives QEMU");
+        assert!(!may_read_write(0o660, 0, 994, &nobody), "another group");
+        assert!(may_read_write(0o666, 0, 0, &nobody));
+        assert!(!may_read_write(0o066, 65534, 993, &nobody), "the owner's bits, even when the group's would do");
+        assert!(!may_read_write(0o640, 0, 993, &nobody), "read alone is not enough");
+    }
 
     #[test]
     fn a_process_that_is_not_qemu_is_never_taken_for_one() {

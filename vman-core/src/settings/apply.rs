@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::context::Inner;
 use crate::error::{Error, Result};
-use crate::net::mode::resolve_mode;
+use crate::net::mode::{NetworkMode, require_net_admin, resolve_mode};
 use crate::runtime::{RuntimeConfig, STORAGE_DIRS};
 use crate::settings::model::{SettingKey, Settings};
 use crate::storage::model::DiskFilter;
@@ -35,6 +35,11 @@ pub(crate) fn runtime_config(settings: &Settings) -> RuntimeConfig {
 pub(crate) fn at_open(store: &Store, requests: &[(SettingKey, String)]) -> Result<Settings> {
     let asked = |key: SettingKey| requests.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
     let mut stored = store.read(|tx| store::settings(tx))?;
+    // Making a directory bridged needs the privilege bridged networking
+    // needs; opening one that is already bridged does not.
+    if !stored.contains_key(SettingKey::Network.as_str()) && asked(SettingKey::Network).as_deref() == Some(NetworkMode::Bridged.as_str()) {
+        require_net_admin()?;
+    }
     if SettingKey::ALL.iter().any(|k| !stored.contains_key(k.as_str())) {
         let initial: Vec<(SettingKey, String)> =
             SettingKey::ALL.into_iter().map(|k| Ok((k, asked(k).map_or_else(|| k.default_value(), Ok)?))).collect::<Result<_>>()?;
@@ -68,7 +73,7 @@ pub(crate) fn at_open(store: &Store, requests: &[(SettingKey, String)]) -> Resul
 /// QEMU's user changed, the files QEMU opens get its group.
 pub(crate) fn refresh(ctx: &Inner) -> Result<Settings> {
     let settings = read(ctx)?;
-    let mode = resolve_mode(settings.network)?;
+    let mode = resolve_mode(settings.network);
     if ctx.runtime().configure(ctx.state_dir(), &runtime_config(&settings))? {
         share_files_with_qemu(ctx)?;
     }

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::event::ObjectKind;
 use crate::manager::Manager;
+use crate::net::mode::{NetworkMode, require_net_admin};
 use crate::settings::model::{SettingKey, Settings};
 use crate::store;
 
@@ -25,8 +26,9 @@ impl Manager {
     /// [`SettingKey`]'s names (`network`, `accel`, `qemu_binary`,
     /// `dnsmasq_binary`, `qemu_user`, `serial_log_cap_bytes`); `value` is
     /// checked as [`SettingKey::normalize`] says (`network` `auto` is
-    /// resolved by this process; bridged needs CAP_NET_ADMIN here:
-    /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)).
+    /// resolved by this process; changing to bridged needs CAP_NET_ADMIN
+    /// here: [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied),
+    /// while leaving bridged for `user` or `isolated` needs no privilege).
     ///
     /// `network`, `dnsmasq_binary` and `qemu_user` change only while no VM
     /// of the directory has a QEMU ([`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState)
@@ -45,6 +47,9 @@ impl Manager {
             let old = store::setting(w.tx, key.as_str())?;
             if old.as_deref() == Some(value.as_str()) {
                 return Ok(());
+            }
+            if key == SettingKey::Network && value == NetworkMode::Bridged.as_str() {
+                require_net_admin()?;
             }
             if key.needs_no_running_vm() {
                 let running: Vec<String> = store::vms_with_process(w.tx)?.into_iter().map(|vm| vm.name).collect();

@@ -83,7 +83,7 @@ impl SettingKey {
     /// CAP_NET_ADMIN, else user.
     pub(crate) fn default_value(self) -> Result<String> {
         Ok(match self {
-            SettingKey::Network => resolve_mode(NetworkMode::Auto)?.as_str().to_string(),
+            SettingKey::Network => resolve_mode(NetworkMode::Auto).as_str().to_string(),
             SettingKey::Accel => Accel::Auto.as_str().to_string(),
             SettingKey::QemuBinary => DEFAULT_QEMU_BINARY.to_string(),
             SettingKey::DnsmasqBinary => DEFAULT_DNSMASQ_BINARY.to_string(),
@@ -94,13 +94,12 @@ impl SettingKey {
 
     /// Checks `value` for this key and gives the form the directory keeps
     /// (the one two values are compared in): `network` `auto` becomes the
-    /// mode this process would use, and bridged without CAP_NET_ADMIN is
-    /// [`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied);
+    /// mode this process would use (bridged with CAP_NET_ADMIN, else user);
     /// a number loses its leading zeros; `qemu_user` must exist here (`""`
     /// is the default user).
     pub fn normalize(self, value: &str) -> Result<String> {
         Ok(match self {
-            SettingKey::Network => resolve_mode(value.parse()?)?.as_str().to_string(),
+            SettingKey::Network => resolve_mode(value.parse()?).as_str().to_string(),
             SettingKey::Accel => value.parse::<Accel>()?.as_str().to_string(),
             SettingKey::QemuBinary => {
                 check_binary("QEMU binary", Path::new(value))?;

@@ -140,14 +140,14 @@ impl Manager {
         let (_lock, vm) = lock_vm_cancellable(ctx, vm, cancel)?;
         let live = is_live(&vm, "snapshot")?;
         let disks = snapshot_disks(ctx, &vm)?;
+        // One of this VM's own first: its tags are on the disks too.
+        if ctx.store().read(|tx| store::snapshot_by_name(tx, &vm.id, name))?.is_some() {
+            return Err(Error::SnapshotExists { snapshot: name.to_string(), vm: vm.name.clone() });
+        }
         // A tag vman did not record for this VM (left by another VM the
         // disk belonged to, or made by hand) would be taken for this one.
         if let Some(disk) = disks_with_tag(&disks, name)?.first() {
-            return Err(Error::AlreadyExists {
-                kind: "snapshot",
-                field: "name",
-                value: format!("{name} (on disk {}, from before it was this VM's; remove it with qemu-img snapshot -d)", disk.name),
-            });
+            return Err(Error::StraySnapshotTag { snapshot: name.to_string(), disk: disk.name.clone() });
         }
         let id = ctx.store().write(|tx| store::insert_snapshot(tx, &vm.id, &vm.name, name, live, store::now_ms()))?;
         let taken = if live {

@@ -273,7 +273,7 @@ fn snapshot_from_row(row: &Row<'_>) -> rusqlite::Result<Snapshot> {
 /// A snapshot being taken (`creating`); a duplicate name on the VM is refused.
 pub(crate) fn insert_snapshot(tx: &Connection, vm_id: &str, vm_name: &str, name: &str, live: bool, now_ms: i64) -> Result<i64> {
     if snapshot_by_name(tx, vm_id, name)?.is_some() {
-        return Err(Error::AlreadyExists { kind: "snapshot", field: "name", value: format!("{name} (of VM {vm_name})") });
+        return Err(Error::SnapshotExists { snapshot: name.to_string(), vm: vm_name.to_string() });
     }
     tx.execute(
         "INSERT INTO snapshots (vm_id, name, live, state, created_at_ms) VALUES (?1, ?2, ?3, 'creating', ?4)",

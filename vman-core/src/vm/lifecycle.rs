@@ -268,6 +268,7 @@ pub(crate) fn start_locked(inner: &Inner, vm: Vm, cancel: Option<&Cancel>) -> Re
     // before (and is used) or sees this VM starting (and is refused).
     let settings_lock = inner.runtime().lock_settings(false)?;
     crate::settings::apply::refresh(inner)?;
+    inner.net().check_can_plug(&vm)?;
     inner.runtime().check_qemu_can_reach(inner.state_dir())?;
     let lineage = qemu::take_lineage(inner, &vm)?;
     let accel = inner.runtime().accel();
