@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, TypeVar, Union
 
 from . import _errors
 from ._vman import (
+    DEFAULTS,
     Allocation,
     Batch,
     Cancel,
@@ -300,13 +301,13 @@ class AsyncManager:
     async def start(self, name: str) -> Vm:
         return await self._wait(self._m.start, name)
 
-    async def stop(self, name: str, timeout: float = 30.0) -> Vm:
+    async def stop(self, name: str, timeout: float = DEFAULTS["stop_timeout"]) -> Vm:
         return await self._wait(self._m.stop, name, timeout)
 
     async def force_stop(self, name: str) -> Vm:
         return await self._call(self._m.force_stop, name)
 
-    async def restart(self, name: str, timeout: float = 30.0) -> Vm:
+    async def restart(self, name: str, timeout: float = DEFAULTS["stop_timeout"]) -> Vm:
         return await self._wait(self._m.restart, name, timeout)
 
     async def pause(self, name: str) -> Vm:
@@ -341,7 +342,7 @@ class AsyncManager:
     async def attach_disk(self, vm: str, disk: str) -> Disk:
         return await self._call(self._m.attach_disk, vm, disk)
 
-    async def detach_disk(self, vm: str, disk: str, timeout: float = 30.0) -> Disk:
+    async def detach_disk(self, vm: str, disk: str, timeout: float = DEFAULTS["detach_timeout"]) -> Disk:
         return await self._wait(self._m.detach_disk, vm, disk, timeout)
 
     async def register_image(
@@ -391,10 +392,10 @@ class AsyncManager:
 
     # ----- console, events, history -----------------------------------------
 
-    async def console_tail(self, name: str, max_bytes: int = 65536) -> bytes:
+    async def console_tail(self, name: str, max_bytes: int = DEFAULTS["console_tail_bytes"]) -> bytes:
         return await self._call(self._m.console_tail, name, max_bytes)
 
-    async def wait_for_console(self, name: str, pattern: str, timeout: float = 60.0) -> str:
+    async def wait_for_console(self, name: str, pattern: str, timeout: float = DEFAULTS["console_wait_timeout"]) -> str:
         return await self._wait(self._m.wait_for_console, name, pattern, timeout)
 
     async def console(self, name: str) -> "AsyncConsole":
@@ -425,7 +426,7 @@ class AsyncManager:
         ssh_keys: Optional[Sequence[str]] = None,
         start: bool = False,
         name: Optional[str] = None,
-        first: int = 1,
+        first: int = DEFAULTS["batch_first"],
     ) -> Batch:
         return await self._call(
             self._m.create_batch,
@@ -484,10 +485,10 @@ class AsyncManager:
         :meth:`vman.Manager.subscribe`): an :class:`AsyncEventStream`."""
         return AsyncEventStream(await self._call(self._m.subscribe, after), self._executor)
 
-    async def vm_history(self, vm: str, limit: int = 100) -> list[Event]:
+    async def vm_history(self, vm: str, limit: int = DEFAULTS["history_limit"]) -> list[Event]:
         return await self._call(self._m.vm_history, vm, limit)
 
-    async def recent_events(self, limit: int = 100) -> list[Event]:
+    async def recent_events(self, limit: int = DEFAULTS["history_limit"]) -> list[Event]:
         return await self._call(self._m.recent_events, limit)
 
 
@@ -609,7 +610,7 @@ class AsyncConsole:
             if left == 0 or not await _readable(self._console.fileno(), left):
                 raise _errors.TimeoutError(f"Timed out after {timeout} s waiting for output on the console of VM {self.vm!r}")
 
-    async def read_until(self, pattern: str, timeout: Optional[float] = 60.0) -> bytes:
+    async def read_until(self, pattern: str, timeout: Optional[float] = DEFAULTS["console_wait_timeout"]) -> bytes:
         """Reads until the output matches the regular expression ``pattern``
         and returns what was read, ending with the match (see
         :meth:`vman.Console.read_until`). Raises :class:`vman.TimeoutError`
