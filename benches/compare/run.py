@@ -112,6 +112,8 @@ def main() -> int:
     a = p.parse_args()
     rng = random.Random(a.seed)
     disks = ["none", "linked"] if a.base else ["none"]
+    os.makedirs(a.state, exist_ok=True)
+    os.chmod(a.state, 0o755)  # libvirt's QEMU user reaches its files below
     log = open(os.path.join(a.state, "drivers.log"), "a")
 
     drivers: dict[str, Driver] = {}
