@@ -4,7 +4,7 @@
 //! It reads one JSON request per line on stdin and answers one JSON line on
 //! stdout; it times each operation itself with a monotonic clock, so the
 //! pipe costs nothing (see benches/compare/README.md for the protocol and
-//! exactly what each operation times).
+//! exactly what each operation times, and BENCHMARKS.md).
 //!
 //! Raw QEMU runs with vman's exact argument vector: at `setup` the driver
 //! starts one vman VM of the same spec, reads its QEMU's /proc/<pid>/cmdline,
