@@ -168,6 +168,7 @@ def main() -> int:
                 except DriverError:
                     pass
 
+    interrupted = False
     try:
         for graceful, rounds in ((False, a.rounds), (True, a.graceful)):
             for disk in disks:
@@ -177,6 +178,9 @@ def main() -> int:
                     for impl in order:
                         cycle(impl, f"{'g' if graceful else 'f'}{disk[0]}{r}", disk, graceful)
                     print(f"compare: {'graceful' if graceful else 'fast'} disk={disk} round {r + 1}/{rounds}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("compare: interrupted; writing the samples taken so far", file=sys.stderr)
     finally:
         for d in drivers.values():
             d.close()
@@ -185,7 +189,7 @@ def main() -> int:
                 out.write(json.dumps({"bench": f"compare/{name}", "impl": impl, "params": {"disk": disk}, "unit": "s", "samples": ss}) + "\n")
     for (name, impl, disk), ss in sorted(samples.items()):
         print(f"{'compare/' + name:<24} {impl:<12} disk={disk:<7} median {statistics.median(ss) * 1e3:9.2f} ms  n={len(ss)}")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
