@@ -28,12 +28,20 @@ from xml.sax.saxutils import escape
 import libvirt  # type: ignore[import-not-found,unused-ignore]
 
 PREFIX = "vman-bench-"
+# vman's argv has this many pcie-root-port devices (hot-plug slots).
+ROOT_PORTS = 16
 
 
 def domain_xml(name: str, d: dict[str, Any], overlay: Optional[str], serial: str) -> str:
     """The domain equivalent to vman's argv: q35, TCG, 1 vCPU, the guest's
     memory, direct kernel boot, no NIC, no USB, no balloon, no display, the
-    serial console to a file, and the boot disk as virtio-blk."""
+    serial console to a file, the boot disk as virtio-blk, and what vman
+    always gives a VM: 16 PCIe root ports (its hot-plug slots) and an empty
+    CD-ROM drive on q35's SATA (AHCI) controller."""
+    ports = "\n    ".join(
+        ["<controller type='pci' index='0' model='pcie-root'/>"]
+        + [f"<controller type='pci' index='{i}' model='pcie-root-port'/>" for i in range(1, ROOT_PORTS + 1)]
+    )
     disk = ""
     if overlay:
         disk = (
@@ -57,6 +65,8 @@ def domain_xml(name: str, d: dict[str, Any], overlay: Optional[str], serial: str
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     {disk}
+    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><target dev='sda' bus='sata'/><readonly/></disk>
+    {ports}
     <controller type='usb' model='none'/>
     <serial type='file'><source path='{escape(serial)}'/><target port='0'/></serial>
     <memballoon model='none'/>
