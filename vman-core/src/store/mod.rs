@@ -39,8 +39,7 @@ pub(crate) use disks::{
 };
 pub(crate) use events::{events_after, history_of, insert_event, newest_event_id, recent_events};
 pub(crate) use hostlinks::{
-    ForwardRow, HostLink, all_links, forget_link, forwards_of, leases_of, link, networks_of_vm, record_link, running_vms_on, set_forwards,
-    taps_of,
+    ForwardRow, HostLink, all_links, forget_link, leases_of, link, networks_of_vm, record_link, running_vms_on, set_forwards, taps_of,
 };
 pub(crate) use ipam::{allocate, allocations, release};
 pub(crate) use keys::{copy_ssh_keys_to_vm, delete_ssh_key, insert_ssh_key, list_ssh_keys, ssh_key_by_name};
@@ -54,6 +53,10 @@ pub(crate) use vms::{
 
 /// The database file inside a state directory.
 pub const DB_FILE: &str = "vman.db";
+
+/// How many prepared statements the connection keeps: more than all the
+/// distinct statements of the store (about 150), so none is prepared twice.
+const STATEMENT_CACHE: usize = 256;
 
 pub(crate) struct Store {
     conn: Mutex<Connection>,
@@ -112,6 +115,9 @@ impl Store {
         // of thousands of NICs keeps its indexes in memory, so allocation in a
         // nearly full /16 costs what it costs in an empty one.
         conn.pragma_update(None, "cache_size", -16_384)?;
+        // rusqlite keeps 16 prepared statements by default; one VM create
+        // alone uses more than that, so each call re-prepared most of them.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn)?;
         let bell = commit_watch::Bell::open(dir_of(path))?;
         // A writer killed between its commit and its ring left subscribers
