@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -80,6 +81,9 @@ struct VmQueries {
     vms: String,
     forwards: String,
     keys: String,
+    /// Whether `vms` joins in the names of the template, networks and taps
+    /// (one VM), or gives their ids to look up in [`Names`] (a list).
+    joined: bool,
 }
 
 /// Where the NIC columns start in [`VmQueries::vms`]' rows.
@@ -89,18 +93,30 @@ impl VmQueries {
     /// `single`: the condition selects one VM by a key. Otherwise the port
     /// forwards and SSH keys (rows of few VMs) are read from their own
     /// tables first (a CROSS JOIN fixes that order), so a list costs what
-    /// those tables hold rather than a second pass over every VM.
+    /// those tables hold rather than a second pass over every VM; and the
+    /// names of templates, networks and taps (small tables) are read once
+    /// rather than searched for on every row.
     fn new(cond: &str, single: bool) -> VmQueries {
         let join = if single { "JOIN" } else { "CROSS JOIN" };
-        VmQueries {
-            // Only taps have a VM and slot; saying so lets SQLite use the
-            // partial index host_links_by_vm.
-            vms: format!(
+        // Only taps have a VM and slot; saying so lets SQLite use the
+        // partial index host_links_by_vm.
+        let vms = if single {
+            format!(
                 "SELECT {COLUMNS}, n.slot, w.name, w.vlan, n.ip, w.prefix_len, w.gateway, n.mac, h.name
                  FROM {FROM} LEFT JOIN nics n ON n.vm_id = v.id LEFT JOIN networks w ON w.id = n.network_id
                  LEFT JOIN host_links h ON h.kind = 'tap' AND h.vm_id = n.vm_id AND h.slot = n.slot
                  WHERE {cond} ORDER BY v.name, v.id, n.slot"
-            ),
+            )
+        } else {
+            let columns = COLUMNS.replacen("COALESCE(t.name, '')", "v.template_id", 1);
+            format!(
+                "SELECT {columns}, n.slot, n.network_id, n.ip, n.mac FROM vms v LEFT JOIN nics n ON n.vm_id = v.id
+                 WHERE {cond} ORDER BY v.name, v.id, n.slot"
+            )
+        };
+        VmQueries {
+            joined: single,
+            vms,
             forwards: format!(
                 "SELECT f.vm_id, f.slot, f.guest_port, f.host_port FROM port_forwards f {join} vms v ON v.id = f.vm_id
                  WHERE {cond} ORDER BY v.name, v.id, f.slot, f.guest_port"
@@ -173,11 +189,12 @@ fn select_vms(conn: &Connection, q: &VmQueries, args: &[&dyn rusqlite::ToSql]) -
         Ok(PortForward { nic_index: r.get(1)?, guest_port: r.get(2)?, host_address: Ipv4Addr::LOCALHOST, host_port: r.get(3)? })
     })?;
     let mut keys = Children::read(conn, &q.keys, args, |r| super::keys::vm_ssh_key(text(r, 0)?, r.get(1)?, r.get(2)?))?;
+    let names = if q.joined { Names::Joined } else { Names::read(conn)? };
     let mut stmt = conn.prepare_cached(&q.vms)?;
     let mut rows = stmt.query(args)?;
     let mut vms: Vec<Vm> = Vec::new();
     while let Some(r) = rows.next()? {
-        let nic = nic(r)?;
+        let nic = names.nic(r)?;
         if let Some(last) = vms.last_mut()
             && last.id == text(r, 0)?
         {
@@ -186,26 +203,94 @@ fn select_vms(conn: &Connection, q: &VmQueries, args: &[&dyn rusqlite::ToSql]) -
         }
         let id: String = r.get(0)?;
         let owned = Owned { nics: nic.into_iter().collect(), port_forwards: forwards.take(&id), ssh_keys: keys.take(&id) };
-        vms.push(decode_vm(conn, r, id, owned)?);
+        vms.push(decode_vm(conn, r, &names, id, owned)?);
     }
     forwards.check_all_taken("port forward")?;
     keys.check_all_taken("SSH key")?;
     Ok(vms)
 }
 
-/// The NIC in a row of [`VmQueries::vms`], if the VM has one.
-fn nic(r: &rusqlite::Row<'_>) -> Result<Option<Nic>> {
-    let Some(index) = r.get::<_, Option<u32>>(NIC_COLUMN)? else { return Ok(None) };
-    Ok(Some(Nic {
-        index,
-        network: r.get(NIC_COLUMN + 1)?,
-        vlan: r.get(NIC_COLUMN + 2)?,
-        ip: Ipv4Addr::from(r.get::<_, u32>(NIC_COLUMN + 3)?),
-        prefix_len: r.get(NIC_COLUMN + 4)?,
-        gateway: Ipv4Addr::from(r.get::<_, u32>(NIC_COLUMN + 5)?),
-        mac: text(r, NIC_COLUMN + 6)?.parse()?,
-        host_interface: r.get(NIC_COLUMN + 7)?,
-    }))
+/// A network as its NICs show it: name, VLAN, prefix length, gateway.
+type NetworkNames = (String, u16, u8, u32);
+
+/// Where the names in a row of [`VmQueries::vms`] come from.
+enum Names {
+    /// Joined into the row.
+    Joined,
+    /// Looked up by the ids in the row, in maps read before it.
+    Read {
+        templates: HashMap<i64, String>,
+        networks: HashMap<i64, NetworkNames>,
+        /// (slot, tap) by VM id; only VMs running bridged have any.
+        taps: HashMap<String, Vec<(u32, String)>>,
+    },
+}
+
+impl Names {
+    fn read(conn: &Connection) -> Result<Names> {
+        let templates = conn
+            .prepare_cached("SELECT id, name FROM templates")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let networks = conn
+            .prepare_cached("SELECT id, name, vlan, prefix_len, gateway FROM networks")?
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut taps: HashMap<String, Vec<(u32, String)>> = HashMap::new();
+        let mut stmt = conn.prepare_cached("SELECT vm_id, slot, name FROM host_links WHERE kind = 'tap'")?;
+        for tap in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))? {
+            let (vm_id, slot, name) = tap?;
+            taps.entry(vm_id).or_default().push((slot, name));
+        }
+        Ok(Names::Read { templates, networks, taps })
+    }
+
+    /// The template's name in column 2 (its id when looked up; "" once deleted).
+    fn template(&self, r: &rusqlite::Row<'_>) -> Result<String> {
+        match self {
+            Names::Joined => Ok(r.get(2)?),
+            Names::Read { templates, .. } => Ok(r.get::<_, Option<i64>>(2)?.and_then(|id| templates.get(&id)).cloned().unwrap_or_default()),
+        }
+    }
+
+    /// The NIC in the row, if the VM has one.
+    fn nic(&self, r: &rusqlite::Row<'_>) -> Result<Option<Nic>> {
+        let Some(index) = r.get::<_, Option<u32>>(NIC_COLUMN)? else { return Ok(None) };
+        let nic = match self {
+            Names::Joined => Nic {
+                index,
+                network: r.get(NIC_COLUMN + 1)?,
+                vlan: r.get(NIC_COLUMN + 2)?,
+                ip: Ipv4Addr::from(r.get::<_, u32>(NIC_COLUMN + 3)?),
+                prefix_len: r.get(NIC_COLUMN + 4)?,
+                gateway: Ipv4Addr::from(r.get::<_, u32>(NIC_COLUMN + 5)?),
+                mac: text(r, NIC_COLUMN + 6)?.parse()?,
+                host_interface: r.get(NIC_COLUMN + 7)?,
+            },
+            Names::Read { networks, taps, .. } => {
+                let network_id: i64 = r.get(NIC_COLUMN + 1)?;
+                let (network, vlan, prefix_len, gateway) = networks
+                    .get(&network_id)
+                    .ok_or_else(|| Error::Internal(format!("NIC {index} is on network {network_id}, which is not in the store")))?;
+                let host_interface = if taps.is_empty() {
+                    None
+                } else {
+                    taps.get(text(r, 0)?).and_then(|mine| mine.iter().find(|(slot, _)| *slot == index)).map(|(_, name)| name.clone())
+                };
+                Nic {
+                    index,
+                    network: network.clone(),
+                    vlan: *vlan,
+                    ip: Ipv4Addr::from(r.get::<_, u32>(NIC_COLUMN + 2)?),
+                    prefix_len: *prefix_len,
+                    gateway: Ipv4Addr::from(*gateway),
+                    mac: text(r, NIC_COLUMN + 3)?.parse()?,
+                    host_interface,
+                }
+            }
+        };
+        Ok(Some(nic))
+    }
 }
 
 /// What a VM owns in other tables.
@@ -216,7 +301,7 @@ struct Owned {
 }
 
 /// A row of [`COLUMNS`] as a [`Vm`]; only the text a `Vm` keeps is copied.
-fn decode_vm(conn: &Connection, r: &rusqlite::Row<'_>, id: String, owned: Owned) -> Result<Vm> {
+fn decode_vm(conn: &Connection, r: &rusqlite::Row<'_>, names: &Names, id: String, owned: Owned) -> Result<Vm> {
     let kernel = text(r, 9)?;
     let boot = (!kernel.is_empty())
         .then(|| -> Result<BootSpec> { Ok(BootSpec { kernel: kernel.to_owned(), initrd: non_empty(r, 10)?, cmdline: r.get(11)? }) });
@@ -232,7 +317,7 @@ fn decode_vm(conn: &Connection, r: &rusqlite::Row<'_>, id: String, owned: Owned)
     let pid: u32 = r.get(12)?;
     Ok(Vm {
         name: r.get(1)?,
-        template: r.get(2)?,
+        template: names.template(r)?,
         vcpus: r.get(3)?,
         memory_mib: r.get(4)?,
         disk_gib: r.get(5)?,
