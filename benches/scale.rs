@@ -19,7 +19,11 @@
 //!
 //! Writes JSON lines to the file named by VMAN_BENCH_OUT (appending), and
 //! prints a table. Run: cargo bench -p vman-core --bench scale
-//! (VMAN_SCALE_QUICK=1 for a short run with fewer samples).
+//! - VMAN_SCALE_QUICK=1: a short run with fewer samples;
+//! - VMAN_SCALE_ONLY=store|alloc: one half (store: create/get/list/open);
+//! - VMAN_SCALE_PROFILE=get|list|create: fill 10,000 VMs, then repeat one
+//!   call for ten seconds and print its wall and CPU time per call (a
+//!   target for `perf record -p`); VMAN_SCALE_KEEP=<dir> keeps that store.
 
 use std::fs::OpenOptions as FileOptions;
 use std::io::Write as _;
