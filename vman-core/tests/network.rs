@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{READY, boot};
-use vman_core::{ErrorKind, Manager, NetworkMode, NetworkSpec, OpenOptions, TemplateSpec, VmSpec, VmState};
+use vman_core::{ErrorKind, Manager, NetworkMode, NetworkSpec, OpenOptions, TemplateSpec, VmFilter, VmSpec, VmState};
 
 const CHILD: &str = "VMAN_TEST_NETNS_CHILD";
 const BOOT_WAIT: Duration = Duration::from_secs(120);
@@ -120,6 +120,10 @@ fn vlans_are_isolated_and_dhcp_serves_the_allocations() {
     for spec in &specs {
         let vm = vman.start(&spec.name).unwrap();
         assert!(vm.nics.iter().all(|n| n.host_interface.is_some()), "bridged NICs have taps");
+    }
+    // A list reads names (networks, taps) otherwise than a get: both agree.
+    for listed in vman.vms(&VmFilter::default()).unwrap() {
+        assert_eq!(listed, vman.vm(&listed.name).unwrap(), "listed and read alike");
     }
     let ip = |vm: &str, i: usize| vman.vm(vm).unwrap().nics[i].ip.to_string();
     for (vm, nics) in [("a", 1), ("b", 1), ("c", 1), ("d", 2)] {

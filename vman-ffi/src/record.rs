@@ -12,7 +12,7 @@
 //!
 //! Field kinds (`fn NAME -> KIND = |r| EXPR;`, `r` borrowing the core record):
 //! - `number<T>`: `T` computed on each call; 0 when the record is NULL.
-//! - `text`: a `const char*` made once from `EXPR: Display`, borrowed.
+//! - `text`: a `const char*` made from `EXPR: Display` at the first call, kept, borrowed.
 //! - `optional_text`: the same from `Option<impl Display>`; NULL when absent.
 //! - `text_at`: item `index` of `EXPR: IntoIterator<Item: Display>`.
 //! - `record_at<H>`: item `index` of `EXPR: IntoIterator<Item = C>`, each
@@ -83,17 +83,30 @@ macro_rules! emit {
     ($($item:tt)*) => { $($item)* };
 }
 
-/// What a field stores in the handle: C text made once, or nothing for
-/// numbers (read from the core record on each call).
+/// What a field stores in the handle: C text made at the first call of its
+/// getter and kept (a list of 10,000 VMs whose callers read two fields each
+/// does not pay for every field's copy), or nothing for numbers (read from
+/// the core record on each call). `OnceLock` keeps getters thread-safe and
+/// the pointers they return valid until the record is freed.
 macro_rules! record_slot {
     (number<$t:ty>) => { () };
-    (text) => { std::ffi::CString };
-    (optional_text) => { Option<std::ffi::CString> };
-    (text_at) => { Vec<std::ffi::CString> };
-    (record_at<$h:ty>) => { Vec<$h> };
+    (text) => { std::sync::OnceLock<std::ffi::CString> };
+    (optional_text) => { std::sync::OnceLock<Option<std::ffi::CString>> };
+    (text_at) => { std::sync::OnceLock<Vec<std::ffi::CString>> };
+    (record_at<$h:ty>) => { std::sync::OnceLock<Vec<$h>> };
 }
 
-/// Fills a field's slot from the value of its expression.
+/// A field's empty slot, filled by its getter.
+macro_rules! record_empty {
+    (number<$t:ty>) => {
+        ()
+    };
+    ($kind:ident $(<$h:ty>)?) => {
+        std::sync::OnceLock::new()
+    };
+}
+
+/// A field's C value, made from the value of its expression.
 macro_rules! record_fill {
     (number<$t:ty>, $v:expr) => {
         ()
@@ -136,7 +149,12 @@ macro_rules! record_getter {
             #[doc = " Thread-safe; never fails (clears the last error)."]
             #[unsafe(no_mangle)]
             pub extern "C" fn $name($this: *const $rec) -> *const std::ffi::c_char {
-                crate::record::text($this, |handle| &handle.$name)
+                crate::record::text($this, |handle| {
+                    handle.$name.get_or_init(|| {
+                        let $r = &handle.inner;
+                        record_fill!(text, $e)
+                    })
+                })
             }
         }
     };
@@ -148,7 +166,12 @@ macro_rules! record_getter {
             #[doc = " NULL. Thread-safe; never fails (clears the last error)."]
             #[unsafe(no_mangle)]
             pub extern "C" fn $name($this: *const $rec) -> *const std::ffi::c_char {
-                crate::record::text_item($this, |handle| handle.$name.as_ref())
+                crate::record::text_item($this, |handle| {
+                    handle.$name.get_or_init(|| {
+                        let $r = &handle.inner;
+                        record_fill!(optional_text, $e)
+                    }).as_ref()
+                })
             }
         }
     };
@@ -160,7 +183,12 @@ macro_rules! record_getter {
             #[doc = " or the record is NULL. Thread-safe; never fails (clears the last error)."]
             #[unsafe(no_mangle)]
             pub extern "C" fn $name($this: *const $rec, index: usize) -> *const std::ffi::c_char {
-                crate::record::text_item($this, |handle| handle.$name.get(index))
+                crate::record::text_item($this, |handle| {
+                    handle.$name.get_or_init(|| {
+                        let $r = &handle.inner;
+                        record_fill!(text_at, $e)
+                    }).get(index)
+                })
             }
         }
     };
@@ -172,7 +200,12 @@ macro_rules! record_getter {
             #[doc = " out of range or the record is NULL. Thread-safe; never fails (clears the last error)."]
             #[unsafe(no_mangle)]
             pub extern "C" fn $name($this: *const $rec, index: usize) -> *const $h {
-                crate::record::item($this, |handle| handle.$name.get(index))
+                crate::record::item($this, |handle| {
+                    handle.$name.get_or_init(|| {
+                        let $r = &handle.inner;
+                        record_fill!(record_at<$h>, $e)
+                    }).get(index)
+                })
             }
         }
     };
@@ -262,10 +295,8 @@ macro_rules! record {
         $(#[doc = $doc])*
         #[derive(Debug)]
         pub struct $rec {
-            // Read by number getters; a record of texts only never reads it.
-            #[allow(dead_code)]
             inner: $inner,
-            // A number's slot is `()`, never read; every other is read by
+            // A number's slot is `()`, never read; every other is filled by
             // its getter.
             $(#[allow(dead_code)] $name: record_slot!($kind $(<$kt>)?),)*
         }
@@ -275,10 +306,7 @@ macro_rules! record {
             #[allow(clippy::unused_unit)]
             fn from(inner: $inner) -> Self {
                 $rec {
-                    $($name: record_fill!($kind $(<$kt>)?, {
-                        let $r = &inner;
-                        $e
-                    }),)*
+                    $($name: record_empty!($kind $(<$kt>)?),)*
                     inner,
                 }
             }

@@ -172,150 +172,200 @@ impl PyPortForward {
     }
 }
 
+// It keeps the core record and converts a field when it is read: a list of
+// 10,000 VMs whose caller reads two fields of each does not pay for every
+// field's Python copy (nor for the strings of addresses it never reads).
 /// A VM record.
 #[pyclass(frozen, eq, hash, module = "vman", name = "Vm")]
 #[derive(PartialEq, Eq, Hash)]
-pub(crate) struct PyVm {
-    /// A UUIDv7: unique forever, sorts by creation time. Names a deleted VM's history.
-    #[pyo3(get)]
-    id: String,
-    /// The VM's name, unique among live VMs; freed when it is deleted.
-    #[pyo3(get)]
-    name: String,
-    /// The template it was made from (its sizes were copied into the VM).
-    #[pyo3(get)]
-    template: String,
-    /// Virtual CPUs, copied from the template.
-    #[pyo3(get)]
-    vcpus: u32,
-    /// Guest memory in MiB, copied from the template.
-    #[pyo3(get)]
-    memory_mib: u64,
-    /// Root disk size in GiB, copied from the template.
-    #[pyo3(get)]
-    disk_gib: u64,
-    /// Where the VM is in its lifecycle: one of :data:`vman.VM_STATES` (``"created"``, ``"running"``…).
-    #[pyo3(get)]
-    state: &'static str,
-    /// Its NICs (:class:`vman.Nic`), in slot order.
-    #[pyo3(get)]
-    nics: Vec<PyNic>,
-    /// The kernel QEMU boots directly, or None (the firmware boots a disk or CD).
-    #[pyo3(get)]
-    kernel: Option<String>,
-    /// The initrd given with ``kernel``, or None.
-    #[pyo3(get)]
-    initrd: Option<String>,
-    /// The kernel command line given with ``kernel``, or None.
-    #[pyo3(get)]
-    cmdline: Option<String>,
-    /// The QEMU process id while the VM has one, else None.
-    #[pyo3(get)]
-    pid: Option<u32>,
-    /// The accelerator QEMU runs (or last ran) with: ``"kvm"`` or ``"tcg"``; None before the first
-    /// start.
-    #[pyo3(get)]
-    accel: Option<String>,
-    /// Why the last start failed or QEMU died, or None.
-    #[pyo3(get)]
-    last_error: Option<String>,
-    /// Host ports forwarded to the guest (user-mode networking) while it runs:
-    /// :class:`vman.PortForward`.
-    #[pyo3(get)]
-    port_forwards: Vec<PyPortForward>,
-    /// ``"bios"`` (SeaBIOS) or ``"uefi"`` (OVMF).
-    #[pyo3(get)]
-    firmware: &'static str,
-    /// The ISO in its CD-ROM drive, or None.
-    #[pyo3(get)]
-    cdrom: Option<String>,
-    /// Whether it boots from the CD-ROM before its disk.
-    #[pyo3(get)]
-    boot_from_cdrom: bool,
-    /// Its graphical console: ``"none"``, ``"vnc-unix"`` or ``"vnc-tcp"``.
-    #[pyo3(get)]
-    display: &'static str,
-    /// Where its VNC server listens while it runs (``"unix:<path>"`` or ``"127.0.0.1:<port>"``), else
-    /// None.
-    #[pyo3(get)]
-    display_address: Option<String>,
-    /// Whether it gets a cloud-init NoCloud seed at each start.
-    #[pyo3(get)]
-    cloud_init: bool,
-    /// The caller's own cloud-init user-data merged into the seed, or None.
-    #[pyo3(get)]
-    user_data: Option<String>,
-    /// Its own copies of the SSH keys it was given (:class:`vman.VmSshKey`), in the order given.
-    #[pyo3(get)]
-    ssh_keys: Vec<PyVmSshKey>,
-    /// When it was created, in Unix milliseconds.
-    #[pyo3(get)]
-    created_at_ms: i64,
-    /// When its state last changed (at first, when it was created), in Unix milliseconds.
-    #[pyo3(get)]
-    updated_at_ms: i64,
-}
+pub(crate) struct PyVm(vman_core::Vm);
 
 impl From<vman_core::Vm> for PyVm {
     fn from(v: vman_core::Vm) -> Self {
-        PyVm {
-            nics: v
-                .nics
-                .iter()
-                .map(|n| PyNic {
-                    index: n.index,
-                    network: n.network.clone(),
-                    vlan: n.vlan,
-                    ip: n.ip.to_string(),
-                    prefix_len: n.prefix_len,
-                    gateway: n.gateway.to_string(),
-                    mac: n.mac.to_string(),
-                    host_interface: n.host_interface.clone(),
-                })
-                .collect(),
-            port_forwards: v
-                .port_forwards
-                .iter()
-                .map(|f| PyPortForward {
-                    nic_index: f.nic_index,
-                    guest_port: f.guest_port,
-                    host_address: f.host_address.to_string(),
-                    host_port: f.host_port,
-                })
-                .collect(),
-            ssh_keys: v.ssh_keys.into_iter().map(PyVmSshKey::from).collect(),
-            state: v.state.as_str(),
-            kernel: v.boot.as_ref().map(|b| b.kernel.clone()),
-            initrd: v.boot.as_ref().and_then(|b| b.initrd.clone()),
-            cmdline: v.boot.as_ref().map(|b| b.cmdline.clone()),
-            pid: v.pid,
-            accel: v.accel,
-            last_error: v.last_error,
-            firmware: v.firmware.as_str(),
-            cdrom: v.cdrom,
-            boot_from_cdrom: v.boot_from_cdrom,
-            display: v.display.as_str(),
-            display_address: v.display_address,
-            cloud_init: v.cloud_init,
-            user_data: v.user_data,
-            id: v.id,
-            name: v.name,
-            template: v.template,
-            vcpus: v.vcpus,
-            memory_mib: v.memory_mib,
-            disk_gib: v.disk_gib,
-            created_at_ms: v.created_at_ms,
-            updated_at_ms: v.updated_at_ms,
+        PyVm(v)
+    }
+}
+
+impl From<&vman_core::Nic> for PyNic {
+    fn from(n: &vman_core::Nic) -> Self {
+        PyNic {
+            index: n.index,
+            network: n.network.clone(),
+            vlan: n.vlan,
+            ip: n.ip.to_string(),
+            prefix_len: n.prefix_len,
+            gateway: n.gateway.to_string(),
+            mac: n.mac.to_string(),
+            host_interface: n.host_interface.clone(),
         }
+    }
+}
+
+impl From<&vman_core::PortForward> for PyPortForward {
+    fn from(f: &vman_core::PortForward) -> Self {
+        PyPortForward { nic_index: f.nic_index, guest_port: f.guest_port, host_address: f.host_address.to_string(), host_port: f.host_port }
     }
 }
 
 #[pymethods]
 impl PyVm {
+    /// A UUIDv7: unique forever, sorts by creation time. Names a deleted VM's history.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The VM's name, unique among live VMs; freed when it is deleted.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The template it was made from (its sizes were copied into the VM).
+    #[getter]
+    fn template(&self) -> &str {
+        &self.0.template
+    }
+
+    /// Virtual CPUs, copied from the template.
+    #[getter]
+    fn vcpus(&self) -> u32 {
+        self.0.vcpus
+    }
+
+    /// Guest memory in MiB, copied from the template.
+    #[getter]
+    fn memory_mib(&self) -> u64 {
+        self.0.memory_mib
+    }
+
+    /// Root disk size in GiB, copied from the template.
+    #[getter]
+    fn disk_gib(&self) -> u64 {
+        self.0.disk_gib
+    }
+
+    /// Where the VM is in its lifecycle: one of :data:`vman.VM_STATES` (``"created"``, ``"running"``…).
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.0.state.as_str()
+    }
+
+    /// Its NICs (:class:`vman.Nic`), in slot order.
+    #[getter]
+    fn nics(&self) -> Vec<PyNic> {
+        self.0.nics.iter().map(PyNic::from).collect()
+    }
+
+    /// The kernel QEMU boots directly, or None (the firmware boots a disk or CD).
+    #[getter]
+    fn kernel(&self) -> Option<&str> {
+        self.0.boot.as_ref().map(|b| b.kernel.as_str())
+    }
+
+    /// The initrd given with ``kernel``, or None.
+    #[getter]
+    fn initrd(&self) -> Option<&str> {
+        self.0.boot.as_ref().and_then(|b| b.initrd.as_deref())
+    }
+
+    /// The kernel command line given with ``kernel``, or None.
+    #[getter]
+    fn cmdline(&self) -> Option<&str> {
+        self.0.boot.as_ref().map(|b| b.cmdline.as_str())
+    }
+
+    /// The QEMU process id while the VM has one, else None.
+    #[getter]
+    fn pid(&self) -> Option<u32> {
+        self.0.pid
+    }
+
+    /// The accelerator QEMU runs (or last ran) with: ``"kvm"`` or ``"tcg"``; None before the first
+    /// start.
+    #[getter]
+    fn accel(&self) -> Option<&str> {
+        self.0.accel.as_deref()
+    }
+
+    /// Why the last start failed or QEMU died, or None.
+    #[getter]
+    fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+
+    /// Host ports forwarded to the guest (user-mode networking) while it runs:
+    /// :class:`vman.PortForward`.
+    #[getter]
+    fn port_forwards(&self) -> Vec<PyPortForward> {
+        self.0.port_forwards.iter().map(PyPortForward::from).collect()
+    }
+
+    /// ``"bios"`` (SeaBIOS) or ``"uefi"`` (OVMF).
+    #[getter]
+    fn firmware(&self) -> &'static str {
+        self.0.firmware.as_str()
+    }
+
+    /// The ISO in its CD-ROM drive, or None.
+    #[getter]
+    fn cdrom(&self) -> Option<&str> {
+        self.0.cdrom.as_deref()
+    }
+
+    /// Whether it boots from the CD-ROM before its disk.
+    #[getter]
+    fn boot_from_cdrom(&self) -> bool {
+        self.0.boot_from_cdrom
+    }
+
+    /// Its graphical console: ``"none"``, ``"vnc-unix"`` or ``"vnc-tcp"``.
+    #[getter]
+    fn display(&self) -> &'static str {
+        self.0.display.as_str()
+    }
+
+    /// Where its VNC server listens while it runs (``"unix:<path>"`` or ``"127.0.0.1:<port>"``), else
+    /// None.
+    #[getter]
+    fn display_address(&self) -> Option<&str> {
+        self.0.display_address.as_deref()
+    }
+
+    /// Whether it gets a cloud-init NoCloud seed at each start.
+    #[getter]
+    fn cloud_init(&self) -> bool {
+        self.0.cloud_init
+    }
+
+    /// The caller's own cloud-init user-data merged into the seed, or None.
+    #[getter]
+    fn user_data(&self) -> Option<&str> {
+        self.0.user_data.as_deref()
+    }
+
+    /// Its own copies of the SSH keys it was given (:class:`vman.VmSshKey`), in the order given.
+    #[getter]
+    fn ssh_keys(&self) -> Vec<PyVmSshKey> {
+        self.0.ssh_keys.iter().cloned().map(PyVmSshKey::from).collect()
+    }
+
+    /// When it was created, in Unix milliseconds.
+    #[getter]
+    fn created_at_ms(&self) -> i64 {
+        self.0.created_at_ms
+    }
+
+    /// When its state last changed (at first, when it was created), in Unix milliseconds.
+    #[getter]
+    fn updated_at_ms(&self) -> i64 {
+        self.0.updated_at_ms
+    }
+
     fn __repr__(&self) -> String {
-        let ips: Vec<&str> = self.nics.iter().map(|n| n.ip.as_str()).collect();
-        let pid = self.pid.map_or(String::new(), |p| format!(", pid={p}"));
-        format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?}{pid})", self.name, self.state, self.template, ips)
+        let ips: Vec<String> = self.0.nics.iter().map(|n| n.ip.to_string()).collect();
+        let pid = self.0.pid.map_or(String::new(), |p| format!(", pid={p}"));
+        format!("Vm(name={:?}, state={:?}, template={:?}, ips={:?}{pid})", self.0.name, self.0.state.as_str(), self.0.template, ips)
     }
 }
 

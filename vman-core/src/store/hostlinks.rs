@@ -89,14 +89,6 @@ pub(crate) fn set_forwards(tx: &Connection, vm_id: &str, forwards: &[ForwardRow]
     Ok(())
 }
 
-pub(crate) fn forwards_of(conn: &Connection, vm_id: &str) -> Result<Vec<ForwardRow>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT slot, guest_port, host_port FROM port_forwards WHERE vm_id = ?1 ORDER BY slot, guest_port")?;
-    Ok(stmt
-        .query_map([vm_id], |r| Ok(ForwardRow { slot: r.get(0)?, guest_port: r.get(1)?, host_port: r.get(2)? }))?
-        .collect::<rusqlite::Result<_>>()?)
-}
-
 /// The networks a VM has NICs on.
 pub(crate) fn networks_of_vm(conn: &Connection, vm_id: &str) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached("SELECT DISTINCT network_id FROM nics WHERE vm_id = ?1")?;

@@ -94,19 +94,13 @@ pub(crate) fn copy_ssh_keys_to_vm(tx: &Connection, vm_id: &str, names: &[String]
     Ok(())
 }
 
-/// A VM's copies of its keys, in the order it was given them.
-pub(crate) fn vm_ssh_keys(conn: &Connection, vm_id: &str) -> Result<Vec<VmSshKey>> {
-    let mut stmt = conn.prepare_cached("SELECT name, public_key FROM vm_ssh_keys WHERE vm_id = ?1 ORDER BY position")?;
-    let rows = stmt.query_map([vm_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(name, public_key)| {
-            // The line was checked and normalized on import; the VM's copy
-            // carries no fingerprint column, so it is computed again.
-            let key = PublicKey::parse(&public_key)
-                .map_err(|e| Error::Internal(format!("SSH key {name:?} of VM {vm_id} is unreadable in the store: {}", e.full_message())))?;
-            Ok(VmSshKey { fingerprint_sha256: key.fingerprint_sha256(), name, public_key })
-        })
-        .collect()
+/// A VM's copy of a key as read from `vm_ssh_keys`.
+pub(super) fn vm_ssh_key(vm_id: &str, name: String, public_key: String) -> Result<VmSshKey> {
+    // The line was checked and normalized on import; the VM's copy
+    // carries no fingerprint column, so it is computed again.
+    let key = PublicKey::parse(&public_key)
+        .map_err(|e| Error::Internal(format!("SSH key {name:?} of VM {vm_id} is unreadable in the store: {}", e.full_message())))?;
+    Ok(VmSshKey { fingerprint_sha256: key.fingerprint_sha256(), name, public_key })
 }
 
 /// Removes a VM's copies of its keys (the VM is being deleted).
