@@ -19,7 +19,7 @@
 //!
 //! Writes JSON lines to the file named by VMAN_BENCH_OUT (appending), and
 //! prints a table. Run: cargo bench -p vman-core --bench scale
-//! - VMAN_SCALE_QUICK=1: a short run with fewer samples;
+//! - VMAN_SCALE_QUICK=1 (or BENCH_QUICK=1): a short run with fewer samples;
 //! - VMAN_SCALE_ONLY=store|alloc: one half (store: create/get/list/open);
 //! - VMAN_SCALE_PROFILE=get|list|create: fill 10,000 VMs, then repeat one
 //!   call for ten seconds and print its wall and CPU time per call (a
@@ -45,7 +45,8 @@ struct Samples {
 }
 
 fn samples() -> Samples {
-    if std::env::var_os("VMAN_SCALE_QUICK").is_some() {
+    // scripts/bench --quick sets BENCH_QUICK=1.
+    if std::env::var_os("VMAN_SCALE_QUICK").is_some() || std::env::var("BENCH_QUICK").is_ok_and(|q| q == "1") {
         Samples { create: 30, get: 300, list: [50, 10, 3], open: 2, alloc: 30 }
     } else {
         Samples { create: 200, get: 5_000, list: [200, 50, 15], open: 7, alloc: 300 }
