@@ -19,7 +19,7 @@
 //!
 //! Writes JSON lines to `$VMAN_BENCH_OUT` (the issue-11 result format) and
 //! prints a table. `VMAN_BENCH_ROUNDS` sets the samples per series (20);
-//! `VMAN_BENCH_GRACEFUL` the graceful-stop samples (5; 0 skips them).
+//! `VMAN_BENCH_GRACEFUL` the graceful-stop samples (8; 0 skips them).
 //! Run: cargo bench -p vman-core --bench runtime
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 use vman_core::{Accel, BootSpec, Manager, NetworkMode, OpenOptions, TemplateSpec, VmSpec};
 
 const READY: &str = "VMAN-GUEST-READY";
+/// After the guest says it is up, both sides let it settle as long (its
+/// console shell starts after the line) before pressing the power button.
+const SETTLE: Duration = Duration::from_secs(1);
 
 fn options() -> OpenOptions {
     OpenOptions { accel: Some(Accel::Tcg), network: Some(NetworkMode::Isolated), ..OpenOptions::default() }
@@ -268,7 +271,7 @@ fn guest() -> Option<(PathBuf, PathBuf)> {
 
 fn main() {
     let rounds = env_count("VMAN_BENCH_ROUNDS", 20);
-    let graceful_rounds = env_count("VMAN_BENCH_GRACEFUL", 5);
+    let graceful_rounds = env_count("VMAN_BENCH_GRACEFUL", 8);
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let _cleanup = Cleanup(dir.path().to_path_buf());
@@ -337,6 +340,7 @@ fn main() {
         for _ in 0..graceful_rounds {
             vman.start("acpi").expect("start");
             vman.wait_for_console("acpi", &format!("^{READY}$"), Duration::from_secs(60)).expect("guest up");
+            std::thread::sleep(SETTLE);
             let t = Instant::now();
             vman.stop("acpi", Duration::from_secs(30)).expect("graceful stop");
             v.samples.push(t.elapsed().as_secs_f64());
@@ -344,6 +348,7 @@ fn main() {
             let _ = std::fs::remove_file(&log);
             let (mut child, mut qmp) = recipe.start();
             wait_for_log(&log, READY, Duration::from_secs(60));
+            std::thread::sleep(SETTLE);
             let t = Instant::now();
             writeln!(qmp, r#"{{"execute":"system_powerdown"}}"#).expect("powerdown");
             q.samples.push(wait_exit(&mut child).duration_since(t).as_secs_f64());

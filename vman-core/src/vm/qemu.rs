@@ -27,7 +27,7 @@ use crate::vm::state::VmState;
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long QEMU gets to daemonize (TCG and KVM both need well under 1 s).
 pub(crate) const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// After QMP `quit`, how long before SIGKILL.
+/// After SIGTERM, how long before SIGKILL.
 pub(crate) const QUIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a QEMU process ended, as far as vman can tell.
@@ -319,12 +319,15 @@ pub(crate) fn end_lineage(ctx: &Inner, vm: &Vm) -> usize {
     ended
 }
 
-/// Ends QEMU: QMP `quit`, then SIGKILL through the pidfd if it lingers.
-pub(crate) fn kill_qemu(ctx: &Inner, vm: &Vm, pidfd: &Pidfd) -> Result<()> {
-    if let Ok(mut qmp) = qmp(ctx, vm) {
-        let _ = qmp.quit();
-    }
-    if pidfd.wait(QUIT_GRACE).unwrap_or(false) {
+/// Ends QEMU: SIGTERM through the pidfd, then SIGKILL if it lingers.
+///
+/// QEMU takes SIGTERM as it takes QMP `quit`: its own orderly shutdown
+/// (disks flushed and closed, pidfile removed, exit status 0), so the exit
+/// is recorded the same way. The signal needs no QMP connection: no
+/// connect, greeting and `qmp_capabilities` round trips through a main
+/// loop that may be busy, and no wait behind another QMP client.
+pub(crate) fn kill_qemu(vm: &Vm, pidfd: &Pidfd) -> Result<()> {
+    if pidfd.kill(libc::SIGTERM).is_ok() && pidfd.wait(QUIT_GRACE).unwrap_or(false) {
         return Ok(());
     }
     pidfd.kill(libc::SIGKILL).map_err(|e| Error::io("kill QEMU of", &vm.name, e))?;
