@@ -295,35 +295,47 @@ fn main() {
     );
     let mut death = series("runtime/death_detection", "vman-rust");
     // One unmeasured round of each first (page cache, prepared statements).
+    // Rounds alternate which side goes first (A B, B A, …), so neither
+    // always follows the other's teardown.
     for round in 0..=rounds {
-        let t = Instant::now();
-        vman.start("bench").expect("start");
-        let start = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        vman.force_stop("bench").expect("stop");
-        let stop = t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let (mut child, mut qmp) = recipe.start();
-        let raw_start = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        writeln!(qmp, r#"{{"execute":"quit"}}"#).expect("quit");
-        let raw_stop = wait_exit(&mut child).duration_since(t).as_secs_f64();
-
+        let vman_side = || {
+            let t = Instant::now();
+            vman.start("bench").expect("start");
+            let start = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            vman.force_stop("bench").expect("stop");
+            (start, t.elapsed().as_secs_f64())
+        };
+        let raw_side = || {
+            let t = Instant::now();
+            let (mut child, mut qmp) = recipe.start();
+            let start = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            writeln!(qmp, r#"{{"execute":"quit"}}"#).expect("quit");
+            (start, wait_exit(&mut child).duration_since(t).as_secs_f64())
+        };
+        let ((start, stop), (raw_start, raw_stop)) = if round % 2 == 0 {
+            let v = vman_side();
+            (v, raw_side())
+        } else {
+            let r = raw_side();
+            (vman_side(), r)
+        };
+        if round > 0 {
+            v_start.samples.push(start);
+            v_stop.samples.push(stop);
+            q_start.samples.push(raw_start);
+            q_stop.samples.push(raw_stop);
+        }
+    }
+    for _ in 0..rounds {
         let pid = vman.start("bench").expect("start").pid.expect("pid");
         let stream = vman.subscribe().expect("subscribe");
         let t = Instant::now();
         // SAFETY: kill(2) on the pid vman just started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         stream.next(Duration::from_secs(5)).expect("stream open").expect("death event");
-        let died = t.elapsed().as_secs_f64();
-        if round > 0 {
-            v_start.samples.push(start);
-            v_stop.samples.push(stop);
-            q_start.samples.push(raw_start);
-            q_stop.samples.push(raw_stop);
-            death.samples.push(died);
-        }
+        death.samples.push(t.elapsed().as_secs_f64());
     }
     let mut all = vec![v_start, q_start, v_stop, q_stop, death];
 
