@@ -203,8 +203,11 @@ impl QmpClient {
 
     fn handshake(stream: UnixStream, timeout: Duration, deadline: Option<Instant>) -> Result<Self, QmpError> {
         let mut client = Self::unnegotiated(stream, timeout)?;
+        // Written before the greeting is read: QEMU finds it queued when it
+        // greets, which saves a wait for its main loop on every connection.
+        let capabilities = client.send("qmp_capabilities", None, None)?;
         client.version = client.read_greeting(deadline)?;
-        client.execute_until("qmp_capabilities", None, deadline)?;
+        client.wait_reply(capabilities, deadline)?;
         Ok(client)
     }
 
