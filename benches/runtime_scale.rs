@@ -6,7 +6,9 @@
 //!   → returned running (QMP answered), then force stop. Interleaved: a
 //!   few starts with nothing else running, 30 idle VMs started, a few
 //!   starts again, the 30 stopped; repeated. Target: start with 30 ≤ 1.1×
-//!   start with 0 (ratio of medians).
+//!   start with 0 (ratio of medians). Each vman start is paired with a raw
+//!   QEMU start of the same probe with vman's argv (impl "qemu"): what the
+//!   host itself charges a start with 30 QEMUs alive.
 //! - runtime/memory {"running": 0|10|30}: this process's RSS after a
 //!   warm-up start, then with 10 and with 30 VMs running (one sample per
 //!   round). Target: (memory[30] − memory[0]) / 30 ≤ 1 MB.
@@ -14,8 +16,10 @@
 //!   the last of the subscribers' threads has the event, from the write
 //!   call's start (an upper bound: it includes the write itself).
 //!
-//! The idle VMs have a blank disk and no kernel: SeaBIOS finds nothing to
-//! boot and waits in `hlt`, which costs TCG next to nothing.
+//! The probe VM has a blank disk (SeaBIOS finds nothing to boot), as in
+//! benches/runtime.rs. The 30 idle VMs boot a 36-byte multiboot guest that
+//! halts with interrupts off (see `halting_guest`), so they cost the host
+//! next to no CPU.
 //!
 //! Writes JSON lines to `$VMAN_BENCH_OUT` (see benches/README or the issue's
 //! result format) and prints a table.
@@ -28,13 +32,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use vman_core::{Accel, Manager, NetworkMode, OpenOptions, TemplateSpec, VmSpec};
+#[path = "raw_qemu.rs"]
+mod raw_qemu;
+
+use vman_core::{Accel, BootSpec, Manager, NetworkMode, OpenOptions, TemplateSpec, VmSpec};
 
 const IDLE: usize = 30;
-/// Rounds of (starts with 0, 30 started, starts with 30, 30 stopped).
-const ROUNDS: usize = 5;
+/// Rounds of (starts with 0, 30 started, starts with 30, 30 stopped):
+/// many short rounds, so a load that drifts (a build next door) falls on
+/// both sides alike. `VMAN_BENCH_ROUNDS` overrides.
+const ROUNDS: usize = 10;
 /// Probe starts per round and per count of running VMs.
-const STARTS_PER_ROUND: usize = 4;
+const STARTS_PER_ROUND: usize = 2;
 const FANOUT_SAMPLES: usize = 200;
 
 fn options() -> OpenOptions {
@@ -76,10 +85,30 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 struct Series {
+    imp: &'static str,
     bench: &'static str,
     params: serde_json::Value,
     unit: &'static str,
     samples: Vec<f64>,
+}
+
+/// The cheapest guest to keep running: a multiboot image (a.out kludge,
+/// loaded at 1 MiB) whose code is `cli; hlt; jmp .-1`. Its vCPU sleeps for
+/// good, so QEMU's host threads sleep too: the 30 running VMs cost the host
+/// their memory and their threads, next to no CPU.
+fn halting_guest() -> Vec<u8> {
+    const MAGIC: u32 = 0x1BAD_B002;
+    const FLAGS: u32 = 1 << 16; // the load addresses below are valid
+    let header = [MAGIC, FLAGS, 0u32.wrapping_sub(MAGIC.wrapping_add(FLAGS)), 0x10_0000, 0x10_0000, 0, 0, 0x10_0020];
+    let mut image: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
+    image.extend([0xFA, 0xF4, 0xEB, 0xFD]);
+    image
+}
+
+impl Series {
+    fn raw(self) -> Series {
+        Series { imp: "qemu", ..self }
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -92,18 +121,19 @@ fn emit(all: &[Series]) {
     if let Some(path) = std::env::var_os("VMAN_BENCH_OUT") {
         let mut out = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open VMAN_BENCH_OUT");
         for s in all {
-            let line = serde_json::json!({"bench": s.bench, "impl": "vman-rust", "params": s.params, "unit": s.unit, "samples": s.samples});
+            let line = serde_json::json!({"bench": s.bench, "impl": s.imp, "params": s.params, "unit": s.unit, "samples": s.samples});
             writeln!(out, "{line}").expect("write VMAN_BENCH_OUT");
         }
     }
-    println!("{:<16} {:<22} {:>6} {:>14} {:>14} {:>14}", "bench", "params", "n", "median", "min", "max");
+    println!("{:<16} {:<10} {:<22} {:>6} {:>14} {:>14} {:>14}", "bench", "impl", "params", "n", "median", "min", "max");
     for s in all {
         let (scale, unit) = if s.unit == "s" { (1e3, "ms") } else { (1.0 / 1024.0, "KiB") };
         let min = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
         let max = s.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "{:<16} {:<22} {:>6} {:>11.3} {unit:<3}{:>11.3} {unit:<3}{:>11.3} {unit}",
+            "{:<16} {:<10} {:<22} {:>6} {:>11.3} {unit:<3}{:>11.3} {unit:<3}{:>11.3} {unit}",
             s.bench,
+            s.imp,
             s.params.to_string(),
             s.samples.len(),
             median(&s.samples) * scale,
@@ -123,6 +153,17 @@ fn timed_start(vman: &Manager, name: &str) -> f64 {
     took
 }
 
+/// The same probe started by raw QEMU with vman's argv (spawn → QMP
+/// answered), then QMP quit: the host's own cost of a start.
+fn timed_raw_start(recipe: &raw_qemu::RawRecipe) -> f64 {
+    let t = Instant::now();
+    let (mut child, mut qmp) = recipe.start();
+    let took = t.elapsed().as_secs_f64();
+    writeln!(qmp, r#"{{"execute":"quit"}}"#).expect("quit");
+    raw_qemu::wait_exit(&mut child);
+    took
+}
+
 fn start_idle(vman: &Manager, names: &[String]) -> Vec<u32> {
     names.iter().map(|n| vman.start(n).expect("start an idle VM").pid.expect("pid")).collect()
 }
@@ -136,7 +177,8 @@ fn stop_idle(vman: &Manager, names: &[String]) {
 /// Lets freshly started idle guests reach their idle loop, and says how
 /// much CPU they then use together (in cores).
 fn settle(pids: &[u32]) -> f64 {
-    std::thread::sleep(Duration::from_millis(1500));
+    let ms = std::env::var("VMAN_BENCH_SETTLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    std::thread::sleep(Duration::from_millis(ms));
     let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let t = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
@@ -187,8 +229,10 @@ fn main() {
     let _cleanup = Cleanup(state.clone());
     let vman = Manager::open(&state, &options()).expect("open");
     vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
-    let idle_spec = |name: String| VmSpec { blank_disk: true, ..VmSpec::new(name, "t") };
-    vman.create_vm(&idle_spec("probe".into())).expect("probe");
+    let halt = dir.path().join("halt.elf");
+    std::fs::write(&halt, halting_guest()).expect("write the halting guest");
+    vman.create_vm(&VmSpec { blank_disk: true, ..VmSpec::new("probe", "t") }).expect("probe");
+    let idle_spec = |name: String| VmSpec { boot: Some(BootSpec::kernel(halt.to_string_lossy())), ..VmSpec::new(name, "t") };
     let idle: Vec<String> = (0..IDLE).map(|i| format!("idle{i}")).collect();
     for n in &idle {
         vman.create_vm(&idle_spec(n.clone())).expect("idle VM");
@@ -196,12 +240,17 @@ fn main() {
 
     // Memory: after a warm-up start, with 0, 10 and 30 running.
     let mut mem = [Vec::new(), Vec::new(), Vec::new()];
-    timed_start(&vman, "probe");
+    let pid = vman.start("probe").expect("warm-up start").pid.expect("pid");
+    let recipe = raw_qemu::RawRecipe::of(pid, None, None);
+    vman.force_stop("probe").expect("stop the probe");
     let mut starts = [Vec::new(), Vec::new()];
+    let mut raw = [Vec::new(), Vec::new()];
     let mut cpu = Vec::new();
-    for round in 0..ROUNDS {
+    let rounds = std::env::var("VMAN_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS);
+    for round in 0..rounds {
         for _ in 0..STARTS_PER_ROUND {
             starts[0].push(timed_start(&vman, "probe"));
+            raw[0].push(timed_raw_start(&recipe));
         }
         mem[0].push(rss_bytes() as f64);
         let mut pids = start_idle(&vman, &idle[..10]);
@@ -211,6 +260,7 @@ fn main() {
         cpu.push(settle(&pids));
         for _ in 0..STARTS_PER_ROUND {
             starts[1].push(timed_start(&vman, "probe"));
+            raw[1].push(timed_raw_start(&recipe));
         }
         stop_idle(&vman, &idle);
         eprintln!("round {round}: {IDLE} idle guests used {:.2} cores", cpu[round]);
@@ -221,19 +271,57 @@ fn main() {
     let fan10 = fanout(&state, 10);
 
     let series = vec![
-        Series { bench: "runtime/start", params: serde_json::json!({"running": 0}), unit: "s", samples: starts[0].clone() },
-        Series { bench: "runtime/start", params: serde_json::json!({"running": 30}), unit: "s", samples: starts[1].clone() },
-        Series { bench: "runtime/memory", params: serde_json::json!({"running": 0}), unit: "bytes", samples: mem[0].clone() },
-        Series { bench: "runtime/memory", params: serde_json::json!({"running": 10}), unit: "bytes", samples: mem[1].clone() },
-        Series { bench: "runtime/memory", params: serde_json::json!({"running": 30}), unit: "bytes", samples: mem[2].clone() },
-        Series { bench: "events/fanout", params: serde_json::json!({"subscribers": 1}), unit: "s", samples: fan1 },
-        Series { bench: "events/fanout", params: serde_json::json!({"subscribers": 10}), unit: "s", samples: fan10 },
+        Series {
+            imp: "vman-rust",
+            bench: "runtime/start",
+            params: serde_json::json!({"running": 0}),
+            unit: "s",
+            samples: starts[0].clone(),
+        },
+        Series {
+            imp: "vman-rust",
+            bench: "runtime/start",
+            params: serde_json::json!({"running": 30}),
+            unit: "s",
+            samples: starts[1].clone(),
+        },
+        Series { imp: "vman-rust", bench: "runtime/start", params: serde_json::json!({"running": 0}), unit: "s", samples: raw[0].clone() }
+            .raw(),
+        Series { imp: "vman-rust", bench: "runtime/start", params: serde_json::json!({"running": 30}), unit: "s", samples: raw[1].clone() }
+            .raw(),
+        Series {
+            imp: "vman-rust",
+            bench: "runtime/memory",
+            params: serde_json::json!({"running": 0}),
+            unit: "bytes",
+            samples: mem[0].clone(),
+        },
+        Series {
+            imp: "vman-rust",
+            bench: "runtime/memory",
+            params: serde_json::json!({"running": 10}),
+            unit: "bytes",
+            samples: mem[1].clone(),
+        },
+        Series {
+            imp: "vman-rust",
+            bench: "runtime/memory",
+            params: serde_json::json!({"running": 30}),
+            unit: "bytes",
+            samples: mem[2].clone(),
+        },
+        Series { imp: "vman-rust", bench: "events/fanout", params: serde_json::json!({"subscribers": 1}), unit: "s", samples: fan1 },
+        Series { imp: "vman-rust", bench: "events/fanout", params: serde_json::json!({"subscribers": 10}), unit: "s", samples: fan10 },
     ];
     emit(&series);
-    println!("start with {IDLE} running / with 0: {:.3}× (target ≤ 1.1×)", median(&series[1].samples) / median(&series[0].samples));
+    println!(
+        "start with {IDLE} running / with 0: vman {:.3}× (target ≤ 1.1×), raw QEMU {:.3}×",
+        median(&series[1].samples) / median(&series[0].samples),
+        median(&series[3].samples) / median(&series[2].samples)
+    );
     println!(
         "memory per running VM: {:.1} KiB (target ≤ 1024 KiB); first round alone: {:.1} KiB",
-        (median(&series[4].samples) - median(&series[2].samples)) / IDLE as f64 / 1024.0,
-        (series[4].samples[0] - series[2].samples[0]) / IDLE as f64 / 1024.0
+        (median(&series[6].samples) - median(&series[4].samples)) / IDLE as f64 / 1024.0,
+        (series[6].samples[0] - series[4].samples[0]) / IDLE as f64 / 1024.0
     );
 }
