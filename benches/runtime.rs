@@ -1,212 +1,253 @@
-//! The QEMU runtime against raw QEMU, side by side in one run.
+//! The QEMU runtime against raw QEMU, side by side and interleaved in one
+//! run (vman, raw, vman, raw, …), with the same guest and exactly the
+//! argument vector vman gave its QEMU (read back from /proc).
 //!
-//! - start: `Manager::start` (call → running, QMP answered) against spawning
-//!   `qemu-system-x86_64` with exactly the argv vman used (read back from
-//!   /proc) → QMP `query-status` answered. Target: ≤ 1.15×.
-//! - force stop: `Manager::force_stop` against raw QMP `quit` → process exit.
-//!   Target: ≤ 20 ms.
+//! - compare/start: `Manager::start` (call → running, QMP answered) against
+//!   making the two listening sockets vman makes, spawning QEMU with vman's
+//!   argv (same descriptors, same user, own session) → QMP `query-status`
+//!   answered. Target: ≤ 1.05×.
+//! - compare/force_stop: `Manager::force_stop` against QMP `quit` → process
+//!   exit (its pidfd readable). Target: ≤ 1.2×.
+//! - compare/graceful_stop: `Manager::stop` of a booted ACPI guest against
+//!   QMP `system_powerdown` → exit of the same guest booted by raw QEMU (the
+//!   guest's own shutdown time). Target: ≤ raw + 10 ms. The guest's time
+//!   varies by tens of milliseconds between boots, so vman's share after
+//!   QEMU's exit (exit → `stop` returned) is also reported on its own
+//!   (runtime/graceful_stop_tail).
 //! - death detection: `kill -9` of QEMU → the event on a live stream.
-//!   Target: ≤ 100 ms.
-//! - management memory per running VM: the embedding process's RSS growth
-//!   per VM started (QEMU's own memory is QEMU's, in both setups).
 //!
-//! Both sides run under TCG with no guest to boot (firmware only), so the
-//! numbers are about process management, not guest speed.
+//! Start and force stop use a VM with a blank disk (SeaBIOS, nothing to
+//! boot); graceful stop the test guest (tests/guest/build.sh), which powers
+//! off on the ACPI button. Everything runs under TCG.
+//!
+//! Writes JSON lines to `$VMAN_BENCH_OUT` (the issue-11 result format) and
+//! prints a table. `VMAN_BENCH_ROUNDS` sets the samples per series (20);
+//! `VMAN_BENCH_GRACEFUL` the graceful-stop samples (8; 0 skips them).
 //! Run: cargo bench -p vman-core --bench runtime
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use vman_core::{Accel, Manager, OpenOptions, TemplateSpec, VmSpec};
+use vman_core::{Accel, BootSpec, Manager, NetworkMode, OpenOptions, TemplateSpec, VmSpec};
 
-fn manager(dir: &Path) -> Manager {
-    let vman = Manager::open(dir, &OpenOptions { accel: Some(Accel::Tcg), ..OpenOptions::default() }).expect("open");
-    vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
-    vman
+#[path = "raw_qemu.rs"]
+mod raw_qemu;
+use raw_qemu::{RawRecipe, wait_exit};
+
+const READY: &str = "VMAN-GUEST-READY";
+/// After the guest says it is up, both sides let it settle as long (its
+/// console shell starts after the line) before pressing the power button.
+const SETTLE: Duration = Duration::from_secs(1);
+
+fn options() -> OpenOptions {
+    OpenOptions { accel: Some(Accel::Tcg), network: Some(NetworkMode::Isolated), ..OpenOptions::default() }
 }
 
-/// The QMP exchange a raw QEMU user does: greeting, capabilities, one query.
-fn qmp_ready(sock: &Path) -> UnixStream {
-    let stream = UnixStream::connect(sock).expect("connect QMP");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("greeting");
-    let mut w = stream.try_clone().expect("clone");
-    for cmd in [r#"{"execute":"qmp_capabilities"}"#, r#"{"execute":"query-status"}"#] {
-        writeln!(w, "{cmd}").expect("send");
-        loop {
-            line.clear();
-            reader.read_line(&mut line).expect("reply");
-            if line.contains("\"return\"") {
-                break;
+fn env_count(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Kills, on drop, every process whose command line names the state
+/// directory: a bench that fails half-way leaves no QEMU behind.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let needle = format!("{}/", self.0.display());
+        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if pid as u32 != std::process::id() && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle) {
+                // SAFETY: kill(2) on a process proven to be this bench's.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }
-    stream
 }
 
-/// Spawns raw QEMU with vman's argv and waits for QMP to answer, as a user
-/// of plain QEMU would; returns the QMP connection and the daemon's pid.
-fn spawn_raw(binary: &str, args: &[String], qmp: &Path, pidfile: &Path) -> (UnixStream, u32) {
-    let _ = std::fs::remove_file(qmp);
-    assert!(Command::new(binary).args(args).status().expect("spawn").success());
-    let conn = qmp_ready(qmp);
-    let pid = std::fs::read_to_string(pidfile).expect("pid").trim().parse().expect("pid");
-    (conn, pid)
+/// A thread that returns the instant process `pid` exits (its pidfd
+/// becomes readable), whoever reaps it.
+fn exit_watcher(pid: u32) -> std::thread::JoinHandle<Instant> {
+    // SAFETY: pidfd_open reads no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as i32, 0) } as i32;
+    assert!(fd >= 0, "pidfd_open");
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::thread::spawn(move || {
+        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, count 1.
+        unsafe { libc::poll(&mut p, 1, 60_000) };
+        Instant::now()
+    })
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+fn wait_for_log(path: &Path, pattern: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.is_empty() || stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(pattern) {
             return;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{pattern} not seen in {} within {timeout:?}", path.display());
+}
+
+struct Series {
+    bench: &'static str,
+    imp: &'static str,
+    params: serde_json::Value,
+    samples: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+fn emit(all: &[Series]) {
+    if let Some(path) = std::env::var_os("VMAN_BENCH_OUT") {
+        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open VMAN_BENCH_OUT");
+        for s in all {
+            let line = serde_json::json!({"bench": s.bench, "impl": s.imp, "params": s.params, "unit": "s", "samples": s.samples});
+            writeln!(out, "{line}").expect("write VMAN_BENCH_OUT");
+        }
+    }
+    println!("{:<22} {:<10} {:>4} {:>11} {:>11} {:>11}", "bench", "impl", "n", "median ms", "min ms", "max ms");
+    for s in all {
+        let min = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = s.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{:<22} {:<10} {:>4} {:>11.3} {:>11.3} {:>11.3}",
+            s.bench,
+            s.imp,
+            s.samples.len(),
+            median(&s.samples) * 1e3,
+            min * 1e3,
+            max * 1e3
+        );
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn guest() -> Option<(PathBuf, PathBuf)> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/guest/build.sh");
+    let out = Command::new(&script).output().ok().filter(|o| o.status.success())?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Some((dir.join("vmlinuz"), dir.join("initrd.img")))
+}
+
+fn main() {
+    let rounds = env_count("VMAN_BENCH_ROUNDS", 20);
+    let graceful_rounds = env_count("VMAN_BENCH_GRACEFUL", 8);
     let dir = tempfile::tempdir().expect("tempdir");
-    let vman = manager(&dir.path().join("state"));
-    vman.create_vm(&VmSpec::new("bench", "t")).expect("vm");
+    let state = dir.path().join("state");
+    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let vman = Manager::open(&state, &options()).expect("open");
+    vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
+    vman.create_vm(&VmSpec { blank_disk: true, ..VmSpec::new("bench", "t") }).expect("vm");
 
-    // The exact argv vman uses, moved to a directory of its own for the raw runs.
+    // vman's exact argv, from its QEMU; raw runs use the stopped VM's run
+    // directory and disk, so every path in it is the same.
     let pid = vman.start("bench").expect("start").pid.expect("pid");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let recipe = RawRecipe::of(pid, None, None);
     vman.force_stop("bench").expect("stop");
-    let run_dir = vman.state_dir().join("run");
-    let raw_dir = dir.path().join("raw");
-    std::fs::create_dir_all(&raw_dir).expect("raw dir");
-    let mut args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).replace(&*run_dir.to_string_lossy(), &raw_dir.to_string_lossy()))
-        .collect();
-    let binary = args.remove(0);
-    let short = std::fs::read_dir(&run_dir).expect("run").flatten().find(|e| e.path().is_dir()).expect("vm dir").file_name();
-    let raw_vm = raw_dir.join(&short);
-    std::fs::create_dir_all(&raw_vm).expect("raw vm dir");
-    let raw_qmp = raw_vm.join("qmp.sock");
-    let raw_pidfile: PathBuf = raw_vm.join("qemu.pid");
 
-    let mut group = c.benchmark_group("runtime");
-    group.sample_size(20).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
-
-    group.bench_function("start/raw_qemu_spawn_to_qmp", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let (mut qmp, pid) = spawn_raw(&binary, &args, &raw_qmp, &raw_pidfile);
-                total += t.elapsed();
-                let _ = writeln!(qmp, r#"{{"execute":"quit"}}"#);
-                wait_gone(pid);
-            }
-            total
-        })
-    });
-    group.bench_function("start/vman", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let vm = vman.start("bench").expect("start");
-                total += t.elapsed();
-                std::hint::black_box(vm);
-                vman.force_stop("bench").expect("stop");
-            }
-            total
-        })
-    });
-    group.bench_function("force_stop/raw_qmp_quit_to_exit", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (mut qmp, pid) = spawn_raw(&binary, &args, &raw_qmp, &raw_pidfile);
-                let t = Instant::now();
-                let _ = writeln!(qmp, r#"{{"execute":"quit"}}"#);
-                let mut sink = String::new();
-                let _ = BufReader::new(qmp).read_line(&mut sink);
-                // Exit as a parent would see it: the pidfd becomes readable
-                // when the process exits, before its reaper collects it.
-                // SAFETY: pidfd_open reads no memory of ours.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as i32, 0) } as i32;
-                if fd >= 0 {
-                    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                    // SAFETY: one valid pollfd, count 1.
-                    unsafe { libc::poll(&mut p, 1, 5000) };
-                    // SAFETY: fd came from pidfd_open above.
-                    unsafe { libc::close(fd) };
-                }
-                total += t.elapsed();
-                wait_gone(pid);
-            }
-            total
-        })
-    });
-    group.bench_function("force_stop/vman", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                vman.start("bench").expect("start");
-                let t = Instant::now();
-                vman.force_stop("bench").expect("stop");
-                total += t.elapsed();
-            }
-            total
-        })
-    });
-    group.bench_function("death_detection/kill9_to_event", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let pid = vman.start("bench").expect("start").pid.expect("pid");
-                let stream = vman.subscribe().expect("subscribe");
-                let t = Instant::now();
-                // SAFETY: kill(2) on the pid vman just started.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                let event = stream.next(Duration::from_secs(5)).expect("stream open").expect("death event");
-                total += t.elapsed();
-                assert_eq!(event.details["to"], "error");
-            }
-            total
-        })
-    });
-    group.finish();
-
-    // Management memory: RSS growth of this process per running VM.
-    const N: usize = 8;
-    for i in 0..N {
-        vman.create_vm(&VmSpec::new(format!("m{i}"), "t")).expect("vm");
-    }
-    vman.start("m0").expect("warm-up start");
-    vman.force_stop("m0").expect("stop");
-    let before = rss_kib();
-    for i in 0..N {
-        vman.start(&format!("m{i}")).expect("start");
-    }
-    let after = rss_kib();
-    eprintln!(
-        "management memory: {} KiB RSS for {N} running VMs = {:.1} KiB per VM (process RSS {after} KiB)",
-        after.saturating_sub(before),
-        after.saturating_sub(before) as f64 / N as f64
+    let params = serde_json::json!({"disk": "none"});
+    let series = |bench, imp| Series { bench, imp, params: params.clone(), samples: Vec::new() };
+    let (mut v_start, mut q_start, mut v_stop, mut q_stop) = (
+        series("compare/start", "vman-rust"),
+        series("compare/start", "qemu"),
+        series("compare/force_stop", "vman-rust"),
+        series("compare/force_stop", "qemu"),
     );
-    for i in 0..N {
-        vman.force_stop(&format!("m{i}")).expect("stop");
+    let mut death = series("runtime/death_detection", "vman-rust");
+    // One unmeasured round of each first (page cache, prepared statements).
+    // Rounds alternate which side goes first (A B, B A, …), so neither
+    // always follows the other's teardown.
+    for round in 0..=rounds {
+        let vman_side = || {
+            let t = Instant::now();
+            vman.start("bench").expect("start");
+            let start = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            vman.force_stop("bench").expect("stop");
+            (start, t.elapsed().as_secs_f64())
+        };
+        let raw_side = || {
+            let t = Instant::now();
+            let (mut child, mut qmp) = recipe.start();
+            let start = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            writeln!(qmp, r#"{{"execute":"quit"}}"#).expect("quit");
+            (start, wait_exit(&mut child).duration_since(t).as_secs_f64())
+        };
+        let ((start, stop), (raw_start, raw_stop)) = if round % 2 == 0 {
+            let v = vman_side();
+            (v, raw_side())
+        } else {
+            let r = raw_side();
+            (vman_side(), r)
+        };
+        if round > 0 {
+            v_start.samples.push(start);
+            v_stop.samples.push(stop);
+            q_start.samples.push(raw_start);
+            q_stop.samples.push(raw_stop);
+        }
+    }
+    for _ in 0..rounds {
+        let pid = vman.start("bench").expect("start").pid.expect("pid");
+        let stream = vman.subscribe().expect("subscribe");
+        let t = Instant::now();
+        // SAFETY: kill(2) on the pid vman just started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        stream.next(Duration::from_secs(5)).expect("stream open").expect("death event");
+        death.samples.push(t.elapsed().as_secs_f64());
+    }
+    let mut all = vec![v_start, q_start, v_stop, q_stop, death];
+
+    if graceful_rounds > 0
+        && let Some((kernel, initrd)) = guest()
+    {
+        let boot = BootSpec::kernel(kernel.to_string_lossy()).initrd(initrd.to_string_lossy()).cmdline("console=ttyS0 quiet panic=-1");
+        vman.create_vm(&VmSpec { boot: Some(boot), ..VmSpec::new("acpi", "t") }).expect("acpi vm");
+        let pid = vman.start("acpi").expect("start").pid.expect("pid");
+        let recipe = RawRecipe::of(pid, Some(&kernel), Some(&initrd));
+        vman.force_stop("acpi").expect("stop");
+        let log = recipe.serial_log.clone().expect("serial log");
+        let (mut v, mut q) = (series("compare/graceful_stop", "vman-rust"), series("compare/graceful_stop", "qemu"));
+        let mut tail = series("runtime/graceful_stop_tail", "vman-rust");
+        for _ in 0..graceful_rounds {
+            let pid = vman.start("acpi").expect("start").pid.expect("pid");
+            vman.wait_for_console("acpi", &format!("^{READY}$"), Duration::from_secs(60)).expect("guest up");
+            std::thread::sleep(SETTLE);
+            // The guest's share varies by tens of milliseconds from boot to
+            // boot; vman's share after QEMU exits is measured on its own.
+            let exited = exit_watcher(pid);
+            let t = Instant::now();
+            vman.stop("acpi", Duration::from_secs(30)).expect("graceful stop");
+            let done = Instant::now();
+            v.samples.push(done.duration_since(t).as_secs_f64());
+            tail.samples.push(done.duration_since(exited.join().expect("exit watcher")).as_secs_f64());
+
+            let _ = std::fs::remove_file(&log);
+            let (mut child, mut qmp) = recipe.start();
+            wait_for_log(&log, READY, Duration::from_secs(60));
+            std::thread::sleep(SETTLE);
+            let t = Instant::now();
+            writeln!(qmp, r#"{{"execute":"system_powerdown"}}"#).expect("powerdown");
+            q.samples.push(wait_exit(&mut child).duration_since(t).as_secs_f64());
+        }
+        all.extend([v, q, tail]);
+    }
+    emit(&all);
+    let ratio = |a: usize, b: usize| median(&all[a].samples) / median(&all[b].samples);
+    println!("start vman/qemu {:.3}× (≤ 1.05×); force stop vman/qemu {:.3}× (≤ 1.2×)", ratio(0, 1), ratio(2, 3));
+    if all.len() > 5 {
+        println!("graceful stop vman − qemu {:+.1} ms (≤ +10 ms)", (median(&all[5].samples) - median(&all[6].samples)) * 1e3);
     }
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

@@ -3569,7 +3569,7 @@ const char *vman_vm_display_address(const struct VmanVm *vm);
 const char *vman_vm_firmware(const struct VmanVm *vm);
 
 /*
- Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
+ Stops a VM at once: SIGTERM (QEMU's own orderly quit, as QMP quit), then SIGKILL if QEMU lingers.
 
  `out` may be NULL; otherwise on success `*out` is the VM as it is
  afterwards, owned by the caller (free it with `vman_vm_free`).
@@ -4213,7 +4213,7 @@ enum VmanVmState vman_vm_stats_state(const struct VmanVmStats *vm);
 /*
  Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
  the guest to power off (VMAN_DEFAULT_STOP_TIMEOUT_MS is vman's usual
- wait), then QMP quit, then SIGKILL.
+ wait), then SIGTERM (QEMU's own orderly quit), then SIGKILL.
 
  `out` may be NULL; otherwise on success `*out` is the VM as it is
  afterwards, owned by the caller (free it with `vman_vm_free`).

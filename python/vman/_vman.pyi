@@ -1151,7 +1151,7 @@ class Manager:
         """
     def stop(self, name: str, timeout: float = 30.0, *, cancel: Optional[Cancel] = None) -> Vm:
         """Stops a running or paused VM: the ACPI power button, up to ``timeout``
-        seconds for the guest to power off, then QMP ``quit``, then SIGKILL
+        seconds for the guest to power off, then SIGTERM (QEMU's own orderly quit), then SIGKILL
         (recorded as a ``forced`` event). Returns the stopped VM.
 
         Interrupted by ``cancel`` (a :class:`vman.Cancel`) or Ctrl-C while the
@@ -1168,7 +1168,7 @@ class Manager:
         'stopped'
         """
     def force_stop(self, name: str) -> Vm:
-        """Stops a VM at once: QMP ``quit``, then SIGKILL if QEMU lingers. Returns the stopped VM."""
+        """Stops a VM at once: SIGTERM (QEMU's own orderly quit, as QMP ``quit``), then SIGKILL if QEMU lingers. Returns the stopped VM."""
     def restart(self, name: str, timeout: float = 30.0, *, cancel: Optional[Cancel] = None) -> Vm:
         """Stops the VM as :meth:`stop` does (within ``timeout``), then starts it.
         Interrupted during the stop it stays running, during the start it is

@@ -61,7 +61,7 @@ pub unsafe extern "C" fn vman_vm_start(manager: *const VmanManager, name: *const
 
 /// Stops a running or paused VM: ACPI power button, up to `timeout_ms` for
 /// the guest to power off (VMAN_DEFAULT_STOP_TIMEOUT_MS is vman's usual
-/// wait), then QMP quit, then SIGKILL.
+/// wait), then SIGTERM (QEMU's own orderly quit), then SIGKILL.
 ///
 /// `out` may be NULL; otherwise on success `*out` is the VM as it is
 /// afterwards, owned by the caller (free it with `vman_vm_free`).
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn vman_vm_stop(
     unsafe { operate(manager, name, out, |m, n| Ok(m.stop(n, millis_arg("timeout", timeout_ms)?)?)) }
 }
 
-/// Stops a VM at once: QMP quit, then SIGKILL if QEMU lingers.
+/// Stops a VM at once: SIGTERM (QEMU's own orderly quit, as QMP quit), then SIGKILL if QEMU lingers.
 ///
 /// `out` may be NULL; otherwise on success `*out` is the VM as it is
 /// afterwards, owned by the caller (free it with `vman_vm_free`).

@@ -693,7 +693,7 @@ impl PyManager {
     }
 
     /// Stops a running or paused VM: the ACPI power button, up to ``timeout``
-    /// seconds for the guest to power off, then QMP ``quit``, then SIGKILL
+    /// seconds for the guest to power off, then SIGTERM (QEMU's own orderly quit), then SIGKILL
     /// (recorded as a ``forced`` event). Returns the stopped VM.
     ///
     /// Interrupted by ``cancel`` (a :class:`vman.Cancel`) or Ctrl-C while the
@@ -714,7 +714,7 @@ impl PyManager {
         Ok(self.wait(py, cancel.as_ref(), |m, c| m.stop_cancellable(name, timeout, c))?.into())
     }
 
-    /// Stops a VM at once: QMP ``quit``, then SIGKILL if QEMU lingers. Returns the stopped VM.
+    /// Stops a VM at once: SIGTERM (QEMU's own orderly quit, as QMP ``quit``), then SIGKILL if QEMU lingers. Returns the stopped VM.
     fn force_stop(&self, py: Python<'_>, name: &str) -> PyVmanResult<PyVm> {
         Ok(self.call(py, |m| m.force_stop(name))?.into())
     }

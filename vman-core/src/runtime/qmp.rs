@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc;
@@ -118,6 +119,34 @@ impl fmt::Display for QemuVersion {
     }
 }
 
+/// A QMP connection whose handshake and `query-status` were sent and not
+/// yet answered (see [`QmpClient::query_status_pipelined`]).
+#[derive(Debug)]
+pub struct PendingStatus {
+    client: QmpClient,
+    capabilities: u64,
+    query: u64,
+}
+
+impl PendingStatus {
+    /// Reads the greeting and both replies within `timeout`.
+    pub fn finish(self, timeout: Duration) -> Result<(QmpClient, QmpStatus), QmpError> {
+        let deadline = deadline_after(timeout);
+        let PendingStatus { mut client, capabilities, query } = self;
+        client.version = client.read_greeting(deadline)?;
+        client.wait_reply(capabilities, deadline)?;
+        let status = client.wait_reply(query, deadline).and_then(parse_status)?;
+        Ok((client, status))
+    }
+}
+
+impl AsFd for PendingStatus {
+    /// Readable once QEMU's greeting (or the connection's end) is there.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.client.reader.get_ref().as_fd()
+    }
+}
+
 /// A synchronous QMP connection to one QEMU.
 #[derive(Debug)]
 pub struct QmpClient {
@@ -159,11 +188,35 @@ impl QmpClient {
         Self::handshake(stream, timeout, deadline_after(timeout))
     }
 
+    /// Writes `qmp_capabilities` and `query-status` on a just-connected
+    /// stream at once, before QEMU's greeting is read (or even sent): QEMU
+    /// finds them queued behind its greeting and answers in order, so a
+    /// launch waits for QEMU's main loop once instead of three times (while
+    /// a busy vCPU thread competes with that loop). Poll the returned
+    /// query's descriptor for the greeting, then [`PendingStatus::finish`].
+    pub fn query_status_pipelined(stream: UnixStream, timeout: Duration) -> Result<PendingStatus, QmpError> {
+        let mut client = Self::unnegotiated(stream, timeout)?;
+        let capabilities = client.send("qmp_capabilities", None, None)?;
+        let query = client.send("query-status", None, None)?;
+        Ok(PendingStatus { client, capabilities, query })
+    }
+
     fn handshake(stream: UnixStream, timeout: Duration, deadline: Option<Instant>) -> Result<Self, QmpError> {
+        let mut client = Self::unnegotiated(stream, timeout)?;
+        // Written before the greeting is read: QEMU finds it queued when it
+        // greets, which saves a wait for its main loop on every connection.
+        let capabilities = client.send("qmp_capabilities", None, None)?;
+        client.version = client.read_greeting(deadline)?;
+        client.wait_reply(capabilities, deadline)?;
+        Ok(client)
+    }
+
+    /// A client on `stream` whose greeting is still unread.
+    fn unnegotiated(stream: UnixStream, timeout: Duration) -> Result<Self, QmpError> {
         // A zero timeout is rejected here by std (InvalidInput).
         stream.set_write_timeout(Some(timeout)).map_err(QmpError::Io)?;
         stream.set_read_timeout(Some(timeout)).map_err(QmpError::Io)?;
-        let mut client = QmpClient {
+        Ok(QmpClient {
             reader: BufReader::new(stream),
             timeout,
             next_id: 1,
@@ -172,10 +225,7 @@ impl QmpClient {
             partial: Vec::new(),
             skipping: false,
             closed: false,
-        };
-        client.version = client.read_greeting(deadline)?;
-        client.execute_until("qmp_capabilities", None, deadline)?;
-        Ok(client)
+        })
     }
 
     /// The QEMU version from the greeting.
@@ -208,9 +258,7 @@ impl QmpClient {
 
     /// `query-status`: QEMU's run state.
     pub fn query_status(&mut self) -> Result<QmpStatus, QmpError> {
-        let value = self.execute("query-status", None)?;
-        serde_json::from_value(value.clone())
-            .map_err(|e| QmpError::Protocol(format!("unexpected query-status reply ({e}): {}", excerpt(value.to_string().as_bytes()))))
+        self.execute("query-status", None).and_then(parse_status)
     }
 
     /// `stop`: pauses the vCPUs (QEMU emits `STOP`).
@@ -546,6 +594,11 @@ fn connect_bounded(path: &Path, timeout: Duration) -> Result<UnixStream, QmpErro
     }
 }
 
+fn parse_status(value: Value) -> Result<QmpStatus, QmpError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| QmpError::Protocol(format!("unexpected query-status reply ({e}): {}", excerpt(value.to_string().as_bytes()))))
+}
+
 /// `{"seconds": s, "microseconds": us}` as microseconds since the epoch.
 fn timestamp_us(timestamp: &Value) -> Option<i64> {
     let seconds = timestamp.get("seconds")?.as_i64()?;
@@ -648,6 +701,42 @@ mod tests {
         });
         let client = QmpClient::connect(&path, SHORT).unwrap();
         assert_eq!(client.qemu_version().major, 10);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_pipelined_query_is_sent_before_the_greeting_and_answered_in_order() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let pending = QmpClient::query_status_pipelined(client, SHORT).unwrap();
+        let server = thread::spawn(move || {
+            let mut qemu = FakeQemu { reader: BufReader::new(server) };
+            // Both commands are already queued when QEMU greets.
+            let (first, first_id) = qemu.recv();
+            let (second, second_id) = qemu.recv();
+            assert_eq!((first.as_str(), second.as_str()), ("qmp_capabilities", "query-status"));
+            qemu.send(GREETING);
+            qemu.reply(&first_id, json!({}));
+            qemu.send(r#"{"event": "RESUME", "data": {}, "timestamp": {"seconds": 1, "microseconds": 2}}"#);
+            qemu.reply(&second_id, json!({"status": "running", "running": true}));
+        });
+        let (mut client, status) = pending.finish(SHORT).unwrap();
+        assert!(status.running);
+        assert_eq!(client.qemu_version().major, 10);
+        assert_eq!(client.take_events().len(), 1, "an event between the replies is kept");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_pipelined_query_refused_in_negotiation_is_an_error() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let pending = QmpClient::query_status_pipelined(client, SHORT).unwrap();
+        let server = thread::spawn(move || {
+            let mut qemu = FakeQemu { reader: BufReader::new(server) };
+            let (_, first_id) = qemu.recv();
+            qemu.send(GREETING);
+            qemu.send(&json!({"error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}, "id": first_id}).to_string());
+        });
+        assert!(pending.finish(SHORT).is_err());
         server.join().unwrap();
     }
 

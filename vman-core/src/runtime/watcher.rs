@@ -46,9 +46,10 @@ enum Command {
 struct Control {
     wake: EventFd,
     commands: Mutex<Vec<Command>>,
-    /// Which QEMU (vm id → pid) is watched, for [`Watcher::watches`]; the
-    /// thread's own map is the one it polls.
-    watched: Mutex<HashMap<String, u32>>,
+    /// Which QEMU (vm id → pid, and a pidfd of its own on it) is watched,
+    /// for [`Watcher::watches`] and [`Watcher::pidfd_of`]; the thread's own
+    /// map is the one it polls.
+    watched: Mutex<HashMap<String, (u32, Option<Pidfd>)>>,
 }
 
 impl Control {
@@ -85,7 +86,10 @@ impl Watcher {
     /// Watches VM `vm_id`'s QEMU and serial log. If the process has already
     /// exited, the exit is reported at once.
     pub fn watch(&self, vm_id: &str, what: Watched) {
-        self.control.watched.lock().insert(vm_id.to_string(), what.pid);
+        // A duplicate fails only when out of descriptors; then operations
+        // prove the process through /proc instead.
+        let pidfd = what.pidfd.try_clone().ok();
+        self.control.watched.lock().insert(vm_id.to_string(), (what.pid, pidfd));
         self.control.send(Command::Watch { vm_id: vm_id.to_string(), what });
     }
 
@@ -96,7 +100,17 @@ impl Watcher {
 
     /// Whether QEMU `pid` of VM `vm_id` is already supervised here.
     pub fn watches(&self, vm_id: &str, pid: u32) -> bool {
-        self.control.watched.lock().get(vm_id) == Some(&pid)
+        self.control.watched.lock().get(vm_id).is_some_and(|(p, _)| *p == pid)
+    }
+
+    /// A pidfd on QEMU `pid` of VM `vm_id` if it is supervised here and
+    /// still running: that process was proven to be the VM's QEMU when it
+    /// was handed over, and a pidfd can never name another process, so it
+    /// needs no proof through /proc again.
+    pub fn pidfd_of(&self, vm_id: &str, pid: u32) -> Option<Pidfd> {
+        let watched = self.control.watched.lock();
+        let (_, pidfd) = watched.get(vm_id).filter(|(p, _)| *p == pid)?;
+        pidfd.as_ref().filter(|fd| fd.is_alive()).and_then(|fd| fd.try_clone().ok())
     }
 }
 
@@ -153,7 +167,7 @@ fn run(control: &Control, on_exit: &dyn Fn(Exit)) {
                 let reaped = pidfd.reap();
                 {
                     let mut mirror = control.watched.lock();
-                    if mirror.get(&vm_id) == Some(&pid) {
+                    if mirror.get(&vm_id).is_some_and(|(p, _)| *p == pid) {
                         mirror.remove(&vm_id);
                     }
                 }

@@ -117,7 +117,7 @@ fn stop_locked(ctx: &Inner, vm: &Vm, graceful: Option<Duration>, cancel: Option<
         }
         // From here on the stop is seen through: forcing takes at most
         // twice QUIT_GRACE, and a half-forced QEMU is nobody's VM.
-        qemu::kill_qemu(ctx, vm, &pidfd)?;
+        qemu::kill_qemu(vm, &pidfd)?;
     }
     qemu::settle_exit(ctx, &vm.id, pid, ExitCause::Clean)?;
     Ok(())
@@ -174,7 +174,7 @@ impl Manager {
     }
 
     /// Stops a running or paused VM: ACPI power button, up to `timeout` for
-    /// the guest to power off, then QMP `quit`, then SIGKILL.
+    /// the guest to power off, then SIGTERM (QEMU's own orderly quit), then SIGKILL.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<Vm> {
         self.stop_with(name, Some(timeout), None)
     }
@@ -193,7 +193,7 @@ impl Manager {
         self.stop_with(name, Some(timeout), Some(cancel))
     }
 
-    /// Stops a VM at once: QMP `quit`, then SIGKILL if QEMU lingers.
+    /// Stops a VM at once: SIGTERM (QEMU's own orderly quit, as QMP `quit`), then SIGKILL if QEMU lingers.
     pub fn force_stop(&self, name: &str) -> Result<Vm> {
         self.stop_with(name, None, None)
     }
@@ -286,7 +286,7 @@ pub(crate) fn start_locked(inner: &Inner, vm: Vm, cancel: Option<&Cancel>) -> Re
             if let Err(e) = recorded {
                 // QEMU runs but the store cannot say so: end it rather
                 // than leave a process nobody knows about.
-                let _ = qemu::kill_qemu(inner, &starting, &pidfd);
+                let _ = qemu::kill_qemu(&starting, &pidfd);
                 inner.runtime().paths(&starting.id).clean();
                 let _ = qemu::fail_start(inner, &starting, &e);
                 return Err(e);
@@ -318,7 +318,7 @@ pub(crate) fn delete_locked(inner: &Inner, vm: Vm, force: bool) -> Result<()> {
             stop_locked(inner, &vm, None, None)?;
         } else if let Some((pid, pidfd)) = qemu::open_qemu(inner, &vm) {
             // Stuck in starting or stopping: end whatever QEMU there is.
-            qemu::kill_qemu(inner, &vm, &pidfd)?;
+            qemu::kill_qemu(&vm, &pidfd)?;
             qemu::settle_exit(inner, &vm.id, pid, ExitCause::Killed)?;
         }
     }

@@ -27,7 +27,7 @@ use crate::vm::state::VmState;
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long QEMU gets to daemonize (TCG and KVM both need well under 1 s).
 pub(crate) const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// After QMP `quit`, how long before SIGKILL.
+/// After SIGTERM, how long before SIGKILL.
 pub(crate) const QUIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a QEMU process ended, as far as vman can tell.
@@ -151,9 +151,14 @@ fn end_start(
 
 /// A pidfd on the VM's QEMU, if the recorded pid really is that QEMU.
 /// A pid that exited or was reused by another program gives `None`, so
-/// vman never signals a stranger.
+/// vman never signals a stranger. A QEMU this manager supervises is
+/// reached through the watcher's pidfd (proven when it was handed over);
+/// any other is proven through /proc.
 pub(crate) fn open_qemu(ctx: &Inner, vm: &Vm) -> Option<(u32, Pidfd)> {
     let pid = vm.pid.or_else(|| ctx.runtime().paths(&vm.id).read_pid())?;
+    if let Some(pidfd) = ctx.runtime().watcher().ok().and_then(|w| w.pidfd_of(&vm.id, pid)) {
+        return Some((pid, pidfd));
+    }
     process::prove_qemu(pid, &vm.id).map(|pidfd| (pid, pidfd))
 }
 
@@ -244,14 +249,20 @@ fn await_qemu(ctx: &Inner, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds, canc
     let failed = || process::qemu_failure(&paths, fds, vm.boot.as_ref(), pidfd.reap().exit_code());
     let deadline = Instant::now() + LAUNCH_TIMEOUT;
     // vman made the listening socket: the connection is queued at once and
-    // QEMU's greeting comes when its main loop runs.
+    // QEMU's greeting comes when its main loop runs. The handshake and the
+    // query go with it, to be answered in the same breath.
     let stream = match UnixStream::connect(&paths.qmp) {
         Ok(stream) => stream,
         // QEMU gave up during startup (its listener went with it).
         Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => return Err(failed()),
         Err(e) => return Err(Error::Qmp { vm: vm.name.clone(), command: "connect", source: QmpError::Connect(e) }),
     };
-    let mut polled = [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let pending = match QmpClient::query_status_pipelined(stream, QMP_TIMEOUT) {
+        Ok(pending) => pending,
+        Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => return Err(failed()),
+        Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "qmp_capabilities", source }),
+    };
+    let mut polled = [PollFd::new(pending.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let woke = cancel::wait(&mut polled, Some(deadline), cancel).map_err(|e| Error::io("wait for QEMU of", &vm.name, e))?;
     let greeted = polled[0].revents().is_some_and(|r| !r.is_empty());
     match woke {
@@ -261,12 +272,11 @@ fn await_qemu(ctx: &Inner, vm: &Vm, pid: u32, pidfd: &Pidfd, fds: &QemuFds, canc
         Woke::TimedOut => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source: QmpError::Timeout }),
         Woke::Ready => {}
     }
-    // The greeting is there; the handshake gets what is left of the launch
+    // The greeting is there; the replies get what is left of the launch
     // time, and at least one command's worth.
     let left = deadline.saturating_duration_since(Instant::now()).max(QMP_TIMEOUT);
-    let status = QmpClient::from_stream(stream, left).and_then(|mut qmp| qmp.query_status());
-    let status = match status {
-        Ok(status) => status,
+    let status = match pending.finish(left) {
+        Ok((_, status)) => status,
         Err(_) if pidfd.wait(QUIT_GRACE).unwrap_or(false) => return Err(failed()),
         Err(source) => return Err(Error::Qmp { vm: vm.name.clone(), command: "query-status", source }),
     };
@@ -319,12 +329,15 @@ pub(crate) fn end_lineage(ctx: &Inner, vm: &Vm) -> usize {
     ended
 }
 
-/// Ends QEMU: QMP `quit`, then SIGKILL through the pidfd if it lingers.
-pub(crate) fn kill_qemu(ctx: &Inner, vm: &Vm, pidfd: &Pidfd) -> Result<()> {
-    if let Ok(mut qmp) = qmp(ctx, vm) {
-        let _ = qmp.quit();
-    }
-    if pidfd.wait(QUIT_GRACE).unwrap_or(false) {
+/// Ends QEMU: SIGTERM through the pidfd, then SIGKILL if it lingers.
+///
+/// QEMU takes SIGTERM as it takes QMP `quit`: its own orderly shutdown
+/// (disks flushed and closed, pidfile removed, exit status 0), so the exit
+/// is recorded the same way. The signal needs no QMP connection: no
+/// connect, greeting and `qmp_capabilities` round trips through a main
+/// loop that may be busy, and no wait behind another QMP client.
+pub(crate) fn kill_qemu(vm: &Vm, pidfd: &Pidfd) -> Result<()> {
+    if pidfd.kill(libc::SIGTERM).is_ok() && pidfd.wait(QUIT_GRACE).unwrap_or(false) {
         return Ok(());
     }
     pidfd.kill(libc::SIGKILL).map_err(|e| Error::io("kill QEMU of", &vm.name, e))?;
