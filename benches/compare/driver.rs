@@ -138,6 +138,30 @@ struct RawDriver {
     base: Option<String>,
     root: PathBuf,
     vms: HashMap<String, RawVm>,
+    /// The user, group and groups vman's QEMU ran as: raw QEMU runs as them too.
+    ids: QemuIds,
+}
+
+#[derive(Clone, Default)]
+struct QemuIds {
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+}
+
+impl QemuIds {
+    fn of(pid: u32) -> Res<QemuIds> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(err)?;
+        let ids = |key: &str| -> Vec<u32> {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
+                .unwrap_or_default()
+        };
+        let (uid, gid) = (ids("Uid:"), ids("Gid:"));
+        Ok(QemuIds { uid: *uid.first().ok_or("no Uid")?, gid: *gid.first().ok_or("no Gid")?, groups: ids("Groups:") })
+    }
 }
 
 fn pidfd_open(pid: u32) -> Res<OwnedFd> {
@@ -158,8 +182,8 @@ fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> Res<()> {
     if n == 1 { Ok(()) } else { Err("QEMU did not exit in time".into()) }
 }
 
-fn qmp_cmd(qmp: &mut (UnixStream, BufReader<UnixStream>), cmd: &str) -> Res<()> {
-    writeln!(qmp.0, "{cmd}").map_err(err)?;
+/// Reads QMP lines up to the next command's answer (events are skipped).
+fn qmp_return(qmp: &mut (UnixStream, BufReader<UnixStream>)) -> Res<()> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -179,24 +203,27 @@ impl RawDriver {
     fn setup(vman: &Manager, guest: &Guest, root: &Path) -> Res<RawDriver> {
         let mut templates = HashMap::new();
         let mut binary = String::new();
+        let mut ids = QemuIds::default();
         for disk in ["none", "linked"] {
             if disk == "linked" && guest.base.is_none() {
                 continue;
             }
-            let (b, t) = Self::argv_of(vman, guest, disk)?;
+            let (b, t, i) = Self::argv_of(vman, guest, disk)?;
             binary = b;
+            ids = i;
             templates.insert(disk.to_string(), t);
         }
         std::fs::create_dir_all(root).map_err(err)?;
-        Ok(RawDriver { binary, templates, base: guest.base.clone(), root: root.to_path_buf(), vms: HashMap::new() })
+        Ok(RawDriver { binary, templates, base: guest.base.clone(), root: root.to_path_buf(), vms: HashMap::new(), ids })
     }
 
     /// Reads vman's argv from one real start of a VM with boot disk `disk`
     /// and makes a template of it.
-    fn argv_of(vman: &Manager, guest: &Guest, disk: &str) -> Res<(String, Vec<String>)> {
+    fn argv_of(vman: &Manager, guest: &Guest, disk: &str) -> Res<(String, Vec<String>, QemuIds)> {
         let vm = vman.create_vm(&vm_spec("argv", disk, guest)).map_err(err)?;
         let pid = vman.start("argv").map_err(err)?.pid.ok_or("no pid")?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(err)?;
+        let ids = QemuIds::of(pid)?;
         let disk_path = vman.disks(&vman_core::DiskFilter::default()).map_err(err)?.into_iter().find(|d| d.vm.as_deref() == Some(&vm.name));
         vman.force_stop("argv").map_err(err)?;
         let mut args: Vec<String> =
@@ -231,7 +258,7 @@ impl RawDriver {
             template.push(a);
         }
         vman.delete_vm("argv", true).map_err(err)?;
-        Ok((binary, template))
+        Ok((binary, template, ids))
     }
 
     fn vm(&mut self, name: &str) -> Res<&mut RawVm> {
@@ -264,7 +291,8 @@ impl RawDriver {
         let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(err)?;
         let mut cmd = Command::new(&self.binary);
         cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-        // SAFETY: only async-signal-safe calls between fork and exec.
+        let QemuIds { uid, gid, groups } = self.ids.clone();
+        // SAFETY: only async-signal-safe calls between fork and exec, on values made before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
@@ -272,6 +300,10 @@ impl RawDriver {
                     if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                // QEMU's user, as vman runs it.
+                if libc::setgroups(groups.len(), groups.as_ptr()) < 0 || libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -281,14 +313,19 @@ impl RawDriver {
         let stream = UnixStream::connect(dir.join("qmp.sock")).map_err(err)?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
         let mut qmp = (stream.try_clone().map_err(err)?, BufReader::new(stream));
+        // Both commands go out behind the connect, as vman sends them: QEMU
+        // answers them in order after its greeting, so the reference is the
+        // fastest exchange a raw QEMU user can have (one wait, not three).
+        writeln!(qmp.0, r#"{{"execute":"qmp_capabilities"}}"#).map_err(err)?;
+        writeln!(qmp.0, r#"{{"execute":"query-status"}}"#).map_err(err)?;
         let mut greeting = String::new();
         qmp.1.read_line(&mut greeting).map_err(err)?;
         if greeting.is_empty() {
             let e = std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
             return Err(format!("QEMU failed: {}", e.trim()));
         }
-        qmp_cmd(&mut qmp, r#"{"execute":"qmp_capabilities"}"#)?;
-        qmp_cmd(&mut qmp, r#"{"execute":"query-status"}"#)?;
+        qmp_return(&mut qmp)?;
+        qmp_return(&mut qmp)?;
         let s = t.elapsed().as_secs_f64();
         drop((qmp_l, serial_l));
         let vm = self.vm(name)?;
@@ -354,6 +391,11 @@ impl Driver for RawDriver {
                     None
                 };
                 let s = t.elapsed().as_secs_f64();
+                // QEMU runs as vman's QEMU user: its directory (pidfile,
+                // serial log) and its overlay are that user's.
+                for path in std::iter::once(&dir).chain(overlay.as_ref()) {
+                    std::os::unix::fs::chown(path, Some(self.ids.uid), Some(self.ids.gid)).map_err(err)?;
+                }
                 self.vms.insert(name.into(), RawVm { dir, disk, overlay, child: None, pidfd: None, qmp: None });
                 Ok(s)
             }
