@@ -294,7 +294,7 @@ def main() -> int:
             "series": [{"bench": s.bench, "impl": s.impl, "params": s.params, "unit": s.unit, **s.stats(), "samples": s.samples} for s in series.values()],
             "targets": [t.as_dict() for t in ts],
         }
-        json.dump(doc, f, indent=1)
+        json.dump(doc, f, separators=(",", ":"))  # compact: the samples make it large
         f.write("\n")
     with open(a.md, "w") as f:
         f.write(md)

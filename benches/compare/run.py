@@ -30,10 +30,13 @@ import selectors
 import statistics
 import subprocess
 import sys
+import time
 from typing import Any, Optional
 
 IMPLS = ["qemu", "libvirt", "vman-rust", "vman-python", "vman-c"]
 CMDLINE = "console=ttyS0 quiet panic=-1"
+# Seconds every guest rests after READY before its graceful stop.
+SETTLE_S = 1.0
 # The series name of each operation, per implementation (libvirt defines and
 # undefines; a raw QEMU has nothing to create without a disk).
 NAMES = {"create": "create", "start": "start", "force_stop": "force_stop", "graceful_stop": "graceful_stop", "delete": "delete"}
@@ -151,6 +154,10 @@ def main() -> int:
             s = d.call(op="start", name=name)["s"]
             if graceful:
                 record(impl, "ready", disk, d.call(op="ready", name=name, timeout=120)["s"])
+                # READY is printed while the guest's boot still has work in
+                # flight; a second of rest lets every guest reach the same
+                # idle state, so the shutdown times compare like with like.
+                time.sleep(SETTLE_S)
                 record(impl, "graceful_stop", disk, d.call(op="graceful_stop", name=name, timeout=60)["s"])
             else:
                 record(impl, "start", disk, s)
