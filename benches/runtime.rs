@@ -37,7 +37,10 @@ use vman_core::{Accel, BootSpec, Manager, NetworkMode, OpenOptions, TemplateSpec
 
 #[path = "raw_qemu.rs"]
 mod raw_qemu;
+#[path = "support.rs"]
+mod support;
 use raw_qemu::{RawRecipe, wait_exit};
+use support::{Cleanup, Series, emit, median};
 
 const READY: &str = "VMAN-GUEST-READY";
 /// After the guest says it is up, both sides let it settle as long (its
@@ -50,23 +53,6 @@ fn options() -> OpenOptions {
 
 fn env_count(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Kills, on drop, every process whose command line names the state
-/// directory: a bench that fails half-way leaves no QEMU behind.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let needle = format!("{}/", self.0.display());
-        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok()) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if pid as u32 != std::process::id() && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle) {
-                // SAFETY: kill(2) on a process proven to be this bench's.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
 }
 
 /// A thread that returns the instant process `pid` exits (its pidfd
@@ -96,43 +82,6 @@ fn wait_for_log(path: &Path, pattern: &str, timeout: Duration) {
     panic!("{pattern} not seen in {} within {timeout:?}", path.display());
 }
 
-struct Series {
-    bench: &'static str,
-    imp: &'static str,
-    params: serde_json::Value,
-    samples: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
-
-fn emit(all: &[Series]) {
-    if let Some(path) = std::env::var_os("VMAN_BENCH_OUT") {
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open VMAN_BENCH_OUT");
-        for s in all {
-            let line = serde_json::json!({"bench": s.bench, "impl": s.imp, "params": s.params, "unit": "s", "samples": s.samples});
-            writeln!(out, "{line}").expect("write VMAN_BENCH_OUT");
-        }
-    }
-    println!("{:<22} {:<10} {:>4} {:>11} {:>11} {:>11}", "bench", "impl", "n", "median ms", "min ms", "max ms");
-    for s in all {
-        let min = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = s.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
-            "{:<22} {:<10} {:>4} {:>11.3} {:>11.3} {:>11.3}",
-            s.bench,
-            s.imp,
-            s.samples.len(),
-            median(&s.samples) * 1e3,
-            min * 1e3,
-            max * 1e3
-        );
-    }
-}
-
 fn guest() -> Option<(PathBuf, PathBuf)> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/guest/build.sh");
     let out = Command::new(&script).output().ok().filter(|o| o.status.success())?;
@@ -145,7 +94,7 @@ fn main() {
     let graceful_rounds = env_count("VMAN_BENCH_GRACEFUL", 8);
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let _cleanup = Cleanup(dir.path().to_path_buf());
+    let _cleanup = Cleanup::under(dir.path().to_path_buf());
     let vman = Manager::open(&state, &options()).expect("open");
     vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
     vman.create_vm(&VmSpec { blank_disk: true, ..VmSpec::new("bench", "t") }).expect("vm");
@@ -158,7 +107,7 @@ fn main() {
 
     // "blank": a blank boot disk (the comparison's "none" boots a kernel).
     let params = serde_json::json!({"disk": "blank"});
-    let series = |bench, imp| Series { bench, imp, params: params.clone(), samples: Vec::new() };
+    let series = |bench, imp| Series::new(bench, imp, params.clone(), "s");
     let (mut v_start, mut q_start, mut v_stop, mut q_stop) = (
         series("compare/start", "vman-rust"),
         series("compare/start", "qemu"),
@@ -222,8 +171,7 @@ fn main() {
         let log = recipe.serial_log.clone().expect("serial log");
         // The kernel-booted guest, as the comparison's disk "none"; kept
         // apart from the comparison's own series by "run".
-        let graceful =
-            |bench, imp| Series { bench, imp, params: serde_json::json!({"disk": "none", "run": "runtime"}), samples: Vec::new() };
+        let graceful = |bench, imp| Series::new(bench, imp, serde_json::json!({"disk": "none", "run": "runtime"}), "s");
         let (mut v, mut q) = (graceful("compare/graceful_stop", "vman-rust"), graceful("compare/graceful_stop", "qemu"));
         let mut tail = graceful("runtime/graceful_stop_tail", "vman-rust");
         for _ in 0..graceful_rounds {

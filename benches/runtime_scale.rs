@@ -28,12 +28,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a failed run
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 #[path = "raw_qemu.rs"]
 mod raw_qemu;
+#[path = "support.rs"]
+mod support;
+use support::{Cleanup, Series, emit, median};
 
 use vman_core::{Accel, BootSpec, Manager, NetworkMode, OpenOptions, TemplateSpec, VmSpec};
 
@@ -48,23 +51,6 @@ const FANOUT_SAMPLES: usize = 200;
 
 fn options() -> OpenOptions {
     OpenOptions { accel: Some(Accel::Tcg), network: Some(NetworkMode::Isolated), ..OpenOptions::default() }
-}
-
-/// Kills, on drop, every process whose command line names the state
-/// directory's run directory: a bench that fails half-way leaves no QEMU.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let needle = format!("{}/run/", self.0.display());
-        for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok()) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if pid as u32 != std::process::id() && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle) {
-                // SAFETY: kill(2) on a process proven to be this bench's.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
 }
 
 pub fn rss_bytes() -> u64 {
@@ -84,14 +70,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-struct Series {
-    imp: &'static str,
-    bench: &'static str,
-    params: serde_json::Value,
-    unit: &'static str,
-    samples: Vec<f64>,
-}
-
 /// The cheapest guest to keep running: a multiboot image (a.out kludge,
 /// loaded at 1 MiB) whose code is `cli; hlt; jmp .-1`. Its vCPU sleeps for
 /// good, so QEMU's host threads sleep too: the 30 running VMs cost the host
@@ -103,44 +81,6 @@ fn halting_guest() -> Vec<u8> {
     let mut image: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
     image.extend([0xFA, 0xF4, 0xEB, 0xFD]);
     image
-}
-
-impl Series {
-    fn raw(self) -> Series {
-        Series { imp: "qemu", ..self }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
-
-fn emit(all: &[Series]) {
-    if let Some(path) = std::env::var_os("VMAN_BENCH_OUT") {
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open VMAN_BENCH_OUT");
-        for s in all {
-            let line = serde_json::json!({"bench": s.bench, "impl": s.imp, "params": s.params, "unit": s.unit, "samples": s.samples});
-            writeln!(out, "{line}").expect("write VMAN_BENCH_OUT");
-        }
-    }
-    println!("{:<16} {:<10} {:<22} {:>6} {:>14} {:>14} {:>14}", "bench", "impl", "params", "n", "median", "min", "max");
-    for s in all {
-        let (scale, unit) = if s.unit == "s" { (1e3, "ms") } else { (1.0 / 1024.0, "KiB") };
-        let min = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = s.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
-            "{:<16} {:<10} {:<22} {:>6} {:>11.3} {unit:<3}{:>11.3} {unit:<3}{:>11.3} {unit}",
-            s.bench,
-            s.imp,
-            s.params.to_string(),
-            s.samples.len(),
-            median(&s.samples) * scale,
-            min * scale,
-            max * scale
-        );
-    }
 }
 
 /// One probe start (call → running), then a force stop (not measured).
@@ -226,7 +166,7 @@ fn fanout(dir: &Path, subscribers: usize) -> Vec<f64> {
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let _cleanup = Cleanup(state.clone());
+    let _cleanup = Cleanup::under(state.clone());
     let vman = Manager::open(&state, &options()).expect("open");
     vman.create_template(&TemplateSpec::new("t", 1, 128, 1)).expect("template");
     let halt = dir.path().join("halt.elf");
@@ -285,10 +225,8 @@ fn main() {
             unit: "s",
             samples: starts[1].clone(),
         },
-        Series { imp: "vman-rust", bench: "runtime/start", params: serde_json::json!({"running": 0}), unit: "s", samples: raw[0].clone() }
-            .raw(),
-        Series { imp: "vman-rust", bench: "runtime/start", params: serde_json::json!({"running": 30}), unit: "s", samples: raw[1].clone() }
-            .raw(),
+        Series { imp: "qemu", bench: "runtime/start", params: serde_json::json!({"running": 0}), unit: "s", samples: raw[0].clone() },
+        Series { imp: "qemu", bench: "runtime/start", params: serde_json::json!({"running": 30}), unit: "s", samples: raw[1].clone() },
         Series {
             imp: "vman-rust",
             bench: "runtime/memory",

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Optional
 
 import vman
+from protocol import serve
 
 
 class Driver:
@@ -79,26 +80,7 @@ class Driver:
 
 
 def main() -> None:
-    driver: Optional[Driver] = None
-    for line in sys.stdin:
-        try:
-            req = json.loads(line)
-            op = req.get("op", "")
-            if op == "quit":
-                break
-            if op == "setup":
-                driver = Driver(req)
-                answer: dict[str, Any] = {"ok": True, "version": vman.__version__}
-            elif driver is None:
-                answer = {"ok": False, "error": "setup first"}
-            else:
-                answer = {"ok": True, "s": driver.op(op, req)}
-        except Exception as e:  # every failure is an answer, never a dead driver
-            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-    if driver is not None:
-        driver.cleanup()
+    serve(Driver, lambda: vman.__version__)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from xml.sax.saxutils import escape
 
 import libvirt  # type: ignore[import-not-found,unused-ignore]
+from protocol import serve
 
 PREFIX = "vman-bench-"
 # vman's argv has this many pcie-root-port devices (hot-plug slots).
@@ -173,26 +174,7 @@ class Driver:
 
 
 def main() -> None:
-    driver: Optional[Driver] = None
-    for line in sys.stdin:
-        try:
-            req = json.loads(line)
-            op = req.get("op", "")
-            if op == "quit":
-                break
-            if op == "setup":
-                driver = Driver(req)
-                answer: dict[str, Any] = {"ok": True, "version": libvirt.getVersion()}
-            elif driver is None:
-                answer = {"ok": False, "error": "setup first"}
-            else:
-                answer = {"ok": True, "s": driver.op(op, req)}
-        except Exception as e:  # every failure is an answer, never a dead driver
-            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-    if driver is not None:
-        driver.cleanup()
+    serve(Driver, lambda: libvirt.getVersion())
 
 
 if __name__ == "__main__":
