@@ -1,5 +1,6 @@
 //! Raw QEMU run as vman runs it, for the benches that compare against it
-//! (included by path from benches/runtime.rs and benches/runtime_scale.rs).
+//! (included by path from benches/runtime.rs, benches/runtime_scale.rs and
+//! benches/compare/driver.rs).
 
 #![allow(dead_code)]
 
@@ -27,7 +28,8 @@ pub struct RawRecipe {
     pub serial_log: Option<PathBuf>,
 }
 
-fn status_ids(pid: u32, key: &str) -> Vec<u32> {
+/// The numbers of a `/proc/<pid>/status` line (`Uid:`, `Gid:`, `Groups:`).
+pub fn status_ids(pid: u32, key: &str) -> Vec<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let line = status.lines().find(|l| l.starts_with(key)).expect("status key");
     line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect()

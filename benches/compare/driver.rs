@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vman_core::{Accel, BootSpec, ImageSpec, Manager, OpenOptions, TemplateSpec, VmSpec};
 
+#[path = "../raw_qemu.rs"]
+mod raw_qemu;
+
 type Res<T> = Result<T, String>;
 
 /// The serial log vman's argv names in the run directory (`logfile=`).
@@ -151,16 +154,8 @@ struct QemuIds {
 
 impl QemuIds {
     fn of(pid: u32) -> Res<QemuIds> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(err)?;
-        let ids = |key: &str| -> Vec<u32> {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
-                .unwrap_or_default()
-        };
-        let (uid, gid) = (ids("Uid:"), ids("Gid:"));
-        Ok(QemuIds { uid: *uid.first().ok_or("no Uid")?, gid: *gid.first().ok_or("no Gid")?, groups: ids("Groups:") })
+        let ids = |key| raw_qemu::status_ids(pid, key);
+        Ok(QemuIds { uid: *ids("Uid:").first().ok_or("no Uid")?, gid: *ids("Gid:").first().ok_or("no Gid")?, groups: ids("Groups:") })
     }
 }
 

@@ -222,11 +222,8 @@ fn reconcile_run_dirs(ctx: &Inner, report: &mut ReconcileReport) -> Result<()> {
                         found: format!("recorded {} but QEMU {pid} runs", vm.state),
                         action: "stopped it".into(),
                     });
-                    let _ = qemu::qmp(ctx, &vm).map(|mut q| q.quit());
-                    if !pidfd.wait(std::time::Duration::from_secs(2)).unwrap_or(false) {
-                        let _ = pidfd.kill(libc::SIGKILL);
-                        let _ = pidfd.wait(std::time::Duration::from_secs(2));
-                    }
+                    // The same end as a force stop: SIGTERM, then SIGKILL if it lingers.
+                    let _ = qemu::kill_qemu(&vm, &pidfd);
                     pidfd.reap();
                     qemu::end_lineage(ctx, &vm);
                     paths.clean();

@@ -111,11 +111,8 @@ fn reconcile_process(ctx: &Inner, vm: &Vm, report: &mut ReconcileReport) -> Resu
         VmState::Stopping => {
             // Someone asked for a stop and crashed before it finished.
             drift("stuck in stopping with QEMU still running".into(), "finished the stop");
-            let _ = qemu::qmp(ctx, vm).map(|mut q| q.quit());
-            if !pidfd.wait(std::time::Duration::from_secs(2)).unwrap_or(false) {
-                let _ = pidfd.kill(libc::SIGKILL);
-                let _ = pidfd.wait(std::time::Duration::from_secs(2));
-            }
+            // The same end as a force stop: SIGTERM, then SIGKILL if it lingers.
+            let _ = qemu::kill_qemu(vm, &pidfd);
             qemu::settle_exit(ctx, &vm.id, pid, ExitCause::Clean)?;
             return Ok(());
         }
